@@ -1,0 +1,140 @@
+"""mcplens: privacy-safe monitoring for MCP servers.
+
+``mcplens.instrument(server)`` is the whole integration. Importing this package stays cheap:
+standard library only, no framework, no DuckDB.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcplens import event
+from mcplens.config import Settings, disabled, from_env
+
+__version__ = "0.1.0"
+__all__ = ["Instrumentation", "instrument", "flush", "stats", "event", "Settings"]
+
+logger = logging.getLogger("mcplens")
+_ATTR = "_mcplens_instrumentation"
+
+
+@dataclass
+class Instrumentation:
+    """Handle returned by :func:`instrument`: flush, read the counters, or undo it."""
+
+    server: Any
+    active: bool
+    reason: str = ""
+    _lowlevel: Any = field(default=None, repr=False)
+    _middleware: Any = field(default=None, repr=False)
+
+    def flush(self) -> None:
+        flush()
+
+    def stats(self) -> dict[str, int]:
+        return stats()
+
+    def uninstrument(self) -> None:
+        """Take the middleware out again; the server keeps serving as if never instrumented."""
+        if self._lowlevel is not None and self._middleware is not None:
+            try:
+                self._lowlevel.middleware.remove(self._middleware)
+            except ValueError:
+                pass
+            if getattr(self._lowlevel, _ATTR, None) is self:
+                delattr(self._lowlevel, _ATTR)
+        self.active = False
+
+
+def _resolve(server: Any) -> tuple[Any, str, str | None, str | None]:
+    """(SDK low-level Server, capture name, server name, version) for a supported server."""
+    cls_names = {f"{c.__module__}.{c.__qualname__}" for c in type(server).__mro__}
+    if any(n.startswith("fastmcp.") and n.endswith(".FastMCP") for n in cls_names):
+        low = getattr(server, "_mcp_server", None)
+        return low, "fastmcp", getattr(server, "name", None), getattr(server, "version", None)
+    if "mcp.server.mcpserver.server.MCPServer" in cls_names:
+        low = getattr(server, "_lowlevel_server", None)
+        return low, "sdk", getattr(server, "name", None), getattr(server, "version", None)
+    if "mcp.server.lowlevel.server.Server" in cls_names:
+        return server, "sdk", getattr(server, "name", None), getattr(server, "version", None)
+    raise TypeError(
+        f"mcplens.instrument() supports an mcp SDK MCPServer or low-level Server (mcp 2.x) and a "
+        f"FastMCP server (fastmcp 4.x); got {type(server).__module__}.{type(server).__qualname__}. "
+        f"For any other server, run it under `mcplens proxy -- <command>`."
+    )
+
+
+_lock = threading.Lock()
+
+
+def instrument(server: Any, **options: Any) -> Instrumentation:
+    """Record every request ``server`` handles. One line, fail-open, idempotent.
+
+    ``options`` override ``MCPLENS_*`` environment settings (see :class:`mcplens.Settings`):
+    ``home``, ``queue_size``, ``flush_interval``, ``server_name``, ``server_version`` ...
+    Raises ``TypeError`` for an object that is not a supported server or an unknown option;
+    a second call on the same server returns the first handle and changes nothing.
+    """
+    settings = from_env().with_overrides(**options)  # bad options fail here, before any change
+    low, capture, name, version = _resolve(server)
+    if low is None or not isinstance(getattr(low, "middleware", None), list):
+        raise TypeError(
+            f"{type(server).__qualname__} has no SDK middleware list to hook (is the mcp SDK older than 2.x?)"
+        )
+    if disabled():
+        return Instrumentation(server, active=False, reason="MCPLENS_DISABLED is set")
+    with _lock:
+        existing = getattr(low, _ATTR, None)
+        if isinstance(existing, Instrumentation) and existing.active:
+            logger.info("mcplens: %r is already instrumented; the second instrument() is a no-op", name)
+            return existing
+        from mcplens.capture.sdk import CaptureMiddleware, EventBuilder
+        from mcplens.pipeline import get_pipeline
+
+        pipeline = get_pipeline(settings)
+        server_name = settings.server_name or name
+        server_version = settings.server_version or version
+        pipeline.set_base(**{event.SERVER_NAME: server_name, event.SERVER_VERSION: server_version})
+        build = EventBuilder(pipeline, _pseudonymizer(settings), server_name, server_version, capture)
+        middleware = CaptureMiddleware(pipeline, build)
+        low.middleware.insert(0, middleware)
+        handle = Instrumentation(server, active=True, _lowlevel=low, _middleware=middleware)
+        setattr(low, _ATTR, handle)
+        return handle
+
+
+def _pseudonymizer(settings: Settings) -> Any:
+    """A lazy factory: the key file is read on the writer thread, not in ``instrument()``."""
+    from mcplens.privacy.ids import Pseudonymizer, load_or_create_key
+
+    cache: list[Pseudonymizer] = []
+
+    def get() -> Pseudonymizer:
+        if not cache:
+            key, _persisted = load_or_create_key(settings.home)
+            cache.append(Pseudonymizer(key))
+        return cache[0]
+
+    return get
+
+
+def flush() -> None:
+    """Write out every event captured so far (the writer does this on its own every interval)."""
+    from mcplens.pipeline import pipelines
+
+    for pipeline in pipelines():
+        pipeline.flush()
+
+
+def stats() -> dict[str, int]:
+    """The pipeline's own counters: enqueued, written, dropped, faults, write_failures."""
+    from mcplens.pipeline import pipelines
+
+    totals: dict[str, int] = {}
+    for pipeline in pipelines():
+        for key, value in pipeline.counters.items():
+            totals[key] = totals.get(key, 0) + value
+    return totals

@@ -1,0 +1,340 @@
+"""Turn one request and its reply into an event. Shared by every way in.
+
+Everything here runs on the writer thread, never on the request path. Each capture path
+(SDK middleware, FastMCP, the proxies) reduces what it saw to an :class:`Exchange` of plain
+JSON-shaped data; :func:`build_event` does the rest, so the same call yields the same fields
+whichever way it was seen.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from mcplens import event as ev
+from mcplens.privacy.ids import Pseudonymizer
+
+MODERN_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
+MODERN_PROTOCOL = "io.modelcontextprotocol/protocolVersion"
+JSONRPC_INVALID_PARAMS = -32602
+JSONRPC_METHOD_NOT_FOUND = -32601
+JSONRPC_INTERNAL = -32603
+JSONRPC_RESOURCE_NOT_FOUND = -32002
+
+
+@dataclass
+class Exchange:
+    """What a capture path saw of one inbound message, as plain data."""
+
+    method: str
+    params: Any
+    request_id: Any
+    start: float  # epoch seconds
+    duration: float  # seconds
+    is_notification: bool = False
+    result: Any = None  # the reply's ``result`` member (a dict), when it succeeded
+    error_code: int | None = None  # the reply's JSON-RPC error code
+    error_message: str | None = None  # used to categorise only; never stored
+    error_data: Any = None
+    exception_type: str | None = None  # a raw exception's class name, when one escaped
+    status_override: str | None = None  # cancelled / timeout / rate_limited / unauthorized
+    response_size: int | None = None  # bytes as sent, when the capture path knows them exactly
+    transport: str | None = None
+    protocol_version: str | None = None
+    session_raw: str | None = None
+    client_info: dict[str, Any] | None = None
+    client_address: str | None = None
+    server_name: str | None = None
+    server_version: str | None = None
+    capture: str = "sdk"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8"))
+
+
+def argument_shape(arguments: Any) -> dict[str, int] | None:
+    """Argument names and the JSON size of each value. Values themselves are never kept."""
+    if not isinstance(arguments, dict):
+        return None
+    return {str(k): _json_size(v) for k, v in arguments.items()}
+
+
+_PLAIN_WORD = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+
+
+def uri_shape(uri: Any) -> str | None:
+    """Keep a resource URI's scheme and a plain-word authority; mask every path segment.
+
+    Paths carry user names, record ids and host layout (all on the guide's never-collect list),
+    so ``file:///home/alice/notes.txt`` becomes ``file:///*/*/*`` and ``res://item/42`` ``res://item/*``.
+    """
+    if not isinstance(uri, str) or not uri:
+        return None
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "[invalid-uri]"
+    scheme = parts.scheme or "?"
+    authority = parts.netloc if _PLAIN_WORD.match(parts.netloc or "") else ("*" if parts.netloc else "")
+    segments = [s for s in parts.path.split("/") if s]
+    path = "".join("/*" for _ in segments)
+    query = "?*" if parts.query else ""
+    return f"{scheme}://{authority}{path}{query}"
+
+
+def parse_traceparent(meta: Any) -> tuple[str | None, str | None]:
+    """(trace id, parent span id) from a W3C ``traceparent`` in ``params._meta``."""
+    if not isinstance(meta, dict):
+        return None, None
+    tp = meta.get("traceparent")
+    if not isinstance(tp, str):
+        return None, None
+    bits = tp.strip().split("-")
+    if len(bits) < 4 or len(bits[1]) != 32 or len(bits[2]) != 16:
+        return None, None
+    try:
+        int(bits[1], 16), int(bits[2], 16)
+    except ValueError:
+        return None, None
+    return bits[1], bits[2]
+
+
+_TIMEOUT = re.compile(r"time[d ]?\s?out|deadline exceeded|timeout", re.I)
+_CONNECTION = re.compile(
+    r"connection (refused|reset|error|aborted|closed)|connect(ion)?error|unreachable|name resolution|"
+    r"could not connect|broken pipe|econnrefused|no route to host|temporarily unavailable|dns",
+    re.I,
+)
+_AUTH = re.compile(
+    r"unauthori[sz]ed|forbidden|permission denied|invalid (api )?key|api key|credential|\b401\b|\b403\b|"
+    r"authenticat|access denied|token (expired|invalid)|invalid token",
+    re.I,
+)
+_INVALID = re.compile(r"validation error|invalid (param|argument|input)|missing required|field required|"
+                      r"must be|should be a valid|typeerror|valueerror", re.I)
+_NOT_FOUND = re.compile(r"unknown tool|unknown resource|unknown prompt|not found|no such|does not exist", re.I)
+
+_TYPE_CATEGORIES = {
+    "TimeoutError": ev.CAT_TIMEOUT,
+    "ReadTimeout": ev.CAT_TIMEOUT,
+    "ConnectTimeout": ev.CAT_TIMEOUT,
+    "ConnectionError": ev.CAT_CONNECTION,
+    "ConnectionRefusedError": ev.CAT_CONNECTION,
+    "ConnectionResetError": ev.CAT_CONNECTION,
+    "ConnectError": ev.CAT_CONNECTION,
+    "PermissionError": ev.CAT_AUTH,
+    "ValidationError": ev.CAT_INVALID_PARAMS,
+    "ValueError": ev.CAT_INVALID_PARAMS,
+    "TypeError": ev.CAT_INVALID_PARAMS,
+    "KeyError": ev.CAT_NOT_FOUND,
+    "FileNotFoundError": ev.CAT_NOT_FOUND,
+    "LookupError": ev.CAT_NOT_FOUND,
+}
+
+
+def categorize(code: int | None, message: str | None, exception_type: str | None) -> str:
+    """Where to start debugging: read from the exception type, the JSON-RPC code, the message."""
+    text = message or ""
+    if exception_type in _TYPE_CATEGORIES:
+        return _TYPE_CATEGORIES[exception_type]
+    for pattern, category in (
+        (_TIMEOUT, ev.CAT_TIMEOUT),
+        (_CONNECTION, ev.CAT_CONNECTION),
+        (_AUTH, ev.CAT_AUTH),
+        (_NOT_FOUND, ev.CAT_NOT_FOUND),
+        (_INVALID, ev.CAT_INVALID_PARAMS),
+    ):
+        if pattern.search(text):
+            return category
+    if code in (JSONRPC_METHOD_NOT_FOUND, JSONRPC_RESOURCE_NOT_FOUND):
+        return ev.CAT_NOT_FOUND
+    if code == JSONRPC_INVALID_PARAMS:
+        return ev.CAT_INVALID_PARAMS
+    return ev.CAT_INTERNAL
+
+
+def _tool_error_text(result: dict[str, Any]) -> str:
+    """The text of an ``isError`` result, read to categorise the failure and then dropped."""
+    content = result.get("content")
+    if not isinstance(content, list):
+        return ""
+    return " ".join(str(b.get("text", ""))[:500] for b in content if isinstance(b, dict))
+
+
+def _reply_items(method: str, result: Any) -> tuple[int | None, list[str] | None]:
+    if not isinstance(result, dict):
+        return None, None
+    key = {
+        "tools/call": "content",
+        "resources/read": "contents",
+        "prompts/get": "messages",
+        "tools/list": "tools",
+        "prompts/list": "prompts",
+        "resources/list": "resources",
+        "resources/templates/list": "resourceTemplates",
+    }.get(method)
+    items = result.get(key) if key else None
+    if not isinstance(items, list):
+        return None, None
+    kinds: set[str] = set()
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        if method == "resources/read":
+            kinds.add(str(item.get("mimeType") or ("blob" if "blob" in item else "text")))
+        elif method == "prompts/get":
+            content = item.get("content")
+            if isinstance(content, dict) and "type" in content:
+                kinds.add(str(content["type"]))
+        elif "type" in item:
+            kinds.add(str(item["type"]))
+    return len(items), (sorted(kinds) or None)
+
+
+def reply_size(exchange: Exchange) -> int | None:
+    """Bytes of the JSON-RPC reply as a compact JSON line (what stdio and HTTP JSON carry)."""
+    if exchange.is_notification:
+        return None
+    if exchange.response_size is not None:
+        return exchange.response_size
+    envelope: dict[str, Any] = {"jsonrpc": "2.0", "id": exchange.request_id}
+    if exchange.error_code is not None:
+        err: dict[str, Any] = {"code": exchange.error_code, "message": exchange.error_message or ""}
+        if exchange.error_data is not None:
+            err["data"] = exchange.error_data
+        envelope["error"] = err
+    else:
+        envelope["result"] = exchange.result if exchange.result is not None else {}
+    return _json_size(envelope)
+
+
+def client_identity(exchange: Exchange) -> tuple[str | None, str | None]:
+    info = exchange.client_info
+    if not isinstance(info, dict):
+        params = exchange.params if isinstance(exchange.params, dict) else {}
+        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+        info = params.get("clientInfo") if exchange.method == "initialize" else meta.get(MODERN_CLIENT_INFO)
+    if not isinstance(info, dict):
+        return None, None
+    name, version = info.get("name"), info.get("version")
+    return (str(name)[:128] if name is not None else None, str(version)[:64] if version is not None else None)
+
+
+def status_of(exchange: Exchange) -> tuple[str, str | None, str | None, str | None]:
+    """(status, error.type, rpc code, error category) for an exchange."""
+    if exchange.status_override:
+        status = exchange.status_override
+        code = str(exchange.error_code) if exchange.error_code is not None else None
+        category = {
+            ev.TIMEOUT: ev.CAT_TIMEOUT,
+            ev.UNAUTHORIZED: ev.CAT_AUTH,
+        }.get(status, categorize(exchange.error_code, exchange.error_message, exchange.exception_type))
+        if status == ev.CANCELLED:
+            category = None
+        return status, exchange.exception_type or code or status, code, category
+    if exchange.exception_type is not None:
+        code = str(exchange.error_code if exchange.error_code is not None else JSONRPC_INTERNAL)
+        category = categorize(exchange.error_code, exchange.error_message, exchange.exception_type)
+        return ev.EXCEPTION, exchange.exception_type, code, category
+    if exchange.error_code is not None:
+        code = str(exchange.error_code)
+        return ev.JSONRPC_ERROR, code, code, categorize(exchange.error_code, exchange.error_message, None)
+    result = exchange.result
+    if exchange.method == "tools/call" and isinstance(result, dict) and result.get("isError") is True:
+        return ev.TOOL_ERROR, "tool_error", None, categorize(None, _tool_error_text(result), None)
+    return ev.OK, None, None, None
+
+
+def build_event(exchange: Exchange, ids: Pseudonymizer, base: dict[str, Any]) -> dict[str, Any]:
+    """The audit event for one exchange: privacy-safe fields only."""
+    method = exchange.method
+    params = exchange.params if isinstance(exchange.params, dict) else {}
+    meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else None
+    name = params.get("name") if isinstance(params.get("name"), str) else None
+    e: dict[str, Any] = dict(base)
+    e[ev.EVENT_ID] = os.urandom(16).hex()
+    e[ev.EVENT_KIND] = "notification" if exchange.is_notification else "request"
+    e[ev.SCHEMA] = ev.SCHEMA_VERSION
+    e[ev.TIME] = exchange.start
+    e[ev.DURATION] = exchange.duration
+    e[ev.METHOD] = method
+    e[ev.CAPTURE] = exchange.capture
+    if exchange.server_name is not None:
+        e[ev.SERVER_NAME] = exchange.server_name
+    if exchange.server_version is not None:
+        e[ev.SERVER_VERSION] = exchange.server_version
+
+    if method == "tools/call":
+        e[ev.OPERATION] = "execute_tool"
+        if name:
+            e[ev.TOOL_NAME] = e[ev.TARGET] = name
+        shape = argument_shape(params.get("arguments"))
+        if shape is not None:
+            e[ev.ARGS] = shape
+    elif method == "prompts/get":
+        if name:
+            e[ev.PROMPT_NAME] = e[ev.TARGET] = name
+        shape = argument_shape(params.get("arguments"))
+        if shape is not None:
+            e[ev.ARGS] = shape
+    elif method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
+        shape = uri_shape(params.get("uri"))
+        if shape:
+            e[ev.RESOURCE_URI] = e[ev.TARGET] = shape
+    if params:
+        e[ev.REQUEST_SIZE] = _json_size(params)
+    if exchange.request_id is not None:
+        e[ev.REQUEST_ID] = str(exchange.request_id)
+
+    if not exchange.is_notification:
+        status, error_type, code, category = status_of(exchange)
+        e[ev.STATUS] = status
+        if error_type is not None:
+            e[ev.ERROR_TYPE] = error_type
+        if code is not None:
+            e[ev.RPC_CODE] = code
+        if category is not None:
+            e[ev.ERROR_CATEGORY] = category
+        size = reply_size(exchange)
+        if size is not None:
+            e[ev.RESPONSE_SIZE] = size
+            e[ev.RESPONSE_TOKENS] = math.ceil(size / 4)
+        items, kinds = _reply_items(method, exchange.result)
+        if items is not None:
+            e[ev.RESPONSE_ITEMS] = items
+        if kinds:
+            e[ev.RESPONSE_TYPES] = kinds
+
+    client_name, client_version = client_identity(exchange)
+    if client_name is not None:
+        e[ev.CLIENT_NAME] = client_name
+    if client_version is not None:
+        e[ev.CLIENT_VERSION] = client_version
+    client_key = "|".join([client_name or "", client_version or "", exchange.client_address or ""])
+    if client_key.strip("|"):
+        e[ev.CLIENT_ID] = ids("c", client_key)
+    if exchange.session_raw:
+        e[ev.SESSION_ID] = ids("s", exchange.session_raw)
+    if exchange.client_address:
+        e[ev.CLIENT_ADDRESS] = ids("ip", exchange.client_address)
+    if exchange.transport:
+        e[ev.TRANSPORT] = exchange.transport
+    version = exchange.protocol_version or (meta or {}).get(MODERN_PROTOCOL)
+    if method == "initialize" and isinstance(params.get("protocolVersion"), str) and not exchange.protocol_version:
+        version = params["protocolVersion"]
+    if version:
+        e[ev.PROTOCOL_VERSION] = str(version)
+    trace_id, parent = parse_traceparent(meta)
+    e[ev.TRACE_ID] = trace_id or os.urandom(16).hex()
+    e[ev.SPAN_ID] = os.urandom(8).hex()
+    if parent:
+        e[ev.PARENT_SPAN_ID] = parent
+    e.update(exchange.extra)
+    return e

@@ -1,0 +1,183 @@
+"""In-process capture through the mcp SDK's server middleware (mcp 2.x).
+
+``Server.middleware`` wraps every inbound message on every transport, ``initialize``,
+unknown methods and validation failures included, and FastMCP 4.x serves through an SDK
+``Server`` too (``FastMCP._mcp_server``), so one outermost middleware covers the low-level
+``Server``, ``MCPServer`` and ``FastMCP`` in both protocol eras.
+
+The middleware itself only reads a clock twice and enqueues references; :func:`_build` turns
+them into an event later, on the writer thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from time import perf_counter
+from typing import Any
+
+from mcplens import event as ev
+from mcplens.capture.common import (
+    JSONRPC_INVALID_PARAMS,
+    MODERN_CLIENT_INFO,
+    Exchange,
+    build_event,
+)
+from mcplens.pipeline import Pipeline
+from mcplens.privacy.ids import Pseudonymizer
+
+CallNext = Callable[[Any], Awaitable[Any]]
+
+
+def _dump(value: Any) -> Any:
+    """A handler's result as its wire dict (FastMCP may hand an outer middleware a model)."""
+    if value is None or isinstance(value, dict):
+        return value
+    dump = getattr(value, "model_dump", None)
+    if dump is not None:
+        return dump(by_alias=True, mode="json", exclude_none=True)
+    return value
+
+
+def _stdio_active() -> bool:
+    """Whether this process serves MCP over its own stdin/stdout (the SDK claims fd 0)."""
+    try:
+        from mcp.server import stdio
+
+        return 0 in getattr(stdio, "_claims", {})
+    except Exception:  # noqa: BLE001 - a future SDK without the registry
+        return False
+
+
+class CaptureMiddleware:
+    """The outermost SDK middleware. Hot path: two clock reads and one enqueue."""
+
+    __slots__ = ("_submit", "_build", "__weakref__")
+
+    def __init__(self, pipeline: Pipeline, build: Callable[[Any], dict[str, Any] | None]) -> None:
+        self._submit = pipeline.submit
+        self._build = build
+
+    async def __call__(self, ctx: Any, call_next: CallNext) -> Any:
+        t0 = perf_counter()
+        try:
+            result = await call_next(ctx)
+        except BaseException as exc:
+            try:
+                self._submit(self._build, (ctx, t0, perf_counter(), None, exc))
+            except Exception:  # noqa: BLE001 - fail open: the caller sees its own exception only
+                pass
+            raise
+        try:
+            self._submit(self._build, (ctx, t0, perf_counter(), result, None))
+        except Exception:  # noqa: BLE001
+            pass
+        return result
+
+
+class EventBuilder:
+    """Turns ``(ctx, t0, t1, result, exc)`` into an event, on the writer thread."""
+
+    def __init__(
+        self, pipeline: Pipeline, ids: Callable[[], Pseudonymizer], server_name: str | None,
+        server_version: str | None, capture: str,
+    ) -> None:
+        self._pipeline = pipeline
+        self._ids = ids
+        self._server_name = server_name
+        self._server_version = server_version
+        self._capture = capture
+        self._base = {ev.INSTANCE_ID: pipeline.instance_id, ev.PID: pipeline._base[ev.PID]}
+        self._connections: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        self._pipe_session = f"pipe:{pipeline.instance_id}"
+
+    def __call__(self, raw: tuple[Any, float, float, Any, BaseException | None]) -> dict[str, Any] | None:
+        ctx, t0, t1, result, exc = raw
+        clock_offset = time.time() - perf_counter()
+        x = Exchange(
+            method=ctx.method,
+            params=ctx.params,
+            request_id=ctx.request_id,
+            start=t0 + clock_offset,
+            duration=t1 - t0,
+            is_notification=ctx.request_id is None,
+            server_name=self._server_name,
+            server_version=self._server_version,
+            capture=self._capture,
+            protocol_version=_protocol_version(ctx),
+        )
+        if exc is None:
+            x.result = _dump(result)
+        else:
+            _describe_exception(x, exc)
+        self._where(ctx, x)
+        return build_event(x, self._ids(), self._base)
+
+    def _where(self, ctx: Any, x: Exchange) -> None:
+        """Transport, session and client, from whatever this transport carries."""
+        connection = getattr(ctx.session, "_connection", None)
+        request = ctx.request
+        if request is not None:
+            x.transport = "tcp"
+            client = getattr(request, "client", None)
+            x.client_address = getattr(client, "host", None)
+            x.session_raw = getattr(connection, "session_id", None) or request.headers.get("mcp-session-id")
+        elif _stdio_active():
+            x.transport = "pipe"
+            x.session_raw = self._pipe_session  # one client per stdio process: the pipe is the session
+        else:
+            x.transport = "inproc"
+            if connection is not None:
+                x.session_raw = self._connection_id(connection)
+        meta = ctx.meta if isinstance(ctx.meta, dict) else None
+        info = meta.get(MODERN_CLIENT_INFO) if meta else None
+        if not isinstance(info, dict) and connection is not None:
+            params = getattr(connection, "client_params", None)
+            implementation = getattr(params, "client_info", None)
+            if implementation is not None:
+                info = _dump(implementation)
+        if isinstance(info, dict):
+            x.client_info = info
+
+    def _connection_id(self, connection: Any) -> str:
+        try:
+            cid = self._connections.get(connection)
+            if cid is None:
+                cid = self._connections[connection] = f"conn:{id(connection):x}:{time.time_ns()}"
+            return cid
+        except TypeError:
+            return f"conn:{id(connection):x}"
+
+
+def _protocol_version(ctx: Any) -> str | None:
+    if ctx.method == "initialize" and isinstance(ctx.params, dict):
+        requested = ctx.params.get("protocolVersion")
+        return requested if isinstance(requested, str) else None
+    return ctx.protocol_version
+
+
+def _describe_exception(x: Exchange, exc: BaseException) -> None:
+    """Map an exception to what the client got on the wire (see the SDK's dispatcher)."""
+    error = getattr(exc, "error", None)
+    kind = type(exc).__name__
+    if error is not None and hasattr(error, "code") and hasattr(error, "message"):  # MCPError
+        x.error_code = int(error.code)
+        x.error_message = str(error.message)
+        x.error_data = getattr(error, "data", None)
+        return
+    if kind == "ValidationError" and type(exc).__module__.startswith("pydantic"):
+        x.error_code = JSONRPC_INVALID_PARAMS
+        x.error_message = "Invalid request parameters"
+        return
+    if isinstance(exc, asyncio.CancelledError) or kind == "Cancelled":
+        x.status_override = ev.CANCELLED
+        x.exception_type = kind
+        x.response_size = 0
+        return
+    x.exception_type = type(exc).__qualname__
+    x.error_code = 0  # what the SDK's dispatcher answers for an unmapped exception
+    x.error_message = str(exc)
+    if isinstance(exc, TimeoutError):
+        x.status_override = ev.TIMEOUT

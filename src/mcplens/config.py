@@ -1,0 +1,89 @@
+"""Settings from keyword arguments and ``MCPLENS_*`` environment variables.
+
+Arguments win over the environment, the environment over defaults, so an operator can tune a
+server they did not write without touching its code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def default_home() -> Path:
+    """The platform's per-user data directory, unless ``MCPLENS_HOME`` names one."""
+    env = os.environ.get("MCPLENS_HOME")
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "mcplens"
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "mcplens"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "mcplens"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the capture side can be told. Each field has an ``MCPLENS_<NAME>`` variable."""
+
+    home: Path = field(default_factory=default_home)
+    #: events held in memory at most; beyond it new events are dropped and counted
+    queue_size: int = 10_000
+    #: seconds between writer flushes; a hard kill loses at most this much
+    flush_interval: float = 0.25
+    #: a segment file is closed and a new one started past this size
+    segment_max_bytes: int = 64 * 1024 * 1024
+    #: a segment file is closed and a new one started past this age (seconds)
+    segment_max_age: float = 600.0
+    #: server name/version recorded when the framework does not tell them
+    server_name: str | None = None
+    server_version: str | None = None
+    #: install a SIGTERM handler that flushes before the process dies (only over the default one)
+    handle_sigterm: bool = True
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise TypeError(f"unknown mcplens option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        clean = {k: (Path(v).expanduser() if k == "home" else v) for k, v in overrides.items() if v is not None}
+        return replace(self, **clean)
+
+
+def from_env(environ: dict[str, str] | None = None) -> Settings:
+    """Settings read from ``MCPLENS_*`` variables; a malformed value is an error naming the variable."""
+    env = os.environ if environ is None else environ
+    base = Settings()
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = env.get(f"MCPLENS_{f.name.upper()}")
+        if raw is None or raw == "":
+            continue
+        current = getattr(base, f.name)
+        try:
+            if isinstance(current, bool):
+                values[f.name] = raw.strip().lower() in _TRUE
+            elif isinstance(current, int):
+                values[f.name] = int(raw)
+            elif isinstance(current, float):
+                values[f.name] = float(raw)
+            elif isinstance(current, Path):
+                values[f.name] = Path(raw).expanduser()
+            else:
+                values[f.name] = raw
+        except ValueError:
+            raise ValueError(f"MCPLENS_{f.name.upper()}={raw!r} is not a valid {type(current).__name__}") from None
+    return replace(base, **values)
+
+
+def disabled(environ: dict[str, str] | None = None) -> bool:
+    """The kill switch: ``MCPLENS_DISABLED=1`` turns every way in off."""
+    env = os.environ if environ is None else environ
+    return env.get("MCPLENS_DISABLED", "").strip().lower() in _TRUE

@@ -1,0 +1,136 @@
+"""The audit event: one flat record per inbound MCP message, the same for every way in.
+
+Keys follow the OpenTelemetry MCP semantic conventions where one exists (``mcp.method.name``,
+``gen_ai.tool.name``, ``error.type`` ...); the rest live under ``mcplens.``. A flat dict of
+JSON scalars keeps the hot path cheap and makes each stored line readable by any log shipper.
+
+Values are always privacy-safe by construction: argument *values*, response content and raw
+ids never enter an event (see ``mcplens.capture.common``).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+SCHEMA_VERSION: Final = 1
+
+# identity of the record
+EVENT_ID: Final = "event.id"  # random 128-bit hex, unique per event (dedupe / exactly-once checks)
+EVENT_KIND: Final = "event.kind"  # "request" | "notification" | "mcplens.health"
+SCHEMA: Final = "mcplens.schema"
+TIME: Final = "time"  # start, Unix epoch seconds (float)
+DURATION: Final = "duration_s"  # seconds (float), handler entry to reply
+
+# what was asked
+METHOD: Final = "mcp.method.name"
+TARGET: Final = "mcplens.target"  # tool / prompt name, or resource URI shape: the grouping key
+TOOL_NAME: Final = "gen_ai.tool.name"
+PROMPT_NAME: Final = "gen_ai.prompt.name"
+RESOURCE_URI: Final = "mcp.resource.uri"  # scheme and shape only, path segments masked
+OPERATION: Final = "gen_ai.operation.name"  # "execute_tool" for tools/call
+ARGS: Final = "mcplens.request.args"  # {argument name: JSON size in bytes}; never values
+REQUEST_SIZE: Final = "mcplens.request.size_bytes"
+REQUEST_ID: Final = "jsonrpc.request.id"  # the JSON-RPC id as a string (not personal: a counter)
+
+# how it went
+STATUS: Final = "mcplens.status"
+ERROR_TYPE: Final = "error.type"  # JSON-RPC code, "tool_error", or exception class name
+RPC_CODE: Final = "rpc.response.status_code"  # JSON-RPC error code as a string
+ERROR_CATEGORY: Final = "mcplens.error.category"
+RESPONSE_SIZE: Final = "mcplens.response.size_bytes"  # bytes of the JSON-RPC reply as sent
+RESPONSE_TOKENS: Final = "mcplens.response.tokens_est"  # ceil(bytes / 4)
+RESPONSE_ITEMS: Final = "mcplens.response.items"  # content blocks / list entries
+RESPONSE_TYPES: Final = "mcplens.response.content_types"  # sorted distinct content types
+
+# who asked, over what
+SESSION_ID: Final = "mcp.session.id"  # pseudonymous
+CLIENT_ID: Final = "mcplens.client.id"  # pseudonymous
+CLIENT_NAME: Final = "mcplens.client.name"
+CLIENT_VERSION: Final = "mcplens.client.version"
+CLIENT_ADDRESS: Final = "client.address"  # pseudonymous (HTTP only)
+TRANSPORT: Final = "network.transport"  # "pipe" (stdio), "tcp" (HTTP), "inproc" (in-memory)
+PROTOCOL_VERSION: Final = "mcp.protocol.version"
+TRACE_ID: Final = "trace_id"
+SPAN_ID: Final = "span_id"
+PARENT_SPAN_ID: Final = "parent_span_id"
+
+# which server
+SERVER_NAME: Final = "mcplens.server.name"
+SERVER_VERSION: Final = "mcplens.server.version"
+INSTANCE_ID: Final = "mcplens.instance.id"  # random per process
+CAPTURE: Final = "mcplens.capture"  # "sdk" | "fastmcp" | "proxy"
+PID: Final = "process.pid"
+
+# statuses (R1)
+OK: Final = "ok"
+TOOL_ERROR: Final = "tool_error"
+JSONRPC_ERROR: Final = "jsonrpc_error"
+EXCEPTION: Final = "exception"
+RATE_LIMITED: Final = "rate_limited"
+UNAUTHORIZED: Final = "unauthorized"
+CANCELLED: Final = "cancelled"
+TIMEOUT: Final = "timeout"
+STATUSES: Final = (OK, TOOL_ERROR, JSONRPC_ERROR, EXCEPTION, RATE_LIMITED, UNAUTHORIZED, CANCELLED, TIMEOUT)
+
+# error categories (R1): where to start debugging
+CAT_TIMEOUT: Final = "backend_timeout"
+CAT_CONNECTION: Final = "connection_failure"
+CAT_AUTH: Final = "auth"
+CAT_INVALID_PARAMS: Final = "invalid_params"
+CAT_NOT_FOUND: Final = "not_found"
+CAT_INTERNAL: Final = "internal"
+
+# health records (event.kind == "mcplens.health"): the pipeline's own counters
+HEALTH_KIND: Final = "mcplens.health"
+HEALTH_ENQUEUED: Final = "mcplens.health.enqueued"
+HEALTH_WRITTEN: Final = "mcplens.health.written"
+HEALTH_DROPPED: Final = "mcplens.health.dropped"  # queue full
+HEALTH_FAULTS: Final = "mcplens.health.faults"  # capture or sink errors, swallowed
+HEALTH_WRITE_FAILURES: Final = "mcplens.health.write_failures"  # events the event log could not write
+
+#: Every column the store exposes, with its DuckDB type. The reading side (DuckDB, PostgreSQL)
+#: builds its schema from this one list so a field added here appears everywhere.
+COLUMNS: Final[dict[str, str]] = {
+    EVENT_ID: "VARCHAR",
+    EVENT_KIND: "VARCHAR",
+    SCHEMA: "INTEGER",
+    TIME: "DOUBLE",
+    DURATION: "DOUBLE",
+    METHOD: "VARCHAR",
+    TARGET: "VARCHAR",
+    TOOL_NAME: "VARCHAR",
+    PROMPT_NAME: "VARCHAR",
+    RESOURCE_URI: "VARCHAR",
+    OPERATION: "VARCHAR",
+    ARGS: "JSON",
+    REQUEST_SIZE: "BIGINT",
+    REQUEST_ID: "VARCHAR",
+    STATUS: "VARCHAR",
+    ERROR_TYPE: "VARCHAR",
+    RPC_CODE: "VARCHAR",
+    ERROR_CATEGORY: "VARCHAR",
+    RESPONSE_SIZE: "BIGINT",
+    RESPONSE_TOKENS: "BIGINT",
+    RESPONSE_ITEMS: "BIGINT",
+    RESPONSE_TYPES: "VARCHAR[]",
+    SESSION_ID: "VARCHAR",
+    CLIENT_ID: "VARCHAR",
+    CLIENT_NAME: "VARCHAR",
+    CLIENT_VERSION: "VARCHAR",
+    CLIENT_ADDRESS: "VARCHAR",
+    TRANSPORT: "VARCHAR",
+    PROTOCOL_VERSION: "VARCHAR",
+    TRACE_ID: "VARCHAR",
+    SPAN_ID: "VARCHAR",
+    PARENT_SPAN_ID: "VARCHAR",
+    SERVER_NAME: "VARCHAR",
+    SERVER_VERSION: "VARCHAR",
+    INSTANCE_ID: "VARCHAR",
+    CAPTURE: "VARCHAR",
+    PID: "BIGINT",
+    HEALTH_ENQUEUED: "BIGINT",
+    HEALTH_WRITTEN: "BIGINT",
+    HEALTH_DROPPED: "BIGINT",
+    HEALTH_FAULTS: "BIGINT",
+    HEALTH_WRITE_FAILURES: "BIGINT",
+}

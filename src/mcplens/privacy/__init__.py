@@ -1,0 +1,1 @@
+"""What may be kept of a request: pseudonymous ids, argument shapes, masked URIs."""

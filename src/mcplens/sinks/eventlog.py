@@ -1,0 +1,120 @@
+"""The local event log: per-process append-only JSON-lines segments under the data directory.
+
+Why this shape (research/FACTS.md): several stdio server processes write at once, and no
+embedded database admits several writer processes. A file per process needs no lock between
+writers; every batch goes out in one ``os.write`` on an ``O_APPEND`` descriptor, so a reader
+sees whole lines, except perhaps a torn last one after a hard kill, which it skips.
+
+Layout under ``<home>/events/``::
+
+    live/<stamp>-<pid>-<instance>-<seq>.jsonl     being written by a running process
+    closed/<same name>                            finished: rotated, or the process exited
+    parquet/<batch>.parquet + <batch>.manifest.json   compacted by the reading side
+
+A segment moves from ``live/`` to ``closed/`` by one ``rename``. A process killed hard leaves its
+segment in ``live/``; the reading side treats it as closed once the pid is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from mcplens import event as ev
+
+LIVE = "live"
+CLOSED = "closed"
+PARQUET = "parquet"
+
+
+def events_dir(home: Path) -> Path:
+    return Path(home) / "events"
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    return (json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=str) + "\n").encode("utf-8")
+
+
+class EventLogSink:
+    """Writes batches of events to this process's current segment, rotating by size and age."""
+
+    name = "eventlog"
+
+    def __init__(self, home: Path, instance_id: str, *, max_bytes: int, max_age: float) -> None:
+        self._root = events_dir(home)
+        self._instance = instance_id
+        self._max_bytes = max_bytes
+        self._max_age = max_age
+        self._seq = 0
+        self._fd: int | None = None
+        self._path: Path | None = None
+        self._opened_at = 0.0
+        self._bytes = 0
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    def _open(self) -> None:
+        live = self._root / LIVE
+        live.mkdir(parents=True, exist_ok=True)
+        (self._root / CLOSED).mkdir(parents=True, exist_ok=True)
+        self._seq += 1
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        self._path = live / f"{stamp}-{os.getpid()}-{self._instance[:12]}-{self._seq:04d}.jsonl"
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._opened_at = time.monotonic()
+        self._bytes = 0
+
+    def write_batch(self, events: list[dict[str, Any]]) -> None:
+        if not events:
+            return
+        if self._fd is None:
+            self._open()
+        elif self._bytes >= self._max_bytes or time.monotonic() - self._opened_at >= self._max_age:
+            self._close_segment()
+            self._open()
+        data = b"".join(encode(e) for e in events)
+        assert self._fd is not None
+        view = memoryview(data)
+        while view:  # one write in practice; loop only on a short write
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self._bytes += len(data)
+
+    def _close_segment(self) -> None:
+        if self._fd is None or self._path is None:
+            return
+        try:
+            os.close(self._fd)
+        finally:
+            self._fd = None
+        try:
+            if self._bytes:
+                os.rename(self._path, self._root / CLOSED / self._path.name)
+            else:
+                self._path.unlink(missing_ok=True)
+        except OSError:
+            pass  # the reading side treats a dead process's live segment as closed
+        self._path = None
+
+    def close(self) -> None:
+        self._close_segment()
+
+
+def health_record(instance_id: str, counters: dict[str, int], base: dict[str, Any]) -> dict[str, Any]:
+    """A periodic record of the pipeline's own counters, so drops and faults show in the CLI."""
+    return {
+        **base,
+        ev.EVENT_ID: os.urandom(16).hex(),
+        ev.EVENT_KIND: ev.HEALTH_KIND,
+        ev.TIME: time.time(),
+        ev.HEALTH_ENQUEUED: counters.get("enqueued", 0),
+        ev.HEALTH_WRITTEN: counters.get("written", 0),
+        ev.HEALTH_DROPPED: counters.get("dropped", 0),
+        ev.HEALTH_FAULTS: counters.get("faults", 0),
+        ev.HEALTH_WRITE_FAILURES: counters.get("write_failures", 0),
+    }
