@@ -12,6 +12,7 @@ them into an event later, on the writer thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -41,14 +42,50 @@ def _dump(value: Any) -> Any:
     return value
 
 
-def _stdio_active() -> bool:
-    """Whether this process serves MCP over its own stdin/stdout (the SDK claims fd 0)."""
+class _ClaimWatch(dict):  # type: ignore[type-arg]
+    """Stands in for the SDK's registry of claimed stdio descriptors and notes when fd 0 is served.
+
+    The SDK's ``stdio_server()`` registers fd 0 here for as long as it serves; the writer thread
+    builds events later, possibly after the server stopped, so it needs the times, not the state.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.claimed_at: float | None = perf_counter() if 0 in self else None
+        self.released_at: float | None = None
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        if key == 0:
+            self.claimed_at, self.released_at = perf_counter(), None
+
+    def __delitem__(self, key: Any) -> None:
+        super().__delitem__(key)
+        if key == 0:
+            self.released_at = perf_counter()
+
+    def served_stdio_at(self, t: float) -> bool:
+        return self.claimed_at is not None and self.claimed_at <= t and (
+            self.released_at is None or t <= self.released_at
+        )
+
+
+def _watch_stdio() -> _ClaimWatch | None:
+    """Install the watch over ``mcp.server.stdio._claims`` once; None if this SDK has no registry."""
     try:
         from mcp.server import stdio
-
-        return 0 in getattr(stdio, "_claims", {})
-    except Exception:  # noqa: BLE001 - a future SDK without the registry
-        return False
+    except Exception:  # noqa: BLE001
+        return None
+    claims = getattr(stdio, "_claims", None)
+    if isinstance(claims, _ClaimWatch):
+        return claims
+    if not isinstance(claims, dict):
+        return None
+    lock = getattr(stdio, "_claims_lock", None)
+    with lock if lock is not None else contextlib.nullcontext():
+        watch = _ClaimWatch(claims)
+        stdio._claims = watch
+    return watch
 
 
 class CaptureMiddleware:
@@ -92,9 +129,12 @@ class EventBuilder:
         self._base = {ev.INSTANCE_ID: pipeline.instance_id, ev.PID: pipeline._base[ev.PID]}
         self._connections: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         self._pipe_session = f"pipe:{pipeline.instance_id}"
+        self._stdio = _watch_stdio()
 
     def __call__(self, raw: tuple[Any, float, float, Any, BaseException | None]) -> dict[str, Any] | None:
         ctx, t0, t1, result, exc = raw
+        if _internal_dispatch(ctx):
+            return None
         clock_offset = time.time() - perf_counter()
         x = Exchange(
             method=ctx.method,
@@ -112,10 +152,10 @@ class EventBuilder:
             x.result = _dump(result)
         else:
             _describe_exception(x, exc)
-        self._where(ctx, x)
+        self._where(ctx, x, t0)
         return build_event(x, self._ids(), self._base)
 
-    def _where(self, ctx: Any, x: Exchange) -> None:
+    def _where(self, ctx: Any, x: Exchange, t0: float) -> None:
         """Transport, session and client, from whatever this transport carries."""
         connection = getattr(ctx.session, "_connection", None)
         request = ctx.request
@@ -124,7 +164,7 @@ class EventBuilder:
             client = getattr(request, "client", None)
             x.client_address = getattr(client, "host", None)
             x.session_raw = getattr(connection, "session_id", None) or request.headers.get("mcp-session-id")
-        elif _stdio_active():
+        elif self._stdio is not None and self._stdio.served_stdio_at(t0):
             x.transport = "pipe"
             x.session_raw = self._pipe_session  # one client per stdio process: the pipe is the session
         else:
@@ -149,6 +189,20 @@ class EventBuilder:
             return cid
         except TypeError:
             return f"conn:{id(connection):x}"
+
+
+def _internal_dispatch(ctx: Any) -> bool:
+    """A request the SDK dispatched to itself, not one a client sent.
+
+    On the 2026-07-28 HTTP path the SDK runs the server's own ``tools/list`` to validate a
+    ``tools/call``'s ``Mcp-Param-*`` headers; that listing passes through the middleware with
+    the HTTP request of the call, whose ``mcp-method`` header names the method actually sent.
+    """
+    request = ctx.request
+    if request is None:
+        return False
+    sent = request.headers.get("mcp-method")
+    return sent is not None and sent != ctx.method
 
 
 def _protocol_version(ctx: Any) -> str | None:

@@ -1,0 +1,93 @@
+"""Shared fixtures: a private data directory per test, real servers in subprocesses."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh MCPLENS_HOME for this test (in-process pipelines are keyed by it)."""
+    path = tmp_path / "mcplens-home"
+    monkeypatch.setenv("MCPLENS_HOME", str(path))
+    return path
+
+
+def read_events(home: Path, *, health: bool = False) -> list[dict[str, Any]]:
+    """Every event line under ``home`` (live and closed segments), in file then line order."""
+    out: list[dict[str, Any]] = []
+    for sub in ("live", "closed"):
+        folder = Path(home) / "events" / sub
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.jsonl")):
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if not line.strip():
+                    continue
+                e = json.loads(line)
+                if health or e.get("event.kind") != "mcplens.health":
+                    out.append(e)
+    return out
+
+
+def all_bytes(home: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in Path(home).rglob("*") if p.is_file())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def subprocess_env(home: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["MCPLENS_HOME"] = str(home)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+@contextlib.contextmanager
+def http_server(module: str, home: Path, timeout: float = 30.0) -> Iterator[str]:
+    """Start ``python -m module --http PORT`` on 127.0.0.1; SIGTERM it on the way out."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, "--http", str(port)],
+        cwd=REPO, env=subprocess_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{module} exited early: {proc.stderr.read().decode()[-2000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{module} did not listen on {port}")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
