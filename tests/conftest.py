@@ -91,3 +91,65 @@ def http_server(module: str, home: Path, timeout: float = 30.0) -> Iterator[str]
                 proc.wait()
         if proc.stderr:
             proc.stderr.close()
+
+
+class RawStdioClient:
+    """A bare newline-delimited JSON-RPC client over a server subprocess's stdin/stdout.
+
+    Lets a test see the exact bytes a stdio server sent, and control how the pipe ends
+    (stdin EOF, SIGTERM, SIGKILL), which the SDK clients hide.
+    """
+
+    def __init__(self, module: str, home: Path, **env: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module], cwd=REPO, env=subprocess_env(home, **env),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )
+        self._next = 0
+        self.reply_sizes: dict[int, int] = {}
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(message).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        self._next += 1
+        rid = self._next
+        msg: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
+        if params is not None:
+            msg["params"] = params
+        self.send(msg)
+        assert self.proc.stdout is not None
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise EOFError(f"server closed stdout while {method} #{rid} was pending")
+            reply = json.loads(line)
+            if reply.get("id") == rid:
+                self.reply_sizes[rid] = len(line.rstrip(b"\r\n"))
+                return reply
+
+    def handshake(self, client: str = "raw-agent") -> dict[str, Any]:
+        reply = self.request("initialize", {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": client, "version": "1.0"},
+        })
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        return reply
+
+    def close_stdin(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+
+    def wait(self, timeout: float = 30.0) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.stdout:
+                self.proc.stdout.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
