@@ -107,3 +107,16 @@ def test_a_builder_that_raises_is_counted_not_raised(home: Path) -> None:
     assert_all_succeeded(results)
     mcplens.flush()
     assert pipeline_for(home).counters["faults"] >= CALLS
+
+
+def test_health_records_track_the_counters_to_the_end(home: Path) -> None:
+    server = sdk_server.build()
+    mcplens.instrument(server, flush_interval=0.05)
+    anyio.run(call_many, server)
+    pipeline = pipeline_for(home)
+    pipeline.close()
+    health = [e for e in read_events(home, health=True) if e["event.kind"] == "mcplens.health"]
+    assert health, "no health record"
+    last = health[-1]
+    assert last["mcplens.health.enqueued"] == last["mcplens.health.written"] == CALLS + 3
+    assert last["mcplens.health.dropped"] == last["mcplens.health.faults"] == 0

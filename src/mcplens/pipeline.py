@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -23,6 +24,9 @@ from mcplens.config import Settings
 from mcplens.sinks.eventlog import EventLogSink, health_record
 
 logger = logging.getLogger("mcplens")
+
+#: seconds between health records while events flow (one is also written on close)
+HEALTH_EVERY = 10.0
 
 
 class Sink(Protocol):
@@ -49,6 +53,7 @@ class Pipeline:
         self._capacity = settings.queue_size
         self.counters = {"enqueued": 0, "dropped": 0, "written": 0, "faults": 0, "write_failures": 0}
         self._reported: dict[str, int] = {}
+        self._last_health = float("-inf")
         self._eventlog = EventLogSink(
             settings.home, self.instance_id, max_bytes=settings.segment_max_bytes, max_age=settings.segment_max_age
         )
@@ -112,19 +117,26 @@ class Pipeline:
                     continue
                 if e is not None:
                     batch.append(e)
-            if self._counters_changed() or (batch and not self._reported):
+            if self._health_due(batch):
                 batch.append(health_record(self.instance_id, self._snapshot(len(batch)), self._base))
             return self._write(batch)
 
     def _snapshot(self, pending: int) -> dict[str, int]:
+        self._last_health = time.monotonic()
         snap = dict(self.counters)
-        snap["written"] += pending
-        self._reported = dict(self.counters)
+        snap["written"] += pending  # as it will be once this batch is out
+        self._reported = dict(snap)
         return snap
 
-    def _counters_changed(self) -> bool:
+    def _health_due(self, batch: list[dict[str, Any]]) -> bool:
+        """A health record goes out at once when something was lost, else at most every
+        ``HEALTH_EVERY`` seconds while counters move, and a last one on close."""
         c, r = self.counters, self._reported
-        return any(c[k] != r.get(k, 0) for k in ("dropped", "faults", "write_failures"))
+        if any(c[k] != r.get(k, 0) for k in ("dropped", "faults", "write_failures")):
+            return True
+        if not batch and all(c[k] == r.get(k, 0) for k in c):
+            return False
+        return self._closed or time.monotonic() - self._last_health >= HEALTH_EVERY
 
     def _write(self, batch: list[dict[str, Any]]) -> int:
         if not batch:

@@ -109,7 +109,8 @@ def parse_traceparent(meta: Any) -> tuple[str | None, str | None]:
 _TIMEOUT = re.compile(r"time[d ]?\s?out|deadline exceeded|timeout", re.I)
 _CONNECTION = re.compile(
     r"connection (refused|reset|error|aborted|closed)|connect(ion)?error|unreachable|name resolution|"
-    r"could not connect|broken pipe|econnrefused|no route to host|temporarily unavailable|dns",
+    r"could not connect|broken pipe|econnrefused|no route to host|temporarily unavailable|dns|"
+    r"service unavailable|bad gateway|gateway timeout|upstream (returned|responded) 50[234]|\b50[234]\b",
     re.I,
 )
 _AUTH = re.compile(
