@@ -8,17 +8,19 @@ whichever way it was seen.
 
 from __future__ import annotations
 
-import json
 import math
-import os
+import random
 import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from mcplens import _json
 from mcplens import event as ev
 from mcplens.privacy.ids import Pseudonymizer
 
+#: ids only need to be unique, not secret: the PRNG (reseeded in forked children) skips a syscall
+_bits = random.getrandbits
 MODERN_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
 MODERN_PROTOCOL = "io.modelcontextprotocol/protocolVersion"
 JSONRPC_INVALID_PARAMS = -32602
@@ -55,15 +57,11 @@ class Exchange:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _json_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8"))
-
-
 def argument_shape(arguments: Any) -> dict[str, int] | None:
     """Argument names and the JSON size of each value. Values themselves are never kept."""
     if not isinstance(arguments, dict):
         return None
-    return {str(k): _json_size(v) for k, v in arguments.items()}
+    return {str(k): _json.size(v) for k, v in arguments.items()}
 
 
 _PLAIN_WORD = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
@@ -213,7 +211,7 @@ def reply_size(exchange: Exchange) -> int | None:
         envelope["error"] = err
     else:
         envelope["result"] = exchange.result if exchange.result is not None else {}
-    return _json_size(envelope)
+    return _json.size(envelope)
 
 
 def client_identity(exchange: Exchange) -> tuple[str | None, str | None]:
@@ -260,7 +258,7 @@ def build_event(exchange: Exchange, ids: Pseudonymizer, base: dict[str, Any]) ->
     meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else None
     name = params.get("name") if isinstance(params.get("name"), str) else None
     e: dict[str, Any] = dict(base)
-    e[ev.EVENT_ID] = os.urandom(16).hex()
+    e[ev.EVENT_ID] = f"{_bits(128):032x}"
     e[ev.EVENT_KIND] = "notification" if exchange.is_notification else "request"
     e[ev.SCHEMA] = ev.SCHEMA_VERSION
     e[ev.TIME] = exchange.start
@@ -290,7 +288,7 @@ def build_event(exchange: Exchange, ids: Pseudonymizer, base: dict[str, Any]) ->
         if shape:
             e[ev.RESOURCE_URI] = e[ev.TARGET] = shape
     if params:
-        e[ev.REQUEST_SIZE] = _json_size(params)
+        e[ev.REQUEST_SIZE] = _json.size(params)
     if exchange.request_id is not None:
         e[ev.REQUEST_ID] = str(exchange.request_id)
 
@@ -333,8 +331,8 @@ def build_event(exchange: Exchange, ids: Pseudonymizer, base: dict[str, Any]) ->
     if version:
         e[ev.PROTOCOL_VERSION] = str(version)
     trace_id, parent = parse_traceparent(meta)
-    e[ev.TRACE_ID] = trace_id or os.urandom(16).hex()
-    e[ev.SPAN_ID] = os.urandom(8).hex()
+    e[ev.TRACE_ID] = trace_id or f"{_bits(128):032x}"
+    e[ev.SPAN_ID] = f"{_bits(64):016x}"
     if parent:
         e[ev.PARENT_SPAN_ID] = parent
     e.update(exchange.extra)

@@ -17,12 +17,12 @@ segment in ``live/``; the reading side treats it as closed once the pid is gone.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+from mcplens import _json
 from mcplens import event as ev
 
 LIVE = "live"
@@ -35,7 +35,7 @@ def events_dir(home: Path) -> Path:
 
 
 def encode(event: dict[str, Any]) -> bytes:
-    return (json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=str) + "\n").encode("utf-8")
+    return (_json.compact(event) + "\n").encode("utf-8")
 
 
 class EventLogSink:
