@@ -117,8 +117,6 @@ class Pipeline:
                     continue
                 if e is not None:
                     batch.append(e)
-            if self._health_due(batch):
-                batch.append(health_record(self.instance_id, self._snapshot(len(batch)), self._base))
             return self._write(batch)
 
     def _snapshot(self, pending: int) -> dict[str, int]:
@@ -139,22 +137,27 @@ class Pipeline:
         return self._closed or time.monotonic() - self._last_health >= HEALTH_EVERY
 
     def _write(self, batch: list[dict[str, Any]]) -> int:
+        """Hand the batch to every sink, then append it, with a health record if one is due,
+        to the event log: the record then counts this batch's own sink faults."""
+        if batch:
+            for sink in self.sinks:
+                try:
+                    sink.write_batch(batch)
+                except Exception as exc:  # noqa: BLE001
+                    self.fault(f"sink {getattr(sink, 'name', sink)!s}", exc)
+        count = len(batch)
+        if self._health_due(batch):
+            batch = [*batch, health_record(self.instance_id, self._snapshot(count), self._base)]
         if not batch:
             return 0
-        events_only = sum(1 for e in batch if e.get(ev.EVENT_KIND) != ev.HEALTH_KIND)
-        for sink in self.sinks:
-            try:
-                sink.write_batch(batch)
-            except Exception as exc:  # noqa: BLE001
-                self.fault(f"sink {getattr(sink, 'name', sink)!s}", exc)
         try:
             self._eventlog.write_batch(batch)
         except Exception as exc:  # noqa: BLE001 - unwritable directory, disk full ...
-            self.counters["write_failures"] += events_only
+            self.counters["write_failures"] += count
             self.fault("writing the event log", exc)
             return 0
-        self.counters["written"] += events_only
-        return events_only
+        self.counters["written"] += count
+        return count
 
     def flush(self) -> None:
         """Write out everything submitted before this call (used by tests and shutdown)."""

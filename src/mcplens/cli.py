@@ -1,0 +1,401 @@
+"""``mcplens``: read what the capture side recorded.
+
+Exit codes: 0 success (an empty or missing data directory is a note on stderr, not a failure,
+so scripts get ``[]`` from ``--json``), 1 the data could not be read, 2 a bad command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from mcplens.config import default_home
+from mcplens.store.base import SORTS, Store, TimeWindow
+
+#: seconds of look-back for ``tail``: an event is stamped with its *start* time but written when
+#: it ends, so a slow call appears after faster later ones
+TAIL_LOOKBACK = 900.0
+TAIL_INTERVAL = 0.5
+
+
+class UsageError(Exception):
+    """A bad value on the command line that argparse cannot check by itself."""
+
+
+# ---- progress -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def progress(label: str, *, delay: float = 1.0) -> Iterator[None]:
+    """A spinner on stderr for slow work, only on a terminal and only once it has taken ``delay`` s."""
+    if not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
+        yield
+        return
+    done = threading.Event()
+    start = time.monotonic()
+
+    def spin() -> None:
+        if done.wait(delay):
+            return
+        for ch in itertools.cycle("|/-\\"):
+            sys.stderr.write(f"\r{ch} {label} {time.monotonic() - start:.1f}s")
+            sys.stderr.flush()
+            if done.wait(0.1):
+                sys.stderr.write("\r\x1b[K")
+                sys.stderr.flush()
+                return
+
+    t = threading.Thread(target=spin, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        done.set()
+        t.join()
+
+
+# ---- formatting -----------------------------------------------------------------------------
+
+
+def fmt_ms(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if v < 10:
+        return f"{v:.2f}"
+    if v < 100:
+        return f"{v:.1f}"
+    return f"{v:,.0f}"
+
+
+def fmt_bytes(v: float | None) -> str:
+    if v is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(v) < 1024 or unit == "GB":
+            return f"{v:.0f} B" if unit == "B" else f"{v:.1f} {unit}"
+        v /= 1024
+    raise AssertionError("unreachable")
+
+
+def fmt_int(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.0f}"
+
+
+def fmt_time(ts: float | None, *, millis: bool = False) -> str:
+    if ts is None:
+        return "-"
+    text = time.strftime("%Y-%m-%d %H:%M:%S" if not millis else "%H:%M:%S", time.localtime(ts))
+    return f"{text}.{int(ts * 1000) % 1000:03d}" if millis else text
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> str:
+    """Aligned plain-text columns; ``right`` holds the indexes of numeric columns."""
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        out = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        return "  ".join(out).rstrip()
+
+    return "\n".join([line(headers), *(line(r) for r in rows)])
+
+
+def label(row: dict[str, Any]) -> str:
+    """A tool call shows as the tool; anything else as ``method target``, like the OTel span name."""
+    if row.get("target") is None:
+        return row.get("method") or "?"
+    return row["target"] if row.get("method") == "tools/call" else f"{row['method']} {row['target']}"
+
+
+def compact_event(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if v is not None}
+
+
+def emit_json(obj: Any) -> None:
+    print(json.dumps(obj, default=str, ensure_ascii=False, indent=1))
+
+
+# ---- commands -------------------------------------------------------------------------------
+
+
+def window_of(args: argparse.Namespace) -> TimeWindow | None:
+    try:
+        return TimeWindow.parse(args.since, args.until)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def health_footer(health: list[dict[str, Any]]) -> str | None:
+    dropped = sum(h["dropped"] or 0 for h in health)
+    faults = sum(h["faults"] or 0 for h in health)
+    failed = sum(h["write_failures"] or 0 for h in health)
+    if not (dropped or faults or failed):
+        return None
+    return (
+        f"monitoring itself lost data: {dropped:,} dropped (queue full), {faults:,} faults, "
+        f"{failed:,} write failures across {len(health)} instance(s); see `mcplens health`"
+    )
+
+
+def cmd_report(store: Store, args: argparse.Namespace) -> int:
+    window = window_of(args)
+    with progress("reading events"):
+        rows = store.tool_table(window, args.server, args.tool, args.sort)
+        health = store.health(window) if not args.json else []
+    if args.json:
+        emit_json(rows)
+        return 0
+    if not rows:
+        scope = " in this window" if window else ""
+        print("no calls recorded" + scope + (" matching the filters" if args.server or args.tool else ""))
+    else:
+        multi = len({r["server"] for r in rows}) > 1
+        headers = ["SERVER"] if multi else []
+        headers += ["TOOL", "CALLS", "ERRORS", "ERR%", "P50 ms", "P95 ms", "P99 ms", "MEAN ms",
+                    "BYTES p50", "p95", "max", "~TOKENS p50", "p95", "NOT OK"]
+        lines = []
+        for r in rows:
+            not_ok = ", ".join(f"{s} {n:,}" for s, n in r["statuses"].items() if s != "ok") or "-"
+            cells = [r["server"] or "-"] if multi else []
+            cells += [label(r), fmt_int(r["calls"]), fmt_int(r["errors"]), f"{r['error_rate'] * 100:.1f}%",
+                      fmt_ms(r["p50_ms"]), fmt_ms(r["p95_ms"]), fmt_ms(r["p99_ms"]), fmt_ms(r["mean_ms"]),
+                      fmt_bytes(r["payload_p50_bytes"]), fmt_bytes(r["payload_p95_bytes"]),
+                      fmt_bytes(r["payload_max_bytes"]), fmt_int(r["tokens_p50"]), fmt_int(r["tokens_p95"]),
+                      not_ok]
+            lines.append(cells)
+        numbers = set(range(2 if multi else 1, len(headers) - 1))  # all but the names and NOT OK
+        print(table(headers, lines, right=numbers))
+    footer = health_footer(health)
+    if footer:
+        print(footer)
+    return 0
+
+
+def tail_line(e: dict[str, Any]) -> str:
+    ms = None if e.get("duration_s") is None else e["duration_s"] * 1000
+    sid = (e.get("session_id") or e.get("instance_id") or "-")[:8]
+    return (
+        f"{fmt_time(e.get('time'), millis=True)}  {(e.get('server_name') or '-')[:16]:<16}  "
+        f"{(e.get('method') or '-'):<20}  {(e.get('target') or '-')[:28]:<28}  {(e.get('status') or '-'):<13}  "
+        f"{fmt_ms(ms):>8} ms  {fmt_bytes(e.get('response_size')):>9}  {sid}"
+    )
+
+
+def cmd_tail(store: Store, args: argparse.Namespace) -> int:
+    def show(events: list[dict[str, Any]]) -> None:
+        for e in events:
+            if args.server is None or e.get("server_name") == args.server:
+                print(json.dumps(compact_event(e), default=str) if args.json else tail_line(e), flush=True)
+
+    n = max(args.lines, 0)
+    if args.once:
+        show(store.events_since(0.0, n) if n else [])
+        return 0
+    # One listing decides both what is printed first and what counts as seen, so no event falls
+    # between the two or shows twice.
+    recent = store.events_since(time.time() - TAIL_LOOKBACK)
+    last = recent[len(recent) - n :] if len(recent) >= n else store.events_since(0.0, n)
+    show(last)
+    seen = {e["event_id"]: e["time"] for e in (*recent, *last)}
+    try:
+        while True:
+            time.sleep(TAIL_INTERVAL)
+            cutoff = time.time() - TAIL_LOOKBACK
+            new = [e for e in store.events_since(cutoff) if e["event_id"] not in seen]
+            seen = {k: t for k, t in seen.items() if t > cutoff}
+            seen.update((e["event_id"], e["time"]) for e in new)
+            show(new)
+    except KeyboardInterrupt:
+        return 0
+
+
+def short(session_id: str | None) -> str:
+    return "-" if session_id is None else session_id[:12]
+
+
+def cmd_sessions(store: Store, args: argparse.Namespace) -> int:
+    if args.id is not None:
+        return session_detail(store, args)
+    window = window_of(args)
+    with progress("reading sessions"):
+        rows = store.sessions(window, args.server, args.limit)
+    if args.json:
+        emit_json(rows)
+        return 0
+    if not rows:
+        print("no sessions recorded")
+        return 0
+    body = [
+        [short(r["session_id"]), " ".join(x for x in (r["client_name"], r["client_version"]) if x) or "-",
+         r["server"] or "-", fmt_time(r["first_seen"]), fmt_time(r["last_seen"]), fmt_int(r["calls"]),
+         fmt_int(r["errors"]), _trim(", ".join(r["tools"]) or "-", 60)]
+        for r in rows
+    ]
+    headers = ["SESSION", "CLIENT", "SERVER", "FIRST SEEN", "LAST SEEN", "CALLS", "ERRORS", "TOOLS"]
+    print(table(headers, body, right={5, 6}))
+    return 0
+
+
+def _trim(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def session_detail(store: Store, args: argparse.Namespace) -> int:
+    with progress("reading session"):
+        events = store.session_events(args.id)
+    matched = sorted({e["session"] for e in events})
+    if not matched:
+        print(f"mcplens: no session matching {args.id!r}", file=sys.stderr)
+        return 1
+    if len(matched) > 1:
+        listed = ", ".join(matched[:5]) + (", ..." if len(matched) > 5 else "")
+        print(f"mcplens: {args.id!r} matches {len(matched)} sessions ({listed}); give more of the id",
+              file=sys.stderr)
+        return 1
+    if args.json:
+        emit_json([compact_event(e) for e in events])
+        return 0
+    print(f"session {matched[0]}: {len(events)} events")
+    body = [
+        [fmt_time(e["time"], millis=True), e["method"] or "-", e["target"] or "-", e["status"] or "-",
+         fmt_ms(None if e["duration_s"] is None else e["duration_s"] * 1000), fmt_bytes(e["response_size"]),
+         e["error_type"] or ""]
+        for e in events
+    ]
+    print(table(["TIME", "METHOD", "TARGET", "STATUS", "ms", "BYTES", "ERROR"], body, right={4, 5}))
+    return 0
+
+
+def cmd_compact(store: Store, args: argparse.Namespace) -> int:
+    with progress("compacting"):
+        result = store.compact()
+    if args.json:
+        print(json.dumps({**vars(result), "batches": list(result.batches)}))
+    elif result.busy:
+        print("another compaction is running; nothing done")
+    elif not result.batches:
+        print("nothing to compact" + (f" (cleaned up {result.removed} leftover file(s))" if result.removed else ""))
+    else:
+        names = ", ".join(f"{b}.parquet" for b in result.batches)
+        print(f"compacted {result.segments} segment(s), {result.events:,} events, into {names}"
+              + (f"; cleaned up {result.removed} leftover file(s)" if result.removed else ""))
+    return 0
+
+
+def cmd_health(store: Store, args: argparse.Namespace) -> int:
+    with progress("reading health records"):
+        rows = store.health(window_of(args))
+    if args.json:
+        emit_json(rows)
+        return 0
+    if not rows:
+        print("no health records yet (each instrumented process writes one periodically)")
+        return 0
+    headers = ["INSTANCE", "SERVER", "PID", "LAST REPORT", "ENQUEUED", "WRITTEN", "DROPPED", "FAULTS",
+               "WRITE FAILURES"]
+    body = [[r["instance_id"] or "-", r["server"] or "-", fmt_int(r["pid"]), fmt_time(r["time"]),
+             *(fmt_int(r[k]) for k in ("enqueued", "written", "dropped", "faults", "write_failures"))]
+            for r in rows]
+    print(table(headers, body, right={2, 4, 5, 6, 7, 8}))
+    footer = health_footer(rows)
+    if footer:
+        print(footer)
+    return 0
+
+
+# ---- entry point ----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", type=Path, help="data directory (default: $MCPLENS_HOME or the platform's)")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    win = argparse.ArgumentParser(add_help=False)
+    win.add_argument("--since", help="15m, 2h, 3d, 1w ago, or an ISO timestamp")
+    win.add_argument("--until", help="same forms as --since")
+    win.add_argument("--server", help="only this server (by name)")
+
+    parser = argparse.ArgumentParser(prog="mcplens", description="Report on what your MCP servers did.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("report", parents=[common, win], help="per-tool calls, errors, latency, payload")
+    p.add_argument("--sort", choices=SORTS, default="calls", help="column to sort by, largest first")
+    p.add_argument("--tool", help="only this tool/prompt/resource or method (glob patterns allowed)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("tail", parents=[common], help="stream events as they arrive")
+    p.add_argument("-n", "--lines", type=int, default=10, help="recent events to show first (default 10)")
+    p.add_argument("--once", action="store_true", help="print the recent events and exit")
+    p.add_argument("--server", help="only this server (by name)")
+    p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser("sessions", parents=[common, win], help="list sessions, or show one session's events")
+    p.add_argument("id", nargs="?", help="a session id or a unique prefix of one")
+    p.add_argument("-n", "--limit", type=int, default=50, help="sessions to list (default 50)")
+    p.set_defaults(func=cmd_sessions)
+
+    p = sub.add_parser("compact", parents=[common], help="fold finished segments into Parquet")
+    p.set_defaults(func=cmd_compact)
+
+    p = sub.add_parser("health", parents=[common], help="the capture pipeline's own counters per process")
+    p.add_argument("--since", help="only processes that reported since (15m, 2h, ISO ...)")
+    p.add_argument("--until", help="same forms as --since")
+    p.set_defaults(func=cmd_health)
+    return parser
+
+
+def open_store(home: Path) -> Store:
+    from mcplens.store.local import LocalStore
+
+    return LocalStore(home)
+
+
+def _data_error(e: BaseException) -> bool:
+    """A DuckDB or I/O failure is about the data and gets one line; anything else is a bug to show."""
+    return isinstance(e, OSError | RuntimeError) or type(e).__module__.split(".")[0] in ("duckdb", "_duckdb")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error argparse already explained
+        return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
+    home = (args.home or default_home()).expanduser()
+    if not (home / "events").is_dir():
+        print(f"mcplens: no events recorded yet under {home}; instrument a server first (see README)",
+              file=sys.stderr)
+        if args.command != "tail" or args.once:
+            if args.json and args.command in ("report", "sessions", "health"):
+                emit_json([])
+            return 0
+    try:
+        return args.func(open_store(home), args)
+    except (UsageError, ValueError) as e:
+        print(f"mcplens {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ImportError as e:
+        print(f"mcplens: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0 if args.command == "tail" else 130
+    except BrokenPipeError:  # `mcplens tail | head`: the reader has gone, which is fine
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as e:
+        if not _data_error(e):
+            raise
+        print(f"mcplens: cannot read events under {home}: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

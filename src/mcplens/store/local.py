@@ -1,0 +1,451 @@
+"""The local store: DuckDB queries straight over the event log's files, no server, no import step.
+
+Writers never wait for readers (research/FACTS.md), so a reader must cope with files that appear,
+move from ``live/`` to ``closed/``, or disappear into Parquet while it looks. The rules that keep
+every event visible exactly once:
+
+* Compaction writes ``parquet/<batch>.parquet``, then *commits* by atomically creating
+  ``<batch>.manifest.json`` naming the source segments (with their sizes), and only then deletes
+  the sources.
+* A reader uses a Parquet file only if its manifest exists, and skips every segment a manifest
+  names (name and size both match: a file that merely shares the name is still read).
+* It lists manifests, then ``live/``, then ``closed/`` (a segment renamed meanwhile is caught by
+  the later listing; the same name twice counts once), then checks the manifests again: a commit
+  in between would hide sources already deleted, so it lists afresh.
+* A file that vanishes between listing and reading fails the DuckDB query; the reader lists again,
+  backing off, since a compaction commits batch after batch. A writer renames a segment only on
+  rotation (64 MB or 10 min), so a read rarely needs a second try.
+
+duckdb is imported here only, never on the capture side, which runs inside someone else's server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from mcplens import event as ev
+from mcplens.sinks.eventlog import CLOSED, LIVE, PARQUET, events_dir
+from mcplens.store.base import (
+    FIELDS,
+    NOT_ERRORS,
+    CompactResult,
+    Store,
+    TimeWindow,
+    shape_event,
+    sort_tool_rows,
+)
+
+MANIFEST_SUFFIX: Final = ".manifest.json"
+ATTEMPTS: Final = 20  # re-listings (with backoff, ~3 s in all) before a vanishing file is an error
+MTIME_SLACK: Final = 2.0  # seconds: file times come from a coarser clock than time.time()
+BATCH_MAX_BYTES: Final = 256 * 1024 * 1024  # raw JSON per Parquet file; bounds one COPY's work
+
+
+def _duckdb() -> Any:
+    try:
+        import duckdb
+    except ImportError:
+        raise ImportError("the mcplens reading side needs DuckDB: pip install 'mcplens[cli]'") from None
+    return duckdb
+
+
+def _lit(text: str | Path) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _columns_struct() -> str:
+    return "{" + ", ".join(f"{_lit(k)}: {_lit(t)}" for k, t in ev.COLUMNS.items()) + "}"
+
+
+def read_json_sql(files: list[Path]) -> str:
+    """Typed and forgiving: a torn or garbage line becomes an all-NULL row, dropped by ``event.id``."""
+    return (
+        f"SELECT * FROM read_json([{', '.join(_lit(f) for f in files)}], format='newline_delimited', "
+        f"columns={_columns_struct()}, ignore_errors=true) WHERE {_ident(ev.EVENT_ID)} IS NOT NULL"
+    )
+
+
+_ERROR: Final = f"status NOT IN ({', '.join(_lit(s) for s in NOT_ERRORS)})"
+_NOT_HEALTH: Final = f"kind IS DISTINCT FROM '{ev.HEALTH_KIND}'"
+#: stateless (2026-07-28) HTTP has no session id: a client within one server process stands for one
+_SESSION: Final = "coalesce(session_id, client_id || '@' || instance_id, instance_id)"
+_ORDER: Final = "ORDER BY time, event_id"
+
+_TOOL_TABLE: Final = """
+SELECT server, method, target, coalesce(target, method) AS name, calls, errors,
+       errors / calls AS error_rate,
+       lat[1] * 1000 AS p50_ms, lat[2] * 1000 AS p95_ms, lat[3] * 1000 AS p99_ms, mean_s * 1000 AS mean_ms,
+       pay[1] AS payload_p50_bytes, pay[2] AS payload_p95_bytes, pay_max AS payload_max_bytes,
+       tok[1] AS tokens_p50, tok[2] AS tokens_p95, statuses
+FROM (
+    SELECT server_name AS server, method, target,
+           count(*) AS calls,
+           count(*) FILTER (WHERE {err}) AS errors,
+           quantile_cont(duration_s, [0.5, 0.95, 0.99]) AS lat,
+           avg(duration_s) AS mean_s,
+           quantile_cont(response_size, [0.5, 0.95]) AS pay,
+           max(response_size) AS pay_max,
+           quantile_cont(response_tokens, [0.5, 0.95]) AS tok,
+           histogram(status) AS statuses
+    FROM events WHERE {where}
+    GROUP BY ALL
+)"""
+
+_SESSIONS: Final = """
+SELECT {session} AS session_id, max(client_name) AS client_name, max(client_version) AS client_version,
+       max(server_name) AS server, max(transport) AS transport,
+       min(time) AS first_seen, max(time) AS last_seen,
+       count(*) FILTER (WHERE kind = 'request') AS calls,
+       count(*) FILTER (WHERE kind = 'request' AND {err}) AS errors,
+       list(DISTINCT tool ORDER BY tool) FILTER (WHERE tool IS NOT NULL) AS tools
+FROM events WHERE {where}
+GROUP BY 1 ORDER BY last_seen DESC, session_id"""
+
+_HEALTH: Final = """
+SELECT instance_id, server_name AS server, pid, time,
+       health_enqueued AS enqueued, health_written AS written, health_dropped AS dropped,
+       health_faults AS faults, health_write_failures AS write_failures
+FROM events WHERE {where}
+QUALIFY row_number() OVER (PARTITION BY instance_id ORDER BY time DESC, event_id DESC) = 1
+ORDER BY server, time"""
+
+
+def _where(
+    window: TimeWindow | None, server: str | None, base: str, *, strict: bool = False
+) -> tuple[str, list[Any]]:
+    clauses, params = [base], []
+    if window is not None and window.since is not None:
+        clauses.append("time > ?" if strict else "time >= ?")
+        params.append(window.since)
+    if window is not None and window.until is not None:
+        clauses.append("time < ?")
+        params.append(window.until)
+    if server is not None:
+        clauses.append("server_name = ?")
+        params.append(server)
+    return " AND ".join(clauses), params
+
+
+def _since(window: TimeWindow | None) -> float | None:
+    return None if window is None else window.since
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: someone else's process, alive
+        return True
+    return True
+
+
+def segment_pid(name: str) -> int | None:
+    """``<stamp>-<pid>-<instance>-<seq>.jsonl``; the stamp has no dash, the instance might."""
+    parts = name.split("-")
+    if len(parts) < 4 or not parts[1].isdigit():
+        return None
+    return int(parts[1])
+
+
+@dataclass(frozen=True)
+class Manifest:
+    batch: str
+    parquet: Path
+    segments: dict[str, int]  # source segment name -> its size in bytes when compacted
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The files one query reads: committed Parquet plus segments no manifest covers."""
+
+    parquet: list[Path]
+    segments: list[Path]
+
+    def vanished(self) -> bool:
+        return any(not p.exists() for p in (*self.parquet, *self.segments))
+
+    def written_since(self, ts: float) -> Snapshot:
+        def recent(p: Path) -> bool:
+            try:
+                return p.stat().st_mtime >= ts
+            except FileNotFoundError:
+                return True  # let the read fail and list again: it may have moved to closed/
+
+        return Snapshot(self.parquet, [p for p in self.segments if recent(p)])
+
+
+def _jsonl(d: Path) -> list[Path]:
+    try:
+        return [d / n for n in os.listdir(d) if n.endswith(".jsonl") and not n.startswith(".")]
+    except FileNotFoundError:
+        return []
+
+
+class LocalStore(Store):
+    def __init__(self, home: Path) -> None:
+        self.home = Path(home)
+        self.root = events_dir(self.home)
+
+    # ---- listing ---------------------------------------------------------------------------
+
+    def _manifest_names(self) -> set[str]:
+        try:
+            return {n for n in os.listdir(self.root / PARQUET) if n.endswith(MANIFEST_SUFFIX)}
+        except FileNotFoundError:
+            return set()
+
+    def manifests(self) -> list[Manifest]:
+        out = []
+        for name in sorted(self._manifest_names()):
+            path = self.root / PARQUET / name
+            try:
+                data = json.loads(path.read_text("utf-8"))
+            except FileNotFoundError:
+                continue
+            except ValueError:
+                continue  # not ours or damaged; its sources were deleted only after a valid commit
+            out.append(Manifest(name.removesuffix(MANIFEST_SUFFIX), path.parent / data["parquet"],
+                                dict(data["segments"])))
+        return out
+
+    def snapshot(self) -> Snapshot:
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                _backoff(attempt)
+            manifests = self.manifests()
+            found: dict[str, Path] = {}
+            for d in (LIVE, CLOSED):  # in this order: a live -> closed rename cannot slip between
+                found.update((p.name, p) for p in _jsonl(self.root / d))
+            if {m.batch + MANIFEST_SUFFIX for m in manifests} == self._manifest_names():
+                covered = _covered(manifests)
+                segs = sorted(p for p in found.values() if not covered(p))
+                return Snapshot([m.parquet for m in manifests], segs)
+        raise RuntimeError(f"the event log under {self.root} kept changing while being listed")
+
+    # ---- querying --------------------------------------------------------------------------
+
+    def _view_sql(self, snap: Snapshot) -> str:
+        parts = ["SELECT " + ", ".join(f"NULL::{t} AS {_ident(k)}" for k, t in ev.COLUMNS.items()) + " WHERE false"]
+        if snap.parquet:
+            files = ", ".join(_lit(p) for p in snap.parquet)
+            parts.append(f"SELECT * FROM read_parquet([{files}], union_by_name=true)")
+        if snap.segments:
+            parts.append(read_json_sql(snap.segments))
+        union = "\nUNION ALL BY NAME\n".join(f"({p})" for p in parts)
+        cols = ", ".join(f"{_ident(key)} AS {_ident(name)}" for name, (key, _) in FIELDS.items())
+        return (
+            f"CREATE OR REPLACE TEMP VIEW events AS SELECT {cols} FROM ({union}) "
+            f"WHERE {_ident(ev.EVENT_ID)} IS NOT NULL"
+        )
+
+    def query(self, sql: str, params: list[Any] | None = None, *, since: float | None = None) -> list[dict[str, Any]]:
+        """Run SQL against the ``events`` view of everything stored; rows as dicts.
+
+        ``since``: the SQL only wants events that started at or after it, so segments last written
+        before it are not read at all (an event is written after it starts). This keeps ``tail``
+        and ``--since 15m`` cheap over a large uncompacted backlog.
+        """
+        duckdb = _duckdb()
+        for attempt in range(ATTEMPTS):
+            snap = self.snapshot()
+            if since is not None:
+                snap = snap.written_since(since - MTIME_SLACK)
+            con = duckdb.connect()
+            try:
+                con.execute(self._view_sql(snap))
+                cur = con.execute(sql, params or [])
+                names = [d[0] for d in cur.description]
+                return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            except duckdb.Error:
+                if attempt + 1 < ATTEMPTS and snap.vanished():
+                    _backoff(attempt)
+                    continue
+                raise
+            finally:
+                con.close()
+        raise AssertionError("unreachable")
+
+    def tool_table(
+        self,
+        window: TimeWindow | None = None,
+        server: str | None = None,
+        tool: str | None = None,
+        sort: str = "calls",
+    ) -> list[dict[str, Any]]:
+        sort_tool_rows([], sort)  # reject a bad sort before the scan, not after
+        where, params = _where(window, server, "kind = 'request'")
+        if tool is not None:
+            where += " AND coalesce(target, method) GLOB ?"
+            params.append(tool)
+        rows = self.query(_TOOL_TABLE.format(where=where, err=_ERROR), params, since=_since(window))
+        for r in rows:
+            r["statuses"] = dict(sorted((r["statuses"] or {}).items(), key=lambda kv: (-kv[1], kv[0])))
+        return sort_tool_rows(rows, sort)
+
+    def events_since(self, ts: float, limit: int | None = None) -> list[dict[str, Any]]:
+        where, params = _where(TimeWindow(since=ts), None, _NOT_HEALTH, strict=True)
+        if limit is None:
+            rows = self.query(f"SELECT * FROM events WHERE {where} {_ORDER}", params, since=ts)
+            return [shape_event(r) for r in rows]
+        sql = f"SELECT * FROM events WHERE {where} ORDER BY time DESC, event_id DESC LIMIT ?"
+        return [shape_event(r) for r in reversed(self.query(sql, [*params, limit], since=ts))]
+
+    def sessions(
+        self, window: TimeWindow | None = None, server: str | None = None, limit: int | None = 50
+    ) -> list[dict[str, Any]]:
+        where, params = _where(window, server, f"{_NOT_HEALTH} AND {_SESSION} IS NOT NULL")
+        sql = _SESSIONS.format(where=where, err=_ERROR, session=_SESSION)
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [{**r, "tools": r["tools"] or []} for r in self.query(sql, params, since=_since(window))]
+
+    def session_events(self, session_id: str) -> list[dict[str, Any]]:
+        sql = f"SELECT *, {_SESSION} AS session FROM events WHERE {_NOT_HEALTH} AND starts_with({_SESSION}, ?) {_ORDER}"
+        return [shape_event(r) for r in self.query(sql, [session_id])]
+
+    def health(self, window: TimeWindow | None = None) -> list[dict[str, Any]]:
+        where, params = _where(window, None, f"kind = '{ev.HEALTH_KIND}'")
+        return self.query(_HEALTH.format(where=where), params, since=_since(window))
+
+    def count(self) -> int:
+        return int(self.query("SELECT count(*) AS n FROM events")[0]["n"])
+
+    # ---- compaction ------------------------------------------------------------------------
+
+    def compact(self) -> CompactResult:
+        if not self.root.is_dir():
+            return CompactResult((), 0, 0, 0)
+        fd = os.open(self.root / "compact.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return CompactResult((), 0, 0, 0, busy=True)
+            return self._compact_locked()
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _compact_locked(self) -> CompactResult:
+        pq = self.root / PARQUET
+        pq.mkdir(parents=True, exist_ok=True)
+        manifests = self.manifests()
+        committed = {m.parquet.name for m in manifests}
+        covered = _covered(manifests)
+        removed = 0
+        # Clean up after an interrupted run: sources already committed, Parquet never committed.
+        for p in [*_jsonl(self.root / LIVE), *_jsonl(self.root / CLOSED)]:
+            if covered(p):
+                removed += _unlink(p)
+        for name in os.listdir(pq):
+            if (name.endswith(".parquet") and name not in committed) or name.endswith(".tmp"):
+                removed += _unlink(pq / name)
+
+        sources = sorted(_jsonl(self.root / CLOSED))
+        for p in sorted(_jsonl(self.root / LIVE)):
+            pid = segment_pid(p.name)
+            if pid is not None and not pid_alive(pid):  # writer killed before it could close
+                sources.append(p)
+        batches: list[str] = []
+        events = 0
+        for chunk in _chunks(sources):
+            batch, n = self._write_batch(pq, chunk)
+            batches.append(batch)
+            events += n
+        return CompactResult(tuple(batches), len(sources), events, removed)
+
+    def _write_batch(self, pq: Path, sources: list[Path]) -> tuple[str, int]:
+        duckdb = _duckdb()
+        batch = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{os.urandom(4).hex()}"
+        out = pq / f"{batch}.parquet"
+        con = duckdb.connect()
+        try:
+            n = con.execute(
+                f"COPY ({read_json_sql(sources)}) TO {_lit(out)} (FORMAT parquet, COMPRESSION zstd)"
+            ).fetchone()[0]
+        finally:
+            con.close()
+        _fsync(out)
+        manifest = {
+            "version": 1,
+            "parquet": out.name,
+            "segments": {p.name: p.stat().st_size for p in sources},
+            "events": n,
+            "created": time.time(),
+        }
+        tmp = pq / f".{batch}{MANIFEST_SUFFIX}.tmp"
+        tmp.write_text(json.dumps(manifest, indent=1), "utf-8")
+        _fsync(tmp)
+        os.replace(tmp, pq / f"{batch}{MANIFEST_SUFFIX}")  # the commit point
+        _fsync(pq)
+        for p in sources:
+            _unlink(p)
+        return batch, int(n)
+
+
+def _backoff(attempt: int) -> None:
+    """A compaction commits batch after batch; give it room rather than re-reading in lockstep."""
+    time.sleep(min(0.2, 0.01 * 2**attempt))
+
+
+def _covered(manifests: list[Manifest]) -> Callable[[Path], bool]:
+    """Whether a segment's events are already in committed Parquet: a leftover of a compaction."""
+    sizes: dict[str, int] = {}
+    for m in manifests:
+        sizes.update(m.segments)
+
+    def covered(p: Path) -> bool:
+        if p.name not in sizes:
+            return False
+        try:
+            return p.stat().st_size == sizes[p.name]
+        except FileNotFoundError:
+            return True  # gone: nothing to read or delete either way
+
+    return covered
+
+
+def _chunks(paths: list[Path]) -> list[list[Path]]:
+    out: list[list[Path]] = []
+    size = 0
+    for p in paths:
+        try:
+            s = p.stat().st_size
+        except FileNotFoundError:
+            continue
+        if not out or size + s > BATCH_MAX_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(p)
+        size += s
+    return out
+
+
+def _unlink(p: Path) -> int:
+    try:
+        p.unlink()
+        return 1
+    except FileNotFoundError:
+        return 0
+
+
+def _fsync(p: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

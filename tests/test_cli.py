@@ -1,0 +1,251 @@
+from __future__ import annotations
+
+import io
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mcplens import cli
+from mcplens import event as ev
+from mcplens.store.local import LocalStore
+from tests.store.factory import health, request, write
+
+NOW = time.time()
+MCPLENS = Path(sys.executable).parent / "mcplens"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def populate(home: Path) -> list[dict]:
+    events = (
+        [request(NOW - 600 + i, target="search_files", duration=0.010 + i / 1000, size=900 + i,
+                 session="aaaa1111", status=ev.TOOL_ERROR if i % 10 == 0 else ev.OK) for i in range(40)]
+        + [request(NOW - 300 + i, target="read_file", duration=0.250, size=48_000, session="bbbb2222",
+                   client=("cursor", "0.9")) for i in range(5)]
+        + [request(NOW - 100, method="tools/list", target=None, session="aaaa1111", size=3100)]
+        + [request(NOW - 50, target="search_issues", server="github", session="cccc3333", duration=1.5)]
+    )
+    write(home, events)
+    return events
+
+
+def test_report_json_is_the_store_table(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    populate(home)
+    rc, out, err = run(capsys, "report", "--json")
+    assert rc == 0 and err == ""
+    rows = json.loads(out)
+    assert rows == json.loads(json.dumps(LocalStore(home).tool_table()))
+    assert [r["name"] for r in rows] == ["search_files", "read_file", "search_issues", "tools/list"]
+    assert rows[0]["calls"] == 40 and rows[0]["errors"] == 4 and rows[0]["statuses"] == {"ok": 36, "tool_error": 4}
+
+
+def test_report_sort_and_filters(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    populate(home)
+    by_p95 = json.loads(run(capsys, "report", "--json", "--sort", "p95")[1])
+    assert [r["name"] for r in by_p95][:2] == ["search_issues", "read_file"]
+    by_payload = json.loads(run(capsys, "report", "--json", "--sort", "payload")[1])
+    assert by_payload[0]["name"] == "read_file" and by_payload[0]["payload_max_bytes"] == 48_000
+    github = json.loads(run(capsys, "report", "--json", "--server", "github")[1])
+    assert [(r["server"], r["name"]) for r in github] == [("github", "search_issues")]
+    one = json.loads(run(capsys, "report", "--json", "--tool", "read_*")[1])
+    assert [r["name"] for r in one] == ["read_file"]
+    recent = json.loads(run(capsys, "report", "--json", "--since", "4m")[1])
+    assert {r["name"] for r in recent} == {"tools/list", "search_issues"}
+    iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(NOW - 400))
+    early = json.loads(run(capsys, "report", "--json", "--until", iso)[1])
+    assert [r["name"] for r in early] == ["search_files"]
+
+
+def test_report_table_is_aligned_with_a_health_footer(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    populate(home)
+    write(home, [health("a1b2c3d4e5f60718", NOW, enqueued=50, written=47, dropped=3)], instance="h")
+    rc, out, err = run(capsys, "report")
+    assert rc == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["SERVER", "TOOL", "CALLS", "ERRORS"]  # two servers: a SERVER column
+    read = next(line for line in lines if "read_file" in line)
+    assert "250" in read and "46.9 KB" in read
+    assert read.index("250") + 3 == lines[0].index("P50 ms") + len("P50 ms")  # numbers right-aligned
+    assert "tools/list" in out and "tool_error 4" in out
+    assert lines[-1].startswith("monitoring itself lost data: 3 dropped")
+
+
+def test_report_has_no_footer_when_the_pipeline_lost_nothing(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(home, [request(NOW), health("a1b2c3d4e5f60718", NOW, enqueued=1, written=1)])
+    out = run(capsys, "report")[1]
+    assert "lost" not in out and "SERVER" not in out.splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["report", "--since", "yesterday"], "cannot read time 'yesterday'"),
+        (["report", "--since", "1h", "--until", "2h"], "is not after --since"),
+        (["sessions", "--until", "soon"], "cannot read time 'soon'"),
+    ],
+)
+def test_bad_time_window_is_one_clear_line(home: Path, capsys: pytest.CaptureFixture[str], argv, message) -> None:
+    populate(home)
+    rc, out, err = run(capsys, *argv)
+    assert rc == 2 and out == ""
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_missing_data_dir_is_a_note_not_a_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run(capsys, "report", "--json", "--home", str(tmp_path / "none"))
+    assert rc == 0 and json.loads(out) == []
+    assert "no events recorded yet under" in err and "instrument a server first" in err
+    rc, out, err = run(capsys, "sessions", "--home", str(tmp_path / "none"))
+    assert rc == 0 and out == "" and "no events recorded yet" in err
+
+
+def test_sessions_list_and_one_session(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    populate(home)
+    rows = json.loads(run(capsys, "sessions", "--json")[1])
+    assert [r["session_id"] for r in rows] == ["cccc3333", "aaaa1111", "bbbb2222"]
+    a = rows[1]
+    assert (a["calls"], a["errors"], a["tools"], a["client_name"]) == (41, 4, ["search_files"], "claude-code")
+
+    rc, out, _ = run(capsys, "sessions", "aaaa", "--json")
+    events = json.loads(out)
+    assert rc == 0 and len(events) == 41 and {e["session_id"] for e in events} == {"aaaa1111"}
+    assert [e["time"] for e in events] == sorted(e["time"] for e in events)
+    assert events[-1]["method"] == "tools/list"
+
+    rc, out, _ = run(capsys, "sessions", "bbbb2222")
+    assert rc == 0 and out.splitlines()[0] == "session bbbb2222: 5 events"
+    assert out.splitlines()[1].split()[:4] == ["TIME", "METHOD", "TARGET", "STATUS"]
+
+    rc, out, _ = run(capsys, "sessions")
+    assert rc == 0 and "cursor 0.9" in out and out.splitlines()[0].startswith("SESSION")
+
+
+def test_session_prefix_must_be_unique_and_exist(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(home, [request(NOW, session="abc1"), request(NOW, session="abc2")])
+    rc, _, err = run(capsys, "sessions", "abc")
+    assert rc == 1 and "matches 2 sessions (abc1, abc2)" in err
+    rc, _, err = run(capsys, "sessions", "zzz")
+    assert rc == 1 and "no session matching 'zzz'" in err
+
+
+def test_tail_once_prints_the_newest_events(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    events = populate(home)
+    write(home, [health("x", NOW + 5)], instance="h")
+    rc, out, _ = run(capsys, "tail", "--once", "-n", "3", "--json")
+    got = [json.loads(line) for line in out.splitlines()]
+    newest = sorted(events, key=lambda e: e[ev.TIME])[-3:]
+    assert rc == 0 and [g["event_id"] for g in got] == [e[ev.EVENT_ID] for e in newest]
+    rc, out, _ = run(capsys, "tail", "--once", "-n", "2")
+    lines = out.splitlines()
+    assert rc == 0 and len(lines) == 2
+    assert "github" in lines[1] and "search_issues" in lines[1] and "1,500 ms" in lines[1] and "cccc3333" in lines[1]
+
+
+def test_tail_follows_new_events_and_exits_cleanly_on_ctrl_c(home: Path) -> None:
+    write(home, [request(time.time() - 1, target="before")])
+    env = {**os.environ, "MCPLENS_HOME": str(home)}
+    proc = subprocess.Popen([str(MCPLENS), "tail", "--json", "-n", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+
+    def next_line(timeout: float = 20) -> dict:
+        return json.loads(lines.get(timeout=timeout))
+
+    try:
+        assert next_line()["target"] == "before"  # the initial listing is done
+        new = [request(time.time() - 0.5, target=f"after{i}") for i in range(3)]
+        write(home, new[:2], instance="w2")
+        write(home, new[2:], instance="w3", close=False)  # a live segment of a running writer
+        got = {next_line()["target"] for _ in range(3)}
+        assert got == {"after0", "after1", "after2"}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "Traceback" not in err
+
+
+def test_compact_then_report_is_unchanged(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    populate(home)
+    before = json.loads(run(capsys, "report", "--json")[1])
+    rc, out, _ = run(capsys, "compact")
+    assert rc == 0 and out.startswith("compacted 1 segment(s), 47 events, into ")
+    after = json.loads(run(capsys, "report", "--json")[1])
+    for a, b in zip(after, before, strict=True):
+        for key in ("name", "calls", "errors", "statuses", "payload_max_bytes"):
+            assert a[key] == b[key]
+        assert a["p95_ms"] == pytest.approx(b["p95_ms"]) and a["mean_ms"] == pytest.approx(b["mean_ms"])
+    assert run(capsys, "compact")[1].strip() == "nothing to compact"
+    result = json.loads(run(capsys, "compact", "--json")[1])
+    assert result["batches"] == [] and result["busy"] is False
+
+
+def test_health_command(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(home, [health("inst-a", NOW - 5, enqueued=9, written=9), health("inst-a", NOW, enqueued=20, written=18,
+                                                                       dropped=1, faults=1)])
+    rows = json.loads(run(capsys, "health", "--json")[1])
+    assert [(r["instance_id"], r["enqueued"], r["written"], r["dropped"], r["faults"]) for r in rows] == [
+        ("inst-a", 20, 18, 1, 1)]
+    out = run(capsys, "health")[1]
+    assert out.splitlines()[0].split()[:3] == ["INSTANCE", "SERVER", "PID"]
+    assert "1 dropped (queue full), 1 faults" in out
+
+
+def test_console_script_report_json(home: Path) -> None:
+    populate(home)
+    proc = subprocess.run([str(MCPLENS), "report", "--json", "--home", str(home)], capture_output=True, text=True,
+                          timeout=60, env={k: v for k, v in os.environ.items() if k != "MCPLENS_HOME"})
+    assert proc.returncode == 0, proc.stderr
+    assert [r["calls"] for r in json.loads(proc.stdout)] == [40, 5, 1, 1]
+    bad = subprocess.run([str(MCPLENS), "report", "--sort", "nope"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_help_and_usage_errors_return_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "--help")[0] == 0
+    assert run(capsys, "frobnicate")[0] == 2
+    assert run(capsys)[0] == 2
+
+
+def test_spinner_only_on_a_terminal_and_only_when_slow(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Tty()
+    monkeypatch.setattr(sys, "stderr", tty)
+    with cli.progress("reading", delay=0.05):
+        time.sleep(0.3)
+    assert "reading" in tty.getvalue() and tty.getvalue().endswith("\r\x1b[K")
+    quick = Tty()
+    monkeypatch.setattr(sys, "stderr", quick)
+    with cli.progress("reading", delay=5):
+        pass
+    assert quick.getvalue() == ""
+    plain = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", plain)
+    with cli.progress("reading", delay=0):
+        time.sleep(0.2)
+    assert plain.getvalue() == ""
+
+
+def test_formatting() -> None:
+    assert cli.fmt_bytes(12.3 * 1024) == "12.3 KB"
+    assert cli.fmt_bytes(512) == "512 B"
+    assert cli.fmt_bytes(3 * 1024**3) == "3.0 GB"
+    assert [cli.fmt_ms(v) for v in (0.4567, 12.34, 1234.5, None)] == ["0.46", "12.3", "1,234", "-"]
+    assert cli.label({"method": "prompts/get", "target": "summarize"}) == "prompts/get summarize"
+    assert cli.label({"method": "tools/call", "target": "search"}) == "search"
+    assert cli.label({"method": "ping", "target": None}) == "ping"
