@@ -22,6 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[test,otel]"
 	$(BIN)/python bench/overhead.py
 
 clean:
