@@ -89,12 +89,19 @@ def _watch_stdio() -> _ClaimWatch | None:
 
 
 class CaptureMiddleware:
-    """The outermost SDK middleware. Hot path: two clock reads and one enqueue."""
+    """The outermost SDK middleware. Hot path: two clock reads, a tuple, one deque append.
 
-    __slots__ = ("_submit", "_build", "__weakref__")
+    It keeps what the event needs, not the request context: holding every context (and its
+    per-request session) until the writer drains them kept enough objects alive to double the
+    garbage collector's work (bench/RESULTS.md). The enqueue is ``Pipeline.submit`` inlined.
+    """
+
+    __slots__ = ("_queue", "_capacity", "_counters", "_build", "__weakref__")
 
     def __init__(self, pipeline: Pipeline, build: Callable[[Any], dict[str, Any] | None]) -> None:
-        self._submit = pipeline.submit
+        self._queue = pipeline._queue
+        self._capacity = pipeline._capacity
+        self._counters = pipeline.counters
         self._build = build
 
     async def __call__(self, ctx: Any, call_next: CallNext) -> Any:
@@ -102,26 +109,37 @@ class CaptureMiddleware:
         try:
             result = await call_next(ctx)
         except BaseException as exc:
-            try:
-                self._submit(self._build, (ctx, t0, perf_counter(), None, exc))
-            except Exception:  # noqa: BLE001 - fail open: the caller sees its own exception only
-                pass
-            raise
+            result, error = None, exc
+        else:
+            error = None
         try:
-            self._submit(self._build, (ctx, t0, perf_counter(), result, None))
-        except Exception:  # noqa: BLE001
+            if len(self._queue) < self._capacity:
+                self._queue.append((self._build, (
+                    ctx.method, ctx.params, ctx.request_id, ctx.meta, ctx.protocol_version,
+                    getattr(ctx.session, "_connection", None), ctx.request, t0, perf_counter(), result, error,
+                )))
+                self._counters["enqueued"] += 1
+            else:
+                self._counters["dropped"] += 1
+        except Exception:  # noqa: BLE001 - fail open: the caller's outcome is untouched
             pass
+        if error is not None:
+            raise error
         return result
 
 
+#: what the middleware queues: method, params, request id, _meta, protocol version, connection,
+#: HTTP request, start, end (perf_counter), result, exception
+Raw = tuple[str, Any, Any, Any, Any, Any, Any, float, float, Any, "BaseException | None"]
+
+
 class EventBuilder:
-    """Turns ``(ctx, t0, t1, result, exc)`` into an event, on the writer thread."""
+    """Turns a :data:`Raw` capture into an event, on the writer thread."""
 
     def __init__(
         self, pipeline: Pipeline, ids: Callable[[], Pseudonymizer], server_name: str | None,
         server_version: str | None, capture: str,
     ) -> None:
-        self._pipeline = pipeline
         self._ids = ids
         self._server_name = server_name
         self._server_version = server_version
@@ -131,34 +149,34 @@ class EventBuilder:
         self._pipe_session = f"pipe:{pipeline.instance_id}"
         self._stdio = _watch_stdio()
 
-    def __call__(self, raw: tuple[Any, float, float, Any, BaseException | None]) -> dict[str, Any] | None:
-        ctx, t0, t1, result, exc = raw
-        if _internal_dispatch(ctx):
+    def __call__(self, raw: Raw) -> dict[str, Any] | None:
+        method, params, request_id, meta, protocol_version, connection, request, t0, t1, result, exc = raw
+        if _internal_dispatch(method, request):
             return None
-        clock_offset = time.time() - perf_counter()
+        if method == "initialize" and isinstance(params, dict):
+            requested = params.get("protocolVersion")
+            protocol_version = requested if isinstance(requested, str) else None
         x = Exchange(
-            method=ctx.method,
-            params=ctx.params,
-            request_id=ctx.request_id,
-            start=t0 + clock_offset,
+            method=method,
+            params=params,
+            request_id=request_id,
+            start=t0 + time.time() - perf_counter(),
             duration=t1 - t0,
-            is_notification=ctx.request_id is None,
+            is_notification=request_id is None,
             server_name=self._server_name,
             server_version=self._server_version,
             capture=self._capture,
-            protocol_version=_protocol_version(ctx),
+            protocol_version=protocol_version,
         )
         if exc is None:
             x.result = _dump(result)
         else:
             _describe_exception(x, exc)
-        self._where(ctx, x, t0)
+        self._where(connection, request, meta, x, t0)
         return build_event(x, self._ids(), self._base)
 
-    def _where(self, ctx: Any, x: Exchange, t0: float) -> None:
+    def _where(self, connection: Any, request: Any, meta: Any, x: Exchange, t0: float) -> None:
         """Transport, session and client, from whatever this transport carries."""
-        connection = getattr(ctx.session, "_connection", None)
-        request = ctx.request
         if request is not None:
             x.transport = "tcp"
             client = getattr(request, "client", None)
@@ -171,8 +189,7 @@ class EventBuilder:
             x.transport = "inproc"
             if connection is not None:
                 x.session_raw = self._connection_id(connection)
-        meta = ctx.meta if isinstance(ctx.meta, dict) else None
-        info = meta.get(MODERN_CLIENT_INFO) if meta else None
+        info = meta.get(MODERN_CLIENT_INFO) if isinstance(meta, dict) else None
         if not isinstance(info, dict) and connection is not None:
             params = getattr(connection, "client_params", None)
             implementation = getattr(params, "client_info", None)
@@ -191,25 +208,17 @@ class EventBuilder:
             return f"conn:{id(connection):x}"
 
 
-def _internal_dispatch(ctx: Any) -> bool:
+def _internal_dispatch(method: str, request: Any) -> bool:
     """A request the SDK dispatched to itself, not one a client sent.
 
     On the 2026-07-28 HTTP path the SDK runs the server's own ``tools/list`` to validate a
     ``tools/call``'s ``Mcp-Param-*`` headers; that listing passes through the middleware with
     the HTTP request of the call, whose ``mcp-method`` header names the method actually sent.
     """
-    request = ctx.request
     if request is None:
         return False
     sent = request.headers.get("mcp-method")
-    return sent is not None and sent != ctx.method
-
-
-def _protocol_version(ctx: Any) -> str | None:
-    if ctx.method == "initialize" and isinstance(ctx.params, dict):
-        requested = ctx.params.get("protocolVersion")
-        return requested if isinstance(requested, str) else None
-    return ctx.protocol_version
+    return sent is not None and sent != method
 
 
 def _describe_exception(x: Exchange, exc: BaseException) -> None:
