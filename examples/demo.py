@@ -355,7 +355,7 @@ def what_next(home: Path, default_home: bool) -> None:
     env = (f"  export MCPLENS_HOME={shown}        # point the CLI at the demo's data (or pass --home {shown})\n"
            if default_home else "")
     print(f"""
-What next
+What next (the CLI is in the virtualenv: `source .venv/bin/activate` first)
 {env}  mcplens report --sort p99     the slowest tools first: query_database has a 1-2 s tail
   mcplens sessions              one line per client session; add a session id to see its calls
   mcplens tail                  follow events live while you use your own server
