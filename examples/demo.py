@@ -152,7 +152,9 @@ async def analytics(s: Session, rng: random.Random) -> None:
             return
         await s.tool("query_database", {"sql": rng.choice(SQL)})
     if rng.random() < 0.3 and not s.done:
-        await s.tool("send_message", {"channel": rng.choice(CHANNELS), "text": "Daily numbers are in."})
+        # personal data in an argument, as agents do send it: stored as [EMAIL], never as the address
+        cc = rng.choice(("dana.ops@example.com", "lee.finance@example.org"))
+        await s.tool("send_message", {"channel": rng.choice(CHANNELS), "text": f"Daily numbers are in, cc {cc}"})
 
 
 async def code(s: Session, rng: random.Random) -> None:

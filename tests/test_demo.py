@@ -47,5 +47,8 @@ def test_quick_demo_records_both_transports(tmp_path: Path) -> None:
     for client in {e.get("mcplens.client.name") for e in requests if e.get("network.transport") == "pipe"}:
         sessions = {e.get("mcp.session.id") for e in requests if e.get("mcplens.client.name") == client}
         assert len(sessions) == 1 and None not in sessions, (client, sessions)
-    # argument values (the SQL text) never reach the event files, only their sizes
-    assert not any("SELECT" in json.dumps(e) for e in events)
+    # arguments are kept redacted: the SQL stays, the e-mail addresses agents sent never reach disk
+    raw = json.dumps(events)
+    assert "SELECT" in raw
+    assert "@example.com" not in raw and "@example.org" not in raw
+    assert any((e.get("mcplens.redactions") or {}).get("EMAIL") for e in events)

@@ -30,7 +30,7 @@ def lowlevel_server() -> Server:
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         if params.name == "explode":
-            raise ConnectionRefusedError("db:5432 refused")
+            raise ConnectionRefusedError("10.20.30.40:5432 refused")
         if params.name == "slow":
             raise TimeoutError("upstream deadline")
         return types.CallToolResult(content=[types.TextContent(type="text", text="ok")])
@@ -68,7 +68,9 @@ def test_lowlevel_server_exceptions_are_their_own_status(home: Path) -> None:
     assert calls["slow"]["mcplens.error.category"] == "backend_timeout"
     assert calls["fine"]["mcplens.status"] == "ok"
     assert calls["fine"]["mcplens.server.name"] == "lowlevel-fixture"
-    assert "db:5432" not in json.dumps(list(calls.values()))
+    assert "10.20.30.40" not in json.dumps(list(calls.values()))
+    assert calls["explode"]["mcplens.error.message"].endswith(":5432 refused")
+    assert calls["explode"]["mcplens.redactions"] == {"IPV4": 1}
 
 
 def test_instrument_twice_is_a_noop(home: Path) -> None:

@@ -14,8 +14,17 @@ from typing import Any
 from mcplens import event
 from mcplens.config import Settings, disabled, from_env
 
+
+def __getattr__(name: str) -> Any:
+    """``mcplens.Policy`` and ``mcplens.ToolPolicy`` without importing the privacy code up front."""
+    if name in ("Policy", "ToolPolicy"):
+        from mcplens.privacy import policy
+
+        return getattr(policy, name)
+    raise AttributeError(f"module 'mcplens' has no attribute {name!r}")
+
 __version__ = "0.1.0"
-__all__ = ["Instrumentation", "instrument", "flush", "stats", "event", "Settings"]
+__all__ = ["Instrumentation", "instrument", "flush", "stats", "event", "Settings", "Policy", "ToolPolicy"]
 
 logger = logging.getLogger("mcplens")
 _ATTR = "_mcplens_instrumentation"
@@ -74,7 +83,9 @@ def instrument(server: Any, **options: Any) -> Instrumentation:
     """Record every request ``server`` handles. One line, fail-open, idempotent.
 
     ``options`` override ``MCPLENS_*`` environment settings (see :class:`mcplens.Settings`):
-    ``home``, ``queue_size``, ``flush_interval``, ``server_name``, ``server_version`` ...
+    ``home``, ``queue_size``, ``flush_interval``, ``server_name``, ``server_version``,
+    ``mode="packaged"`` (collect nothing until the end user opts in), ``privacy=Policy(...)``,
+    ``processors=[...]`` (run after the built-in privacy processors) ...
     Raises ``TypeError`` for an object that is not a supported server or an unknown option;
     a second call on the same server returns the first handle and changes nothing.
     """
@@ -86,6 +97,10 @@ def instrument(server: Any, **options: Any) -> Instrumentation:
         )
     if disabled():
         return Instrumentation(server, active=False, reason="MCPLENS_DISABLED is set")
+    allowed, why = settings.opted_in()
+    if not allowed:  # packaged mode without opt-in: no file, no thread, no socket
+        return Instrumentation(server, active=False, reason=why)
+    settings.effective_policy()  # a malformed policy or config file fails here, before any change
     with _lock:
         existing = getattr(low, _ATTR, None)
         if isinstance(existing, Instrumentation) and existing.active:
@@ -98,27 +113,13 @@ def instrument(server: Any, **options: Any) -> Instrumentation:
         server_name = settings.server_name or name
         server_version = settings.server_version or version
         pipeline.set_base(**{event.SERVER_NAME: server_name, event.SERVER_VERSION: server_version})
-        build = EventBuilder(pipeline, _pseudonymizer(settings), server_name, server_version, capture)
+        build = EventBuilder(pipeline, server_name, server_version, capture)
+        build.learn_resources(server)
         middleware = CaptureMiddleware(pipeline, build)
         low.middleware.insert(0, middleware)
         handle = Instrumentation(server, active=True, _lowlevel=low, _middleware=middleware)
         setattr(low, _ATTR, handle)
         return handle
-
-
-def _pseudonymizer(settings: Settings) -> Any:
-    """A lazy factory: the key file is read on the writer thread, not in ``instrument()``."""
-    from mcplens.privacy.ids import Pseudonymizer, load_or_create_key
-
-    cache: list[Pseudonymizer] = []
-
-    def get() -> Pseudonymizer:
-        if not cache:
-            key, _persisted = load_or_create_key(settings.home)
-            cache.append(Pseudonymizer(key))
-        return cache[0]
-
-    return get
 
 
 def flush() -> None:

@@ -311,6 +311,15 @@ def cmd_health(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_disclose(args: argparse.Namespace) -> int:
+    from mcplens.config import from_env
+    from mcplens.disclose import render
+
+    overrides = {"mode": args.mode, "opt_in_env": args.opt_in_env, "config": args.config, "home": args.home}
+    print(render(from_env().with_overrides(**overrides), server=args.server_name), end="")
+    return 0
+
+
 # ---- entry point ----------------------------------------------------------------------------
 
 
@@ -344,6 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compact", parents=[common], help="fold finished segments into Parquet")
     p.set_defaults(func=cmd_compact)
 
+    p = sub.add_parser("disclose", help="print the README section saying what this configuration collects")
+    p.add_argument("--mode", choices=("local", "packaged"), help="as instrument(mode=...) (default: $MCPLENS_MODE)")
+    p.add_argument("--opt-in-env", help="packaged mode: the server's own opt-in variable")
+    p.add_argument("--config", type=Path, help="a TOML file with a [privacy] table")
+    p.add_argument("--server-name", default="This server", help="the server's name, as the text should say it")
+    p.add_argument("--home", type=Path, help="data directory the text names (default: $MCPLENS_HOME or the platform's)")
+    p.set_defaults(func=cmd_disclose, standalone=True)
+
     p = sub.add_parser("health", parents=[common], help="the capture pipeline's own counters per process")
     p.add_argument("--since", help="only processes that reported since (15m, 2h, ISO ...)")
     p.add_argument("--until", help="same forms as --since")
@@ -368,6 +385,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, or a usage error argparse already explained
         return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
+    if getattr(args, "standalone", False):  # commands that do not read the store
+        try:
+            return int(args.func(args))
+        except (UsageError, ValueError, TypeError) as e:
+            print(f"mcplens {args.command}: error: {e}", file=sys.stderr)
+            return 2
     home = (args.home or default_home()).expanduser()
     if not (home / "events").is_dir():
         print(f"mcplens: no events recorded yet under {home}; instrument a server first (see README)",

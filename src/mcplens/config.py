@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 _TRUE = {"1", "true", "yes", "on"}
+MODES = ("local", "packaged")
+#: options that only code can set: objects, not strings
+_CODE_ONLY = {"privacy", "processors"}
 
 
 def default_home() -> Path:
@@ -47,13 +50,59 @@ class Settings:
     server_version: str | None = None
     #: install a SIGTERM handler that flushes before the process dies (only over the default one)
     handle_sigterm: bool = True
+    #: "local" (collect to the local store) or "packaged" (nothing at all until the end user opts in)
+    mode: str = "local"
+    #: packaged mode: the server's own opt-in variable, besides MCPLENS_ENABLED
+    opt_in_env: str | None = None
+    #: a TOML file with a [privacy] table (default: <home>/config.toml when it exists)
+    config: Path | None = None
+    #: the privacy policy in code; wins over the config file (not settable from the environment)
+    privacy: Any = None
+    #: extra privacy-stage processors, run after the built-in ones (code only)
+    processors: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mcplens mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+
+    def effective_policy(self) -> Any:
+        """The privacy policy: code, else the config file, then ``MCPLENS_*`` overrides on top."""
+        from mcplens.privacy import policy as p
+
+        if self.privacy is not None:
+            if not isinstance(self.privacy, p.Policy):
+                raise TypeError(f"privacy= expects a mcplens.privacy.Policy, got {type(self.privacy).__name__}")
+            base = self.privacy
+        elif self.config is not None:
+            base = p.load_file(Path(self.config))
+        elif (Path(self.home) / "config.toml").is_file():
+            base = p.load_file(Path(self.home) / "config.toml")
+        else:
+            base = p.Policy()
+        return p.from_env(base)
+
+    def opted_in(self, environ: dict[str, str] | None = None) -> tuple[bool, str]:
+        """Whether this process may collect, and if not, why (the answer ``instrument`` reports)."""
+        env = os.environ if environ is None else environ
+        if self.mode != "packaged":
+            return True, ""
+        if env.get("DO_NOT_TRACK", "").strip().lower() in _TRUE:
+            return False, "DO_NOT_TRACK is set"
+        names = ["MCPLENS_ENABLED", *([self.opt_in_env] if self.opt_in_env else [])]
+        if any(env.get(n, "").strip().lower() in _TRUE for n in names):
+            return True, ""
+        return False, f"packaged mode: nothing is collected until the user sets {' or '.join(n + '=1' for n in names)}"
 
     def with_overrides(self, **overrides: Any) -> Settings:
         known = {f.name for f in fields(self)}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise TypeError(f"unknown mcplens option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        clean = {k: (Path(v).expanduser() if k == "home" else v) for k, v in overrides.items() if v is not None}
+        clean = {
+            k: (Path(v).expanduser() if k in ("home", "config") else v) for k, v in overrides.items() if v is not None
+        }
+        if "processors" in clean:
+            clean["processors"] = tuple(clean["processors"])
         return replace(self, **clean)
 
 
@@ -63,6 +112,8 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
     base = Settings()
     values: dict[str, Any] = {}
     for f in fields(Settings):
+        if f.name in _CODE_ONLY:
+            continue
         raw = env.get(f"MCPLENS_{f.name.upper()}")
         if raw is None or raw == "":
             continue
@@ -74,7 +125,7 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
                 values[f.name] = int(raw)
             elif isinstance(current, float):
                 values[f.name] = float(raw)
-            elif isinstance(current, Path):
+            elif isinstance(current, Path) or f.name == "config":
                 values[f.name] = Path(raw).expanduser()
             else:
                 values[f.name] = raw

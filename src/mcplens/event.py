@@ -4,8 +4,8 @@ Keys follow the OpenTelemetry MCP semantic conventions where one exists (``mcp.m
 ``gen_ai.tool.name``, ``error.type`` ...); the rest live under ``mcplens.``. A flat dict of
 JSON scalars keeps the hot path cheap and makes each stored line readable by any log shipper.
 
-Values are always privacy-safe by construction: argument *values*, response content and raw
-ids never enter an event (see ``mcplens.capture.common``).
+Capture paths fill an event with what they saw; the privacy stage (``mcplens.privacy.stage``)
+then redacts and pseudonymises it before any sink sees it. Response content never enters one.
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ TOOL_NAME: Final = "gen_ai.tool.name"
 PROMPT_NAME: Final = "gen_ai.prompt.name"
 RESOURCE_URI: Final = "mcp.resource.uri"  # scheme and shape only, path segments masked
 OPERATION: Final = "gen_ai.operation.name"  # "execute_tool" for tools/call
-ARGS: Final = "mcplens.request.args"  # {argument name: JSON size in bytes}; never values
+ARGS: Final = "mcplens.request.args"  # {argument name: JSON size in bytes} of the values as sent
+ARGUMENTS: Final = "mcplens.request.arguments"  # the arguments after the privacy stage (redacted)
+#: transient: the server-declared template a resource URI matched; the privacy stage consumes it
+URI_TEMPLATE_HINT: Final = "_mcplens.uri_template"
 REQUEST_SIZE: Final = "mcplens.request.size_bytes"
 REQUEST_ID: Final = "jsonrpc.request.id"  # the JSON-RPC id as a string (not personal: a counter)
 
@@ -37,6 +40,8 @@ STATUS: Final = "mcplens.status"
 ERROR_TYPE: Final = "error.type"  # JSON-RPC code, "tool_error", or exception class name
 RPC_CODE: Final = "rpc.response.status_code"  # JSON-RPC error code as a string
 ERROR_CATEGORY: Final = "mcplens.error.category"
+ERROR_MESSAGE: Final = "mcplens.error.message"  # after the privacy stage (redacted, truncated)
+REDACTIONS: Final = "mcplens.redactions"  # {placeholder kind: count} that fired on this event
 RESPONSE_SIZE: Final = "mcplens.response.size_bytes"  # bytes of the JSON-RPC reply as sent
 RESPONSE_TOKENS: Final = "mcplens.response.tokens_est"  # ceil(bytes / 4)
 RESPONSE_ITEMS: Final = "mcplens.response.items"  # content blocks / list entries
@@ -103,12 +108,15 @@ COLUMNS: Final[dict[str, str]] = {
     RESOURCE_URI: "VARCHAR",
     OPERATION: "VARCHAR",
     ARGS: "JSON",
+    ARGUMENTS: "JSON",
     REQUEST_SIZE: "BIGINT",
     REQUEST_ID: "VARCHAR",
     STATUS: "VARCHAR",
     ERROR_TYPE: "VARCHAR",
     RPC_CODE: "VARCHAR",
     ERROR_CATEGORY: "VARCHAR",
+    ERROR_MESSAGE: "VARCHAR",
+    REDACTIONS: "JSON",
     RESPONSE_SIZE: "BIGINT",
     RESPONSE_TOKENS: "BIGINT",
     RESPONSE_ITEMS: "BIGINT",

@@ -47,7 +47,12 @@ class Pipeline:
     """One per process: a bounded deque, a writer thread, the sinks, and the counters."""
 
     def __init__(self, settings: Settings, *, instance_id: str | None = None) -> None:
+        from mcplens.privacy.ids import lazy_pseudonymizer
+        from mcplens.privacy.stage import PrivacyStage
+
         self.settings = settings
+        #: every event passes through it before any sink sees it
+        self.privacy = PrivacyStage(settings.effective_policy(), lazy_pseudonymizer(settings.home), settings.processors)
         self.instance_id = instance_id or os.urandom(16).hex()
         self._queue: collections.deque[tuple[Builder, Any]] = collections.deque()
         self._capacity = settings.queue_size
@@ -114,6 +119,13 @@ class Pipeline:
                     e = build(raw)
                 except Exception as exc:  # noqa: BLE001 - a builder bug must not stop the writer
                     self.fault("event building", exc)
+                    continue
+                if e is None:
+                    continue
+                try:
+                    e = self.privacy(e)
+                except Exception as exc:  # noqa: BLE001 - an event the stage could not clean is not kept
+                    self.fault("the privacy stage", exc)
                     continue
                 if e is not None:
                     batch.append(e)

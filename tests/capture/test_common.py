@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcplens.capture.common import argument_shape, categorize, parse_traceparent, uri_shape
+from mcplens.capture.common import UriTemplates, argument_shape, categorize, parse_traceparent, uri_shape
 
 
 @pytest.mark.parametrize(
@@ -34,17 +34,32 @@ def test_categories(code: int | None, message: str, exc: str | None, expected: s
 @pytest.mark.parametrize(
     ("uri", "shape"),
     [
-        ("notes://note/alice-42", "notes://note/*"),
+        ("notes://note/alice-42", "notes://*/*"),
         ("file:///home/alice/notes.txt", "file:///*/*/*"),
         ("https://alice@example.com/x?token=1", "https://*/*?*"),
         ("postgres://user:pw@db.internal:5432/prod", "postgres://*/*"),
-        ("docs://page", "docs://page"),
+        ("docs://page", "docs://*"),
         ("", None),
         (None, None),
     ],
 )
 def test_uri_shape_keeps_no_identifying_part(uri: str | None, shape: str | None) -> None:
     assert uri_shape(uri) == shape
+
+
+def test_uri_templates_name_a_read_by_the_servers_own_template() -> None:
+    uris = UriTemplates()
+    uris.learn_result("resources/templates/list", {"resourceTemplates": [
+        {"uriTemplate": "user://{ident}/profile"}, {"uriTemplate": "file:///{+path}"},
+        {"uriTemplate": "search://q{?term,page}"},
+    ]})
+    uris.learn_result("resources/list", {"resources": [{"uri": "docs://readme"}]})
+    assert uris.match("user://alice/profile") == "user://{ident}/profile"
+    assert uris.match("user://alice/settings") is None
+    assert uris.match("file:///home/alice/notes.txt") == "file:///{+path}"
+    assert uris.match("search://q?term=x&page=2") == "search://q{?term,page}"
+    assert uris.match("docs://readme") == "docs://readme"
+    assert uris.match("docs://other") is None
 
 
 def test_traceparent_from_meta() -> None:

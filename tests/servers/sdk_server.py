@@ -44,6 +44,17 @@ def build():
     def greet(name: str) -> str:
         return f"Hello {name}"
 
+    @server.tool()
+    def lookup(payload: dict, fail: bool = False) -> str:
+        """Echoes a nested payload back; fails with the payload's text in the message when asked."""
+        if fail:
+            raise ToolError(f"lookup failed for {payload}")
+        return f"found {payload}"
+
+    @server.resource("user://{ident}/profile")
+    def profile(ident: str) -> str:
+        return f"profile of {ident}"
+
     return server
 
 

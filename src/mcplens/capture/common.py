@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 from mcplens import _json
 from mcplens import event as ev
-from mcplens.privacy.ids import Pseudonymizer
 
 #: ids only need to be unique, not secret: the PRNG (reseeded in forked children) skips a syscall
 _bits = random.getrandbits
@@ -54,6 +53,7 @@ class Exchange:
     server_name: str | None = None
     server_version: str | None = None
     capture: str = "sdk"
+    uri_template: str | None = None  # the server's own template the resource URI matched
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -64,14 +64,13 @@ def argument_shape(arguments: Any) -> dict[str, int] | None:
     return {str(k): _json.size(v) for k, v in arguments.items()}
 
 
-_PLAIN_WORD = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
-
-
 def uri_shape(uri: Any) -> str | None:
-    """Keep a resource URI's scheme and a plain-word authority; mask every path segment.
+    """Keep a resource URI's scheme and the number of its parts; mask everything else.
 
-    Paths carry user names, record ids and host layout (all on the guide's never-collect list),
-    so ``file:///home/alice/notes.txt`` becomes ``file:///*/*/*`` and ``res://item/42`` ``res://item/*``.
+    Authorities and path segments name people, records and host layout (all on the guide's
+    never-collect list) in ways no pattern can tell from a harmless word, so with no template
+    to go by ``file:///home/alice/notes.txt`` becomes ``file:///*/*/*`` and ``user://alice/x``
+    ``user://*/*``.
     """
     if not isinstance(uri, str) or not uri:
         return None
@@ -80,11 +79,64 @@ def uri_shape(uri: Any) -> str | None:
     except ValueError:
         return "[invalid-uri]"
     scheme = parts.scheme or "?"
-    authority = parts.netloc if _PLAIN_WORD.match(parts.netloc or "") else ("*" if parts.netloc else "")
+    authority = "*" if parts.netloc else ""
     segments = [s for s in parts.path.split("/") if s]
     path = "".join("/*" for _ in segments)
     query = "?*" if parts.query else ""
     return f"{scheme}://{authority}{path}{query}"
+
+
+_EXPRESSION = re.compile(r"\{([+#./;?&]?)[^}]*\}")
+
+
+class UriTemplates:
+    """The server's own resource URIs and URI templates, to name a read by what the server declared.
+
+    ``user://{ident}/profile`` is the server author's text, not the user's, so it may be kept,
+    where the URI actually read (``user://alice/profile``) may not. Learned from
+    ``resources/list`` and ``resources/templates/list`` replies (any capture path sees those),
+    or handed over by the capture when the framework exposes them.
+    """
+
+    def __init__(self) -> None:
+        self._exact: set[str] = set()
+        self._templates: dict[str, re.Pattern[str]] = {}
+
+    def learn_template(self, template: str) -> None:
+        if template in self._templates or len(self._templates) >= 4096:
+            return
+        pattern, pos = [], 0
+        for m in _EXPRESSION.finditer(template):
+            pattern.append(re.escape(template[pos : m.start()]))
+            op = m.group(1)
+            pattern.append({"": "[^/?#]+", "+": ".+", "#": "(#.*)?", "?": "(\\?.*)?", "&": "(&.*)?"}.get(op, "[^?#]*"))
+            pos = m.end()
+        pattern.append(re.escape(template[pos:]))
+        self._templates[template] = re.compile("".join(pattern))
+
+    def learn_uri(self, uri: str) -> None:
+        if len(self._exact) < 65536:
+            self._exact.add(uri)
+
+    def learn_result(self, method: str, result: Any) -> None:
+        if not isinstance(result, dict):
+            return
+        if method == "resources/templates/list":
+            for t in result.get("resourceTemplates") or ():
+                if isinstance(t, dict) and isinstance(t.get("uriTemplate"), str):
+                    self.learn_template(t["uriTemplate"])
+        elif method == "resources/list":
+            for r in result.get("resources") or ():
+                if isinstance(r, dict) and isinstance(r.get("uri"), str):
+                    self.learn_uri(r["uri"])
+
+    def match(self, uri: str) -> str | None:
+        if uri in self._exact:
+            return uri
+        for template, pattern in self._templates.items():
+            if pattern.fullmatch(uri):
+                return template
+        return None
 
 
 def parse_traceparent(meta: Any) -> tuple[str | None, str | None]:
@@ -164,7 +216,8 @@ def _tool_error_text(result: dict[str, Any]) -> str:
     content = result.get("content")
     if not isinstance(content, list):
         return ""
-    return " ".join(str(b.get("text", ""))[:500] for b in content if isinstance(b, dict))
+    # not cut per block: a secret cut in half escapes its pattern; the privacy stage truncates after
+    return " ".join(str(b.get("text", "")) for b in content if isinstance(b, dict))[:65536]
 
 
 def _reply_items(method: str, result: Any) -> tuple[int | None, list[str] | None]:
@@ -214,6 +267,22 @@ def reply_size(exchange: Exchange) -> int | None:
     return _json.size(envelope)
 
 
+def _arguments(e: dict[str, Any], arguments: Any) -> None:
+    shape = argument_shape(arguments)
+    if shape is not None:
+        e[ev.ARGS] = shape
+        e[ev.ARGUMENTS] = arguments
+
+
+def _error_text(exchange: Exchange, status: str) -> str | None:
+    """The error's own words: a JSON-RPC error message, an exception's text, an isError result's text."""
+    if status == ev.TOOL_ERROR and isinstance(exchange.result, dict):
+        return _tool_error_text(exchange.result) or None
+    if status in (ev.OK, ev.CANCELLED):
+        return None
+    return exchange.error_message or None
+
+
 def client_identity(exchange: Exchange) -> tuple[str | None, str | None]:
     info = exchange.client_info
     if not isinstance(info, dict):
@@ -223,7 +292,8 @@ def client_identity(exchange: Exchange) -> tuple[str | None, str | None]:
     if not isinstance(info, dict):
         return None, None
     name, version = info.get("name"), info.get("version")
-    return (str(name)[:128] if name is not None else None, str(version)[:64] if version is not None else None)
+    # not cut here: the privacy stage redacts first and truncates after, so no fragment escapes a pattern
+    return (str(name) if name is not None else None, str(version) if version is not None else None)
 
 
 def status_of(exchange: Exchange) -> tuple[str, str | None, str | None, str | None]:
@@ -251,8 +321,12 @@ def status_of(exchange: Exchange) -> tuple[str, str | None, str | None, str | No
     return ev.OK, None, None, None
 
 
-def build_event(exchange: Exchange, ids: Pseudonymizer, base: dict[str, Any]) -> dict[str, Any]:
-    """The audit event for one exchange: privacy-safe fields only."""
+def build_event(exchange: Exchange, base: dict[str, Any]) -> dict[str, Any]:
+    """The event for one exchange, as seen: arguments, error text, URI and ids still raw.
+
+    It is not safe to keep until the privacy stage has run over it, which the pipeline does
+    before any sink sees it.
+    """
     method = exchange.method
     params = exchange.params if isinstance(exchange.params, dict) else {}
     meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else None
@@ -274,19 +348,17 @@ def build_event(exchange: Exchange, ids: Pseudonymizer, base: dict[str, Any]) ->
         e[ev.OPERATION] = "execute_tool"
         if name:
             e[ev.TOOL_NAME] = e[ev.TARGET] = name
-        shape = argument_shape(params.get("arguments"))
-        if shape is not None:
-            e[ev.ARGS] = shape
+        _arguments(e, params.get("arguments"))
     elif method == "prompts/get":
         if name:
             e[ev.PROMPT_NAME] = e[ev.TARGET] = name
-        shape = argument_shape(params.get("arguments"))
-        if shape is not None:
-            e[ev.ARGS] = shape
+        _arguments(e, params.get("arguments"))
     elif method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
-        shape = uri_shape(params.get("uri"))
-        if shape:
-            e[ev.RESOURCE_URI] = e[ev.TARGET] = shape
+        uri = params.get("uri")
+        if isinstance(uri, str) and uri:
+            e[ev.RESOURCE_URI] = e[ev.TARGET] = uri
+            if exchange.uri_template:
+                e[ev.URI_TEMPLATE_HINT] = exchange.uri_template
     if params:
         e[ev.REQUEST_SIZE] = _json.size(params)
     if exchange.request_id is not None:
@@ -301,6 +373,9 @@ def build_event(exchange: Exchange, ids: Pseudonymizer, base: dict[str, Any]) ->
             e[ev.RPC_CODE] = code
         if category is not None:
             e[ev.ERROR_CATEGORY] = category
+        message = _error_text(exchange, status)
+        if message:
+            e[ev.ERROR_MESSAGE] = message
         size = reply_size(exchange)
         if size is not None:
             e[ev.RESPONSE_SIZE] = size
@@ -318,11 +393,11 @@ def build_event(exchange: Exchange, ids: Pseudonymizer, base: dict[str, Any]) ->
         e[ev.CLIENT_VERSION] = client_version
     client_key = "|".join([client_name or "", client_version or "", exchange.client_address or ""])
     if client_key.strip("|"):
-        e[ev.CLIENT_ID] = ids("c", client_key)
+        e[ev.CLIENT_ID] = client_key
     if exchange.session_raw:
-        e[ev.SESSION_ID] = ids("s", exchange.session_raw)
+        e[ev.SESSION_ID] = exchange.session_raw
     if exchange.client_address:
-        e[ev.CLIENT_ADDRESS] = ids("ip", exchange.client_address)
+        e[ev.CLIENT_ADDRESS] = exchange.client_address
     if exchange.transport:
         e[ev.TRANSPORT] = exchange.transport
     version = exchange.protocol_version or (meta or {}).get(MODERN_PROTOCOL)

@@ -24,10 +24,10 @@ from mcplens.capture.common import (
     JSONRPC_INVALID_PARAMS,
     MODERN_CLIENT_INFO,
     Exchange,
+    UriTemplates,
     build_event,
 )
 from mcplens.pipeline import Pipeline
-from mcplens.privacy.ids import Pseudonymizer
 
 CallNext = Callable[[Any], Awaitable[Any]]
 
@@ -137,10 +137,8 @@ class EventBuilder:
     """Turns a :data:`Raw` capture into an event, on the writer thread."""
 
     def __init__(
-        self, pipeline: Pipeline, ids: Callable[[], Pseudonymizer], server_name: str | None,
-        server_version: str | None, capture: str,
+        self, pipeline: Pipeline, server_name: str | None, server_version: str | None, capture: str,
     ) -> None:
-        self._ids = ids
         self._server_name = server_name
         self._server_version = server_version
         self._capture = capture
@@ -148,6 +146,17 @@ class EventBuilder:
         self._connections: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         self._pipe_session = f"pipe:{pipeline.instance_id}"
         self._stdio = _watch_stdio()
+        self.uris = UriTemplates()
+
+    def learn_resources(self, server: Any) -> None:
+        """Templates an ``MCPServer`` registered, so reads are named before any templates/list."""
+        manager = getattr(server, "_resource_manager", None)
+        for template in list(getattr(manager, "_templates", None) or ()):
+            if isinstance(template, str):
+                self.uris.learn_template(template)
+        for uri in list(getattr(manager, "_resources", None) or ()):
+            if isinstance(uri, str):
+                self.uris.learn_uri(uri)
 
     def __call__(self, raw: Raw) -> dict[str, Any] | None:
         method, params, request_id, meta, protocol_version, connection, request, t0, t1, result, exc = raw
@@ -170,10 +179,13 @@ class EventBuilder:
         )
         if exc is None:
             x.result = _dump(result)
+            self.uris.learn_result(method, x.result)
         else:
             _describe_exception(x, exc)
+        if method == "resources/read" and isinstance(params, dict) and isinstance(params.get("uri"), str):
+            x.uri_template = self.uris.match(params["uri"])
         self._where(connection, request, meta, x, t0)
-        return build_event(x, self._ids(), self._base)
+        return build_event(x, self._base)
 
     def _where(self, connection: Any, request: Any, meta: Any, x: Exchange, t0: float) -> None:
         """Transport, session and client, from whatever this transport carries."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 KEY_FILE = "id.key"
@@ -56,3 +57,15 @@ class Pseudonymizer:
             if len(self._cache) < 65_536:
                 self._cache[(prefix, raw)] = hit
         return hit
+
+
+def lazy_pseudonymizer(home: Path) -> Callable[[], Pseudonymizer]:
+    """A factory that reads (or creates) the key on first use: on the writer thread, not at start-up."""
+    cache: list[Pseudonymizer] = []
+
+    def get() -> Pseudonymizer:
+        if not cache:
+            cache.append(Pseudonymizer(load_or_create_key(home)[0]))
+        return cache[0]
+
+    return get

@@ -1,0 +1,176 @@
+#!/usr/bin/env python
+"""Cost of the redaction engine per event, against ``json.dumps`` of the same object.
+
+Four argument objects: a typical ~200-byte one and a ~5 KB one, each clean and with hits
+(emails, phones, a card, API keys, a sensitive key). For every object, ``Redactor.value`` and
+the baseline ``json.dumps`` run interleaved in short blocks, in a fresh random order each round,
+inside one process; the figure is the median over rounds of the per-call mean (µs of this thread's
+CPU time, which leaves out time the CPU spent on other processes; ``--wall`` for wall clock), and the
+ratio is redactor ÷ json.dumps of those medians.
+
+Run ``.venv/bin/python bench/privacy.py``; ``--write-results`` appends a section to
+``bench/RESULTS.md`` with the date (``date -u``), ``uname -srm`` and the CPU model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from time import perf_counter_ns, thread_time_ns
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+
+from mcplens.privacy.redact import Redactor  # noqa: E402
+
+RESULTS = HERE / "RESULTS.md"
+GOAL_US = 20.0
+
+SMALL_CLEAN: dict[str, Any] = {
+    "query": "SELECT id, total FROM orders WHERE status = 'open' LIMIT 50",
+    "database": "analytics",
+    "timeout_s": 30,
+    "include_deleted": False,
+    "tags": ["report", "weekly"],
+    "requested_by": "dashboard",
+}
+SMALL_HITS: dict[str, Any] = {
+    "to": "alice.smith@example.com",
+    "subject": "Invoice 2024-0012 overdue",
+    "body": "Call me at +1 415 555 0134 today",
+    "api_key": "sk-live-9f8e7d6c5b4a",
+    "amount": 120.5,
+    "cc": ["bob@example.org"],
+}
+
+
+def _row(i: int, hits: bool) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": f"ORD-2024-{i:06d}",
+        "status": "shipped" if i % 3 else "pending",
+        "total": round(19.99 * (i % 7 + 1), 2),
+        "items": [{"sku": f"SKU-AB-{1000 + i}", "qty": i % 4 + 1}],
+        "note": "Leave the parcel at the front desk, ring twice.",
+        "created_at": f"2024-03-{i % 28 + 1:02d}T10:{i % 60:02d}:00Z",
+    }
+    if hits and i % 5 == 0:
+        row["note"] = f"Customer alice{i}@example.com asked for a callback on +44 20 7946 {i:04d}"
+        row["card"] = "4111 1111 1111 1111"
+        row["password"] = "hunter2hunter2"
+    return row
+
+
+LARGE_CLEAN: dict[str, Any] = {"rows": [_row(i, False) for i in range(22)], "page": 1, "per_page": 22}
+LARGE_HITS: dict[str, Any] = {"rows": [_row(i, True) for i in range(22)], "page": 1, "per_page": 22}
+CASES = {
+    "200 B clean": SMALL_CLEAN,
+    "200 B with hits": SMALL_HITS,
+    "5 KB clean": LARGE_CLEAN,
+    "5 KB with hits": LARGE_HITS,
+}
+
+
+def run(rounds: int, block: int, seed: int, wall: bool = False) -> list[dict[str, Any]]:
+    clock = perf_counter_ns if wall else thread_time_ns
+    redactor = Redactor()
+    rng = random.Random(seed)
+    contenders = []
+    for name, obj in CASES.items():
+        contenders.append((name, "redact", lambda o=obj: redactor.value(o)))
+        contenders.append((name, "json.dumps", lambda o=obj: json.dumps(o)))
+    samples: dict[tuple[str, str], list[float]] = {(n, k): [] for n, k, _ in contenders}
+    for _, _, fn in contenders:  # warm up
+        for _ in range(block):
+            fn()
+    for _ in range(rounds):
+        rng.shuffle(contenders)
+        for name, kind, fn in contenders:
+            t0 = clock()
+            for _ in range(block):
+                fn()
+            samples[(name, kind)].append((clock() - t0) / block / 1000)
+    rows = []
+    for name, obj in CASES.items():
+        r = statistics.median(samples[(name, "redact")])
+        j = statistics.median(samples[(name, "json.dumps")])
+        _, counts = redactor.value(obj)
+        rows.append(
+            {
+                "case": name,
+                "bytes": len(json.dumps(obj)),
+                "redact_us": r,
+                "dumps_us": j,
+                "ratio": r / j,
+                "redactions": sum(counts.values()),
+            }
+        )
+    return rows
+
+
+def machine() -> str:
+    uname = subprocess.run(["uname", "-srm"], capture_output=True, text=True).stdout.strip()
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"`{uname}`, nproc {os.cpu_count()}, {cpu}"
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| case | JSON bytes | redactions | redactor µs/event | json.dumps µs | ratio |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['case']} | {r['bytes']} | {r['redactions']} | {r['redact_us']:.2f} | {r['dumps_us']:.2f} "
+            f"| {r['ratio']:.1f}× |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=200)
+    ap.add_argument("--block", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--wall", action="store_true", help="wall clock instead of this thread's CPU time")
+    ap.add_argument("--write-results", action="store_true")
+    args = ap.parse_args()
+    rows = run(args.rounds, args.block, args.seed, args.wall)
+    small = rows[0]["redact_us"]
+    verdict = "meets" if small < GOAL_US else "misses"
+    text = table(rows)
+    print(text)
+    print(f"\nGoal (< {GOAL_US:.0f} µs for a clean 200-byte object): {verdict} it at {small:.2f} µs")
+    if args.write_results:
+        date = subprocess.run(["date", "-u"], capture_output=True, text=True).stdout.strip()
+        section = (
+            f"\n### Privacy redactor (`bench/privacy.py`) — run {date}\n\n"
+            f"- Machine: {machine()}\n"
+            f"- CPython {platform.python_version()}; {args.rounds} rounds × {args.block} calls per contender, "
+            f"blocks shuffled every round (seed {args.seed}); figure = median over rounds of the per-call mean, "
+            f"{'wall clock' if args.wall else 'thread CPU time'}\n\n"
+            f"{text}\n\n"
+            f"- Goal (< {GOAL_US:.0f} µs for a 200-byte argument object): **{verdict}** it at {small:.2f} µs clean, "
+            f"{rows[1]['redact_us']:.2f} µs with hits\n"
+        )
+        with RESULTS.open("a", encoding="utf-8") as f:
+            f.write(section)
+        print(f"appended to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""``mcplens disclose``: the README section a server author pastes, written from the configuration.
+
+It is generated, not hand-written, so it cannot drift from what the code collects: the lists
+below come from the same policy object the privacy stage enforces.
+"""
+
+from __future__ import annotations
+
+from mcplens.config import Settings
+from mcplens.privacy.policy import Policy
+
+
+def _names(values: frozenset[str]) -> str:
+    return ", ".join(f"`{v}`" for v in sorted(values))
+
+
+def _arguments_line(policy: Policy) -> str:
+    if policy.no_arguments:
+        return "- Tool arguments: **not collected**; only each argument's name and size in bytes."
+    line = (
+        "- Tool arguments, **redacted**: values under sensitive names (passwords, tokens, keys, cookies, "
+        "sessions, credentials, names, emails, phones, addresses, user/device ids, IPs) and values that look like "
+        "secrets or personal data (emails, phone numbers, IP addresses, payment cards, IBANs, JWTs, auth headers, "
+        "cloud and API keys, private keys, credentials in URLs, cookies) are replaced by a placeholder such as "
+        f"`[EMAIL]`; strings longer than {policy.max_string} characters are truncated, binary data is replaced by "
+        f"its size, and argument objects over {policy.max_arguments_bytes} bytes are not kept at all."
+    )
+    extra = []
+    if policy.deny_keys:
+        extra.append(f"  Always redacted: {_names(policy.deny_keys)}.")
+    if policy.allow_keys:
+        extra.append(f"  Kept verbatim: {_names(policy.allow_keys)}.")
+    for tool, tp in sorted(policy.tools.items()):
+        if tp.no_arguments:
+            extra.append(f"  `{tool}`: no argument values.")
+        if tp.allow:
+            extra.append(f"  `{tool}`: kept verbatim: {_names(tp.allow)}.")
+        if tp.deny:
+            extra.append(f"  `{tool}`: always redacted: {_names(tp.deny)}.")
+    if policy.patterns:
+        extra.append(f"  Also redacted: {_names(frozenset(policy.patterns))} (custom patterns).")
+    return "\n".join([line, *extra])
+
+
+def render(settings: Settings, *, server: str = "This server") -> str:
+    """Markdown describing what the effective configuration collects and how to control it."""
+    policy = settings.effective_policy()
+    packaged = settings.mode == "packaged"
+    opt_in = ["MCPLENS_ENABLED=1", *([f"{settings.opt_in_env}=1"] if settings.opt_in_env else [])]
+    if packaged:
+        switch = (
+            f"Telemetry is **off by default**. Nothing is collected, no file is written and no connection is made "
+            f"until you opt in by setting {' or '.join(f'`{v}`' for v in opt_in)} in the server's environment. "
+            "`DO_NOT_TRACK=1` keeps it off even then."
+        )
+    else:
+        switch = "Monitoring is on. To turn it off, set `MCPLENS_DISABLED=1` in the server's environment."
+    return f"""## Telemetry and privacy
+
+{server} uses [mcplens](https://pypi.org/project/mcplens/) to monitor its own requests. {switch}
+
+**What is collected**, one record per request:
+- the MCP method, the tool, prompt or resource called (resource addresses with personal parts removed),
+  when, how long it took, and whether it succeeded (status, error type and category, and the error
+  message with secrets and personal data removed);
+- the size of the reply in bytes, an estimate of its tokens, and the number and types of content items;
+{_arguments_line(policy)}
+- the client's name and version (e.g. `claude-desktop 1.2`) and the protocol version;
+- pseudonymous session, client and address ids: keyed hashes that only the operator of this machine,
+  who holds the key, can link back.
+
+**Never collected**: the content of tool results, resources or prompts; conversation history;
+credentials (API keys, tokens, passwords, connection strings); personal data (emails, phone numbers,
+addresses, names, user ids, IP addresses, device ids) beyond the placeholders above.
+
+**Where it goes**: only to files on this machine, under `{settings.home}` (set `MCPLENS_HOME` to move
+it). Nothing is sent over the network. Read it with `mcplens report`; delete that directory to erase it.
+
+**Controls**: `MCPLENS_DISABLED=1` turns everything off. `MCPLENS_NO_ARGUMENTS=1` keeps no argument
+values at all. `MCPLENS_DENY_KEYS=a,b` always redacts the named arguments.
+"""

@@ -1,0 +1,691 @@
+"""Compiled detectors for secrets and personal data, each tied to the placeholder kind it emits.
+
+Two families:
+
+* **value patterns** (:data:`PATTERNS`), applied in order to any text. Order matters: the longest
+  and most specific shapes go first (private key blocks, URL credentials, JWTs, auth headers,
+  provider tokens) so that a later, looser pattern (cards, emails, IPs, phones) never sees a
+  fragment of something already replaced. Each pattern has a cheap *gate* (substring tests) so a
+  string that cannot match never pays for the regex, and a *replace* function that may validate
+  the match (Luhn for cards, mod 97 for IBANs, entropy for AWS secret keys) and return ``None``
+  to keep it.
+* **key names** (:func:`key_kind`): a key such as ``apiKey``, ``X-Api-Key``, ``user_id`` or
+  ``email_address`` is split into lower-case words (camelCase and any separator) and classified;
+  the value under it is then replaced by ``[REDACTED:<KIND>]`` whatever it looks like.
+
+Placeholders never keep any part of the original: no prefix, suffix or length-revealing mask.
+Pure standard library.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+# ---------------------------------------------------------------- validators
+
+
+def luhn_ok(digits: str) -> bool:
+    """True when a string of decimal digits passes the Luhn (mod 10) check."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i & 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def card_brand_ok(digits: str) -> bool:
+    """A 13-19 digit number whose prefix (IIN) and length fit a real card scheme.
+
+    Luhn alone passes one random number in ten; the IIN check keeps millisecond timestamps,
+    order numbers and the like from being read as cards.
+    """
+    n = len(digits)
+    if not 13 <= n <= 19:
+        return False
+    d1, d2, d4 = digits[0], digits[:2], int(digits[:4])
+    if d1 == "4":  # Visa
+        return n in (13, 16, 19)
+    if d2 in ("34", "37"):  # Amex
+        return n == 15
+    if "51" <= d2 <= "55" or 2221 <= d4 <= 2720:  # Mastercard
+        return n == 16
+    if d2 in ("30", "36", "38", "39"):  # Diners
+        return 14 <= n <= 19
+    if d2 == "35":  # JCB
+        return 16 <= n <= 19
+    if d2 in ("60", "62", "64", "65", "81"):  # Discover, UnionPay, RuPay-ish
+        return 16 <= n <= 19
+    if d2 in ("50", "56", "57", "58", "63", "67", "68", "69"):  # Maestro
+        return 12 <= n <= 19
+    return False
+
+
+def is_card_number(digits: str) -> bool:
+    return digits.isdigit() and card_brand_ok(digits) and luhn_ok(digits)
+
+
+#: IBAN length per country (ISO 13616 registry, common countries)
+IBAN_LENGTHS: dict[str, int] = {
+    "AD": 24, "AE": 23, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "CH": 21,
+    "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18,
+    "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28,
+    "IE": 22, "IL": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LI": 21, "LT": 20,
+    "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18,
+    "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24, "SE": 24,
+    "SI": 19, "SK": 24, "SM": 27, "TN": 24, "TR": 26, "UA": 29, "VG": 24, "XK": 20,
+}  # fmt: skip
+
+
+def iban_ok(compact: str) -> bool:
+    """ISO 7064 mod 97-10 check of an IBAN without spaces."""
+    if len(compact) < 15 or len(compact) > 34 or not compact[2:4].isdigit():
+        return False
+    expected = IBAN_LENGTHS.get(compact[:2])
+    if expected is not None and len(compact) != expected:
+        return False
+    moved = compact[4:] + compact[:4]
+    num = "".join(str(int(ch, 36)) for ch in moved)
+    return int(num) % 97 == 1
+
+
+def entropy(s: str) -> float:
+    """Shannon entropy in bits per character."""
+    if not s:
+        return 0.0
+    counts: dict[str, int] = {}
+    for ch in s:
+        counts[ch] = counts.get(ch, 0) + 1
+    n = len(s)
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def _classes(s: str) -> tuple[bool, bool, bool]:
+    return (any(c.isupper() for c in s), any(c.islower() for c in s), any(c.isdigit() for c in s))
+
+
+def looks_random(s: str, min_entropy: float = 4.0) -> bool:
+    """Mixed upper, lower and digits, and high entropy: a key body, not a word or a hex digest."""
+    up, low, dig = _classes(s)
+    return up and low and dig and entropy(s) >= min_entropy
+
+
+def tokenish(s: str) -> bool:
+    """An auth-header credential rather than a prose word: has a digit, a symbol, or inner caps."""
+    if len(s) < 8:
+        return False
+    if any(c.isdigit() for c in s) or any(c in "._~+/=-" for c in s):
+        return True
+    return any(a.islower() and b.isupper() for a, b in zip(s, s[1:], strict=False))
+
+
+# ---------------------------------------------------------------- value patterns
+
+Replace = Callable[[re.Match[str]], "str | None"]
+
+
+# feature bits: one cheap look at a string says which pattern families can possibly match
+F_RUN = 1  # a run of 16+ token characters (keys, tokens, blobs)
+F_AT = 2  # "@"
+F_COLON = 4  # ":"
+F_EQ = 8  # "="
+F_DASH = 16  # "-"
+F_NUM = 32  # 9+ digits in a row, spaces, dashes, dots or brackets allowed between them
+F_DOTNUM = 64  # digit.digit (IPv4)
+F_KW = 128  # an auth / cookie keyword
+F_HOME = 256  # a home-directory path
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """One detector: ``regex`` finds candidates, ``replace`` returns the new text or None to keep.
+
+    It runs only when the text has one of the ``need`` feature bits, is at least ``min_len`` long,
+    and contains one of ``needles`` (case-sensitive) / ``low_needles`` (in the lower-cased text).
+    """
+
+    kind: str  # counter key, also the placeholder text between brackets
+    regex: re.Pattern[str]
+    replace: Replace
+    need: int
+    needles: tuple[str, ...] = ()
+    low_needles: tuple[str, ...] = ()
+    min_len: int = 0
+    gate: Callable[[str], bool] | None = None  # a last cheap check before the regex runs
+
+
+def ph(kind: str) -> str:
+    return f"[{kind}]"
+
+
+def _whole(kind: str, check: Callable[[str], bool] | None = None) -> Replace:
+    placeholder = ph(kind)
+
+    def replace(m: re.Match[str]) -> str | None:
+        if check is not None and not check(m.group(0)):
+            return None
+        return placeholder
+
+    return replace
+
+
+def _group(kind: str, group: str = "v") -> Replace:
+    """Replace only the named group, keep the text around it (e.g. ``Cookie: [COOKIE]``)."""
+    placeholder = ph(kind)
+
+    def replace(m: re.Match[str]) -> str | None:
+        v = m.group(group)
+        if not v or v.startswith("["):
+            return None
+        s, e = m.span(group)
+        base = m.start()
+        whole = m.group(0)
+        return whole[: s - base] + placeholder + whole[e - base :]
+
+    return replace
+
+
+# private key blocks: up to END, or to the end of the text when the block is cut off
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:.*?-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|.*)",
+    re.S,
+)
+# scheme://userinfo@host: the whole userinfo goes, whatever it holds
+_URL_CREDS = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,30}://(?P<v>[^\s/?#\"'<>\\@]+(?:@[^\s/?#\"'<>\\@]+)*)@")
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*", re.A)
+_AUTH_NAMED = re.compile(
+    r"(?i)\b(?:proxy-)?authori[sz]ation[\"']?\s*[:=]\s*[\"']?(?P<v>[^\"'\r\n]+)",
+)
+_AUTH_SCHEME = re.compile(r"(?i)\b(?:bearer|basic|digest|token|negotiate|ntlm|apikey)\s+(?P<v>[A-Za-z0-9._~+/=-]{8,})")
+_AWS_ACCESS = re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA|A3T[A-Z0-9])[A-Z0-9]{16}\b")
+_GITHUB = re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,255}|github_pat_[A-Za-z0-9_]{22,255})\b")
+_GITLAB = re.compile(r"\bgl(?:pat|dt|ptt|rt|oas)-[A-Za-z0-9_-]{20,}")
+_SLACK = re.compile(
+    r"\bxox[abposre]-[A-Za-z0-9-]{10,}|\bxapp-\d-[A-Za-z0-9-]{10,}"
+    r"|https?://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]+"
+)
+_STRIPE = re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}|\bwhsec_[A-Za-z0-9]{24,}")
+_ANTHROPIC = re.compile(r"\bsk-ant-[A-Za-z0-9_-]{20,}")
+_OPENAI = re.compile(r"\bsk-(?:proj-|svcacct-|admin-|None-)?(?P<v>[A-Za-z0-9_-]{20,})")
+_GOOGLE = re.compile(r"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])")
+_AWS_SECRET_CTX = re.compile(
+    r"(?i)(?:aws|secret)[\w\"'.-]{0,30}[\s\"'=:]{1,4}(?P<v>(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=]))"
+)
+_B40 = re.compile(r"(?<![A-Za-z0-9/+=_-])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=_-])")
+_COOKIE = re.compile(r"(?i)\b(?:set-)?cookies?[\"']?\s*[:=]\s*[\"']?(?P<v>[^\"'\r\n]+)")
+# key=value / key: value / "key": "value" / --key value inside free text; the key is classified
+_KV = re.compile(
+    r"(?P<k>(?i:user\s+id)|(?<![\w.-])[A-Za-z_][A-Za-z0-9_.-]{1,40})[\"']?\s*(?:=|:(?!//))\s*"
+    r"(?:\"(?P<q1>[^\"]*)\"|'(?P<q2>[^']*)'|"
+    # unquoted: up to a delimiter, plus following Capitalised words ("Alice Johnson") that are not keys
+    r"(?P<u>(?![\[{])[^\s,;&\"'}\])]+(?:[ ](?![A-Za-z_][\w.-]*[\"']?\s*[=:])[A-Z][\w'.-]*)*))"
+)
+_CLI = re.compile(r"(?<!\S)--?(?P<k>[A-Za-z][\w-]{1,40})[ =](?P<u>(?![-\[])\S+)")
+_DATA_URI = re.compile(r"\bdata:[\w/+.-]{0,64}(?:;[\w.+-]+=?[\w.+-]*){0,4},[A-Za-z0-9+/=%._~-]*", re.A)
+_B64_RUN = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{64,}={0,2}")
+_HEX_RUN = re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{128,}(?![0-9A-Za-z])")
+_HOME = re.compile(r"(?:/home/|/Users/|\\Users\\|\\\\Users\\\\|/var/mail/)(?P<v>(?!\[)[^/\\\s\"':]+)")
+_CARD = re.compile(r"(?<![\d+])\d+(?:[ -]\d+)*")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,32}\b")
+_EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b")
+_MAC = re.compile(r"(?<![\w:-])[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}(?![\w:-])")
+_IPV6 = re.compile(
+    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3}|:?)(?:%[\w.]+)?(?![\w:])"
+)
+_IPV4 = re.compile(
+    r"(?<![\w.])(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}(?![\w]|\.\d)"
+)
+# each digit consumed once, separators between them: no ambiguous splits, so no catastrophic backtracking
+_PHONE_INTL = re.compile(r"(?<![\w+])\+(?:\d[ .()-]{0,2}){7,15}\d(?![\w])")
+_PHONE_NANP = re.compile(r"(?<![\w.+-])(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}(?![\w-]|\.\d)")
+_PHONE_TRUNK = re.compile(r"(?<![\w.+-])0\d{1,4}(?:[ .-]?\d{2,4}){2,5}(?![\w-]|\.\d)")
+_DIGITS = re.compile(r"\d")
+
+
+def _card_replace(m: re.Match[str]) -> str | None:
+    """A run of digit groups: find 13-19 consecutive digits (whole groups) that form a real card."""
+    run = m.group(0)
+    if len(run) < 13:
+        return None
+    parts = re.split(r"([ -])", run)
+    groups = parts[0::2]
+    seps = parts[1::2]
+    n = len(groups)
+    for i in range(n):
+        total = 0
+        best = -1
+        for j in range(i, min(n, i + 8)):
+            total += len(groups[j])
+            if total > 19:
+                break
+            if total >= 13 and is_card_number("".join(groups[i : j + 1])):
+                best = j
+        if best >= 0:
+            before = "".join(g + s for g, s in zip(groups[:i], seps[:i], strict=False))
+            after_parts = []
+            for k in range(best + 1, n):
+                after_parts.append(seps[k - 1] + groups[k])
+            rest = "".join(after_parts)
+            tail = _card_replace_text(rest) if rest else ""
+            return before + ph("CARD") + tail
+    return None
+
+
+def _card_replace_text(rest: str) -> str:
+    # a second card in the same digit run (rare): one more pass over what follows the first
+    m = _CARD.search(rest)
+    if m is None:
+        return rest
+    r = _card_replace(m)
+    return rest if r is None else rest[: m.start()] + r + rest[m.end() :]
+
+
+def _iban_replace(m: re.Match[str]) -> str | None:
+    raw = m.group(0)
+    compact = raw.replace(" ", "")
+    want = IBAN_LENGTHS.get(compact[:2])
+    lengths = [want] if want else range(min(len(compact), 34), 14, -1)
+    for length in lengths:
+        if length > len(compact):
+            continue
+        if iban_ok(compact[:length]):
+            # map `length` compact chars back to a span of the raw text
+            seen = 0
+            for idx, ch in enumerate(raw):
+                if ch != " ":
+                    seen += 1
+                if seen == length:
+                    return ph("IBAN") + raw[idx + 1 :]
+    return None
+
+
+#: "logo@2x.png" is a file name, not an address: top-level "domains" that are file extensions
+_FILE_TLDS = frozenset(
+    "png jpg jpeg gif svg webp ico bmp pdf txt js mjs ts tsx jsx css scss html htm json yaml yml csv tsv zip gz "
+    "tar lock log mp3 mp4 wav mov py md rs rb java kt c h cpp hpp toml ini cfg xml".split()
+)
+
+
+def _email_ok(s: str) -> bool:
+    return s.rsplit(".", 1)[-1].lower() not in _FILE_TLDS
+
+
+def _ipv6_replace(m: re.Match[str]) -> str | None:
+    raw = m.group(0)
+    addr = raw.split("%", 1)[0]
+    if sum(1 for g in addr.split(":") if g) < 3:
+        return None
+    try:
+        ip = ipaddress.IPv6Address(addr)
+    except ValueError:
+        return None
+    if ip.is_loopback or ip.is_unspecified:
+        return None
+    return ph("IPV6")
+
+
+def _ipv4_replace(m: re.Match[str]) -> str | None:
+    raw = m.group(0)
+    if raw.startswith("127.") or raw == "0.0.0.0" or raw.startswith("255."):
+        return None
+    return ph("IPV4")
+
+
+def _phone_check(lo: int, hi: int, one_sep: bool = False) -> Callable[[str], bool]:
+    def check(s: str) -> bool:
+        digits = sum(c.isdigit() for c in s)
+        if not lo <= digits <= hi:
+            return False
+        if one_sep:
+            seps = {c for c in s if c in " .-"}
+            if len(seps) > 1:
+                return False
+        return True
+
+    return check
+
+
+def _b40_replace(m: re.Match[str]) -> str | None:
+    return ph("AWS_SECRET_KEY") if looks_random(m.group(0), 4.2) else None
+
+
+def _openai_replace(m: re.Match[str]) -> str | None:
+    body = m.group("v")
+    up, low, dig = _classes(body)
+    return ph("OPENAI_KEY") if (up and low and dig) or "T3BlbkFJ" in body else None
+
+
+def _auth_scheme_replace(m: re.Match[str]) -> str | None:
+    v = m.group("v")
+    return ph("AUTH_HEADER") if tokenish(v) else None
+
+
+def blob_placeholder(nbytes: int) -> str:
+    return f"[BLOB {nbytes} bytes]"
+
+
+def _b64_size(body: str) -> int:
+    body = body.rstrip("=")
+    return len(body) * 3 // 4
+
+
+def _data_uri_replace(m: re.Match[str]) -> str | None:
+    raw = m.group(0)
+    head, _, body = raw.partition(",")
+    n = _b64_size(body) if ";base64" in head.lower() else len(body)
+    return blob_placeholder(n)
+
+
+def _b64_replace(m: re.Match[str]) -> str | None:
+    raw = m.group(0)
+    body = raw.rstrip("=")
+    if not looks_random(body, 4.2):
+        return None
+    seps = sum(1 for c in body if c in "/+_-")
+    if seps * 8 > len(body):  # paths and slugs, not base64
+        return None
+    return blob_placeholder(_b64_size(raw))
+
+
+def _hex_replace(m: re.Match[str]) -> str | None:
+    return blob_placeholder(len(m.group(0)) // 2)
+
+
+#: KV replacement needs key_kind, defined below; the pattern list refers to it lazily
+def _kv_replace(m: re.Match[str]) -> str | None:
+    kind = key_kind(m.group("k"))
+    if kind is None:
+        return None
+    for g in ("q1", "q2", "u"):
+        v = m.group(g)
+        if v is not None:
+            if not v or v.startswith("["):
+                return None
+            s, e = m.span(g)
+            base = m.start()
+            whole = m.group(0)
+            return whole[: s - base] + key_placeholder(kind) + whole[e - base :]
+    return None
+
+
+def _cli_replace(m: re.Match[str]) -> str | None:
+    kind = key_kind(m.group("k"))
+    if kind is None:
+        return None
+    s, e = m.span("u")
+    base = m.start()
+    whole = m.group(0)
+    return whole[: s - base] + key_placeholder(kind) + whole[e - base :]
+
+
+#: kinds whose placeholder is produced by a key-name rule inside text (counted as REDACTED:<KIND>)
+KV_KIND = "KV"
+CLI_KIND = "CLI"
+
+
+def _mac_gate(s: str) -> bool:
+    return s.count(":") >= 5 or s.count("-") >= 5
+
+
+def _ipv6_gate(s: str) -> bool:
+    return "::" in s or s.count(":") >= 7
+
+
+_AWS_PREFIXES = ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "ABIA", "ACCA", "AIPA", "APKA", "ASCA", "A3T")
+_AUTH_WORDS = ("bearer", "basic", "digest", "token", "negotiate", "ntlm", "apikey")
+
+PATTERNS: tuple[Pattern, ...] = (
+    Pattern("PRIVATE_KEY", _PRIVATE_KEY, _whole("PRIVATE_KEY"), F_DASH, ("-----BEGIN",)),
+    Pattern("URL_CREDENTIALS", _URL_CREDS, _group("URL_CREDENTIALS"), F_AT, ("://",)),
+    Pattern("JWT", _JWT, _whole("JWT"), F_RUN, ("eyJ",)),
+    Pattern("AWS_ACCESS_KEY", _AWS_ACCESS, _whole("AWS_ACCESS_KEY"), F_RUN, _AWS_PREFIXES),
+    Pattern("GITHUB_TOKEN", _GITHUB, _whole("GITHUB_TOKEN"), F_RUN, ("gh", "github_pat_")),
+    Pattern("GITLAB_TOKEN", _GITLAB, _whole("GITLAB_TOKEN"), F_RUN, ("gl",)),
+    Pattern("SLACK_TOKEN", _SLACK, _whole("SLACK_TOKEN"), F_RUN, ("xox", "xapp-", "hooks.slack.com")),
+    Pattern("STRIPE_KEY", _STRIPE, _whole("STRIPE_KEY"), F_RUN, ("_live_", "_test_", "whsec_")),
+    Pattern("ANTHROPIC_KEY", _ANTHROPIC, _whole("ANTHROPIC_KEY"), F_RUN, ("sk-ant-",)),
+    Pattern("OPENAI_KEY", _OPENAI, _openai_replace, F_RUN, ("sk-",)),
+    Pattern("GOOGLE_API_KEY", _GOOGLE, _whole("GOOGLE_API_KEY"), F_RUN, ("AIza",)),
+    Pattern("AWS_SECRET_KEY", _AWS_SECRET_CTX, _group("AWS_SECRET_KEY"), F_RUN, (), ("aws", "secret"), 40),
+    Pattern("AWS_SECRET_KEY", _B40, _b40_replace, F_RUN, (), (), 40),
+    Pattern("AUTH_HEADER", _AUTH_NAMED, _group("AUTH_HEADER"), F_KW, (), ("authori",)),
+    Pattern("AUTH_HEADER", _AUTH_SCHEME, _auth_scheme_replace, F_KW, (), _AUTH_WORDS),
+    Pattern("COOKIE", _COOKIE, _group("COOKIE"), F_KW, (), ("cookie",)),
+    Pattern(KV_KIND, _KV, _kv_replace, F_COLON | F_EQ),
+    Pattern(CLI_KIND, _CLI, _cli_replace, F_DASH, (" -", "\t-", "\n-")),
+    Pattern("BLOB", _DATA_URI, _data_uri_replace, F_COLON, (), ("data:",)),
+    Pattern("BLOB", _B64_RUN, _b64_replace, F_RUN, (), (), 64),
+    Pattern("BLOB", _HEX_RUN, _hex_replace, F_RUN, (), (), 128),
+    Pattern("USER", _HOME, _group("USER"), F_HOME),
+    Pattern("IBAN", _IBAN, _iban_replace, F_NUM, (), (), 15),
+    Pattern("CARD", _CARD, _card_replace, F_NUM, (), (), 13),
+    Pattern("EMAIL", _EMAIL, _whole("EMAIL", _email_ok), F_AT),
+    Pattern("MAC_ADDRESS", _MAC, _whole("MAC_ADDRESS"), F_COLON | F_DASH, (), (), 17, _mac_gate),
+    Pattern("IPV6", _IPV6, _ipv6_replace, F_COLON, (), (), 6, _ipv6_gate),
+    Pattern("IPV4", _IPV4, _ipv4_replace, F_DOTNUM),
+    Pattern("PHONE", _PHONE_INTL, _whole("PHONE", _phone_check(9, 15)), F_NUM, ("+",)),
+    Pattern("PHONE", _PHONE_NANP, _whole("PHONE", _phone_check(10, 10)), F_NUM),
+    Pattern("PHONE", _PHONE_TRUNK, _whole("PHONE", _phone_check(9, 12, one_sep=True)), F_NUM, ("0",)),
+)
+
+
+@lru_cache(maxsize=1024)
+def patterns_for(f: int) -> tuple[Pattern, ...]:
+    """The patterns (in order) that a text with feature bits ``f`` may need."""
+    return tuple(p for p in PATTERNS if p.need & f)
+
+
+_TRIGGER = re.compile(r"[\d@:=+\\/]")
+_RUN16 = re.compile(r"[A-Za-z0-9_/+-]{16}")
+_NUM9 = re.compile(r"\d(?:[ ().-]{0,2}\d){8,}")
+_DOTNUM = re.compile(r"\d\.\d")
+_KW_ALL = ("bearer", "basic", "digest", "token", "negotiate", "ntlm", "apikey", "authori", "cookie")
+
+
+#: whole-string shapes that can hold nothing sensitive: ISO dates/times, short plain numbers
+SAFE_SHAPE = re.compile(
+    r"\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,9})?)?(?:Z|[+-]\d\d:?\d\d)?)?"
+    r"|\d\d:\d\d(?::\d\d)?|[+-]?\d{1,8}(?:\.\d{1,12})?(?:[eE][+-]?\d{1,3})?"
+)
+
+
+def features(s: str) -> int:
+    """Feature bits of ``s``; 0 means no built-in pattern can match (the fast path)."""
+    n = len(s)
+    trig = _TRIGGER.search(s) is not None
+    if not trig and n < 16:
+        return 0
+    if trig and n <= 40 and SAFE_SHAPE.fullmatch(s) is not None:
+        return 0
+    f = 0
+    colon = ":" in s
+    eq = "=" in s
+    if n >= 16 and _RUN16.search(s) is not None:
+        f |= F_RUN
+    if n >= 14 or ((colon or eq) and n >= 8):
+        low = s.lower()
+        for w in _KW_ALL:
+            if w in low:
+                f |= F_KW
+                break
+    if "-" in s and ("-----" in s or " -" in s or "\t-" in s or "\n-" in s or s.count("-") >= 5):
+        f |= F_DASH  # private key armour, a command-line flag, a dash-separated MAC
+    if ("/" in s or "\\" in s) and ("/home/" in s or "Users" in s or "/var/mail/" in s):
+        f |= F_HOME
+    if trig:
+        if "@" in s:
+            f |= F_AT
+        if colon:
+            f |= F_COLON
+        if eq:
+            f |= F_EQ
+        if n >= 9 and _NUM9.search(s) is not None:
+            f |= F_NUM
+        if n >= 7 and _DOTNUM.search(s) is not None:
+            f |= F_DOTNUM
+    return f
+
+
+# ---------------------------------------------------------------- key names
+
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+#: one word (after camelCase / separator split) → kind
+_WORD_KIND: dict[str, str] = {}
+for _kind, _words in {
+    "PASSWORD": "password passwords passwd pwd passphrase pass pin pincode userpassword",
+    "SECRET": "secret secrets clientsecret sig",
+    "TOKEN": "token jwt bearer csrf xsrf otp totp accesstoken refreshtoken idtoken authtoken csrftoken xsrftoken",
+    "API_KEY": "apikey apikeys xapikey accesskey",
+    "AUTHORIZATION": "authorization auth proxyauthorization",
+    "COOKIE": "cookie cookies setcookie",
+    "SESSION": "session sessionid sid sessid",
+    "CREDENTIAL": "credential credentials creds",
+    "PRIVATE_KEY": "privatekey privkey",
+    "NAME": "username firstname lastname surname fullname givenname familyname nickname displayname forename "
+    "middlename maidenname",
+    "EMAIL": "email emails emailaddress",
+    "PHONE": "phone phones telephone tel mobile msisdn fax phonenumber cellphone",
+    "ADDRESS": "address addresses street postcode zipcode",
+    "USER_ID": "uid userid customerid accountid memberid",
+    "IP": "ip ipv4 ipv6 ipaddr ipaddress",
+    "DEVICE_ID": "deviceid udid imei idfa idfv gaid macaddress",
+    "NATIONAL_ID": "ssn passport nationalid taxid",
+    "BIRTHDATE": "dob birthdate birthday dateofbirth",
+    "CARD": "cvv cvc cardnumber creditcard",
+    "BANK_ACCOUNT": "iban",
+    "LOCATION": "latitude longitude geolocation",
+}.items():
+    for _w in _words.split():
+        _WORD_KIND[_w] = _kind
+
+#: (word, next word) → kind
+_PAIR_KIND: dict[tuple[str, str], str] = {}
+for (
+    _first
+) in "api access secret private signing encryption master account license subscription consumer ssh auth".split():
+    _PAIR_KIND[(_first, "key")] = (
+        "PRIVATE_KEY"
+        if _first in ("private", "ssh")
+        else ("SECRET" if _first in ("secret", "signing", "encryption", "master") else "API_KEY")
+    )
+for _first in (
+    "user customer account member patient employee owner person subscriber contact profile buyer seller "
+    "sender recipient author citizen voter student"
+).split():
+    _PAIR_KIND[(_first, "id")] = "USER_ID"
+    _PAIR_KIND[(_first, "uuid")] = "USER_ID"
+    _PAIR_KIND[(_first, "guid")] = "USER_ID"
+    _PAIR_KIND[(_first, "number")] = "USER_ID"
+for _first in (
+    "first last full given family middle sur nick display user customer contact person sender recipient "
+    "holder cardholder account real legal patient employee maiden billing shipping"
+).split():
+    _PAIR_KIND[(_first, "name")] = "NAME"
+for _first in "device installation machine hardware android advertising install".split():
+    _PAIR_KIND[(_first, "id")] = "DEVICE_ID"
+for _first in "remote client peer source src real forwarded origin user".split():
+    _PAIR_KIND[(_first, "ip")] = "IP"
+    _PAIR_KIND[(_first, "addr")] = "IP"
+_PAIR_KIND.update({
+    ("mac", "address"): "DEVICE_ID", ("mac", "addr"): "DEVICE_ID", ("serial", "number"): "DEVICE_ID",
+    ("credit", "card"): "CARD", ("debit", "card"): "CARD", ("card", "number"): "CARD", ("card", "num"): "CARD",
+    ("security", "code"): "CARD", ("account", "number"): "BANK_ACCOUNT", ("routing", "number"): "BANK_ACCOUNT",
+    ("sort", "code"): "BANK_ACCOUNT", ("tax", "id"): "NATIONAL_ID", ("national", "id"): "NATIONAL_ID",
+    ("social", "security"): "NATIONAL_ID", ("birth", "date"): "BIRTHDATE", ("date", "of"): "BIRTHDATE",
+    ("zip", "code"): "ADDRESS", ("post", "code"): "ADDRESS", ("postal", "code"): "ADDRESS",
+    ("home", "address"): "ADDRESS", ("street", "address"): "ADDRESS", ("mailing", "address"): "ADDRESS",
+    ("billing", "address"): "ADDRESS", ("shipping", "address"): "ADDRESS", ("forwarded", "for"): "IP",
+    ("e", "mail"): "EMAIL", ("pass", "word"): "PASSWORD", ("api", "token"): "TOKEN", ("session", "token"): "TOKEN",
+})  # fmt: skip
+
+#: keys that are personal only on their own (``{"user": "alice"}``; not ``user_agent``)
+_WHOLE_KIND = {
+    "user": "USER_ID", "login": "USER_ID", "owner": "USER_ID", "zip": "ADDRESS", "postal": "ADDRESS",
+    "lat": "LOCATION", "lng": "LOCATION", "lon": "LOCATION", "addr": "ADDRESS", "mac": "DEVICE_ID",
+    "key": None,
+}  # fmt: skip
+
+#: a word after the sensitive one that turns the key into metadata (``password_min_length``)
+_NEUTRAL = frozenset(
+    "count counts length len size type types kind format formats limit limits max min policy policies required "
+    "enabled disabled verified present provided field fields hint label pattern regex strength rule rules scope "
+    "scopes expiry expires expired expiration ttl age status valid version versions header headers name names "
+    "prefix suffix algorithm alg mode path file url endpoint timeout lifetime duration".split()
+)
+# a "name" after a sensitive word is metadata (token_name, ...) but "first_name" is a name: pair check first
+
+#: substrings of a single compact word (``userPassword`` typed as ``userpassword``)
+_SUBSTRINGS: tuple[tuple[str, str], ...] = (
+    ("password", "PASSWORD"), ("passwd", "PASSWORD"), ("passphrase", "PASSWORD"), ("secret", "SECRET"),
+    ("apikey", "API_KEY"), ("privatekey", "PRIVATE_KEY"), ("credential", "CREDENTIAL"),
+    ("authorization", "AUTHORIZATION"),
+    ("cookie", "COOKIE"), ("email", "EMAIL"), ("phonenumber", "PHONE"), ("firstname", "NAME"), ("lastname", "NAME"),
+    ("fullname", "NAME"), ("username", "NAME"), ("ipaddress", "IP"), ("macaddress", "DEVICE_ID"),
+)  # fmt: skip
+_SUFFIXES: tuple[tuple[str, str], ...] = (
+    ("token", "TOKEN"), ("sessionid", "SESSION"), ("userid", "USER_ID"), ("deviceid", "DEVICE_ID"),
+    ("apikey", "API_KEY"),
+)  # fmt: skip
+
+
+def split_words(key: str) -> list[str]:
+    """``X-Api-Key`` → ``['x', 'api', 'key']``; ``userID`` → ``['user', 'id']``."""
+    return [w.lower() for w in _WORDS.findall(key)]
+
+
+def normalize_key(key: str) -> str:
+    """Lower case, separators dropped: how allow/deny lists and extra keys are compared."""
+    return "".join(ch for ch in key.lower() if ch.isalnum())
+
+
+def _word_kind(w: str) -> str | None:
+    kind = _WORD_KIND.get(w)
+    if kind is not None:
+        return kind
+    if len(w) > 5:
+        for sub, k in _SUBSTRINGS:
+            if sub in w:
+                return k
+        for suf, k in _SUFFIXES:
+            if w.endswith(suf) and w != suf:
+                return k
+    return None
+
+
+@lru_cache(maxsize=8192)
+def key_kind(key: str) -> str | None:
+    """The sensitive kind of a key name (``PASSWORD``, ``EMAIL``, ``NAME`` ...), or None."""
+    words = split_words(key)
+    if not words:
+        return None
+    if len(words) == 1 and words[0] in _WHOLE_KIND:
+        return _WHOLE_KIND[words[0]]
+    n = len(words)
+    for i, w in enumerate(words):
+        kind = None
+        end = i
+        if i + 1 < n:
+            kind = _PAIR_KIND.get((w, words[i + 1]))
+            end = i + 1
+        if kind is None:
+            kind = _word_kind(w)
+            end = i
+        if kind is None:
+            continue
+        if any(x in _NEUTRAL for x in words[end + 1 :]):
+            return None
+        return kind
+    return None
+
+
+def key_placeholder(kind: str) -> str:
+    return f"[REDACTED:{kind}]"

@@ -1,0 +1,110 @@
+"""The privacy stage: every event passes through it, on the writer thread, before any sink sees it.
+
+A chain of small processors over one event dict, in the manner of structlog: each takes the
+event and returns it (changed) or ``None`` to drop it. The built-in ones redact arguments,
+error text, resource URIs and client strings, and pseudonymise ids; a user's own processors
+run after them, so they only ever see sanitized data. The stage then stamps the event with the
+redactions that fired, by kind and count, never a value.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from mcplens import _json
+from mcplens import event as ev
+from mcplens.capture.common import uri_shape
+from mcplens.privacy.ids import Pseudonymizer
+from mcplens.privacy.policy import Policy
+from mcplens.privacy.redact import Redactor
+
+Processor = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+
+#: id fields and the prefix of their pseudonym
+_ID_FIELDS = ((ev.SESSION_ID, "s"), (ev.CLIENT_ID, "c"), (ev.CLIENT_ADDRESS, "ip"))
+_TEXT_FIELDS = (ev.ERROR_MESSAGE, ev.CLIENT_NAME, ev.CLIENT_VERSION)
+
+
+class PrivacyStage:
+    """Redact, pseudonymise, then the user's processors; count what fired."""
+
+    def __init__(
+        self, policy: Policy, ids: Callable[[], Pseudonymizer], processors: Sequence[Processor] = ()
+    ) -> None:
+        self.policy = policy
+        self._ids = ids
+        self._user = list(processors)
+        self._redactors: dict[str | None, Redactor] = {}
+        self._counts: Counter[str] = Counter()
+
+    def redactor(self, tool: str | None) -> Redactor:
+        r = self._redactors.get(tool)
+        if r is None:
+            r = self._redactors[tool] = Redactor(self.policy.rules_for(tool))
+        return r
+
+    def __call__(self, e: dict[str, Any]) -> dict[str, Any] | None:
+        self._counts = counts = Counter()
+        for step in (self.arguments, self.texts, self.resource, self.pseudonymise):
+            step(e)
+        if counts:
+            e[ev.REDACTIONS] = dict(counts)
+        for processor in self._user:
+            out = processor(e)
+            if out is None:
+                return None
+            e = out
+        return e
+
+    # -- the built-in processors ----------------------------------------------------------------
+    def arguments(self, e: dict[str, Any]) -> None:
+        """Arguments, redacted; or none at all where the policy says so or they are too big."""
+        raw = e.pop(ev.ARGUMENTS, None)
+        if raw is None:
+            return
+        tool = e.get(ev.TARGET)
+        if not self.policy.keeps_arguments(tool):
+            self._counts["ARGUMENTS_OMITTED"] += 1
+            return
+        if _json.size(raw) > self.policy.max_arguments_bytes:
+            self._counts["ARGUMENTS_TOO_LARGE"] += 1
+            return
+        clean, fired = self.redactor(tool).value(raw)
+        self._counts.update(fired)
+        e[ev.ARGUMENTS] = clean
+
+    def texts(self, e: dict[str, Any]) -> None:
+        redactor = self.redactor(None)
+        for key in _TEXT_FIELDS:
+            value = e.get(key)
+            if isinstance(value, str):
+                clean, fired = redactor.text(value)
+                self._counts.update(fired)
+                e[key] = clean
+
+    def resource(self, e: dict[str, Any]) -> None:
+        """A resource URI becomes the server's own template it matched, else its bare shape.
+
+        Its parts name people and records (``notes://note/alice-42``) in ways no pattern can
+        tell from a harmless word, so nothing of the URI itself is kept; the redactor still
+        reads it so that secrets in it are counted for the security signals.
+        """
+        template = e.pop(ev.URI_TEMPLATE_HINT, None)
+        uri = e.get(ev.RESOURCE_URI)
+        if not isinstance(uri, str):
+            return
+        _, fired = self.redactor(None).uri(uri)
+        self._counts.update(fired)
+        shape = template if isinstance(template, str) else uri_shape(uri)
+        e[ev.RESOURCE_URI] = shape
+        if e.get(ev.TARGET) == uri:
+            e[ev.TARGET] = shape
+
+    def pseudonymise(self, e: dict[str, Any]) -> None:
+        ids = self._ids()
+        for key, prefix in _ID_FIELDS:
+            raw = e.get(key)
+            if raw is not None:
+                e[key] = ids(prefix, str(raw))

@@ -1,0 +1,41 @@
+"""`mcplens disclose` writes the README section from the effective configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mcplens.cli import main
+
+
+def test_packaged_disclosure_names_the_opt_in(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["disclose", "--mode", "packaged", "--opt-in-env", "ACME_TELEMETRY", "--server-name", "acme"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("## Telemetry and privacy")
+    assert "**off by default**" in text and "`ACME_TELEMETRY=1`" in text and "`MCPLENS_ENABLED=1`" in text
+    assert "DO_NOT_TRACK=1" in text and "acme uses" in text
+    assert "Never collected" in text and "Nothing is sent over the network" in text
+    assert str(home) in text
+    assert not home.exists(), "disclose must not create the data directory"
+
+
+def test_local_disclosure_follows_the_policy_file(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[privacy]\nmax_string = 64\n[privacy.tools.search]\nallow = ["query"]\n'
+                      '[privacy.tools.send]\nno_arguments = true\n')
+    assert main(["disclose", "--config", str(config)]) == 0
+    text = capsys.readouterr().out
+    assert "Monitoring is on" in text and "MCPLENS_DISABLED=1" in text
+    assert "longer than 64 characters" in text
+    assert "`search`: kept verbatim: `query`." in text
+    assert "`send`: no argument values." in text
+
+
+def test_disclose_with_a_broken_config_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[privacy]\nmystery = 1\n")
+    assert main(["disclose", "--config", str(bad)]) == 2
+    assert "unknown key(s) mystery" in capsys.readouterr().err
