@@ -95,18 +95,22 @@ def test_unwritable_data_dir_never_fails_a_call(tmp_path: Path, monkeypatch: Any
     assert any("writing the event log" in r.getMessage() for r in caplog.records)
 
 
-def test_a_builder_that_raises_is_counted_not_raised(home: Path) -> None:
+def test_a_builder_that_raises_is_counted_not_raised(home: Path, caplog: Any) -> None:
     server = sdk_server.build()
     handle = mcplens.instrument(server)
+    secret = "password=hunter2-correct-horse"
 
     def broken(raw: Any) -> dict[str, Any]:
-        raise ValueError("capture bug")
+        raise ValueError(f"capture bug on {secret}")  # an exception quoting the raw request
 
     handle._middleware._build = broken
     results = anyio.run(call_many, server)
     assert_all_succeeded(results)
     mcplens.flush()
     assert pipeline_for(home).counters["faults"] >= CALLS
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "event building failed with ValueError" in logged
+    assert "hunter2" not in logged
 
 
 def test_health_records_track_the_counters_to_the_end(home: Path) -> None:

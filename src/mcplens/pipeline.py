@@ -84,11 +84,16 @@ class Pipeline:
         self.counters["enqueued"] += 1
 
     def fault(self, where: str, exc: BaseException | None = None) -> None:
-        """Count one of our own failures; log the first of each kind at WARNING (stderr)."""
+        """Count one of our own failures; log the first of each kind at WARNING (stderr).
+
+        Only the exception's type is logged: its message may quote the raw request it failed
+        on, which the privacy stage has not cleaned yet.
+        """
         self.counters["faults"] += 1
         if where not in self._warned:
             self._warned.add(where)
-            logger.warning("mcplens: %s failed (counted, the call was not affected): %r", where, exc)
+            kind = type(exc).__name__ if exc is not None else "unknown"
+            logger.warning("mcplens: %s failed with %s (counted, the call was not affected)", where, kind)
 
     # -- writer side --------------------------------------------------------------------------
     def add_sink(self, sink: Sink) -> None:
