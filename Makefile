@@ -12,12 +12,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+# npm peers for the proxy tests (package.json, pinned in package-lock.json); skipped without npm
+node_modules: package.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund || npm install --no-audit --no-fund; \
+	else echo "npm not found: the proxy tests against npm MCP peers will skip"; fi
+
 venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m examples.demo
 
-test: $(STAMP)
+test: $(STAMP) node_modules
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/python -m pytest -q
 

@@ -19,6 +19,14 @@ from mcplens.store.local import LocalStore
 from tests.store.factory import health, request, write
 
 NOW = time.time()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_now() -> None:
+    """Each test's "now": taken at import it went stale once the suite ran past four minutes,
+    and ``--since 4m`` then missed events written "100 s ago"."""
+    global NOW
+    NOW = time.time()
 MCPLENS = Path(sys.executable).parent / "mcplens"
 
 

@@ -361,6 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--home", type=Path, help="data directory the text names (default: $MCPLENS_HOME or the platform's)")
     p.set_defaults(func=cmd_disclose, standalone=True)
 
+    from mcplens.proxy import add_parser as add_proxy_parser
+
+    add_proxy_parser(sub)
+
     p = sub.add_parser("health", parents=[common], help="the capture pipeline's own counters per process")
     p.add_argument("--since", help="only processes that reported since (15m, 2h, ISO ...)")
     p.add_argument("--until", help="same forms as --since")

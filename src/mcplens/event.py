@@ -66,6 +66,14 @@ INSTANCE_ID: Final = "mcplens.instance.id"  # random per process
 CAPTURE: Final = "mcplens.capture"  # "sdk" | "fastmcp" | "proxy"
 PID: Final = "process.pid"
 
+# the proxy's own view of the wire
+PROXY_DIRECTION: Final = "mcplens.proxy.direction"  # "server_to_client" for server-initiated messages
+PROXY_ERROR: Final = "mcplens.proxy.error"  # invalid_json, invalid_utf8, not_jsonrpc, unterminated_line ...
+PROXY_PROTOCOL_ERRORS: Final = "mcplens.proxy.protocol_errors"  # running count in this proxy process
+PROXY_MESSAGE_BYTES: Final = "mcplens.proxy.message_bytes"  # size of an unreadable message
+PROXY_HTTP_STATUS: Final = "mcplens.proxy.http_status"  # on 401/403, or when no JSON-RPC reply came
+PROTOCOL_ERROR_KIND: Final = "mcplens.protocol_error"  # event.kind of a message the proxy could not read
+
 # statuses (R1)
 OK: Final = "ok"
 TOOL_ERROR: Final = "tool_error"
@@ -136,6 +144,11 @@ COLUMNS: Final[dict[str, str]] = {
     INSTANCE_ID: "VARCHAR",
     CAPTURE: "VARCHAR",
     PID: "BIGINT",
+    PROXY_DIRECTION: "VARCHAR",
+    PROXY_ERROR: "VARCHAR",
+    PROXY_PROTOCOL_ERRORS: "BIGINT",
+    PROXY_MESSAGE_BYTES: "BIGINT",
+    PROXY_HTTP_STATUS: "BIGINT",
     HEALTH_ENQUEUED: "BIGINT",
     HEALTH_WRITTEN: "BIGINT",
     HEALTH_DROPPED: "BIGINT",

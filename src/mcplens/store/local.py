@@ -286,7 +286,8 @@ class LocalStore(Store):
         sort: str = "calls",
     ) -> list[dict[str, Any]]:
         sort_tool_rows([], sort)  # reject a bad sort before the scan, not after
-        where, params = _where(window, server, "kind = 'request'")
+        # requests the server sent the client (sampling, elicitation, seen by the proxy) are not its tools
+        where, params = _where(window, server, "kind = 'request' AND proxy_direction IS NULL")
         if tool is not None:
             where += " AND coalesce(target, method) GLOB ?"
             params.append(tool)

@@ -1,0 +1,286 @@
+"""``mcplens proxy -- CMD ...``: record any stdio MCP server without touching its code.
+
+The proxy starts the server and copies bytes both ways exactly as they arrive (``os.read`` /
+``os.write`` on the raw descriptors, no decoding, no re-encoding, no waiting for a newline), with
+the server's stderr inherited untouched. Two threads relay; per chunk each one reads the clock,
+cuts complete lines out of the chunk and enqueues them (``Pipeline.submit``) *before* forwarding
+the chunk, so a reply can never reach the queue ahead of its request. Parsing, pairing and event
+building happen later on the writer thread (:class:`StdioCapture`).
+
+Signals SIGINT/SIGTERM/SIGHUP are forwarded to the server, which runs in its own process group
+so a terminal's Ctrl-C reaches it once; the proxy exits with the server's exit code (or dies of
+the same signal), after flushing its events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from time import perf_counter
+from typing import Any, Final
+
+from mcplens import event as ev
+from mcplens.capture.jsonrpc import (
+    CLIENT_TO_SERVER,
+    SERVER_TO_CLIENT,
+    Conversation,
+    Pairer,
+    is_message,
+    parse,
+)
+from mcplens.capture.proxy_recorder import Recorder
+from mcplens.config import Settings
+from mcplens.pipeline import Pipeline
+
+CHUNK: Final = 65536
+#: a line longer than this is still relayed whole, but not parsed (recorded as ``too_large``)
+MAX_CAPTURED_LINE: Final = 64 * 1024 * 1024
+SWITCH_INTERVAL: Final = 0.00005  # seconds; this process is ours, only the relay and the writer run in it
+FORWARDED_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+# raw item kinds on the queue
+LINE, PARTIAL, EOF, OVERSIZE = 0, 1, 2, 3
+
+#: what the writer thread gets from the relay: (direction, line bytes, perf_counter, kind, size)
+Raw = tuple[str, bytes, float, int, int]
+
+
+class StdioCapture:
+    """Writer-thread builder: lines in, events out. One conversation: the pipe is the session."""
+
+    def __init__(self, pipeline: Pipeline, settings: Settings) -> None:
+        self.pairer = Pairer(transport="pipe", server_name=settings.server_name,
+                             server_version=settings.server_version, name_fixed=settings.server_name is not None)
+        self.recorder = Recorder(pipeline, self.pairer)
+        self.conv = Conversation(session_raw=f"pipe:{pipeline.instance_id}")
+        self._offset = time.time() - perf_counter()
+
+    def __call__(self, raw: Raw) -> dict[str, Any] | None:
+        direction, line, t, kind, size = raw
+        start = t + self._offset
+        rec = self.recorder
+        if kind == EOF:
+            if direction == SERVER_TO_CLIENT:
+                for x in self.pairer.unanswered(self.conv, None, t):
+                    # the server closed its stdout (exited, crashed) with this call in flight
+                    x.status_override, x.exception_type = ev.EXCEPTION, "ServerExited"
+                    x.error_message, x.response_size = "connection closed by server", 0
+                    rec.add(x)
+            return rec.finish()
+        if kind == OVERSIZE:
+            rec.protocol_error("too_large", size, start, direction=direction, session_raw=self.conv.session_raw)
+            return rec.finish()
+        if kind == PARTIAL:
+            rec.protocol_error("unterminated_line", size, start, direction=direction,
+                               session_raw=self.conv.session_raw)
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line.strip():
+            return rec.finish()
+        obj, reason = parse(line)
+        if reason is None and isinstance(obj, list) and obj:
+            for item in obj:  # a JSON-RPC batch (2025-03-26 era): each member on its own
+                self._one(direction, item, start, t, None)
+        elif reason is None:
+            self._one(direction, obj, start, t, len(line))
+        elif kind != PARTIAL:  # an unterminated line that does not parse is one error, already counted
+            rec.protocol_error(reason, size, start, direction=direction, session_raw=self.conv.session_raw)
+        return rec.finish()
+
+    def _one(self, direction: str, msg: Any, start: float, t: float, size: int | None) -> None:
+        rec = self.recorder
+        if not is_message(msg):
+            rec.protocol_error("not_jsonrpc", size or 0, start, direction=direction,
+                               session_raw=self.conv.session_raw)
+            return
+        if direction == CLIENT_TO_SERVER:
+            rec.add(self.pairer.client_message(self.conv, msg, start=start, t=t))
+            return
+        x, matched = self.pairer.server_message(self.conv, msg, start=start, t=t, size=size)
+        if not matched:
+            rec.protocol_error("unmatched_reply", size or 0, start, direction=direction,
+                               session_raw=self.conv.session_raw)
+        rec.add(x)
+
+
+class _LineCutter:
+    """Cuts complete lines out of relayed chunks and enqueues them; runs on a relay thread."""
+
+    __slots__ = ("_submit", "_build", "_direction", "_parts", "_held", "_oversize")
+
+    def __init__(self, pipeline: Pipeline | None, build: StdioCapture | None, direction: str) -> None:
+        self._submit = pipeline.submit if pipeline is not None else None
+        self._build = build
+        self._direction = direction
+        self._parts: list[bytes] = []
+        self._held = 0
+        self._oversize = False
+
+    def feed(self, chunk: bytes, t: float) -> None:
+        submit = self._submit
+        if submit is None:
+            return
+        start = 0
+        find = chunk.find
+        while True:
+            i = find(b"\n", start)
+            if i < 0:
+                if start < len(chunk):
+                    self._hold(chunk[start:] if start else chunk)
+                return
+            if self._parts or self._oversize:
+                self._hold(chunk[start:i])
+                self._emit(t, LINE)
+            else:
+                submit(self._build, (self._direction, chunk[start:i], t, LINE, i - start))
+            start = i + 1
+
+    def _hold(self, piece: bytes) -> None:
+        self._held += len(piece)
+        if self._oversize:
+            return
+        if self._held > MAX_CAPTURED_LINE:
+            self._oversize, self._parts = True, []
+            return
+        self._parts.append(piece)
+
+    def _emit(self, t: float, kind: int) -> None:
+        assert self._submit is not None
+        if self._oversize:
+            self._submit(self._build, (self._direction, b"", t, OVERSIZE, self._held))
+        else:
+            line = b"".join(self._parts)
+            self._submit(self._build, (self._direction, line, t, kind, len(line)))
+        self._parts, self._held, self._oversize = [], 0, False
+
+    def eof(self, t: float) -> None:
+        if self._submit is None:
+            return
+        if self._parts or self._oversize:
+            self._emit(t, PARTIAL)
+        self._submit(self._build, (self._direction, b"", t, EOF, 0))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _relay(src: int, dst: int, cutter: _LineCutter, on_eof: Any) -> None:
+    """Copy ``src`` to ``dst`` until EOF. If ``dst`` goes away, keep reading ``src`` (and
+    recording) so the writer on the other side never blocks on a full pipe."""
+    dst_ok = True
+    try:
+        while True:
+            try:
+                chunk = os.read(src, CHUNK)
+            except OSError:
+                chunk = b""
+            t = perf_counter()
+            if not chunk:
+                break
+            cutter.feed(chunk, t)
+            if dst_ok:
+                try:
+                    _write_all(dst, chunk)
+                except OSError:  # broken pipe: the reader went away; keep draining
+                    dst_ok = False
+        cutter.eof(perf_counter())
+    finally:
+        on_eof()
+
+
+class StdioProxy:
+    """One server process behind one client, relayed and recorded."""
+
+    def __init__(self, command: Sequence[str], pipeline: Pipeline | None, settings: Settings) -> None:
+        self.command = list(command)
+        self.pipeline = pipeline
+        self.capture = StdioCapture(pipeline, settings) if pipeline is not None else None
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def run(self) -> int:
+        """Relay until the server exits; return its exit code (negative: killed by that signal)."""
+        try:
+            self.proc = proc = subprocess.Popen(
+                self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, bufsize=0,
+                process_group=0,
+            )
+        except OSError as e:
+            print(f"mcplens proxy: cannot start {self.command[0]!r}: {e}", file=sys.stderr)
+            return 127 if isinstance(e, FileNotFoundError) else 126
+        previous = self._forward_signals()
+        # the relay threads wait in os.read without the GIL; when bytes arrive while the writer
+        # thread is building events, the default 5 ms switch interval would be added to that message
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        assert proc.stdin is not None and proc.stdout is not None
+        child_in, child_out = proc.stdin.fileno(), proc.stdout.fileno()
+
+        def close_child_stdin() -> None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()  # type: ignore[union-attr]
+
+        up = threading.Thread(
+            target=_relay, name="mcplens-proxy-c2s", daemon=True,
+            args=(sys.stdin.fileno(), child_in, _LineCutter(self.pipeline, self.capture, CLIENT_TO_SERVER),
+                  close_child_stdin),
+        )
+        down = threading.Thread(
+            target=_relay, name="mcplens-proxy-s2c", daemon=True,
+            args=(child_out, sys.stdout.fileno(), _LineCutter(self.pipeline, self.capture, SERVER_TO_CLIENT),
+                  lambda: None),
+        )
+        up.start()
+        down.start()
+        try:
+            code = proc.wait()
+            # the server is gone; what it wrote is still in the pipe: relay it to the end (a
+            # grandchild may hold the pipe open, so not forever)
+            down.join(timeout=10.0)
+        finally:
+            self._restore_signals(previous)
+            if self.pipeline is not None:
+                self.pipeline.close()
+        return code
+
+    def _forward_signals(self) -> dict[int, Any]:
+        previous: dict[int, Any] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return previous
+
+        def forward(signum: int, frame: Any) -> None:
+            if self.proc is not None and self.proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    self.proc.send_signal(signum)
+
+        for sig in FORWARDED_SIGNALS:
+            with contextlib.suppress(OSError, ValueError):
+                previous[sig] = signal.signal(sig, forward)
+        return previous
+
+    @staticmethod
+    def _restore_signals(previous: dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                signal.signal(sig, handler)
+
+
+def exit_like(code: int) -> int:
+    """Leave the way the server left: its exit status, or death by the same signal."""
+    if code >= 0:
+        return code
+    sig = -code
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+        time.sleep(1.0)
+    return 128 + sig
