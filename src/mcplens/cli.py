@@ -311,6 +311,76 @@ def cmd_health(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+_SEV_MARK = {"critical": "CRIT", "warning": "WARN", "info": "info"}
+
+
+def _evidence_line(evidence: dict[str, Any]) -> str:
+    parts = []
+    for k, v in evidence.items():
+        if v is None or v == [] or v == {}:
+            continue
+        text = json.dumps(v, default=str, ensure_ascii=False) if isinstance(v, dict | list) else str(v)
+        parts.append(f"{k}={_trim(text, 120)}")
+    return "; ".join(parts)
+
+
+def print_findings(findings: list[Any]) -> None:
+    if not findings:
+        print("no findings")
+        return
+    for f in findings:
+        print(f"{_SEV_MARK[f.severity]}  [{f.area}/{f.detector}] {f.title}")
+        ev_line = _evidence_line(f.evidence)
+        if ev_line:
+            print(f"      evidence: {ev_line}")
+        if f.action:
+            print(f"      action: {f.action}")
+    counts = {s: sum(1 for f in findings if f.severity == s) for s in ("critical", "warning", "info")}
+    print(f"{len(findings)} finding(s): " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+
+
+def cmd_insights(store: Store, args: argparse.Namespace) -> int:
+    from mcplens.analysis.engine import insights, load_options
+    from mcplens.analysis.findings import RANK
+
+    window = window_of(args)
+    options = load_options(args.config)
+    with progress("analysing events"):
+        found = insights(store, options, since=window.since if window else None,
+                         until=window.until if window else None, server=args.server)
+    found = [f for f in found if RANK[f.severity] >= RANK[args.min_severity]]
+    if args.json:
+        emit_json([f.to_dict() for f in found])
+    else:
+        print_findings(found)
+    return 0
+
+
+def cmd_watch(store: Store, args: argparse.Namespace) -> int:
+    import logging
+
+    from mcplens.alerts import Watcher, load_config
+
+    config = load_config(args.config)
+    if args.interval is not None:
+        config = type(config)(config.rules, args.interval, config.webhook, config.options)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    watcher = Watcher(store, config)
+    try:
+        while True:
+            for a in watcher.evaluate():
+                if args.json:
+                    print(json.dumps(a.payload(), default=str), flush=True)
+                else:
+                    print(f"{fmt_time(a.at)}  {a.state:<8} {a.rule}: {a.finding.title}", flush=True)
+            if args.once:
+                return 0
+            time.sleep(config.interval)
+    except KeyboardInterrupt:
+        return 0
+
+
 def cmd_disclose(args: argparse.Namespace) -> int:
     from mcplens.config import from_env
     from mcplens.disclose import render
@@ -369,6 +439,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", help="only processes that reported since (15m, 2h, ISO ...)")
     p.add_argument("--until", help="same forms as --since")
     p.set_defaults(func=cmd_health)
+
+    p = sub.add_parser("insights", parents=[common, win],
+                       help="what is wrong and what to do: usage, performance, health, security findings")
+    p.add_argument("--config", type=Path, help="TOML file whose [insights] table overrides thresholds")
+    p.add_argument("--min-severity", choices=("info", "warning", "critical"), default="info",
+                   help="hide findings below this severity (default: show all)")
+    p.set_defaults(func=cmd_insights)
+
+    p = sub.add_parser("watch", parents=[common], help="evaluate alert rules continuously; notify log and webhook")
+    p.add_argument("--config", type=Path, required=True, help="TOML file with [alerts] and [[alerts.rules]]")
+    p.add_argument("--interval", type=float, help="seconds between evaluations (default: the file's, else 30)")
+    p.add_argument("--once", action="store_true", help="evaluate once and exit")
+    p.set_defaults(func=cmd_watch)
     return parser
 
 
@@ -399,8 +482,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (home / "events").is_dir():
         print(f"mcplens: no events recorded yet under {home}; instrument a server first (see README)",
               file=sys.stderr)
-        if args.command != "tail" or args.once:
-            if args.json and args.command in ("report", "sessions", "health"):
+        if args.command not in ("tail", "watch") or args.once:
+            if args.json and args.command in ("report", "sessions", "health", "insights"):
                 emit_json([])
             return 0
     try:

@@ -46,6 +46,12 @@ RESPONSE_SIZE: Final = "mcplens.response.size_bytes"  # bytes of the JSON-RPC re
 RESPONSE_TOKENS: Final = "mcplens.response.tokens_est"  # ceil(bytes / 4)
 RESPONSE_ITEMS: Final = "mcplens.response.items"  # content blocks / list entries
 RESPONSE_TYPES: Final = "mcplens.response.content_types"  # sorted distinct content types
+#: tools/list replies only: the listed tool names, a hash of each tool's definition (name,
+#: description, input and output schema: sha256 hex[:16]) to see drift, and its MCP annotations
+#: that matter for security classification ({name: ["readOnly", "destructive", "openWorld"]})
+RESPONSE_TOOL_NAMES: Final = "mcplens.response.tool_names"
+RESPONSE_TOOL_HASHES: Final = "mcplens.response.tool_hashes"
+RESPONSE_TOOL_HINTS: Final = "mcplens.response.tool_hints"
 
 # who asked, over what
 SESSION_ID: Final = "mcp.session.id"  # pseudonymous
@@ -100,6 +106,9 @@ HEALTH_WRITTEN: Final = "mcplens.health.written"
 HEALTH_DROPPED: Final = "mcplens.health.dropped"  # queue full
 HEALTH_FAULTS: Final = "mcplens.health.faults"  # capture or sink errors, swallowed
 HEALTH_WRITE_FAILURES: Final = "mcplens.health.write_failures"  # events the event log could not write
+PROCESS_CPU: Final = "process.cpu.time"  # seconds of CPU (user + system) the server process used so far
+PROCESS_MEMORY: Final = "process.memory.usage"  # resident memory in bytes at the time of the record
+PROCESS_START: Final = "process.start_time"  # when the process's capture started, epoch seconds
 
 #: Every column the store exposes, with its DuckDB type. The reading side (DuckDB, PostgreSQL)
 #: builds its schema from this one list so a field added here appears everywhere.
@@ -129,6 +138,9 @@ COLUMNS: Final[dict[str, str]] = {
     RESPONSE_TOKENS: "BIGINT",
     RESPONSE_ITEMS: "BIGINT",
     RESPONSE_TYPES: "VARCHAR[]",
+    RESPONSE_TOOL_NAMES: "VARCHAR[]",
+    RESPONSE_TOOL_HASHES: "JSON",
+    RESPONSE_TOOL_HINTS: "JSON",
     SESSION_ID: "VARCHAR",
     CLIENT_ID: "VARCHAR",
     CLIENT_NAME: "VARCHAR",
@@ -154,4 +166,7 @@ COLUMNS: Final[dict[str, str]] = {
     HEALTH_DROPPED: "BIGINT",
     HEALTH_FAULTS: "BIGINT",
     HEALTH_WRITE_FAILURES: "BIGINT",
+    PROCESS_CPU: "DOUBLE",
+    PROCESS_MEMORY: "BIGINT",
+    PROCESS_START: "DOUBLE",
 }

@@ -8,6 +8,8 @@ whichever way it was seen.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
 import re
@@ -26,6 +28,9 @@ JSONRPC_INVALID_PARAMS = -32602
 JSONRPC_METHOD_NOT_FOUND = -32601
 JSONRPC_INTERNAL = -32603
 JSONRPC_RESOURCE_NOT_FOUND = -32002
+#: the JSON-RPC error code mcplens's rate limiter answers with (capture/ratelimit.py); recorded
+#: as status ``rate_limited`` by every capture path, so the proxy's limiter is counted the same way
+RATE_LIMITED_CODE = -32029
 
 
 @dataclass
@@ -250,6 +255,35 @@ def _reply_items(method: str, result: Any) -> tuple[int | None, list[str] | None
     return len(items), (sorted(kinds) or None)
 
 
+_HINTS = (("readOnlyHint", "readOnly"), ("destructiveHint", "destructive"), ("openWorldHint", "openWorld"))
+
+
+def tool_hash(tool: dict[str, Any]) -> str:
+    """sha256[:16] of a tool's name, description and schemas: changes when its definition does."""
+    core = {k: tool.get(k) for k in ("name", "description", "inputSchema", "outputSchema")}
+    return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _tool_definitions(e: dict[str, Any], result: Any) -> None:
+    """A tools/list reply's tool names, definition hashes and security-relevant annotations."""
+    tools = result.get("tools") if isinstance(result, dict) else None
+    if not isinstance(tools, list):
+        return
+    names: list[str] = []
+    hashes: dict[str, str] = {}
+    hints: dict[str, list[str]] = {}
+    for t in tools:
+        if not isinstance(t, dict) or not isinstance(t.get("name"), str):
+            continue
+        names.append(t["name"])
+        hashes[t["name"]] = tool_hash(t)
+        notes = t.get("annotations") if isinstance(t.get("annotations"), dict) else {}
+        hints[t["name"]] = [label for key, label in _HINTS if notes.get(key) is True]
+    e[ev.RESPONSE_TOOL_NAMES] = names
+    e[ev.RESPONSE_TOOL_HASHES] = hashes
+    e[ev.RESPONSE_TOOL_HINTS] = hints
+
+
 def reply_size(exchange: Exchange) -> int | None:
     """Bytes of the JSON-RPC reply as a compact JSON line (what stdio and HTTP JSON carry)."""
     if exchange.is_notification:
@@ -312,6 +346,8 @@ def status_of(exchange: Exchange) -> tuple[str, str | None, str | None, str | No
         code = str(exchange.error_code if exchange.error_code is not None else JSONRPC_INTERNAL)
         category = categorize(exchange.error_code, exchange.error_message, exchange.exception_type)
         return ev.EXCEPTION, exchange.exception_type, code, category
+    if exchange.error_code == RATE_LIMITED_CODE:
+        return ev.RATE_LIMITED, str(RATE_LIMITED_CODE), str(RATE_LIMITED_CODE), None
     if exchange.error_code is not None:
         code = str(exchange.error_code)
         return ev.JSONRPC_ERROR, code, code, categorize(exchange.error_code, exchange.error_message, None)
@@ -385,6 +421,8 @@ def build_event(exchange: Exchange, base: dict[str, Any]) -> dict[str, Any]:
             e[ev.RESPONSE_ITEMS] = items
         if kinds:
             e[ev.RESPONSE_TYPES] = kinds
+        if method == "tools/list":
+            _tool_definitions(e, exchange.result)
 
     client_name, client_version = client_identity(exchange)
     if client_name is not None:

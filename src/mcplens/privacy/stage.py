@@ -1,10 +1,10 @@
 """The privacy stage: every event passes through it, on the writer thread, before any sink sees it.
 
 A chain of small processors over one event dict, in the manner of structlog: each takes the
-event and returns it (changed) or ``None`` to drop it. The built-in ones redact arguments,
-error text, resource URIs and client strings, and pseudonymise ids; a user's own processors
-run after them, so they only ever see sanitized data. The stage then stamps the event with the
-redactions that fired, by kind and count, never a value.
+event and returns it (changed) or ``None`` to drop it. The built-in ones count prompt-injection
+phrases, redact arguments, error text, resource URIs and client strings, and pseudonymise ids;
+a user's own processors run after them, so they only ever see sanitized data. The stage then
+stamps the event with the redactions that fired, by kind and count, never a value.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from mcplens import _json
 from mcplens import event as ev
 from mcplens.capture.common import uri_shape
+from mcplens.privacy import injection
 from mcplens.privacy.ids import Pseudonymizer
 from mcplens.privacy.policy import Policy
 from mcplens.privacy.redact import Redactor
@@ -64,6 +65,7 @@ class PrivacyStage:
         raw = e.pop(ev.ARGUMENTS, None)
         if raw is None:
             return
+        self._counts.update(injection.count_in(raw))  # before redaction, whatever the policy keeps
         tool = e.get(ev.TARGET)
         if not self.policy.keeps_arguments(tool):
             self._counts["ARGUMENTS_OMITTED"] += 1

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mcplens import _json
+from mcplens import _json, resources
 from mcplens import event as ev
 
 LIVE = "live"
@@ -106,7 +106,9 @@ class EventLogSink:
 
 
 def health_record(instance_id: str, counters: dict[str, int], base: dict[str, Any]) -> dict[str, Any]:
-    """A periodic record of the pipeline's own counters, so drops and faults show in the CLI."""
+    """A periodic record of the pipeline's own counters, so drops and faults show in the CLI,
+    with the process's CPU and memory beside its call counts."""
+    usage = resources.sample()
     return {
         **base,
         ev.EVENT_ID: os.urandom(16).hex(),
@@ -117,4 +119,7 @@ def health_record(instance_id: str, counters: dict[str, int], base: dict[str, An
         ev.HEALTH_DROPPED: counters.get("dropped", 0),
         ev.HEALTH_FAULTS: counters.get("faults", 0),
         ev.HEALTH_WRITE_FAILURES: counters.get("write_failures", 0),
+        ev.PROCESS_CPU: usage["cpu"],
+        ev.PROCESS_MEMORY: usage["rss"],
+        ev.PROCESS_START: usage["started"],
     }

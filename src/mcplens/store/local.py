@@ -26,7 +26,7 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -277,6 +277,32 @@ class LocalStore(Store):
             finally:
                 con.close()
         raise AssertionError("unreachable")
+
+    @contextlib.contextmanager
+    def reader(self, *, since: float | None = None) -> Iterator[Callable[..., list[dict[str, Any]]]]:
+        """One snapshot and one connection for a batch of queries (``mcplens insights`` runs a dozen).
+
+        Yields ``run(sql, params=None) -> rows``; temp tables made with it live until the block ends.
+        A file vanishing under it (a compaction committed meanwhile) fails a query: callers retry.
+        """
+        duckdb = _duckdb()
+        snap = self.snapshot()
+        if since is not None:
+            snap = snap.written_since(since - MTIME_SLACK)
+        con = duckdb.connect()
+
+        def run(sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+            cur = con.execute(sql, params or [])
+            if cur.description is None:
+                return []
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+        try:
+            con.execute(self._view_sql(snap))
+            yield run
+        finally:
+            con.close()
 
     def tool_table(
         self,

@@ -1,0 +1,126 @@
+"""All insights (and the per-tool table) over 1M and 10M stored events.
+
+    .venv/bin/python bench/insights.py [--sizes 1000000,10000000] [--dir /tmp/mcplens-bench-insights] [--keep]
+
+Data: the healthy synthetic workload of tests/analysis/workload.py (20 clients, sessions of 3-25
+calls, 6 tools, ~2% errors, a tools/list per client). The first million events are written through
+the real segment writer (EventLogSink) and compacted by ``LocalStore.compact()``; larger sizes
+repeat that Parquet batch with shifted times and fresh event and session ids, written by DuckDB
+``COPY`` as further committed batches (Parquet + manifest, the store's own format) — the writer
+would take minutes to produce them and adds nothing to what is measured. Each figure is the best
+of 3 runs, cold process cache aside. Results are appended to bench/RESULTS.md with ``--record``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.analysis import workload  # noqa: E402
+
+from mcplens.analysis.engine import insights  # noqa: E402
+from mcplens.store.local import MANIFEST_SUFFIX, LocalStore, _lit  # noqa: E402
+
+BASE = 1_000_000
+
+
+def build(home: Path, n: int) -> None:
+    store = LocalStore(home)
+    if not any((store.root / "parquet").glob("*.parquet")):
+        t = time.perf_counter()
+        evs = workload.normal(BASE, days=30.0, clients=200)
+        print(f"  generated {len(evs):,} events in {time.perf_counter() - t:.1f}s", flush=True)
+        t = time.perf_counter()
+        workload.write(home, evs)
+        del evs
+        print(f"  written through EventLogSink in {time.perf_counter() - t:.1f}s", flush=True)
+        t = time.perf_counter()
+        store.compact()
+        print(f"  compacted in {time.perf_counter() - t:.1f}s", flush=True)
+    have = store.count()
+    [first] = sorted((store.root / "parquet").glob("*.parquet"))[:1]
+    import duckdb
+
+    copy = 0
+    while have < n:
+        copy += 1
+        out = store.root / "parquet" / f"bench-copy{copy:03d}.parquet"
+        shift = copy * 31 * 86400.0
+        con = duckdb.connect()
+        k = con.execute(
+            f"""COPY (SELECT * REPLACE ("time" + {shift} AS "time", md5("event.id" || '{copy}') AS "event.id",
+                              "mcp.session.id" || '-{copy}' AS "mcp.session.id")
+                      FROM read_parquet({_lit(first)})) TO {_lit(out)} (FORMAT parquet, COMPRESSION zstd)"""
+        ).fetchone()[0]
+        con.close()
+        manifest = {"version": 1, "parquet": out.name, "segments": {}, "events": k, "created": time.time()}
+        (out.parent / f"bench-copy{copy:03d}{MANIFEST_SUFFIX}").write_text(json.dumps(manifest))
+        have += k
+    print(f"  {store.count():,} events stored, {du(store.root)}", flush=True)
+
+
+def du(p: Path) -> str:
+    total = sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    return f"{total / 1e6:,.0f} MB"
+
+
+def best(fn, runs: int = 3) -> tuple[float, object]:  # noqa: ANN001
+    times, out = [], None
+    for _ in range(runs):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return min(times), out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="1000000,10000000")
+    ap.add_argument("--dir", type=Path, default=Path("/tmp/mcplens-bench-insights"))
+    ap.add_argument("--keep", action="store_true", help="keep the data directory")
+    ap.add_argument("--record", action="store_true", help="append the results to bench/RESULTS.md")
+    args = ap.parse_args()
+    rows = []
+    try:
+        for n in (int(float(s)) for s in args.sizes.split(",")):
+            print(f"{n:,} events", flush=True)
+            build(args.dir, n)
+            store = LocalStore(args.dir)
+            t_table, table = best(lambda: store.tool_table())  # noqa: B023
+            t_all, found = best(lambda: insights(store))  # noqa: B023
+            loud = [f for f in found if f.severity != "info"]
+            print(f"  per-tool table {t_table:.3f}s ({len(table)} rows); all insights {t_all:.3f}s "
+                  f"({len(found)} findings, {len(loud)} above info)", flush=True)
+            rows.append((n, t_table, t_all, len(found), len(loud)))
+    finally:
+        if not args.keep:
+            shutil.rmtree(args.dir, ignore_errors=True)
+    if args.record:
+        machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+        import duckdb
+
+        lines = [
+            "",
+            f"## Insights ({time.strftime('%Y-%m-%d')}, {machine}, DuckDB {duckdb.__version__})",
+            "",
+            "`bench/insights.py`: healthy synthetic workload, compacted to Parquet; best of 3.",
+            "",
+            "| events | per-tool table | all insights | findings (above info) |",
+            "|---:|---:|---:|---:|",
+            *(f"| {n:,} | {a:.2f} s | {b:.2f} s | {c} ({d}) |" for n, a, b, c, d in rows),
+            "",
+        ]
+        with open(Path(__file__).with_name("RESULTS.md"), "a", encoding="utf-8") as f:
+            f.write("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Prompt-injection phrases in tool arguments, counted by kind as ``INJECTION:<KIND>`` redactions.
+
+The privacy stage calls :func:`count_in` on every event's arguments *before* redaction (so an
+instruction hidden in a long base64 run is still seen) and adds the counts to
+``mcplens.redactions``: ``{"INJECTION:IGNORE_INSTRUCTIONS": 1}``. ``mcplens insights`` reports
+them as the ``prompt_injection`` signal. The phrase itself is kept only as far as the redacted
+arguments keep it; a user who wants the matching strings gone adds ``make_processor()`` to
+``instrument(processors=[...])``, which replaces each by ``[INJECTION:<KIND>]``. Standard library only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Final
+
+from mcplens import event as ev
+
+PATTERNS: Final[dict[str, re.Pattern[str]]] = {
+    "IGNORE_INSTRUCTIONS": re.compile(
+        r"\b(ignore|disregard|forget|override)\s+(all\s+|any\s+|the\s+|your\s+)?(previous|prior|above|earlier|"
+        r"preceding)\s+(instructions?|prompts?|rules|directions|context)",
+        re.I,
+    ),
+    "SYSTEM_PROMPT": re.compile(
+        r"\b(reveal|print|show|repeat|output|leak|dump)\b.{0,40}\bsystem\s+prompt\b|"
+        r"\bsystem\s+prompt\b.{0,20}\b(is|reads|says)\b|<\s*/?\s*system\s*>",
+        re.I,
+    ),
+    "ROLE_OVERRIDE": re.compile(
+        r"\byou\s+are\s+now\b|\bfrom\s+now\s+on\s+you\b|\bact\s+as\s+(an?\s+)?"
+        r"(unrestricted|jailbroken|dan)\b|\bdeveloper\s+mode\b",
+        re.I,
+    ),
+    "EXFILTRATE": re.compile(
+        r"\bexfiltrat|\bsend\s+(all|the|every)\b.{0,40}\b(to|at)\s+(https?://|\S+@)|"
+        r"\bupload\b.{0,40}\b(secrets?|credentials?|keys?|passwords?)\b",
+        re.I,
+    ),
+    "HIDDEN_INSTRUCTION": re.compile(
+        r"\b(do\s+not|don'?t)\s+(tell|inform|mention\s+this\s+to)\s+the\s+user\b|"
+        r"\bsecretly\b|\bwithout\s+(the\s+)?user'?s?\s+(knowledge|consent)",
+        re.I,
+    ),
+}
+_B64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
+MAX_SCAN: Final = 65536  # characters scanned per event
+
+
+def scan(text: str) -> Counter[str]:
+    """Kinds of injection phrase found in ``text``, including inside base64-encoded runs."""
+    found: Counter[str] = Counter()
+    for kind, pattern in PATTERNS.items():
+        if pattern.search(text):
+            found[kind] += 1
+    for m in _B64.finditer(text):
+        try:
+            decoded = base64.b64decode(m.group(0) + "=" * (-len(m.group(0)) % 4), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            continue
+        if any(p.search(decoded) for p in PATTERNS.values()):
+            found["BASE64_INSTRUCTIONS"] += 1
+    return found
+
+
+def _strings(value: Any, out: list[str], budget: list[int]) -> None:
+    if budget[0] <= 0:
+        return
+    if isinstance(value, str):
+        out.append(value)
+        budget[0] -= len(value)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _strings(v, out, budget)
+    elif isinstance(value, list):
+        for v in value:
+            _strings(v, out, budget)
+
+
+def _replace(value: Any, kinds: Callable[[str], Counter[str]]) -> Any:
+    if isinstance(value, str):
+        found = kinds(value)
+        return f"[INJECTION:{sorted(found)[0]}]" if found else value
+    if isinstance(value, dict):
+        return {k: _replace(v, kinds) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace(v, kinds) for v in value]
+    return value
+
+
+def count_in(value: Any) -> Counter[str]:
+    """``INJECTION:<KIND>`` counts for every string in ``value`` (nested), up to MAX_SCAN characters."""
+    texts: list[str] = []
+    _strings(value, texts, [MAX_SCAN])
+    total: Counter[str] = Counter()
+    for t in texts:
+        for kind, n in scan(t).items():
+            total[f"INJECTION:{kind}"] += n
+    return total
+
+
+def make_processor() -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A privacy-stage processor that replaces each argument string holding an injection phrase."""
+
+    def processor(e: dict[str, Any]) -> dict[str, Any]:
+        args = e.get(ev.ARGUMENTS)
+        if args is not None:
+            e[ev.ARGUMENTS] = _replace(args, scan)
+        return e
+
+    return processor
