@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test lint bench clean venv prometheus
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,7 +22,12 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m examples.demo
 
-test: $(STAMP) node_modules
+# Prometheus and promtool for the exporter tests (Debian package; needs root, else those tests skip)
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || (if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus; \
+	else echo "prometheus not installed and not root: the Prometheus exporter tests will skip"; fi)
+
+test: $(STAMP) node_modules prometheus
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/python -m pytest -q
 

@@ -39,6 +39,7 @@ class Instrumentation:
     reason: str = ""
     _lowlevel: Any = field(default=None, repr=False)
     _middleware: Any = field(default=None, repr=False)
+    _limiter: Any = field(default=None, repr=False)
 
     def flush(self) -> None:
         flush()
@@ -49,10 +50,12 @@ class Instrumentation:
     def uninstrument(self) -> None:
         """Take the middleware out again; the server keeps serving as if never instrumented."""
         if self._lowlevel is not None and self._middleware is not None:
-            try:
-                self._lowlevel.middleware.remove(self._middleware)
-            except ValueError:
-                pass
+            for m in (self._middleware, self._limiter):
+                try:
+                    if m is not None:
+                        self._lowlevel.middleware.remove(m)
+                except ValueError:
+                    pass
             if getattr(self._lowlevel, _ATTR, None) is self:
                 delattr(self._lowlevel, _ATTR)
         self.active = False
@@ -85,7 +88,10 @@ def instrument(server: Any, **options: Any) -> Instrumentation:
     ``options`` override ``MCPLENS_*`` environment settings (see :class:`mcplens.Settings`):
     ``home``, ``queue_size``, ``flush_interval``, ``server_name``, ``server_version``,
     ``mode="packaged"`` (collect nothing until the end user opts in), ``privacy=Policy(...)``,
-    ``processors=[...]`` (run after the built-in privacy processors) ...
+    ``processors=[...]`` (run after the built-in privacy processors), ``rate_limit="60/min"``
+    (a per-client token bucket; refused calls get JSON-RPC error -32029 and are recorded as
+    ``rate_limited``), ``exporters=["log", "otel", "prometheus", "sentry"]`` (opt-in, fed after the
+    privacy stage) with ``log_file``, ``prometheus_port``, ``sentry_dsn``, ``export_arguments`` ...
     Raises ``TypeError`` for an object that is not a supported server or an unknown option;
     a second call on the same server returns the first handle and changes nothing.
     """
@@ -115,9 +121,21 @@ def instrument(server: Any, **options: Any) -> Instrumentation:
         pipeline.set_base(**{event.SERVER_NAME: server_name, event.SERVER_VERSION: server_version})
         build = EventBuilder(pipeline, server_name, server_version, capture)
         build.learn_resources(server)
-        middleware = CaptureMiddleware(pipeline, build)
+        if settings.exporters:  # opt-in exporters (log, otel, prometheus, sentry); none by default
+            from mcplens import sinks
+
+            exporters = sinks.setup(pipeline, settings, service_name=server_name, service_version=server_version)
+            middleware = sinks.capture_middleware(pipeline, build, low, capture, exporters)
+        else:
+            middleware = CaptureMiddleware(pipeline, build)
         low.middleware.insert(0, middleware)
-        handle = Instrumentation(server, active=True, _lowlevel=low, _middleware=middleware)
+        limiter = None
+        if settings.rate_limit:  # right after the capture, so refused calls are recorded as rate_limited
+            from mcplens.capture.ratelimit import RateLimiter, RateLimitMiddleware
+
+            limiter = RateLimitMiddleware(RateLimiter(settings.rate_limit))
+            low.middleware.insert(1, limiter)
+        handle = Instrumentation(server, active=True, _lowlevel=low, _middleware=middleware, _limiter=limiter)
         setattr(low, _ATTR, handle)
         return handle
 

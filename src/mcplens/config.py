@@ -14,6 +14,8 @@ from typing import Any
 
 _TRUE = {"1", "true", "yes", "on"}
 MODES = ("local", "packaged")
+#: the exporters ``exporters=`` / ``MCPLENS_EXPORTERS`` can name (all off by default: no egress)
+EXPORTERS = ("log", "otel", "prometheus", "sentry")
 #: options that only code can set: objects, not strings
 _CODE_ONLY = {"privacy", "processors"}
 
@@ -60,10 +62,30 @@ class Settings:
     privacy: Any = None
     #: extra privacy-stage processors, run after the built-in ones (code only)
     processors: tuple[Any, ...] = ()
+    #: per-client token bucket for tools/call, prompts/get, resources/read: "60/min", "5/s" (off: None)
+    rate_limit: str | None = None
+    #: exporters fed after the privacy stage: any of "log", "otel", "prometheus", "sentry" (none by default)
+    exporters: tuple[str, ...] = ()
+    #: "log" exporter: JSON lines to this file (default: stderr; never stdout)
+    log_file: Path | None = None
+    #: "prometheus" exporter: where /metrics listens (port 0: no server; see mcplens.sinks.prometheus)
+    prometheus_host: str = "127.0.0.1"
+    prometheus_port: int = 9464
+    #: "sentry" exporter: a DSN for mcplens to initialise sentry-sdk with (else the app's own init is used)
+    sentry_dsn: str | None = None
+    #: put the privacy stage's redacted arguments on OTel spans and Sentry events (off: names and sizes only)
+    export_arguments: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mcplens mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        unknown = sorted(set(self.exporters) - set(EXPORTERS))
+        if unknown:
+            raise ValueError(f"unknown mcplens exporter(s) {', '.join(unknown)}; known: {', '.join(EXPORTERS)}")
+        if self.rate_limit is not None:
+            from mcplens.capture.ratelimit import parse_rate
+
+            parse_rate(self.rate_limit)
 
     def effective_policy(self) -> Any:
         """The privacy policy: code, else the config file, then ``MCPLENS_*`` overrides on top."""
@@ -99,10 +121,17 @@ class Settings:
         if unknown:
             raise TypeError(f"unknown mcplens option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         clean = {
-            k: (Path(v).expanduser() if k in ("home", "config") else v) for k, v in overrides.items() if v is not None
+            k: (Path(v).expanduser() if k in ("home", "config", "log_file") else v)
+            for k, v in overrides.items()
+            if v is not None
         }
         if "processors" in clean:
             clean["processors"] = tuple(clean["processors"])
+        if "exporters" in clean:
+            raw = clean["exporters"]
+            clean["exporters"] = tuple(x.strip() for x in raw.split(",") if x.strip()) if isinstance(raw, str) else (
+                tuple(raw)
+            )
         return replace(self, **clean)
 
 
@@ -125,7 +154,9 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
                 values[f.name] = int(raw)
             elif isinstance(current, float):
                 values[f.name] = float(raw)
-            elif isinstance(current, Path) or f.name == "config":
+            elif isinstance(current, tuple):
+                values[f.name] = tuple(x.strip() for x in raw.split(",") if x.strip())
+            elif isinstance(current, Path) or f.name in ("config", "log_file"):
                 values[f.name] = Path(raw).expanduser()
             else:
                 values[f.name] = raw

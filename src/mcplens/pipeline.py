@@ -217,6 +217,17 @@ def get_pipeline(settings: Settings) -> Pipeline:
         return pipeline
 
 
+def pipeline_with_exporters(settings: Settings) -> Pipeline:
+    """The pipeline for a way in that has no server object (the proxies), with the exporters
+    ``settings.exporters`` names (``MCPLENS_EXPORTERS``) attached, as ``instrument()`` does."""
+    pipeline = get_pipeline(settings)
+    if getattr(settings, "exporters", None):
+        from mcplens import sinks
+
+        sinks.setup(pipeline, settings, service_name=settings.server_name, service_version=settings.server_version)
+    return pipeline
+
+
 def pipelines() -> list[Pipeline]:
     with _pipeline_lock:
         return list(_pipelines.values())

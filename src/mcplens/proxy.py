@@ -69,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
               "or mcplens proxy --upstream URL", file=sys.stderr)
         return 2
     from mcplens.capture.proxy_stdio import StdioProxy, exit_like
-    from mcplens.pipeline import get_pipeline
+    from mcplens.pipeline import pipeline_with_exporters
 
-    pipeline = get_pipeline(settings) if collecting(settings) else None
+    pipeline = pipeline_with_exporters(settings) if collecting(settings) else None
     return exit_like(StdioProxy(command, pipeline, settings).run())

@@ -441,3 +441,20 @@ def test_disabled_proxy_relays_and_records_nothing(tmp_path: Path) -> None:
         pipe.kill()
     assert not (home / "events").exists()
 
+
+
+def test_proxy_feeds_the_exporters_named_in_the_environment(tmp_path: Path) -> None:
+    """MCPLENS_EXPORTERS reaches the proxy as it reaches instrument(): here the JSON log exporter."""
+    log = tmp_path / "events.log"
+    env = env_for(tmp_path / "server", MCPLENS_EXPORTERS="log", MCPLENS_LOG_FILE=str(log))
+    pipe = RawPipe(proxy_cmd(tmp_path / "proxy", sys.executable, "-m", "tests.servers.sdk_server"), env)
+    try:
+        run_script(pipe)
+        assert pipe.close() == 0
+    finally:
+        pipe.kill()
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    methods = {e.get("mcp.method.name") for e in lines}
+    assert "initialize" in methods and "tools/call" in methods
+    # the wrapped server (instrumented too, same environment) logs its own; the proxy's are there
+    assert {"proxy", "sdk"} <= {e.get("mcplens.capture") for e in lines}

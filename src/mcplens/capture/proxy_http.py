@@ -371,9 +371,9 @@ def serve(upstream: str, listen: str, settings: Settings, *, record: bool = True
         host, port = parse_listen(listen)
         pipeline = None
         if record:
-            from mcplens.pipeline import get_pipeline
+            from mcplens.pipeline import pipeline_with_exporters
 
-            pipeline = get_pipeline(settings)
+            pipeline = pipeline_with_exporters(settings)
         app = HttpProxy(upstream, pipeline, settings)
     except ValueError as e:
         print(f"mcplens proxy: {e}", file=sys.stderr)

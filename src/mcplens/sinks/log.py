@@ -1,0 +1,107 @@
+"""Structured logging: every event as a standard-library ``logging`` record on ``mcplens.events``.
+
+Each record carries the event's fields in ``extra`` (so any handler or filter can read
+``record.__dict__["mcp.method.name"]``) and the whole event as ``record.mcplens_event``;
+:class:`JsonFormatter` turns a record into one JSON line a shipper (Vector, Fluent Bit,
+Promtail, the CloudWatch or Datadog agents) can tail. The events arrive here after the
+privacy stage, so a log line holds nothing the local store would not.
+
+Output goes to stderr or a file, never to stdout: a stdio server's stdout is the protocol.
+A logger that already has handlers (the application configured it) is left as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mcplens import _json
+from mcplens import event as ev
+
+LOGGER = "mcplens.events"
+
+#: LogRecord attributes an ``extra`` key must not overwrite
+_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``@timestamp``, ``level``, ``logger``, ``message`` and the event."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "@timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "mcplens_event", None)
+        if isinstance(fields, dict):
+            out.update((k, v) for k, v in fields.items() if k not in out)  # the envelope's keys win
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return _json.compact(out)
+
+
+def message(e: dict[str, Any]) -> str:
+    """A short human line: ``tools/call add ok 1.2 ms``."""
+    parts = [str(e.get(ev.METHOD) or e.get(ev.EVENT_KIND) or "event")]
+    target = e.get(ev.TARGET)
+    if target and target != parts[0]:
+        parts.append(str(target))
+    parts.append(str(e.get(ev.STATUS) or ""))
+    duration = e.get(ev.DURATION)
+    if isinstance(duration, int | float):
+        parts.append(f"{duration * 1000:.1f} ms")
+    return " ".join(p for p in parts if p)
+
+
+def make_handler(path: Path | None) -> logging.Handler:
+    """A JSON handler on ``path`` (reopened when logrotate moves it) or on stderr."""
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    return handler
+
+
+class LogSink:
+    """Emits each event as an INFO record (WARNING when its status is not ``ok``)."""
+
+    name = "log"
+
+    def __init__(self, path: Path | None = None, logger: logging.Logger | None = None) -> None:
+        self.logger = logger or logging.getLogger(LOGGER)
+        self._handler: logging.Handler | None = None
+        if not self.logger.handlers:
+            self._handler = make_handler(path)
+            self.logger.addHandler(self._handler)
+            self.logger.propagate = False  # a root handler on stdout must not get protocol-breaking lines
+        if self.logger.level == logging.NOTSET:
+            self.logger.setLevel(logging.INFO)
+
+    def write_batch(self, events: list[dict[str, Any]]) -> None:
+        log = self.logger
+        if not log.isEnabledFor(logging.INFO):
+            return
+        for e in events:
+            status = e.get(ev.STATUS)
+            level = logging.INFO if status in (None, ev.OK) else logging.WARNING
+            if not log.isEnabledFor(level):
+                continue
+            extra = {k: v for k, v in e.items() if k not in _RESERVED}
+            extra["mcplens_event"] = e
+            log.log(level, "%s", message(e), extra=extra)
+
+    def close(self) -> None:
+        if self._handler is not None:
+            self._handler.flush()
+            self.logger.removeHandler(self._handler)
+            self._handler.close()
+            self._handler = None

@@ -1,0 +1,406 @@
+"""OpenTelemetry: SERVER spans and duration histograms per the MCP semantic conventions (extra ``[otel]``).
+
+Spans. With ``"otel"`` among the exporters, :class:`OTelCaptureMiddleware` replaces the plain
+capture middleware: it starts a SERVER span named ``{mcp.method.name} {tool or prompt}``,
+parented on the ``traceparent`` in ``params._meta`` (so a client's trace continues), and makes
+it the current context while the handler runs, so HTTP clients and database drivers
+instrumented with OpenTelemetry appear as its children. Only attributes that are safe before
+the privacy stage are set on the hot path (method, tool/prompt name). The span is ended on the
+writer thread, after the privacy stage, with the request's real end time and the *sanitized*
+event's attributes: session id and client address are pseudonyms, the error message is
+redacted, and arguments (``gen_ai.tool.call.arguments``) only with ``export_arguments=True``,
+then the redacted ones. Events without a live span (the proxy) get a span built after the fact
+from their start time, duration and trace context.
+
+One span per request: the SDK's own ``OpenTelemetryMiddleware`` is taken out of
+``server.middleware`` and FastMCP's native telemetry is set to ``off`` (see :func:`take_over`).
+
+Metrics: ``mcp.server.operation.duration`` per request and ``mcp.server.session.duration``
+when a session has been idle for :data:`SESSION_IDLE` seconds or the process exits, both in
+seconds with the conventions' advised buckets. The client twins (``mcp.client.*``) are not
+emitted: mcplens sits on the server side.
+
+Providers. If the application has set an SDK TracerProvider / MeterProvider, mcplens uses it.
+Otherwise it builds its own from the standard ``OTEL_*`` variables (OTLP over HTTP/protobuf by
+default, gRPC with ``OTEL_EXPORTER_OTLP_PROTOCOL=grpc``; ``OTEL_EXPORTER_OTLP_ENDPOINT``,
+``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES`` ...), with ``service.name`` /
+``service.version`` defaulting to the server's own, and installs it globally so other
+instrumentation reports to the same place.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from time import perf_counter
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics as otel_metrics
+from opentelemetry import trace
+from opentelemetry.propagate import extract
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from mcplens import _json
+from mcplens import event as ev
+
+#: seconds; advised by the MCP semantic conventions for both duration histograms
+DURATION_BUCKETS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300]
+#: a session with no request for this long is considered over (its duration is then recorded)
+SESSION_IDLE = 1800.0
+INSTRUMENTATION = "mcplens"
+
+CallNext = Callable[[Any], Awaitable[Any]]
+
+#: event fields copied onto the span as they are (after the privacy stage)
+_SPAN_FIELDS = (
+    ev.METHOD, ev.TOOL_NAME, ev.PROMPT_NAME, ev.OPERATION, ev.REQUEST_ID, ev.RESOURCE_URI, ev.RPC_CODE,
+    ev.PROTOCOL_VERSION, ev.SESSION_ID, ev.TRANSPORT, ev.CLIENT_ADDRESS, ev.STATUS, ev.ERROR_CATEGORY,
+    ev.REQUEST_SIZE, ev.RESPONSE_SIZE, ev.RESPONSE_TOKENS, ev.CLIENT_NAME, ev.CLIENT_VERSION,
+)
+#: attributes of the duration histograms (bounded values only)
+_METRIC_FIELDS = (ev.METHOD, ev.TOOL_NAME, ev.PROMPT_NAME, ev.OPERATION, ev.TRANSPORT, ev.PROTOCOL_VERSION, ev.RPC_CODE)
+ARGUMENTS_ATTR = "gen_ai.tool.call.arguments"
+
+
+def span_name(method: str, target: Any) -> str:
+    return f"{method} {target}" if isinstance(target, str) and target else method
+
+
+# -- providers ------------------------------------------------------------------------------------
+_providers_lock = threading.Lock()
+_owned: list[Any] = []
+
+
+def _resource(service_name: str | None, service_version: str | None) -> Any:
+    from opentelemetry.sdk.resources import Resource
+
+    attrs: dict[str, str] = {}
+    env_attrs = os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    if service_name and not os.environ.get("OTEL_SERVICE_NAME") and "service.name=" not in env_attrs:
+        attrs["service.name"] = service_name
+    if service_version and "service.version=" not in env_attrs:
+        attrs["service.version"] = service_version
+    return Resource.create(attrs)
+
+
+def _protocol(signal: str) -> str:
+    return (
+        os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    ).strip().lower()
+
+
+def _span_exporter() -> Any:
+    choice = (os.environ.get("OTEL_TRACES_EXPORTER") or "otlp").strip().lower()
+    if choice == "none":
+        return None
+    if choice == "console":  # never stdout: it belongs to a stdio server's protocol
+        import sys
+
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter(out=sys.stderr)
+    if _protocol("TRACES") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # type: ignore[assignment]
+    return OTLPSpanExporter()
+
+
+def _metric_exporter() -> Any:
+    choice = (os.environ.get("OTEL_METRICS_EXPORTER") or "otlp").strip().lower()
+    if choice == "none":
+        return None
+    if choice == "console":
+        import sys
+
+        from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+        return ConsoleMetricExporter(out=sys.stderr)
+    if _protocol("METRICS") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter  # type: ignore[assignment]
+    return OTLPMetricExporter()
+
+
+def ensure_providers(service_name: str | None, service_version: str | None) -> tuple[Any, Any]:
+    """The global tracer and meter providers; built from ``OTEL_*`` and installed where none is set."""
+    with _providers_lock:
+        tp = trace.get_tracer_provider()
+        if isinstance(tp, trace.ProxyTracerProvider):
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+            provider = TracerProvider(resource=_resource(service_name, service_version))
+            exporter = _span_exporter()
+            if exporter is not None:
+                provider.add_span_processor(BatchSpanProcessor(exporter))
+            trace.set_tracer_provider(provider)
+            _owned.append(provider)
+            tp = trace.get_tracer_provider()
+        mp = otel_metrics.get_meter_provider()
+        if type(mp).__name__ in ("_ProxyMeterProvider", "NoOpMeterProvider"):
+            from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+            exporter = _metric_exporter()
+            readers = [PeriodicExportingMetricReader(exporter)] if exporter is not None else []
+            provider = MeterProvider(resource=_resource(service_name, service_version), metric_readers=readers)
+            otel_metrics.set_meter_provider(provider)
+            _owned.append(provider)
+            mp = otel_metrics.get_meter_provider()
+        return tp, mp
+
+
+def force_flush() -> None:
+    """Export what mcplens's own providers hold (the process exits soon, or a test checks)."""
+    for provider in list(_owned):
+        try:
+            provider.force_flush()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+# -- the hot path -------------------------------------------------------------------------------
+class OTelCaptureMiddleware:
+    """The outermost SDK middleware when OTel is on: a SERVER span around the handler, then the
+    same enqueue as :class:`mcplens.capture.sdk.CaptureMiddleware` with the span attached."""
+
+    __slots__ = ("_queue", "_capacity", "_counters", "_build", "_tracer", "__weakref__")
+
+    def __init__(self, pipeline: Any, build: Callable[[Any], dict[str, Any] | None], tracer: Any) -> None:
+        self._queue = pipeline._queue
+        self._capacity = pipeline._capacity
+        self._counters = pipeline.counters
+        self._build = build  # an OTelBuilder
+        self._tracer = tracer
+
+    async def __call__(self, ctx: Any, call_next: CallNext) -> Any:
+        t0 = perf_counter()
+        span = token = None
+        try:
+            method = ctx.method
+            attrs: dict[str, Any] = {ev.METHOD: method}
+            target = None
+            if method in ("tools/call", "prompts/get") and isinstance(ctx.params, dict):
+                target = ctx.params.get("name")
+                if isinstance(target, str):
+                    attrs[ev.TOOL_NAME if method == "tools/call" else ev.PROMPT_NAME] = target
+                    if method == "tools/call":
+                        attrs[ev.OPERATION] = "execute_tool"
+            meta = ctx.meta
+            parent = extract(meta) if isinstance(meta, dict) and "traceparent" in meta else None
+            span = self._tracer.start_span(span_name(method, target), context=parent, kind=SpanKind.SERVER,
+                                           attributes=attrs)
+            token = otel_context.attach(trace.set_span_in_context(span, parent))
+        except Exception:  # noqa: BLE001 - fail open: no span, the call goes on
+            pass
+        try:
+            result = await call_next(ctx)
+        except BaseException as exc:
+            result, error = None, exc
+        else:
+            error = None
+        end_ns = time.time_ns()
+        if token is not None:
+            try:
+                otel_context.detach(token)
+            except Exception:  # noqa: BLE001
+                pass
+        try:
+            if len(self._queue) < self._capacity:
+                self._queue.append((self._build, ((
+                    ctx.method, ctx.params, ctx.request_id, ctx.meta, ctx.protocol_version,
+                    getattr(ctx.session, "_connection", None), ctx.request, t0, perf_counter(), result, error,
+                ), span, end_ns)))
+                self._counters["enqueued"] += 1
+            else:
+                self._counters["dropped"] += 1
+                if span is not None:
+                    span.end(end_ns)
+        except Exception:  # noqa: BLE001
+            pass
+        if error is not None:
+            raise error
+        return result
+
+
+class OTelBuilder:
+    """Builds the event as usual (writer thread), stamps the span's ids on it, parks the span."""
+
+    def __init__(self, build: Callable[[Any], dict[str, Any] | None], sink: OTelSink) -> None:
+        self._build = build
+        self._sink = sink
+
+    def __getattr__(self, name: str) -> Any:  # learn_resources, uris ... of the wrapped builder
+        return getattr(self._build, name)
+
+    def __call__(self, item: tuple[Any, Any, int]) -> dict[str, Any] | None:
+        raw, span, end_ns = item
+        try:
+            e = self._build(raw)
+        except BaseException:
+            if span is not None:
+                span.end(end_ns)
+            raise
+        if span is None:
+            return e
+        if e is None:
+            span.end(end_ns)  # an internal dispatch: not a request a client sent
+            return None
+        sc = span.get_span_context()
+        if sc.is_valid:
+            e[ev.TRACE_ID] = f"{sc.trace_id:032x}"
+            e[ev.SPAN_ID] = f"{sc.span_id:016x}"
+        self._sink.park(e[ev.EVENT_ID], span, end_ns)
+        return e
+
+
+# -- the sink -----------------------------------------------------------------------------------
+class OTelSink:
+    """Ends parked spans with sanitized attributes, builds spans for proxy events, records metrics."""
+
+    name = "otel"
+
+    def __init__(self, *, service_name: str | None = None, service_version: str | None = None,
+                 export_arguments: bool = False) -> None:
+        tp, mp = ensure_providers(service_name, service_version)
+        from mcplens import __version__
+
+        self.tracer = tp.get_tracer(INSTRUMENTATION, __version__)
+        meter = mp.get_meter(INSTRUMENTATION, __version__)
+        self.operation = meter.create_histogram(
+            "mcp.server.operation.duration", unit="s", description="MCP request duration as the server saw it",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.session = meter.create_histogram(
+            "mcp.server.session.duration", unit="s", description="MCP session duration as the server saw it",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.export_arguments = export_arguments
+        self._pending: dict[str, tuple[Any, int, float]] = {}
+        self._lock = threading.Lock()
+        self._sessions: dict[str, list[Any]] = {}  # id -> [first start, last end, attributes]
+
+    def park(self, event_id: str, span: Any, end_ns: int) -> None:
+        with self._lock:
+            self._pending[event_id] = (span, end_ns, time.monotonic())
+
+    def attributes(self, e: dict[str, Any]) -> dict[str, Any]:
+        attrs = {k: e[k] for k in _SPAN_FIELDS if isinstance(e.get(k), str | int | float | bool)}
+        if e.get(ev.STATUS) not in (None, ev.OK) and e.get(ev.ERROR_TYPE) is not None:
+            attrs[ev.ERROR_TYPE] = str(e[ev.ERROR_TYPE])
+        if self.export_arguments and e.get(ev.ARGUMENTS) is not None:
+            attrs[ARGUMENTS_ATTR] = _json.compact(e[ev.ARGUMENTS])
+        return attrs
+
+    def write_batch(self, events: list[dict[str, Any]]) -> None:
+        for e in events:
+            kind = e.get(ev.EVENT_KIND)
+            if kind not in ("request", "notification"):
+                continue
+            with self._lock:
+                parked = self._pending.pop(e.get(ev.EVENT_ID), None)  # type: ignore[arg-type]
+            attrs = self.attributes(e)
+            if parked is not None:
+                span, end_ns, _ = parked
+                self._finish(span, e, attrs, end_ns)
+            else:
+                self._after_the_fact(e, attrs)
+            if kind == "request":
+                self._metrics(e)
+        self._sweep()
+
+    def _finish(self, span: Any, e: dict[str, Any], attrs: dict[str, Any], end_ns: int) -> None:
+        span.set_attributes(attrs)
+        if e.get(ev.STATUS) not in (None, ev.OK, ev.CANCELLED):
+            message = e.get(ev.ERROR_MESSAGE)
+            span.set_status(Status(StatusCode.ERROR, message if isinstance(message, str) else None))
+        span.end(end_ns)
+
+    def _after_the_fact(self, e: dict[str, Any], attrs: dict[str, Any]) -> None:
+        """A span for an event captured without one (the proxy): start, duration, trace context."""
+        start = e.get(ev.TIME)
+        if not isinstance(start, int | float):
+            return
+        parent = None
+        try:
+            trace_id = int(str(e.get(ev.TRACE_ID)), 16)
+            parent_id = int(str(e.get(ev.PARENT_SPAN_ID)), 16) if e.get(ev.PARENT_SPAN_ID) else 0
+            if trace_id and parent_id:
+                parent = trace.set_span_in_context(NonRecordingSpan(SpanContext(
+                    trace_id, parent_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))))
+        except ValueError:
+            pass
+        start_ns = int(start * 1e9)
+        duration = e.get(ev.DURATION)
+        end_ns = start_ns + int((duration if isinstance(duration, int | float) else 0) * 1e9)
+        span = self.tracer.start_span(span_name(str(e.get(ev.METHOD)), e.get(ev.TOOL_NAME) or e.get(ev.PROMPT_NAME)),
+                                      context=parent, kind=SpanKind.SERVER, start_time=start_ns)
+        sc = span.get_span_context()
+        if sc.is_valid:
+            e[ev.TRACE_ID] = f"{sc.trace_id:032x}"
+            e[ev.SPAN_ID] = f"{sc.span_id:016x}"
+        self._finish(span, e, attrs, end_ns)
+
+    def _metrics(self, e: dict[str, Any]) -> None:
+        duration = e.get(ev.DURATION)
+        attrs = {k: e[k] for k in _METRIC_FIELDS if isinstance(e.get(k), str)}
+        if e.get(ev.STATUS) not in (None, ev.OK) and e.get(ev.ERROR_TYPE) is not None:
+            attrs[ev.ERROR_TYPE] = str(e[ev.ERROR_TYPE])
+        if isinstance(duration, int | float):
+            self.operation.record(duration, attrs)
+        session = e.get(ev.SESSION_ID)
+        start = e.get(ev.TIME)
+        if isinstance(session, str) and isinstance(start, int | float):
+            end = start + (duration if isinstance(duration, int | float) else 0.0)
+            with self._lock:
+                s = self._sessions.get(session)
+                if s is None:
+                    self._sessions[session] = [start, end, {
+                        k: e[k] for k in (ev.TRANSPORT, ev.PROTOCOL_VERSION) if isinstance(e.get(k), str)
+                    }]
+                else:
+                    s[0], s[1] = min(s[0], start), max(s[1], end)
+
+    def _sweep(self, *, everything: bool = False) -> None:
+        """Record sessions idle past SESSION_IDLE; end spans whose event a processor dropped."""
+        now_wall, now = time.time(), time.monotonic()
+        with self._lock:
+            over = [k for k, s in self._sessions.items() if everything or now_wall - s[1] > SESSION_IDLE]
+            ended = [self._sessions.pop(k) for k in over]
+            stale = [k for k, p in self._pending.items() if everything or now - p[2] > 30.0]
+            spans = [self._pending.pop(k) for k in stale]
+        for first, last, attrs in ended:
+            self.session.record(max(0.0, last - first), attrs)
+        for span, end_ns, _ in spans:
+            span.end(end_ns)
+
+    def close(self) -> None:
+        self._sweep(everything=True)
+        force_flush()
+
+
+def take_over(low: Any, fastmcp_server: bool) -> list[Any]:
+    """Make mcplens's span the only SERVER span per request; returns the SDK middleware removed.
+
+    The SDK seeds ``OpenTelemetryMiddleware`` into ``Server.middleware``; FastMCP removes it and
+    opens its own spans unless ``fastmcp.settings.telemetry_mode`` is ``off`` (its
+    ``propagation_only`` mode would re-attach the client's context under our span, and tool
+    spans would become siblings of ours instead of children).
+    """
+    removed = [m for m in low.middleware if type(m).__name__ == "OpenTelemetryMiddleware"]
+    for m in removed:
+        low.middleware.remove(m)
+    if fastmcp_server:
+        try:
+            import fastmcp
+
+            fastmcp.settings.telemetry_mode = "off"
+        except Exception:  # noqa: BLE001
+            pass
+    return removed

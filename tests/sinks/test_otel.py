@@ -1,0 +1,226 @@
+"""OpenTelemetry exporter in process: semconv spans and histograms, one span per request,
+trace continuation from the client, and downstream calls as children of the server span."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp
+import pytest
+from opentelemetry.trace import SpanKind, StatusCode
+
+import mcplens
+from mcplens.pipeline import pipelines
+from tests.servers import fastmcp_server
+from tests.sinks import server as exporter_server
+from tests.sinks.conftest import Memory
+
+EXPORTERS = {"exporters": ["otel"]}
+
+
+def sink() -> Any:
+    (p,) = [p for p in pipelines() if not p._closed and "otel" in getattr(p, "_mcplens_exporters", {})][-1:]
+    return p._mcplens_exporters["otel"]
+
+
+def server_spans(otel: Memory) -> list[Any]:
+    return [s for s in otel.spans.get_finished_spans() if s.kind == SpanKind.SERVER]
+
+
+def test_spans_follow_the_conventions_and_continue_the_client_trace(home: Path, otel: Memory) -> None:
+    server = exporter_server.build()
+    mcplens.instrument(server, **EXPORTERS)
+    low = server._lowlevel_server
+    assert not any(type(m).__name__ == "OpenTelemetryMiddleware" for m in low.middleware)
+
+    async def main() -> None:
+        async with mcp.Client(server, mode="legacy") as c:
+            with otel.tracer.start_as_current_span("agent step"):
+                await c.call_tool("add", {"a": 1, "b": 2})
+                await c.call_tool("fail", {"reason": "hunter2hunter2"})
+
+    anyio.run(main)
+    mcplens.flush()
+    spans = otel.spans.get_finished_spans()
+    root = next(s for s in spans if s.name == "agent step")
+    by_name = {s.name: s for s in server_spans(otel)}
+    assert set(by_name) >= {"initialize", "tools/call add", "tools/call fail"}
+    # one SERVER span per request although the SDK's own OpenTelemetryMiddleware was installed
+    assert [s.name for s in server_spans(otel)].count("tools/call add") == 1
+    assert {s.instrumentation_scope.name for s in server_spans(otel)} == {"mcplens"}
+
+    add = by_name["tools/call add"]
+    assert add.instrumentation_scope.name == "mcplens"
+    attrs = dict(add.attributes)
+    assert attrs["mcp.method.name"] == "tools/call"
+    assert attrs["gen_ai.tool.name"] == "add"
+    assert attrs["gen_ai.operation.name"] == "execute_tool"
+    assert attrs["jsonrpc.request.id"].isdigit()
+    assert attrs["mcp.protocol.version"] == "2025-11-25"
+    assert attrs["network.transport"] == "inproc"
+    assert attrs["mcp.session.id"].startswith("s_")  # pseudonymous
+    assert "error.type" not in attrs and add.status.status_code == StatusCode.UNSET
+    assert "gen_ai.tool.call.arguments" not in attrs  # opt-in only
+
+    # one trace: the client's step -> the SDK client's CLIENT span -> mcplens's SERVER span
+    client = next(s for s in spans if s.kind == SpanKind.CLIENT and s.name.endswith("tools/call add"))
+    assert add.context.trace_id == root.context.trace_id == client.context.trace_id
+    assert add.parent.span_id == client.context.span_id and client.parent.span_id == root.context.span_id
+
+    fail = by_name["tools/call fail"]
+    assert fail.attributes["error.type"] == "tool_error"
+    assert fail.attributes["mcplens.error.category"] == "backend_timeout"
+    assert fail.status.status_code == StatusCode.ERROR
+
+    # the local event carries the same trace and span ids
+    from tests.conftest import read_events
+
+    e = next(e for e in read_events(home) if e.get("gen_ai.tool.name") == "add")
+    assert e["trace_id"] == f"{add.context.trace_id:032x}" and e["span_id"] == f"{add.context.span_id:016x}"
+
+
+def test_duration_histograms_use_the_advised_buckets(home: Path, otel: Memory) -> None:
+    from mcplens.sinks.otel import DURATION_BUCKETS
+
+    server = exporter_server.build()
+    mcplens.instrument(server, **EXPORTERS)
+
+    async def main() -> None:
+        async with mcp.Client(server, mode="legacy") as c:
+            await c.call_tool("wait", {"ms": 30})
+
+    anyio.run(main)
+    mcplens.flush()
+    sink()._sweep(everything=True)  # what process exit does: sessions end
+    points = [p for p in otel.metric_points("mcp.server.operation.duration")
+              if dict(p.attributes).get("gen_ai.tool.name") == "wait"]
+    assert points and list(points[0].explicit_bounds) == DURATION_BUCKETS
+    assert dict(points[0].attributes) == {
+        "mcp.method.name": "tools/call", "gen_ai.tool.name": "wait", "gen_ai.operation.name": "execute_tool",
+        "network.transport": "inproc", "mcp.protocol.version": "2025-11-25",
+    }
+    assert points[0].count >= 1 and points[0].bucket_counts[2] >= 1  # 30 ms: the (0.02, 0.05] bucket
+    sessions = otel.metric_points("mcp.server.session.duration")
+    assert sessions and list(sessions[0].explicit_bounds) == DURATION_BUCKETS and sessions[0].count >= 1
+
+
+def test_arguments_only_when_allowed_and_then_redacted(home: Path, otel: Memory) -> None:
+    server = exporter_server.build()
+    mcplens.instrument(server, exporters=["otel"], export_arguments=True)
+
+    async def main() -> None:
+        async with mcp.Client(server, mode="legacy") as c:
+            await c.call_tool("lookup", {"payload": {"q": "weather", "password": "hunter2hunter2"}})
+
+    anyio.run(main)
+    mcplens.flush()
+    span = next(s for s in server_spans(otel) if s.name == "tools/call lookup")
+    args = span.attributes["gen_ai.tool.call.arguments"]
+    assert "weather" in args and "hunter2" not in args and "[REDACTED:" in args
+
+
+def test_fastmcp_native_telemetry_gives_way_one_server_span(home: Path, otel: Memory) -> None:
+    import fastmcp
+
+    before = fastmcp.settings.telemetry_mode
+    server = fastmcp_server.build()
+    try:
+        mcplens.instrument(server, **EXPORTERS)
+
+        async def main() -> None:
+            async with fastmcp.Client(server) as c:
+                await c.call_tool("add", {"a": 1, "b": 2})
+                await c.list_tools()
+
+        anyio.run(main)
+        mcplens.flush()
+    finally:
+        fastmcp.settings.telemetry_mode = before
+    from tests.conftest import read_events
+
+    servers = server_spans(otel)
+    assert {s.instrumentation_scope.name for s in servers} == {"mcplens"}  # none from FastMCP or the SDK
+    # exactly one SERVER span per request the server handled, and it is the event's span
+    events = read_events(home)
+    assert len(servers) == len(events) and [s.name for s in servers].count("tools/call add") == 1
+    assert {f"{s.context.span_id:016x}" for s in servers} == {e["span_id"] for e in events}
+
+
+@contextlib.contextmanager
+def local_http() -> Iterator[str]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = b"pong"
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/ping"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_downstream_http_call_is_a_child_of_the_server_span(home: Path, otel: Memory) -> None:
+    pytest.importorskip("opentelemetry.instrumentation.urllib")
+    from opentelemetry.instrumentation.urllib import URLLibInstrumentor
+
+    server = exporter_server.build()
+    mcplens.instrument(server, **EXPORTERS)
+    URLLibInstrumentor().instrument()
+    try:
+        with local_http() as url:
+
+            async def main() -> Any:
+                async with mcp.Client(server, mode="legacy") as c:
+                    return await c.call_tool("fetch", {"url": url})
+
+            result = anyio.run(main)
+    finally:
+        URLLibInstrumentor().uninstrument()
+    assert "pong" in str(result)
+    mcplens.flush()
+    tool = next(s for s in server_spans(otel) if s.name == "tools/call fetch")
+    get = [s for s in otel.spans.get_finished_spans() if s.kind == SpanKind.CLIENT and s.name == "GET"]
+    assert len(get) == 1
+    assert get[0].parent.span_id == tool.context.span_id and get[0].context.trace_id == tool.context.trace_id
+
+
+def test_otlp_protocol_follows_the_standard_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mcplens.sinks import otel
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    assert type(otel._span_exporter()).__module__.startswith("opentelemetry.exporter.otlp.proto.grpc")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    assert type(otel._metric_exporter()).__module__.startswith("opentelemetry.exporter.otlp.proto.http")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    assert otel._span_exporter() is None
+
+
+def test_events_without_a_live_span_get_one_after_the_fact(otel: Memory) -> None:
+    from mcplens.sinks.otel import OTelSink
+
+    sink = OTelSink()
+    e = {"event.id": "e1", "event.kind": "request", "time": 1795471200.0, "duration_s": 0.25,
+         "mcp.method.name": "tools/call", "gen_ai.tool.name": "search", "mcplens.status": "exception",
+         "error.type": "0", "mcplens.error.message": "backend [EMAIL] unreachable", "network.transport": "pipe",
+         "trace_id": "0af7651916cd43dd8448eb211c80319c", "parent_span_id": "b7ad6b7169203331"}
+    sink.write_batch([e])
+    (span,) = [s for s in server_spans(otel) if s.name == "tools/call search"]
+    assert span.context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C and span.parent.span_id == 0xB7AD6B7169203331
+    assert span.start_time == 1795471200 * 10**9 and span.end_time - span.start_time == 250_000_000
+    assert span.status.status_code == StatusCode.ERROR and span.status.description == "backend [EMAIL] unreachable"
+    assert span.attributes["error.type"] == "0" and e["span_id"] == f"{span.context.span_id:016x}"
