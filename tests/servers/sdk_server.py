@@ -6,6 +6,7 @@ Run as ``python -m tests.servers.sdk_server`` (stdio) or ``... --http PORT`` (st
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -58,8 +59,9 @@ def build():
     return server
 
 
-def main(argv: list[str]) -> None:
-    server = build()
+def main(argv: list[str], make: Callable[[], MCPServer] = build) -> None:
+    """Serve a fresh instrumented server: stdio, or ``--http PORT`` on 127.0.0.1. Shared with other fixtures."""
+    server = make()
     mcplens.instrument(server)
     if len(argv) >= 2 and argv[0] == "--http":
         server.run("streamable-http", host="127.0.0.1", port=int(argv[1]))

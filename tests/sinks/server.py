@@ -13,7 +13,7 @@ import urllib.request
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-import mcplens
+from tests.servers import sdk_server
 
 
 def build() -> MCPServer:
@@ -51,14 +51,5 @@ def build() -> MCPServer:
     return server
 
 
-def main(argv: list[str]) -> None:
-    server = build()
-    mcplens.instrument(server)
-    if len(argv) >= 2 and argv[0] == "--http":
-        server.run("streamable-http", host="127.0.0.1", port=int(argv[1]))
-    else:
-        server.run()
-
-
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sdk_server.main(sys.argv[1:], build)
