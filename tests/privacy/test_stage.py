@@ -147,3 +147,23 @@ def test_error_messages_and_client_strings_are_redacted(home: Path) -> None:
     assert "7946" not in e["mcplens.error.message"] and "[PHONE]" in e["mcplens.error.message"]
     assert e["mcplens.client.name"] == "agent for [EMAIL]"
     assert e["mcplens.redactions"]["EMAIL"] >= 1
+
+
+def test_names_a_client_chooses_are_redacted_too(home: Path) -> None:
+    """An unknown tool or method is named by the client: it may carry personal data."""
+    server = sdk_server.build()
+    mcplens.instrument(server)
+
+    async def main() -> None:
+        async with mcp.Client(server, mode="legacy") as c:
+            await c.call_tool("notify-kim.lee@example.com", {})
+            await c.read_resource("user://kim.lee@example.com/profile")
+
+    anyio.run(main)
+    mcplens.flush()
+    events = read_events(home)
+    unknown = next(e for e in events if e.get("mcplens.status") == "tool_error")
+    assert unknown["mcplens.target"] == unknown["gen_ai.tool.name"] == "[EMAIL]"
+    read = next(e for e in events if e["mcp.method.name"] == "resources/read")
+    assert read["mcplens.target"] == "user://{ident}/profile"
+    assert b"kim.lee" not in b"".join(p.read_bytes() for p in home.rglob("*.jsonl"))

@@ -25,7 +25,10 @@ Processor = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
 #: id fields and the prefix of their pseudonym
 _ID_FIELDS = ((ev.SESSION_ID, "s"), (ev.CLIENT_ID, "c"), (ev.CLIENT_ADDRESS, "ip"))
-_TEXT_FIELDS = (ev.ERROR_MESSAGE, ev.CLIENT_NAME, ev.CLIENT_VERSION)
+#: free text, and names a client chooses: an unknown tool or method can be called anything
+_TEXT_FIELDS = (
+    ev.ERROR_MESSAGE, ev.CLIENT_NAME, ev.CLIENT_VERSION, ev.METHOD, ev.TARGET, ev.TOOL_NAME, ev.PROMPT_NAME,
+)
 
 
 class PrivacyStage:
@@ -48,7 +51,7 @@ class PrivacyStage:
 
     def __call__(self, e: dict[str, Any]) -> dict[str, Any] | None:
         self._counts = counts = Counter()
-        for step in (self.arguments, self.texts, self.resource, self.pseudonymise):
+        for step in (self.arguments, self.resource, self.texts, self.pseudonymise):
             step(e)
         if counts:
             e[ev.REDACTIONS] = dict(counts)
