@@ -62,6 +62,32 @@ def subprocess_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30.0) -> None:
+    """Until something listens on 127.0.0.1:``port``; fail early if ``proc`` exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"exited early: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing listens on {port}")
+        time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """SIGTERM a test's server process and wait for it; SIGKILL it if it does not go."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stderr:
+        proc.stderr.close()
+
+
 @contextlib.contextmanager
 def http_server(module: str, home: Path, timeout: float = 30.0) -> Iterator[str]:
     """Start ``python -m module --http PORT`` on 127.0.0.1; SIGTERM it on the way out."""
@@ -71,26 +97,10 @@ def http_server(module: str, home: Path, timeout: float = 30.0) -> Iterator[str]
         cwd=REPO, env=subprocess_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{module} exited early: {proc.stderr.read().decode()[-2000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{module} did not listen on {port}")
-            time.sleep(0.1)
+        wait_port(port, proc, timeout)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        stop(proc)
 
 
 class RawStdioClient:

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,25 +27,13 @@ import pytest
 import uvicorn
 
 from tests.capture.proxy_helpers import env_for, needs_node, npm_peer
-from tests.conftest import REPO, free_port, http_server, read_events
+from tests.conftest import REPO, free_port, http_server, read_events, stop, wait_port
 
 ID_KEY = "proxy-http-test-key-0123456789ab"
 EXCLUDED = {"event.id", "time", "duration_s", "trace_id", "span_id", "parent_span_id", "mcplens.instance.id",
             "process.pid", "mcplens.capture"}
 CLIENT = mcp_types.Implementation(name="http-agent", version="2.0")
 MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"exited early: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"nothing listens on {port}")
-        time.sleep(0.05)
 
 
 @contextlib.contextmanager
@@ -143,12 +130,7 @@ def everything_http(tmp_path: Path) -> Iterator[str]:
         wait_port(port, proc)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 async def drive_everything(url: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import anyio
 import mcp
 import pytest
 
-from tests.conftest import REPO, free_port, http_server
+from tests.conftest import REPO, free_port, http_server, stop
 
 pytest.importorskip("prometheus_client")
 PROMETHEUS = shutil.which("prometheus")
@@ -68,14 +68,7 @@ def prometheus(tmp: Path, target: str) -> Iterator[str]:
             time.sleep(0.2)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        stop(proc)
 
 
 def buckets(exposition: str, target: str) -> list[tuple[float, float]]:
