@@ -224,3 +224,19 @@ def test_events_without_a_live_span_get_one_after_the_fact(otel: Memory) -> None
     assert span.start_time == 1795471200 * 10**9 and span.end_time - span.start_time == 250_000_000
     assert span.status.status_code == StatusCode.ERROR and span.status.description == "backend [EMAIL] unreachable"
     assert span.attributes["error.type"] == "0" and e["span_id"] == f"{span.context.span_id:016x}"
+
+
+def test_span_name_and_attributes_carry_the_redacted_tool_name(home: Path, otel: Memory) -> None:
+    """A client may call an unknown tool by any name: the exported span never has it in clear."""
+    server = exporter_server.build()
+    mcplens.instrument(server, **EXPORTERS)
+
+    async def main() -> None:
+        async with mcp.Client(server, mode="legacy") as c:
+            await c.call_tool("notify-kim.lee@example.com", {})
+
+    anyio.run(main)
+    mcplens.flush()
+    [span] = [s for s in server_spans(otel) if s.name.startswith("tools/call")]
+    assert "kim.lee" not in span.name and "kim.lee" not in str(dict(span.attributes))
+    assert span.name == "tools/call [EMAIL]"

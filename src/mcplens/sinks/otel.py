@@ -316,6 +316,8 @@ class OTelSink:
         self._sweep()
 
     def _finish(self, span: Any, e: dict[str, Any], attrs: dict[str, Any], end_ns: int) -> None:
+        # the span was named from the raw request; a client-chosen tool name may have been redacted since
+        span.update_name(span_name(str(e.get(ev.METHOD)), e.get(ev.TOOL_NAME) or e.get(ev.PROMPT_NAME)))
         span.set_attributes(attrs)
         if e.get(ev.STATUS) not in (None, ev.OK, ev.CANCELLED):
             message = e.get(ev.ERROR_MESSAGE)
