@@ -46,14 +46,14 @@ Builder = Callable[[Any], "dict[str, Any] | None"]
 class Pipeline:
     """One per process: a bounded deque, a writer thread, the sinks, and the counters."""
 
-    def __init__(self, settings: Settings, *, instance_id: str | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         from mcplens.privacy.ids import lazy_pseudonymizer
         from mcplens.privacy.stage import PrivacyStage
 
         self.settings = settings
         #: every event passes through it before any sink sees it
         self.privacy = PrivacyStage(settings.effective_policy(), lazy_pseudonymizer(settings.home), settings.processors)
-        self.instance_id = instance_id or os.urandom(16).hex()
+        self.instance_id = os.urandom(16).hex()
         self._queue: collections.deque[tuple[Builder, Any]] = collections.deque()
         self._capacity = settings.queue_size
         self.counters = {"enqueued": 0, "dropped": 0, "written": 0, "faults": 0, "write_failures": 0}
@@ -196,10 +196,6 @@ class Pipeline:
                 sink.close()
             except Exception as exc:  # noqa: BLE001
                 self.fault("closing a sink", exc)
-
-    @property
-    def segment_path(self) -> os.PathLike[str] | None:
-        return self._eventlog.path
 
 
 _pipelines: dict[str, Pipeline] = {}
