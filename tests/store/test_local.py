@@ -277,10 +277,15 @@ def test_reads_during_compaction_never_lose_or_duplicate(home: Path, monkeypatch
     threads = [threading.Thread(target=reader) for _ in range(2)]
     for t in threads:
         t.start()
+    def reads_reach(n: int) -> None:  # wait on reads done, not on wall time: the machine may be loaded
+        deadline = time.monotonic() + 60
+        while len(seen) < n and not errors and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     try:
-        time.sleep(0.3)
+        reads_reach(3)
         result = store.compact()
-        time.sleep(0.3)
+        reads_reach(len(seen) + 3)
     finally:
         stop.set()
         for t in threads:
