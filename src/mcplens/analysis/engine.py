@@ -1,8 +1,11 @@
 """The detectors: SQL over the store, one readable rule each, thresholds in :class:`Thresholds`.
 
-Every detector reads one slim temp table ``req`` (the request events of the window, the columns
-the rules need) so the whole run scans the stored events once. "Now" is the window's end, else
-the newest event: insights over yesterday's data read as they would have yesterday.
+Detectors that follow sessions or count buckets (chains, loops, read-then-send, error spikes,
+volume, restarts) read the rollup tables of analysis/rollup.py: stored at compaction when the run
+covers the whole store, else computed here from the window's events. The others read ``req``, a
+view of the request events; the time filters of the recent-window rules prune Parquet row groups.
+"Now" is the window's end, else the newest event: insights over yesterday's data read as they
+would have yesterday.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from mcplens import event as ev
-from mcplens.analysis.classify import DATA_ACCESS, OUTBOUND, ToolClasses
+from mcplens.analysis import rollup
+from mcplens.analysis.classify import DATA_ACCESS, ToolClasses
 from mcplens.analysis.findings import CRITICAL, INFO, WARNING, Finding, sort_findings
 
 Run = Callable[..., list[dict[str, Any]]]
@@ -79,7 +83,7 @@ class Thresholds:
     error_rate_warning: float = 0.05  # over the recent window
     error_rate_critical: float = 0.20
     error_rate_min_calls: int = 50
-    bucket: float = 300.0  # s: buckets for error spikes
+    bucket: float = rollup.BUCKET  # s: buckets for error spikes
     spike_min_errors: int = 5  # a tool "spikes" in a bucket with this many errors ...
     spike_min_rate: float = 0.5  # ... at this error rate or more ...
     spike_over_baseline: float = 3.0  # ... and this many times its own error rate over the window
@@ -88,7 +92,7 @@ class Thresholds:
     auth_warning: int = 5  # auth failures / unauthorized attempts of one client within one auth_bucket
     auth_critical: int = 20
     auth_bucket: float = 600.0
-    exfil_window: float = 600.0  # s from a sensitive read to an outbound call
+    exfil_window: float = rollup.EXFIL_WINDOW  # s from a sensitive read to an outbound call
     exfil_common_share: float = 0.2  # read->send in this share of sessions is the workflow: info only
     restart_burst: int = 5  # instance starts of one server within restart_window, each short-lived
     restart_window: float = 600.0
@@ -129,18 +133,20 @@ def _r(x: float | None, n: int = 1) -> float | None:
     return None if x is None else round(float(x), n)
 
 
-EXACT_SESSIONS_UP_TO = 200_000
-_SESSION = "coalesce(session_id, client_id || '@' || instance_id, instance_id)"
+_SESSION = rollup.SESSION
 _REQ = f"""
-CREATE OR REPLACE TEMP TABLE req AS
+CREATE OR REPLACE TEMP VIEW req AS
 SELECT time, server_name AS server, method, coalesce(target, method) AS tool, status, error_category,
        duration_s, response_size, response_tokens, request_size,
-       {_SESSION} AS session, coalesce(client_id, client_name, 'unknown') AS client, client_name,
-       hash({_SESSION}) AS sk,
-       CASE WHEN method = 'tools/call' THEN hash({_SESSION}, target,
-            coalesce(request_arguments::VARCHAR, request_args::VARCHAR, '')) END AS loopkey,
-       redactions
+       {_SESSION} AS session, coalesce(client_id, client_name, 'unknown') AS client, client_name, redactions
 FROM events WHERE kind = 'request' {{where}}"""
+
+
+def _sql_value(v: Any) -> str:
+    """Views take no parameters: the window's bounds and server name go in as literals."""
+    if isinstance(v, str):
+        return "'" + v.replace("'", "''") + "'"
+    return repr(float(v))
 
 
 class Analysis:
@@ -165,12 +171,60 @@ class Analysis:
         self.server = server
         where = "".join(" AND " + c for c in clauses)
         self.events_where, self.events_params = where, params
-        run(_REQ.format(where=where), params)
+        literal = where
+        for v in params:
+            literal = literal.replace("?", _sql_value(v), 1)
+        run(_REQ.format(where=literal))
         row = run("SELECT count(*) AS n, min(time) AS lo, max(time) AS hi FROM req")[0]
         self.n, self.lo = int(row["n"]), row["lo"]
         self.now = until if until is not None else (row["hi"] + 1e-6 if row["hi"] is not None else time.time())
         self.classes = self._classes()
         self.findings: list[Finding] = []
+        self.from_rollups = False
+        if self.n:
+            self._tables(literal, whole_store=since is None and until is None)
+
+    def _tables(self, where: str, *, whole_store: bool) -> None:
+        """The ``ru_*`` tables: the stored rollups plus a delta for what is not compacted yet, when
+        they answer this run exactly (see rollup.applies), else computed from the window's events."""
+        th = self.th
+        stored = getattr(self.run, "rollups", None) if whole_store else None
+        if stored:
+            files = [m["files"]["buckets"] for m in stored]
+            tools = self.run(
+                "SELECT DISTINCT tool FROM read_parquet(?) WHERE method = 'tools/call' UNION "
+                "SELECT DISTINCT target FROM segment_events WHERE kind = 'request' AND method = 'tools/call'",
+                [files],
+            )
+            self.reads, self.sends = rollup.split(self.classes, [r["tool"] for r in tools])
+            if all(
+                rollup.applies(m, reads=self.reads, sends=self.sends, exfil_window=th.exfil_window, bucket=th.bucket)
+                for m in stored
+            ):
+                self._stored_tables(stored)
+                return
+        tools = self.run("SELECT DISTINCT tool FROM req WHERE method = 'tools/call'")
+        self.reads, self.sends = rollup.split(self.classes, [r["tool"] for r in tools])
+        self.run(f"CREATE OR REPLACE TEMP VIEW win_events AS SELECT * FROM events WHERE true {where}")
+        rollup.compute(self.run, "win_events", None, reads=self.reads, sends=self.sends,
+                       exfil_window=th.exfil_window, bucket=th.bucket, prefix="rw_")
+        self.bucket_size = th.bucket
+        for t in rollup.TABLES:
+            self.run(f"CREATE OR REPLACE TEMP TABLE ru_{t} AS {rollup.MERGE[t].format(src='rw_' + t)}")
+
+    def _stored_tables(self, stored: list[dict[str, Any]]) -> None:
+        has_delta = getattr(self.run, "has_segments", False)
+        if has_delta:  # events not compacted yet: their delta over the compacted history
+            rollup.compute(self.run, "segment_events", "batch_events", reads=self.reads, sends=self.sends,
+                           exfil_window=self.th.exfil_window, bucket=rollup.BUCKET, prefix="rd_")
+        server = "" if self.server is None else f" WHERE server IS NOT DISTINCT FROM {_sql_value(self.server)}"
+        for t in rollup.TABLES:
+            files = ", ".join(_sql_value(m["files"][t]) for m in stored)
+            src = f"(SELECT * FROM read_parquet([{files}])" + (f" UNION ALL BY NAME SELECT * FROM rd_{t}" if has_delta
+                                                                 else "") + f"){server}"
+            self.run(f"CREATE OR REPLACE TEMP TABLE ru_{t} AS {rollup.MERGE[t].format(src=src)}")
+        self.bucket_size = rollup.BUCKET
+        self.from_rollups = True
 
     # ---- helpers -------------------------------------------------------------------------------
 
@@ -178,20 +232,7 @@ class Analysis:
         self.findings.append(Finding(detector, severity, subject, title, evidence, action))
 
     def _classes(self) -> ToolClasses:
-        rows = self.run(
-            "SELECT response_tool_hints::VARCHAR AS h FROM events WHERE method = 'tools/list' "
-            f"AND response_tool_hints IS NOT NULL {self.events_where} ORDER BY time DESC LIMIT 50",
-            self.events_params,
-        )
-        import json
-
-        hints: dict[str, tuple[str, ...]] = {}
-        for r in reversed(rows):
-            try:
-                for name, h in json.loads(r["h"]).items():
-                    hints[name] = tuple(h)
-            except (ValueError, AttributeError):
-                continue
+        hints = rollup.tool_hints(self.run, "events", self.events_where, self.events_params)
         return replace(self.opts.classes, hints={**hints, **self.opts.classes.hints})
 
     def examples(self, sql: str, params: list[Any]) -> list[str]:
@@ -292,26 +333,16 @@ class Analysis:
 
     def chains(self) -> None:
         th = self.th
-        # sessions per chain: exact up to EXACT_SESSIONS_UP_TO requests, HyperLogLog (~2%) beyond
-        distinct = "count(DISTINCT session)" if self.n <= EXACT_SESSIONS_UP_TO else "approx_count_distinct(session)"
         rows = self.run(
             """
-            WITH s AS (
-                SELECT sk AS session, tool, lag(tool) OVER w AS p1, lag(tool, 2) OVER w AS p2
-                FROM req WHERE method = 'tools/call' AND session IS NOT NULL
-                WINDOW w AS (PARTITION BY sk ORDER BY time)
-            ), g AS (
-                SELECT [p1, tool] AS chain, [p1] AS prefix, count(*) AS occurrences, {distinct} AS sessions
-                FROM s WHERE p1 IS NOT NULL GROUP BY p1, tool
-                UNION ALL
-                SELECT [p2, p1, tool], [p2, p1], count(*), {distinct}
-                FROM s WHERE p2 IS NOT NULL GROUP BY p2, p1, tool
-            ), tot AS (SELECT {distinct} AS n FROM s WHERE p1 IS NOT NULL),
-            c AS (SELECT *, occurrences / sum(occurrences) OVER (PARTITION BY prefix) AS confidence FROM g)
+            WITH g AS (SELECT chain, chain[1:len(chain) - 1] AS prefix, sum(occurrences) AS occurrences,
+                              sum(sessions) AS sessions FROM ru_chains GROUP BY chain),
+                 tot AS (SELECT coalesce(sum(with_2_calls), 0) AS n FROM ru_sessions),
+                 c AS (SELECT *, occurrences / sum(occurrences) OVER (PARTITION BY prefix) AS confidence FROM g)
             SELECT chain, occurrences, sessions, confidence, sessions / tot.n AS share, tot.n AS total FROM c, tot
-            WHERE len(list_distinct(chain)) = len(chain) AND sessions >= ? AND sessions / tot.n >= ?
+            WHERE tot.n > 0 AND len(list_distinct(chain)) = len(chain) AND sessions >= ? AND sessions / tot.n >= ?
               AND confidence >= ?
-            ORDER BY sessions DESC, len(chain) DESC LIMIT 10""".replace("{distinct}", distinct),
+            ORDER BY sessions DESC, len(chain) DESC, chain LIMIT 10""",
             [th.chain_min_sessions, th.chain_min_share, th.chain_min_confidence],
         )
         longer = [r for r in rows if len(r["chain"]) == 3]
@@ -343,10 +374,7 @@ class Analysis:
             """
             SELECT tool, count(*) AS loops, sum(n) AS calls, max(n) AS longest, min(t0) AS first, max(t1) AS last,
                    list(session ORDER BY n DESC)[1:?] AS sessions
-            FROM (SELECT any_value(tool) AS tool, any_value(session) AS session, count(*) AS n, min(time) AS t0,
-                         max(time) AS t1
-                  FROM req WHERE loopkey IS NOT NULL AND session IS NOT NULL GROUP BY loopkey HAVING count(*) >= ?)
-            GROUP BY tool ORDER BY calls DESC""",
+            FROM ru_loops WHERE n >= ? GROUP BY tool ORDER BY calls DESC""",
             [self.th.examples, self.th.loop_repeats],
         )
         for r in rows:
@@ -402,13 +430,11 @@ class Analysis:
         )
         for r in rows:
             called = self.run(
-                "SELECT DISTINCT tool FROM req WHERE method = 'tools/call' AND server IS NOT DISTINCT FROM ?",
+                "SELECT tool, sum(calls) AS n FROM ru_buckets WHERE method = 'tools/call' "
+                "AND server IS NOT DISTINCT FROM ? GROUP BY 1",
                 [r["server"]],
             )
-            calls = self.run(
-                "SELECT count(*) AS n FROM req WHERE method = 'tools/call' AND server IS NOT DISTINCT FROM ?",
-                [r["server"]],
-            )[0]["n"]
+            calls = sum(int(c["n"]) for c in called)
             if calls < self.th.unused_min_calls:
                 continue
             never = sorted(set(r["names"]) - {c["tool"] for c in called})
@@ -522,10 +548,17 @@ class Analysis:
                     categories=dict(row["cats"] or {}),
                     window=[_t(r0), _t(self.now)],
                 )
-        vol = self.run(
-            "SELECT count(*) AS calls, count(DISTINCT floor(time / 3600)) AS hours, "
-            "max(c) AS peak FROM (SELECT time, count(*) OVER (PARTITION BY floor(time / 3600)) AS c FROM req)"
-        )[0]
+        if 3600 % self.bucket_size == 0:
+            vol = self.run(
+                "SELECT sum(c) AS calls, count(*) AS hours, max(c) AS peak FROM "
+                "(SELECT floor(bucket * ? / 3600) AS h, sum(calls) AS c FROM ru_buckets GROUP BY 1)",
+                [self.bucket_size],
+            )[0]
+        else:
+            vol = self.run(
+                "SELECT sum(c) AS calls, count(*) AS hours, max(c) AS peak FROM "
+                "(SELECT floor(time / 3600) AS h, count(*) AS c FROM req GROUP BY 1)"
+            )[0]
         if vol["calls"]:
             self.add(
                 "volume",
@@ -561,17 +594,23 @@ class Analysis:
     def _error_spikes(self) -> None:
         th = self.th
         rows = self.run(
-            f"""
-            WITH base AS (SELECT tool, count(*) FILTER (WHERE {_ERROR}) / count(*) AS rate FROM req GROUP BY 1),
-                 b AS (SELECT tool, floor(time / ?) AS bucket, count(*) AS calls,
-                              count(*) FILTER (WHERE {_ERROR}) AS errors,
-                              histogram(error_category) FILTER (WHERE {_ERROR} AND error_category IS NOT NULL) AS cats
-                       FROM req GROUP BY 1, 2)
+            """
+            WITH x AS (SELECT tool, floor(bucket * ? / ?) AS bucket, category, calls, errors FROM ru_buckets),
+                 base AS (SELECT tool, sum(errors) / sum(calls) AS rate FROM x GROUP BY 1),
+                 b AS (SELECT tool, bucket, sum(calls) AS calls, sum(errors) AS errors,
+                              list({'k': category, 'v': errors}) FILTER (WHERE category IS NOT NULL AND errors > 0)
+                                  AS cats
+                       FROM x GROUP BY 1, 2)
             SELECT b.*, base.rate AS base_rate FROM b JOIN base USING (tool)
             WHERE errors >= ? AND errors / calls >= ? AND errors / calls >= ? * base.rate
             ORDER BY bucket, tool""",
-            [th.bucket, th.spike_min_errors, th.spike_min_rate, th.spike_over_baseline],
+            [self.bucket_size, th.bucket, th.spike_min_errors, th.spike_min_rate, th.spike_over_baseline],
         )
+        for r in rows:
+            cats: Counter[str] = Counter()
+            for c in r["cats"] or ():
+                cats[c["k"]] += int(c["v"])
+            r["cats"] = cats
         by_bucket: dict[float, list[dict[str, Any]]] = defaultdict(list)
         for r in rows:
             by_bucket[r["bucket"]].append(r)
@@ -587,7 +626,7 @@ class Analysis:
             else:
                 episodes.append(([bucket], list(spiking)))
         for buckets, spiking in episodes:
-            cats: Counter[str] = Counter()
+            cats = Counter()
             tools: Counter[str] = Counter()
             for r in spiking:
                 cats.update(r["cats"] or {})
@@ -635,11 +674,7 @@ class Analysis:
     def _restarts(self) -> None:
         th = self.th
         rows = self.run(
-            f"""
-            SELECT server_name AS server, instance_id, min(time) AS started, max(time) AS last_seen,
-                   any_value(pid) AS pid
-            FROM events WHERE instance_id IS NOT NULL {self.events_where} GROUP BY 1, 2 ORDER BY 1, started""",
-            self.events_params,
+            "SELECT server, instance_id, started, last_seen, pid FROM ru_instances ORDER BY 1, started, instance_id"
         )
         per: dict[Any, list[dict[str, Any]]] = defaultdict(list)
         for r in rows:
@@ -719,28 +754,16 @@ class Analysis:
 
     def security(self) -> None:
         th = self.th
-        tools = [r["tool"] for r in self.run("SELECT DISTINCT tool FROM req WHERE method = 'tools/call'")]
-        reads = [t for t in tools if self.classes.classify(t) == DATA_ACCESS]
-        sends = [t for t in tools if self.classes.classify(t) == OUTBOUND]
-        if reads and sends:
+        if self.reads and self.sends:
             rows = self.run(
                 """
-                WITH x AS (
-                    SELECT sk, tool, time, request_size, tool IN (SELECT unnest(?)) AS is_send,
-                           status = 'ok' AND tool IN (SELECT unnest(?)) AS is_read
-                    FROM req WHERE method = 'tools/call'),
-                y AS (
-                    SELECT *, last_value(CASE WHEN is_read THEN tool END IGNORE NULLS) OVER w AS read_tool,
-                              last_value(CASE WHEN is_read THEN time END IGNORE NULLS) OVER w AS read_time
-                    FROM x WHERE is_send OR is_read
-                    WINDOW w AS (PARTITION BY sk ORDER BY time ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING))
-                SELECT read_tool, tool AS send_tool, count(DISTINCT sk) AS sessions,
-                       max(request_size) AS max_send_bytes, min(read_time) AS first, max(time) AS last
-                FROM y WHERE is_send AND read_time IS NOT NULL AND time - read_time <= ?
-                GROUP BY 1, 2 ORDER BY sessions DESC""",
-                [sends, reads, th.exfil_window],
+                SELECT read_tool, send_tool, count(DISTINCT sk) AS sessions, max(max_send_bytes) AS max_send_bytes,
+                       min(first_read) AS first, max(last_send) AS last, list(DISTINCT session)[1:?] AS examples
+                FROM ru_exfil WHERE read_tool IN (SELECT unnest(?)) AND send_tool IN (SELECT unnest(?))
+                GROUP BY 1, 2 ORDER BY sessions DESC, read_tool, send_tool""",
+                [th.examples, self.reads, self.sends],
             )
-            total = self.run("SELECT count(DISTINCT sk) AS n FROM req WHERE method = 'tools/call'")[0]["n"] or 1
+            total = self.run("SELECT sum(with_calls) AS n FROM ru_sessions")[0]["n"] or 1
             for r in rows:
                 share = r["sessions"] / total
                 sev = INFO if share >= th.exfil_common_share else CRITICAL
@@ -756,7 +779,7 @@ class Analysis:
                     share_of_sessions=_r(share, 4),
                     max_outbound_request_bytes=r["max_send_bytes"],
                     window=[_t(r["first"]), _t(r["last"])],
-                    example_sessions=self._exfil_examples(r) if sev == CRITICAL else [],
+                    example_sessions=sorted(r["examples"]) if sev == CRITICAL else [],
                     within_s=th.exfil_window,
                 )
         self._redactions()
@@ -789,14 +812,6 @@ class Analysis:
                 example_sessions=list(r["sessions"]),
                 window=[_t(r["first"]), _t(r["last"])],
             )
-
-    def _exfil_examples(self, r: dict[str, Any]) -> list[str]:
-        return self.examples(
-            """SELECT DISTINCT a.session FROM req a
-               JOIN req b ON a.sk = b.sk AND b.time > a.time AND b.time - a.time <= ?
-               WHERE a.tool = ? AND a.status = 'ok' AND b.tool = ?""",
-            [self.th.exfil_window, r["read_tool"], r["send_tool"]],
-        )
 
     def _redactions(self) -> None:
         rows = self.run(

@@ -98,6 +98,7 @@ class CompactResult:
     events: int  # events written to Parquet
     removed: int  # leftover files cleaned up (sources of an earlier, interrupted compaction)
     busy: bool = False  # another compaction held the lock; nothing was done
+    rolled_up: int = 0  # earlier batches given (new) rollups for the insights
 
 
 #: --sort name -> the row field it orders by (largest first)

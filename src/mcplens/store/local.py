@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from mcplens import event as ev
+from mcplens.analysis.rollup import ROLLUP_DIR
 from mcplens.sinks.eventlog import CLOSED, LIVE, PARQUET, events_dir
 from mcplens.store.base import (
     FIELDS,
@@ -165,6 +166,10 @@ class Manifest:
     batch: str
     parquet: Path
     segments: dict[str, int]  # source segment name -> its size in bytes when compacted
+    rollups: dict[str, Any] | None = None  # analysis/rollup.py's settings and files, when rolled up
+
+    def rollup_files(self) -> list[Path]:
+        return [self.parquet.parent / n for n in ((self.rollups or {}).get("files") or {}).values()]
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,8 @@ class Snapshot:
 
     parquet: list[Path]
     segments: list[Path]
+    #: each batch's rollup settings with absolute file paths; None unless every batch has them
+    rollups: list[dict[str, Any]] | None = None
 
     def vanished(self) -> bool:
         return any(not p.exists() for p in (*self.parquet, *self.segments))
@@ -184,7 +191,14 @@ class Snapshot:
             except FileNotFoundError:
                 return True  # let the read fail and list again: it may have moved to closed/
 
-        return Snapshot(self.parquet, [p for p in self.segments if recent(p)])
+        return Snapshot(self.parquet, [p for p in self.segments if recent(p)], self.rollups)
+
+
+def _listdir(d: Path) -> list[Path]:
+    try:
+        return [d / n for n in os.listdir(d)]
+    except FileNotFoundError:
+        return []
 
 
 def _jsonl(d: Path) -> list[Path]:
@@ -218,7 +232,7 @@ class LocalStore(Store):
             except ValueError:
                 continue  # not ours or damaged; its sources were deleted only after a valid commit
             out.append(Manifest(name.removesuffix(MANIFEST_SUFFIX), path.parent / data["parquet"],
-                                dict(data["segments"])))
+                                dict(data["segments"]), data.get("rollups")))
         return out
 
     def snapshot(self) -> Snapshot:
@@ -232,24 +246,13 @@ class LocalStore(Store):
             if {m.batch + MANIFEST_SUFFIX for m in manifests} == self._manifest_names():
                 covered = _covered(manifests)
                 segs = sorted(p for p in found.values() if not covered(p))
-                return Snapshot([m.parquet for m in manifests], segs)
+                return Snapshot([m.parquet for m in manifests], segs, _rollups(manifests))
         raise RuntimeError(f"the event log under {self.root} kept changing while being listed")
 
     # ---- querying --------------------------------------------------------------------------
 
-    def _view_sql(self, snap: Snapshot) -> str:
-        parts = ["SELECT " + ", ".join(f"NULL::{t} AS {_ident(k)}" for k, t in ev.COLUMNS.items()) + " WHERE false"]
-        if snap.parquet:
-            files = ", ".join(_lit(p) for p in snap.parquet)
-            parts.append(f"SELECT * FROM read_parquet([{files}], union_by_name=true)")
-        if snap.segments:
-            parts.append(read_json_sql(snap.segments))
-        union = "\nUNION ALL BY NAME\n".join(f"({p})" for p in parts)
-        cols = ", ".join(f"{_ident(key)} AS {_ident(name)}" for name, (key, _) in FIELDS.items())
-        return (
-            f"CREATE OR REPLACE TEMP VIEW events AS SELECT {cols} FROM ({union}) "
-            f"WHERE {_ident(ev.EVENT_ID)} IS NOT NULL"
-        )
+    def _view_sql(self, snap: Snapshot, name: str = "events") -> str:
+        return events_view_sql(name, snap.parquet, snap.segments)
 
     def query(self, sql: str, params: list[Any] | None = None, *, since: float | None = None) -> list[dict[str, Any]]:
         """Run SQL against the ``events`` view of everything stored; rows as dicts.
@@ -282,7 +285,9 @@ class LocalStore(Store):
     def reader(self, *, since: float | None = None) -> Iterator[Callable[..., list[dict[str, Any]]]]:
         """One snapshot and one connection for a batch of queries (``mcplens insights`` runs a dozen).
 
-        Yields ``run(sql, params=None) -> rows``; temp tables made with it live until the block ends.
+        Yields ``run(sql, params=None) -> rows`` (a :class:`Reader`); temp tables made with it live
+        until the block ends. When every batch has rollups, ``run.rollups`` lists them and the views
+        ``batch_events`` and ``segment_events`` split ``events`` into compacted and not.
         A file vanishing under it (a compaction committed meanwhile) fails a query: callers retry.
         """
         duckdb = _duckdb()
@@ -290,17 +295,12 @@ class LocalStore(Store):
         if since is not None:
             snap = snap.written_since(since - MTIME_SLACK)
         con = duckdb.connect()
-
-        def run(sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-            cur = con.execute(sql, params or [])
-            if cur.description is None:
-                return []
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
         try:
             con.execute(self._view_sql(snap))
-            yield run
+            if snap.rollups is not None:
+                con.execute(events_view_sql("batch_events", snap.parquet, []))
+                con.execute(events_view_sql("segment_events", [], snap.segments))
+            yield Reader(con, snap)
         finally:
             con.close()
 
@@ -371,6 +371,7 @@ class LocalStore(Store):
         pq.mkdir(parents=True, exist_ok=True)
         manifests = self.manifests()
         committed = {m.parquet.name for m in manifests}
+        rollup_files = {p for m in manifests for p in m.rollup_files()}
         covered = _covered(manifests)
         removed = 0
         # Clean up after an interrupted run: sources already committed, Parquet never committed.
@@ -380,21 +381,25 @@ class LocalStore(Store):
         for name in os.listdir(pq):
             if (name.endswith(".parquet") and name not in committed) or name.endswith(".tmp"):
                 removed += _unlink(pq / name)
+        for p in _listdir(pq / ROLLUP_DIR):
+            if p not in rollup_files:
+                removed += _unlink(p)
 
         sources = sorted(_jsonl(self.root / CLOSED))
         for p in sorted(_jsonl(self.root / LIVE)):
             pid = segment_pid(p.name)
             if pid is not None and not pid_alive(pid):  # writer killed before it could close
                 sources.append(p)
+        rolled = self._roll_up_all(manifests)
         batches: list[str] = []
         events = 0
         for chunk in _chunks(sources):
-            batch, n = self._write_batch(pq, chunk)
+            batch, n = self._write_batch(pq, chunk, rolled)
             batches.append(batch)
             events += n
-        return CompactResult(tuple(batches), len(sources), events, removed)
+        return CompactResult(tuple(batches), len(sources), events, removed, rolled_up=rolled.redone)
 
-    def _write_batch(self, pq: Path, sources: list[Path]) -> tuple[str, int]:
+    def _write_batch(self, pq: Path, sources: list[Path], rolled: _RolledUp) -> tuple[str, int]:
         duckdb = _duckdb()
         batch = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{os.urandom(4).hex()}"
         out = pq / f"{batch}.parquet"
@@ -403,24 +408,121 @@ class LocalStore(Store):
             n = con.execute(
                 f"COPY ({read_json_sql(sources)}) TO {_lit(out)} (FORMAT parquet, COMPRESSION zstd)"
             ).fetchone()[0]
+            _fsync(out)
+            rollups = rolled.add(con, out)
         finally:
             con.close()
-        _fsync(out)
         manifest = {
             "version": 1,
             "parquet": out.name,
             "segments": {p.name: p.stat().st_size for p in sources},
             "events": n,
             "created": time.time(),
+            "rollups": rollups,
         }
-        tmp = pq / f".{batch}{MANIFEST_SUFFIX}.tmp"
-        tmp.write_text(json.dumps(manifest, indent=1), "utf-8")
-        _fsync(tmp)
-        os.replace(tmp, pq / f"{batch}{MANIFEST_SUFFIX}")  # the commit point
-        _fsync(pq)
+        _write_manifest(pq / f"{batch}{MANIFEST_SUFFIX}", manifest)  # the commit point
         for p in sources:
             _unlink(p)
         return batch, int(n)
+
+    def _roll_up_all(self, manifests: list[Manifest]) -> _RolledUp:
+        """Give every committed batch its rollups, all over again if any lacks them (see analysis/rollup.py).
+
+        Deltas add up only if each was computed over the batches before it, so one missing (a batch
+        from an older mcplens, or another rollup version) means redoing them all, oldest first.
+        """
+        from mcplens.analysis import rollup
+
+        rolled = _RolledUp()
+        if all(m.rollups and m.rollups.get("version") == rollup.VERSION for m in manifests):
+            rolled.parquet = [m.parquet for m in manifests]
+            rolled.tools = sorted({t for m in manifests for t in (m.rollups or {}).get("tools", ())})
+            return rolled
+        con = _duckdb().connect()
+        try:
+            for m in manifests:
+                path = m.parquet.with_name(m.batch + MANIFEST_SUFFIX)
+                data = json.loads(path.read_text("utf-8"))
+                data["rollups"] = rolled.add(con, m.parquet)
+                _write_manifest(path, data)
+                rolled.redone += 1
+        finally:
+            con.close()
+        return rolled
+
+
+class Reader:
+    """``run(sql, params) -> rows`` over one snapshot, plus what the snapshot holds."""
+
+    def __init__(self, con: Any, snap: Snapshot) -> None:
+        self.con = con
+        self.rollups = snap.rollups
+        self.has_segments = bool(snap.segments)
+
+    def __call__(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        cur = self.con.execute(sql, params or [])
+        if cur.description is None:
+            return []
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def events_view_sql(name: str, parquet: list[Path], segments: list[Path]) -> str:
+    """A view of events with friendly column names over these files (all columns, NULL when absent)."""
+    parts = ["SELECT " + ", ".join(f"NULL::{t} AS {_ident(k)}" for k, t in ev.COLUMNS.items()) + " WHERE false"]
+    if parquet:
+        files = ", ".join(_lit(p) for p in parquet)
+        parts.append(f"SELECT * FROM read_parquet([{files}], union_by_name=true)")
+    if segments:
+        parts.append(read_json_sql(segments))
+    union = "\nUNION ALL BY NAME\n".join(f"({p})" for p in parts)
+    cols = ", ".join(f"{_ident(key)} AS {_ident(fname)}" for fname, (key, _) in FIELDS.items())
+    return (
+        f"CREATE OR REPLACE TEMP VIEW {_ident(name)} AS SELECT {cols} FROM ({union}) "
+        f"WHERE {_ident(ev.EVENT_ID)} IS NOT NULL"
+    )
+
+
+def _rollups(manifests: list[Manifest]) -> list[dict[str, Any]] | None:
+    """Every batch's rollups with absolute paths, or None if any batch lacks them (then none are used)."""
+    out = []
+    for m in manifests:
+        if not m.rollups or not m.rollups.get("files"):
+            return None
+        files = {t: str(m.parquet.parent / n) for t, n in m.rollups["files"].items()}
+        out.append({**m.rollups, "files": files})
+    return out
+
+
+class _RolledUp:
+    """The batches rolled up so far in one compaction: the history of the next one."""
+
+    def __init__(self) -> None:
+        self.parquet: list[Path] = []
+        self.tools: list[str] = []
+        self.redone = 0
+
+    def add(self, con: Any, batch: Path) -> dict[str, Any]:
+        from mcplens.analysis import rollup
+
+        con.execute(events_view_sql("new_events", [batch], []))
+        if self.parquet:
+            con.execute(events_view_sql("hist_events", self.parquet, []))
+        meta = rollup.roll_up_batch(con, "new_events", "hist_events" if self.parquet else None, batch,
+                                    self.tools, rollup.EXFIL_WINDOW)
+        for f in meta["files"].values():
+            _fsync(batch.parent / f)
+        self.parquet.append(batch)
+        self.tools = meta["tools"]
+        return meta
+
+
+def _write_manifest(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1), "utf-8")
+    _fsync(tmp)
+    os.replace(tmp, path)
+    _fsync(path.parent)
 
 
 def _backoff(attempt: int) -> None:

@@ -1,0 +1,264 @@
+"""Rollups: the per-session and per-bucket work of the insights, done once per batch at compaction.
+
+Chains, loops and read-then-send pairs need every request of a session in time order; over ten
+million events that is seconds of window functions on every ``mcplens insights``. So compaction
+computes, for each Parquet batch, small tables that the detectors read instead, and lists them in
+the batch's manifest (the same commit, so a reader sees the batch and its rollups together).
+
+The tables are *deltas*, which keeps them exact although sessions cross batch boundaries: a batch's
+rollup is ``F(history + batch) - F(history)`` for the sessions the batch touches, where history is
+their earlier events. Summing (or, for loops, taking the latest) over all batches then equals ``F``
+over all events, and events not yet compacted are one more delta computed when reading. Every
+table has a ``server`` column so ``--server`` can still use them.
+
+``compute()`` is also the slow path: over the raw events of a time window with no history, it
+gives the same tables, so the detectors have one implementation whichever way the tables came.
+
+Tables (``ru_<name>``):
+
+* ``chains``: server, chain (2 or 3 tools), occurrences (counted at the chain's last call),
+  sessions (counted where the chain first occurs in the session);
+* ``sessions``: server, with_calls (sessions whose first tool call is here), with_2_calls;
+* ``loops``: one row per (session, tool, arguments) key called at least twice: the running count;
+* ``exfil``: server, session, read tool, send tool, for sends within ``exfil_window`` after a
+  successful read of that tool: the send count and largest request;
+* ``buckets``: server, method, tool, bucket (``floor(time / bucket)``), error category (errors only),
+  calls and errors: every request, so error spikes and volume need no scan;
+* ``instances``: server, instance, pid, first and last event time.
+
+Assumption: a session's events reach later batches later in time (a segment is compacted after
+the ones its process wrote before it). A straggler breaks no count, only which batch holds it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from mcplens.analysis.classify import DATA_ACCESS, OUTBOUND, ToolClasses
+
+#: beside the batches: ``parquet/rollups/<batch>.<table>.parquet``, named in the batch's manifest
+ROLLUP_DIR: Final = "rollups"
+TABLES: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances")
+#: bump when a table's meaning changes: batches rolled up by another version are rolled up again
+VERSION: Final = 1
+#: the default bucket of the error-spike detector; rollups are kept at this size (or a multiple)
+BUCKET: Final = 300.0
+#: the default read-then-send window; rollups keep only sends this soon after a read
+EXFIL_WINDOW: Final = 600.0
+
+Exec = Callable[..., Any]
+Rows = Callable[..., list[dict[str, Any]]]
+
+SESSION: Final = "coalesce(session_id, client_id || '@' || instance_id, instance_id)"
+ERROR: Final = "status NOT IN ('ok', 'cancelled')"
+
+
+def _calls(relation: str, is_new: bool) -> str:
+    return f"""
+        SELECT time, server_name AS server, coalesce(target, method) AS tool, status, request_size,
+               {SESSION} AS session, hash({SESSION}) AS sk,
+               hash({SESSION}, target, coalesce(request_arguments::VARCHAR, request_args::VARCHAR, '')) AS loopkey,
+               {str(is_new).lower()} AS is_new
+        FROM {relation} WHERE kind = 'request' AND method = 'tools/call' AND {SESSION} IS NOT NULL"""
+
+
+def compute(
+    execute: Exec,
+    new: str,
+    history: str | None,
+    *,
+    reads: Sequence[str],
+    sends: Sequence[str],
+    exfil_window: float,
+    bucket: float = BUCKET,
+    prefix: str = "ru_",
+) -> None:
+    """Create temp tables ``<prefix><table>`` from the events of relation ``new``.
+
+    ``history``: a relation holding earlier events (any superset of the earlier events of the
+    sessions in ``new``); ``None`` when ``new`` is all there is. Both relations have the store's
+    friendly column names. ``reads`` and ``sends`` are the tools classified as data access and as
+    outbound, for the read-then-send pairs.
+    """
+    p = prefix
+    execute(f"CREATE OR REPLACE TEMP TABLE {p}new_calls AS {_calls(new, True)}")
+    if history is None:
+        execute(f"CREATE OR REPLACE TEMP VIEW {p}calls AS SELECT * FROM {p}new_calls")
+    else:
+        execute(
+            f"""CREATE OR REPLACE TEMP TABLE {p}calls AS
+                SELECT * FROM {p}new_calls
+                UNION ALL
+                SELECT * FROM ({_calls(history, False)}) WHERE sk IN (SELECT DISTINCT sk FROM {p}new_calls)"""
+        )
+    # history first on equal times: it was written earlier
+    execute(
+        f"""CREATE OR REPLACE TEMP TABLE {p}seq AS
+            SELECT server, sk, tool, is_new, lag(tool) OVER w AS p1, lag(tool, 2) OVER w AS p2,
+                   row_number() OVER w AS k
+            FROM {p}calls WINDOW w AS (PARTITION BY sk ORDER BY time, is_new)"""
+    )
+    execute(
+        f"""CREATE OR REPLACE TEMP TABLE {p}chains AS
+            WITH occ AS (
+                SELECT server, sk, [p1, tool] AS chain, is_new FROM {p}seq WHERE p1 IS NOT NULL
+                UNION ALL
+                SELECT server, sk, [p2, p1, tool], is_new FROM {p}seq WHERE p2 IS NOT NULL),
+            per AS (
+                SELECT server, sk, chain, count(*) FILTER (WHERE is_new) AS occurrences, bool_and(is_new) AS first
+                FROM occ GROUP BY ALL)
+            SELECT server, chain, sum(occurrences)::BIGINT AS occurrences, count(*) FILTER (WHERE first) AS sessions
+            FROM per GROUP BY ALL HAVING sum(occurrences) > 0"""
+    )
+    execute(
+        f"""CREATE OR REPLACE TEMP TABLE {p}sessions AS
+            SELECT server, count(*) FILTER (WHERE k = 1) AS with_calls, count(*) FILTER (WHERE k = 2) AS with_2_calls
+            FROM {p}seq WHERE is_new AND k <= 2 GROUP BY ALL"""
+    )
+    execute(
+        f"""CREATE OR REPLACE TEMP TABLE {p}loops AS
+            SELECT loopkey, any_value(server) AS server, any_value(tool) AS tool, any_value(session) AS session,
+                   count(*) AS n, min(time) AS t0, max(time) AS t1
+            FROM {p}calls GROUP BY loopkey HAVING count(*) >= 2 AND bool_or(is_new)"""
+    )
+    execute(
+        f"""CREATE OR REPLACE TEMP TABLE {p}exfil AS
+            WITH r AS (SELECT sk, tool AS a, time FROM {p}calls WHERE status = 'ok' AND tool IN (SELECT unnest(?))),
+                 s AS (SELECT server, sk, session, tool AS b, time, request_size FROM {p}calls
+                       WHERE is_new AND tool IN (SELECT unnest(?))),
+                 sa AS (SELECT s.*, ra.a FROM s JOIN (SELECT DISTINCT sk, a FROM r) ra USING (sk) WHERE ra.a <> s.b),
+                 j AS (SELECT sa.*, r.time AS read_time FROM sa ASOF JOIN r
+                       ON sa.sk = r.sk AND sa.a = r.a AND r.time < sa.time)
+            SELECT server, sk, any_value(session) AS session, a AS read_tool, b AS send_tool, count(*) AS sends,
+                   max(request_size) AS max_send_bytes, min(read_time) AS first_read, max(time) AS last_send
+            FROM j WHERE time - read_time <= ? GROUP BY server, sk, a, b""",
+        [list(reads), list(sends), exfil_window],
+    )
+    execute(
+        f"""CREATE OR REPLACE TEMP TABLE {p}buckets AS
+            SELECT server_name AS server, method, coalesce(target, method) AS tool,
+                   floor(time / {float(bucket)!r}) AS bucket,
+                   CASE WHEN {ERROR} THEN error_category END AS category,
+                   count(*) AS calls, count(*) FILTER (WHERE {ERROR}) AS errors
+            FROM {new} WHERE kind = 'request' GROUP BY ALL"""
+    )
+    execute(
+        f"""CREATE OR REPLACE TEMP TABLE {p}instances AS
+            SELECT server_name AS server, instance_id, any_value(pid) AS pid, min(time) AS started,
+                   max(time) AS last_seen
+            FROM {new} WHERE instance_id IS NOT NULL GROUP BY 1, 2"""
+    )
+    for t in ("new_calls", "calls", "seq"):
+        execute(f"DROP {'VIEW' if t == 'calls' and history is None else 'TABLE'} IF EXISTS {p}{t}")
+
+
+#: how the tables of several batches (and the not-yet-compacted delta) combine into one
+MERGE: Final[dict[str, str]] = {
+    "chains": "SELECT server, chain, sum(occurrences) AS occurrences, sum(sessions) AS sessions "
+    "FROM {src} GROUP BY ALL",
+    "sessions": "SELECT server, sum(with_calls) AS with_calls, sum(with_2_calls) AS with_2_calls "
+    "FROM {src} GROUP BY ALL",
+    "loops": "SELECT loopkey, arg_max(server, n) AS server, arg_max(tool, n) AS tool, arg_max(session, n) AS session, "
+    "max(n) AS n, min(t0) AS t0, max(t1) AS t1 FROM {src} GROUP BY loopkey",
+    "exfil": "SELECT server, sk, any_value(session) AS session, read_tool, send_tool, sum(sends) AS sends, "
+    "max(max_send_bytes) AS max_send_bytes, min(first_read) AS first_read, max(last_send) AS last_send "
+    "FROM {src} GROUP BY server, sk, read_tool, send_tool",
+    "buckets": "SELECT server, method, tool, bucket, category, sum(calls) AS calls, sum(errors) AS errors "
+    "FROM {src} GROUP BY ALL",
+    "instances": "SELECT server, instance_id, any_value(pid) AS pid, min(started) AS started, "
+    "max(last_seen) AS last_seen FROM {src} GROUP BY 1, 2",
+}
+
+
+def settings(
+    tools: Sequence[str], reads: Sequence[str], sends: Sequence[str], exfil_window: float, bucket: float = BUCKET
+) -> dict[str, Any]:
+    """What a batch's rollups assumed; the manifest keeps it so a reader can tell if they still apply.
+
+    ``tools``: every tool called up to and including the batch. A tool outside it had no call to
+    pair, so how a later run classifies it cannot matter to this batch.
+    """
+    return {
+        "version": VERSION,
+        "bucket": bucket,
+        "exfil_window": exfil_window,
+        "tools": sorted(tools),
+        "reads": sorted(reads),
+        "sends": sorted(sends),
+    }
+
+
+def applies(meta: dict[str, Any], *, reads: Sequence[str], sends: Sequence[str], exfil_window: float,
+            bucket: float) -> bool:
+    """Whether stored rollups answer a run with these settings exactly.
+
+    The tools a run classifies as reads and sends must have been classified so at rollup time too
+    (extra pairs stored are filtered out when read; missing ones cannot be made up).
+    """
+    stored = float(meta.get("bucket") or 0)
+    known = set(meta.get("tools") or ())
+    return (
+        meta.get("version") == VERSION
+        and meta.get("exfil_window") == exfil_window
+        and stored > 0
+        and bucket % stored == 0
+        and set(reads) & known <= set(meta.get("reads") or ())
+        and set(sends) & known <= set(meta.get("sends") or ())
+    )
+
+
+def tool_hints(
+    rows: Rows, relation: str, where: str = "", params: list[Any] | None = None
+) -> dict[str, tuple[str, ...]]:
+    """Tool annotations from the latest tools/list replies (newer ones win)."""
+    found = rows(
+        f"SELECT response_tool_hints::VARCHAR AS h FROM {relation} WHERE method = 'tools/list' "
+        f"AND response_tool_hints IS NOT NULL {where} ORDER BY time DESC LIMIT 50",
+        params or [],
+    )
+    hints: dict[str, tuple[str, ...]] = {}
+    for r in reversed(found):
+        try:
+            for name, h in json.loads(r["h"]).items():
+                hints[name] = tuple(h)
+        except (ValueError, AttributeError, TypeError):
+            continue
+    return hints
+
+
+def split(classes: ToolClasses, tools: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(data-access tools, outbound tools) among ``tools``."""
+    kinds = {t: classes.classify(t) for t in tools if t is not None}
+    return sorted(t for t, k in kinds.items() if k == DATA_ACCESS), sorted(t for t, k in kinds.items() if k == OUTBOUND)
+
+
+def roll_up_batch(con: Any, new: str, history: str | None, out: Path, known_tools: Sequence[str],
+                  exfil_window: float) -> dict[str, Any]:
+    """Compaction's half: the rollups of one batch written beside it; returns the manifest entry.
+
+    The classification is the default one plus the annotations seen so far; a run configured
+    otherwise (``[insights.tools]``) finds out through :func:`applies` and reads the events instead.
+    """
+
+    def rows(sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        cur = con.execute(sql, params or [])
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    everything = new if history is None else f"(SELECT * FROM {new} UNION ALL BY NAME SELECT * FROM {history})"
+    called = [r["t"] for r in rows(f"SELECT DISTINCT target AS t FROM {new} WHERE method = 'tools/call' "
+                                   "AND kind = 'request' AND target IS NOT NULL")]
+    tools = sorted({*known_tools, *called})
+    reads, sends = split(ToolClasses(hints=tool_hints(rows, everything)), tools)
+    compute(con.execute, new, history, reads=reads, sends=sends, exfil_window=exfil_window)
+    files = {}
+    (out.parent / ROLLUP_DIR).mkdir(exist_ok=True)
+    for table in TABLES:
+        name = f"{ROLLUP_DIR}/{out.stem}.{table}.parquet"
+        quoted = "'" + str(out.parent / name).replace("'", "''") + "'"
+        con.execute(f"COPY ru_{table} TO {quoted} (FORMAT parquet, COMPRESSION zstd)")
+        files[table] = name
+    return {**settings(tools, reads, sends, exfil_window), "files": files}
