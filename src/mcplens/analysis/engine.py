@@ -133,6 +133,8 @@ def _r(x: float | None, n: int = 1) -> float | None:
     return None if x is None else round(float(x), n)
 
 
+#: a window with more requests counts sessions per chain approximately (HyperLogLog, ~2%)
+EXACT_SESSIONS_UP_TO = 200_000
 _SESSION = rollup.SESSION
 _REQ = f"""
 CREATE OR REPLACE TEMP VIEW req AS
@@ -207,7 +209,8 @@ class Analysis:
         self.reads, self.sends = rollup.split(self.classes, [r["tool"] for r in tools])
         self.run(f"CREATE OR REPLACE TEMP VIEW win_events AS SELECT * FROM events WHERE true {where}")
         rollup.compute(self.run, "win_events", None, reads=self.reads, sends=self.sends,
-                       exfil_window=th.exfil_window, bucket=th.bucket, prefix="rw_")
+                       exfil_window=th.exfil_window, bucket=th.bucket, prefix="rw_",
+                       exact_sessions=self.n <= EXACT_SESSIONS_UP_TO)
         self.bucket_size = th.bucket
         for t in rollup.TABLES:
             self.run(f"CREATE OR REPLACE TEMP TABLE ru_{t} AS {rollup.MERGE[t].format(src='rw_' + t)}")
@@ -757,8 +760,9 @@ class Analysis:
         if self.reads and self.sends:
             rows = self.run(
                 """
-                SELECT read_tool, send_tool, count(DISTINCT sk) AS sessions, max(max_send_bytes) AS max_send_bytes,
-                       min(first_read) AS first, max(last_send) AS last, list(DISTINCT session)[1:?] AS examples
+                SELECT read_tool, send_tool, sum(sessions) AS sessions, max(max_send_bytes) AS max_send_bytes,
+                       min(first_read) AS first, max(last_send) AS last,
+                       list_sort(list_distinct(flatten(list(examples))))[1:?] AS examples
                 FROM ru_exfil WHERE read_tool IN (SELECT unnest(?)) AND send_tool IN (SELECT unnest(?))
                 GROUP BY 1, 2 ORDER BY sessions DESC, read_tool, send_tool""",
                 [th.examples, self.reads, self.sends],
@@ -779,7 +783,7 @@ class Analysis:
                     share_of_sessions=_r(share, 4),
                     max_outbound_request_bytes=r["max_send_bytes"],
                     window=[_t(r["first"]), _t(r["last"])],
-                    example_sessions=sorted(r["examples"]) if sev == CRITICAL else [],
+                    example_sessions=list(r["examples"]) if sev == CRITICAL else [],
                     within_s=th.exfil_window,
                 )
         self._redactions()

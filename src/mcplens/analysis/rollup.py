@@ -20,8 +20,9 @@ Tables (``ru_<name>``):
   sessions (counted where the chain first occurs in the session);
 * ``sessions``: server, with_calls (sessions whose first tool call is here), with_2_calls;
 * ``loops``: one row per (session, tool, arguments) key called at least twice: the running count;
-* ``exfil``: server, session, read tool, send tool, for sends within ``exfil_window`` after a
-  successful read of that tool: the send count and largest request;
+* ``exfil``: server, read tool, send tool, for sends within ``exfil_window`` after a successful
+  read of that tool: sessions (counted at their first such send), sends, the largest request and
+  some example sessions;
 * ``buckets``: server, method, tool, bucket (``floor(time / bucket)``), error category (errors only),
   calls and errors: every request, so error spikes and volume need no scan;
 * ``instances``: server, instance, pid, first and last event time.
@@ -41,6 +42,7 @@ from mcplens.analysis.classify import DATA_ACCESS, OUTBOUND, ToolClasses
 
 #: beside the batches: ``parquet/rollups/<batch>.<table>.parquet``, named in the batch's manifest
 ROLLUP_DIR: Final = "rollups"
+EXAMPLES: Final = 20  # example sessions kept per read-then-send pair
 TABLES: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances")
 #: bump when a table's meaning changes: batches rolled up by another version are rolled up again
 VERSION: Final = 1
@@ -75,19 +77,21 @@ def compute(
     exfil_window: float,
     bucket: float = BUCKET,
     prefix: str = "ru_",
+    exact_sessions: bool = True,
 ) -> None:
     """Create temp tables ``<prefix><table>`` from the events of relation ``new``.
 
     ``history``: a relation holding earlier events (any superset of the earlier events of the
     sessions in ``new``); ``None`` when ``new`` is all there is. Both relations have the store's
     friendly column names. ``reads`` and ``sends`` are the tools classified as data access and as
-    outbound, for the read-then-send pairs.
+    outbound, for the read-then-send pairs. ``exact_sessions=False`` counts a window's sessions
+    per chain with HyperLogLog (about 2% off), for windows of millions of requests.
     """
     p = prefix
-    execute(f"CREATE OR REPLACE TEMP TABLE {p}new_calls AS {_calls(new, True)}")
-    if history is None:
-        execute(f"CREATE OR REPLACE TEMP VIEW {p}calls AS SELECT * FROM {p}new_calls")
+    if history is None:  # one pass over a window: nothing to subtract, so no per-session bookkeeping
+        execute(f"CREATE OR REPLACE TEMP VIEW {p}calls AS {_calls(new, True)}")
     else:
+        execute(f"CREATE OR REPLACE TEMP TABLE {p}new_calls AS {_calls(new, True)}")
         execute(
             f"""CREATE OR REPLACE TEMP TABLE {p}calls AS
                 SELECT * FROM {p}new_calls
@@ -101,18 +105,29 @@ def compute(
                    row_number() OVER w AS k
             FROM {p}calls WINDOW w AS (PARTITION BY sk ORDER BY time, is_new)"""
     )
-    execute(
-        f"""CREATE OR REPLACE TEMP TABLE {p}chains AS
-            WITH occ AS (
+    occ = f"""occ AS (
                 SELECT server, sk, [p1, tool] AS chain, is_new FROM {p}seq WHERE p1 IS NOT NULL
                 UNION ALL
-                SELECT server, sk, [p2, p1, tool], is_new FROM {p}seq WHERE p2 IS NOT NULL),
-            per AS (
-                SELECT server, sk, chain, count(*) FILTER (WHERE is_new) AS occurrences, bool_and(is_new) AS first
-                FROM occ GROUP BY ALL)
-            SELECT server, chain, sum(occurrences)::BIGINT AS occurrences, count(*) FILTER (WHERE first) AS sessions
-            FROM per GROUP BY ALL HAVING sum(occurrences) > 0"""
-    )
+                SELECT server, sk, [p2, p1, tool], is_new FROM {p}seq WHERE p2 IS NOT NULL)"""
+    if history is None:
+        distinct = "count(DISTINCT sk)" if exact_sessions else "approx_count_distinct(sk)"
+        execute(
+            f"""CREATE OR REPLACE TEMP TABLE {p}chains AS
+                WITH {occ}
+                SELECT server, chain, count(*) AS occurrences, {distinct} AS sessions FROM occ GROUP BY ALL"""
+        )
+    else:
+        execute(
+            f"""CREATE OR REPLACE TEMP TABLE {p}chains AS
+                WITH {occ},
+                per AS (
+                    SELECT server, sk, chain, count(*) FILTER (WHERE is_new) AS occurrences,
+                           bool_and(is_new) AS first
+                    FROM occ GROUP BY ALL)
+                SELECT server, chain, sum(occurrences)::BIGINT AS occurrences,
+                       count(*) FILTER (WHERE first) AS sessions
+                FROM per GROUP BY ALL HAVING sum(occurrences) > 0"""
+        )
     execute(
         f"""CREATE OR REPLACE TEMP TABLE {p}sessions AS
             SELECT server, count(*) FILTER (WHERE k = 1) AS with_calls, count(*) FILTER (WHERE k = 2) AS with_2_calls
@@ -127,14 +142,21 @@ def compute(
     execute(
         f"""CREATE OR REPLACE TEMP TABLE {p}exfil AS
             WITH r AS (SELECT sk, tool AS a, time FROM {p}calls WHERE status = 'ok' AND tool IN (SELECT unnest(?))),
-                 s AS (SELECT server, sk, session, tool AS b, time, request_size FROM {p}calls
-                       WHERE is_new AND tool IN (SELECT unnest(?))),
+                 s AS (SELECT server, sk, session, tool AS b, time, request_size, is_new FROM {p}calls
+                       WHERE tool IN (SELECT unnest(?))),
                  sa AS (SELECT s.*, ra.a FROM s JOIN (SELECT DISTINCT sk, a FROM r) ra USING (sk) WHERE ra.a <> s.b),
                  j AS (SELECT sa.*, r.time AS read_time FROM sa ASOF JOIN r
-                       ON sa.sk = r.sk AND sa.a = r.a AND r.time < sa.time)
-            SELECT server, sk, any_value(session) AS session, a AS read_tool, b AS send_tool, count(*) AS sends,
-                   max(request_size) AS max_send_bytes, min(read_time) AS first_read, max(time) AS last_send
-            FROM j WHERE time - read_time <= ? GROUP BY server, sk, a, b""",
+                       ON sa.sk = r.sk AND sa.a = r.a AND r.time < sa.time),
+                 per AS (SELECT server, sk, any_value(session) AS session, a, b, bool_and(is_new) AS first,
+                                count(*) FILTER (WHERE is_new) AS sends,
+                                max(request_size) FILTER (WHERE is_new) AS max_send_bytes,
+                                min(read_time) FILTER (WHERE is_new) AS first_read,
+                                max(time) FILTER (WHERE is_new) AS last_send
+                         FROM j WHERE time - read_time <= ? GROUP BY server, sk, a, b HAVING bool_or(is_new))
+            SELECT server, a AS read_tool, b AS send_tool, count(*) FILTER (WHERE first) AS sessions,
+                   sum(sends)::BIGINT AS sends, max(max_send_bytes) AS max_send_bytes, min(first_read) AS first_read,
+                   max(last_send) AS last_send, list(session ORDER BY session)[1:{EXAMPLES}] AS examples
+            FROM per GROUP BY ALL""",
         [list(reads), list(sends), exfil_window],
     )
     execute(
@@ -151,8 +173,12 @@ def compute(
                    max(time) AS last_seen
             FROM {new} WHERE instance_id IS NOT NULL GROUP BY 1, 2"""
     )
-    for t in ("new_calls", "calls", "seq"):
-        execute(f"DROP {'VIEW' if t == 'calls' and history is None else 'TABLE'} IF EXISTS {p}{t}")
+    execute(f"DROP TABLE IF EXISTS {p}seq")
+    if history is None:
+        execute(f"DROP VIEW IF EXISTS {p}calls")
+    else:
+        execute(f"DROP TABLE IF EXISTS {p}calls")
+        execute(f"DROP TABLE IF EXISTS {p}new_calls")
 
 
 #: how the tables of several batches (and the not-yet-compacted delta) combine into one
@@ -163,9 +189,9 @@ MERGE: Final[dict[str, str]] = {
     "FROM {src} GROUP BY ALL",
     "loops": "SELECT loopkey, arg_max(server, n) AS server, arg_max(tool, n) AS tool, arg_max(session, n) AS session, "
     "max(n) AS n, min(t0) AS t0, max(t1) AS t1 FROM {src} GROUP BY loopkey",
-    "exfil": "SELECT server, sk, any_value(session) AS session, read_tool, send_tool, sum(sends) AS sends, "
-    "max(max_send_bytes) AS max_send_bytes, min(first_read) AS first_read, max(last_send) AS last_send "
-    "FROM {src} GROUP BY server, sk, read_tool, send_tool",
+    "exfil": "SELECT server, read_tool, send_tool, sum(sessions) AS sessions, sum(sends) AS sends, "
+    "max(max_send_bytes) AS max_send_bytes, min(first_read) AS first_read, max(last_send) AS last_send, "
+    f"list_sort(flatten(list(examples)))[1:{EXAMPLES}] AS examples FROM {{src}} GROUP BY ALL",
     "buckets": "SELECT server, method, tool, bucket, category, sum(calls) AS calls, sum(errors) AS errors "
     "FROM {src} GROUP BY ALL",
     "instances": "SELECT server, instance_id, any_value(pid) AS pid, min(started) AS started, "

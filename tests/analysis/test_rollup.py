@@ -1,0 +1,154 @@
+"""Rollups give the very findings a scan of the events gives, though sessions cross batches.
+
+The data is SYNTHETIC (tests/analysis/workload.py), written through the real segment writer and
+compacted by the real compaction in three parts: two Parquet batches and a tail of segments not
+compacted yet. Normal sessions straddle both cuts; a loop, a read-then-send and a chain are placed
+across them on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcplens import event as ev
+from mcplens.analysis import rollup
+from mcplens.analysis.classify import ToolClasses
+from mcplens.analysis.engine import Analysis, Options, insights
+from mcplens.store.local import MANIFEST_SUFFIX, LocalStore
+from tests.analysis import workload
+
+DAY = workload.DAY
+CUT1 = workload.T0 + 1.0 * DAY
+CUT2 = workload.T0 + 2.0 * DAY
+
+
+def _placed() -> list[dict[str, Any]]:
+    """What must be found although its events sit in different batches."""
+    same = {"q": "the same question"}
+    loop = [workload.call(CUT1 - 40 + 10 * i, "summarize", session="loopy", args=same, client="c-loop")
+            for i in range(7)]  # 4 before the first cut, 3 after
+    leak = [
+        workload.call(CUT2 - 60, "query_orders", session="leaky", client="c-leak"),
+        workload.call(CUT2 + 60, "post_comment", session="leaky", client="c-leak", request_size=40_000),
+    ]
+    chain = [
+        workload.call(t, tool, session=f"chain{k}", client="c-chain")
+        for k in range(30)
+        for t, tool in ((CUT1 - 5 + k * 0.01, "translate"), (CUT1 + 5 + k * 0.01, "create_ticket"))
+    ]
+    return [*loop, *leak, *chain]
+
+
+@pytest.fixture(scope="module")
+def parts() -> list[list[dict[str, Any]]]:
+    evs = sorted([*workload.normal(30_000, days=3.0, seed=11), *_placed()], key=lambda e: e[ev.TIME])
+    return [
+        [e for e in evs if e[ev.TIME] < CUT1],
+        [e for e in evs if CUT1 <= e[ev.TIME] < CUT2],
+        [e for e in evs if e[ev.TIME] >= CUT2],
+    ]
+
+
+@pytest.fixture
+def home(tmp_path: Path, parts: list[list[dict[str, Any]]]) -> Path:
+    home = tmp_path / "home"
+    for i, part in enumerate(parts):
+        workload.write(home, part, instance=f"writer{i}")  # one segment name each
+        if i < 2:
+            assert LocalStore(home).compact().events == len(part)
+    return home
+
+
+def _scan(store: LocalStore, options: Options | None = None) -> list[dict[str, Any]]:
+    """The same run over the events themselves: a window (any window) makes the engine read them."""
+    newest = store.query("SELECT max(time) AS t FROM events")[0]["t"]
+    return [f.to_dict() for f in insights(store, options, since=0.0, until=newest + 1e-6)]
+
+
+def _uses_rollups(store: LocalStore, options: Options | None = None) -> bool:
+    with store.reader() as run:
+        return Analysis(run, options or Options(), None, None).from_rollups
+
+
+def test_rollups_and_a_scan_give_identical_findings(home: Path) -> None:
+    store = LocalStore(home)
+    manifests = store.manifests()
+    assert len(manifests) == 2 and all(m.rollups for m in manifests)
+    assert all(p.exists() for m in manifests for p in m.rollup_files())
+    assert _uses_rollups(store)
+    rolled = [f.to_dict() for f in insights(store)]
+    assert rolled == _scan(store)
+
+    by = {f["detector"]: f for f in rolled}
+    loop = next(f for f in rolled if f["detector"] == "loop")
+    assert loop["evidence"]["longest_run"] == 7 and loop["evidence"]["example_sessions"] == ["loopy"]
+    leak = next(f for f in rolled if f["detector"] == "exfiltration" and f["subject"] == "query_orders -> post_comment")
+    assert leak["evidence"]["max_outbound_request_bytes"] == 40_000
+    assert by["volume"]["evidence"]["calls"] == store.query(
+        "SELECT count(*) AS n FROM events WHERE kind = 'request'")[0]["n"]
+
+
+def _tables(store: LocalStore, *, stored: bool) -> dict[str, list[tuple[Any, ...]]]:
+    newest = store.query("SELECT max(time) AS t FROM events")[0]["t"]
+    with store.reader() as run:
+        a = Analysis(run, Options(), None if stored else 0.0, None if stored else newest + 1e-6)
+        assert a.from_rollups is stored
+        return {t: sorted(tuple(map(str, r.values())) for r in run(f"SELECT * FROM ru_{t}")) for t in rollup.TABLES}
+
+
+def test_every_rollup_table_equals_the_one_computed_from_the_events(home: Path) -> None:
+    store = LocalStore(home)
+    stored, scanned = _tables(store, stored=True), _tables(store, stored=False)
+    for t in rollup.TABLES:
+        assert stored[t] == scanned[t], t
+    chain = [r for r in stored["chains"] if r[1] == "['translate', 'create_ticket']"]
+    assert len(chain) == 1 and int(chain[0][3]) >= 30  # the 30 sessions whose pair straddles the first cut
+
+
+def test_a_store_never_compacted_gives_the_same(home: Path, tmp_path: Path, parts: list[list[dict[str, Any]]]) -> None:
+    raw = tmp_path / "raw"
+    for i, part in enumerate(parts):
+        workload.write(raw, part, instance=f"writer{i}")
+    assert not _uses_rollups(LocalStore(raw))
+    assert [f.to_dict() for f in insights(LocalStore(raw))] == [f.to_dict() for f in insights(LocalStore(home))]
+
+
+def test_batches_without_rollups_are_rolled_up_by_the_next_compaction(home: Path) -> None:
+    store = LocalStore(home)
+    before = [f.to_dict() for f in insights(store)]
+    for m in store.manifests():  # as an older mcplens left them
+        path = m.parquet.with_name(m.batch + MANIFEST_SUFFIX)
+        data = json.loads(path.read_text())
+        del data["rollups"]
+        path.write_text(json.dumps(data))
+    assert not _uses_rollups(store)
+    assert [f.to_dict() for f in insights(store)] == before  # read from the events meanwhile
+    result = store.compact()
+    assert result.rolled_up == 2 and result.events > 0  # and the tail compacted behind them
+    assert _uses_rollups(store)
+    assert [f.to_dict() for f in insights(store)] == before
+
+
+def test_a_classification_the_rollups_did_not_assume_reads_the_events(home: Path) -> None:
+    store = LocalStore(home)
+    opts = Options(classes=ToolClasses(outbound=("summarize",)))
+    assert not _uses_rollups(store, opts)
+    found = [f.to_dict() for f in insights(store, opts)]
+    assert any(f["detector"] == "exfiltration" and f["subject"].endswith("-> summarize") for f in found)
+    assert found == _scan(store, opts)
+    # a narrower one is answered from the rollups: pairs are filtered, none are missing
+    narrow = Options(classes=ToolClasses(ignore=("post_comment",)))
+    assert _uses_rollups(store, narrow)
+    assert [f.to_dict() for f in insights(store, narrow)] == _scan(store, narrow)
+
+
+def test_stray_rollup_files_of_an_interrupted_compaction_are_removed(home: Path) -> None:
+    stray = home / "events" / "parquet" / "rollups" / "19700101T000000-1-deadbeef.loops.parquet"
+    stray.write_bytes(b"PAR1")
+    LocalStore(home).compact()
+    assert not stray.exists()
+    assert all(p.exists() for m in LocalStore(home).manifests() for p in m.rollup_files())
