@@ -152,3 +152,30 @@ def test_stray_rollup_files_of_an_interrupted_compaction_are_removed(home: Path)
     LocalStore(home).compact()
     assert not stray.exists()
     assert all(p.exists() for m in LocalStore(home).manifests() for p in m.rollup_files())
+
+
+def _close(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> None:
+    assert [(r["server"], r["method"], r["target"]) for r in a] == [(r["server"], r["method"], r["target"]) for r in b]
+    for x, y in zip(a, b, strict=True):
+        assert x.keys() == y.keys()
+        for k in x:
+            if k == "mean_ms":  # a sum of doubles, added in another order
+                assert x[k] == pytest.approx(y[k], rel=1e-12)
+            else:
+                assert x[k] == y[k], (x["name"], k)
+
+
+def test_the_per_tool_table_from_rollups_equals_the_scan(home: Path) -> None:
+    from mcplens.store.base import TimeWindow
+
+    store = LocalStore(home)
+    everything = TimeWindow(0.0, 1e12)  # a window: read from the events
+    assert store._tool_table_rolled(None, None) is not None  # the whole store: from the rollups
+    rolled = store.tool_table()
+    _close(rolled, store.tool_table(everything))
+    assert sum(r["calls"] for r in rolled) == store.query(
+        "SELECT count(*) AS n FROM events WHERE kind = 'request'")[0]["n"]
+    assert {r["name"] for r in rolled} >= set(workload.TOOLS)
+    _close(store.tool_table(tool="s*", sort="p99"), store.tool_table(everything, tool="s*", sort="p99"))
+    _close(store.tool_table(server="files"), store.tool_table(everything, server="files"))
+    assert store.tool_table(server="nope") == []

@@ -25,7 +25,9 @@ Tables (``ru_<name>``):
   some example sessions;
 * ``buckets``: server, method, tool, bucket (``floor(time / bucket)``), error category (errors only),
   calls and errors: every request, so error spikes and volume need no scan;
-* ``instances``: server, instance, pid, first and last event time.
+* ``instances``: server, instance, pid, first and last event time;
+* ``values`` and ``statuses``: for the per-tool table (``mcplens report``), each distinct payload
+  size and token estimate, and each status, with its count per (server, method, target).
 
 Assumption: a session's events reach later batches later in time (a segment is compacted after
 the ones its process wrote before it). A straggler breaks no count, only which batch holds it.
@@ -43,7 +45,7 @@ from mcplens.analysis.classify import DATA_ACCESS, OUTBOUND, ToolClasses
 #: beside the batches: ``parquet/rollups/<batch>.<table>.parquet``, named in the batch's manifest
 ROLLUP_DIR: Final = "rollups"
 EXAMPLES: Final = 20  # example sessions kept per read-then-send pair
-TABLES: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances")
+TABLES: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances", "values", "statuses")
 #: bump when a table's meaning changes: batches rolled up by another version are rolled up again
 VERSION: Final = 1
 #: the default bucket of the error-spike detector; rollups are kept at this size (or a multiple)
@@ -173,12 +175,29 @@ def compute(
                    max(time) AS last_seen
             FROM {new} WHERE instance_id IS NOT NULL GROUP BY 1, 2"""
     )
+    for table, sql in tool_table_sql(new).items():
+        execute(f"CREATE OR REPLACE TEMP TABLE {p}{table} AS {sql}")
     execute(f"DROP TABLE IF EXISTS {p}seq")
     if history is None:
         execute(f"DROP VIEW IF EXISTS {p}calls")
     else:
         execute(f"DROP TABLE IF EXISTS {p}calls")
         execute(f"DROP TABLE IF EXISTS {p}new_calls")
+
+
+def tool_table_sql(relation: str) -> dict[str, str]:
+    """The per-tool table's counts and its integer percentiles (payload bytes, tokens), exactly: every
+    distinct value with its count, so ``mcplens report`` over the whole store scans only durations."""
+    tool = f"FROM {relation} WHERE kind = 'request' AND proxy_direction IS NULL"
+    return {
+        "values": f"""
+            SELECT server_name AS server, method, target, 'size' AS measure, response_size AS value, count(*) AS n
+            {tool} AND response_size IS NOT NULL GROUP BY ALL
+            UNION ALL
+            SELECT server_name, method, target, 'tokens', response_tokens, count(*)
+            {tool} AND response_tokens IS NOT NULL GROUP BY ALL""",
+        "statuses": f"SELECT server_name AS server, method, target, status, count(*) AS n {tool} GROUP BY ALL",
+    }
 
 
 #: how the tables of several batches (and the not-yet-compacted delta) combine into one
@@ -196,6 +215,8 @@ MERGE: Final[dict[str, str]] = {
     "FROM {src} GROUP BY ALL",
     "instances": "SELECT server, instance_id, any_value(pid) AS pid, min(started) AS started, "
     "max(last_seen) AS last_seen FROM {src} GROUP BY 1, 2",
+    "values": "SELECT server, method, target, measure, value, sum(n) AS n FROM {src} GROUP BY ALL",
+    "statuses": "SELECT server, method, target, status, sum(n) AS n FROM {src} GROUP BY ALL",
 }
 
 
@@ -217,6 +238,11 @@ def settings(
     }
 
 
+def complete(meta: dict[str, Any] | None) -> bool:
+    """Rolled up by this version of mcplens: every table there."""
+    return bool(meta) and meta.get("version") == VERSION and set(TABLES) <= set(meta.get("files") or ())
+
+
 def applies(meta: dict[str, Any], *, reads: Sequence[str], sends: Sequence[str], exfil_window: float,
             bucket: float) -> bool:
     """Whether stored rollups answer a run with these settings exactly.
@@ -227,7 +253,7 @@ def applies(meta: dict[str, Any], *, reads: Sequence[str], sends: Sequence[str],
     stored = float(meta.get("bucket") or 0)
     known = set(meta.get("tools") or ())
     return (
-        meta.get("version") == VERSION
+        complete(meta)
         and meta.get("exfil_window") == exfil_window
         and stored > 0
         and bucket % stored == 0

@@ -104,6 +104,45 @@ FROM (
     GROUP BY ALL
 )"""
 
+#: the same table with counts and integer percentiles from the rollups: only durations are scanned
+_TOOL_TABLE_ROLLED: Final = """
+WITH d AS (
+    SELECT server_name AS server, method, target, quantile_cont(duration_s, [0.5, 0.95, 0.99]) AS lat,
+           avg(duration_s) AS mean_s
+    FROM events WHERE kind = 'request' AND proxy_direction IS NULL GROUP BY ALL),
+st AS (
+    SELECT server, method, target, sum(n)::BIGINT AS calls, coalesce(sum(n) FILTER (WHERE {err}), 0)::BIGINT AS errors,
+           list({{'k': status, 'v': n::BIGINT}}) FILTER (WHERE status IS NOT NULL) AS statuses
+    FROM (SELECT server, method, target, status, sum(n) AS n FROM {statuses} GROUP BY ALL) GROUP BY ALL),
+c AS (
+    SELECT *, sum(n) OVER (PARTITION BY server, method, target, measure ORDER BY value ROWS UNBOUNDED PRECEDING) AS cum,
+           sum(n) OVER (PARTITION BY server, method, target, measure) AS total
+    FROM (SELECT server, method, target, measure, value, sum(n) AS n FROM {values} GROUP BY ALL)),
+q AS (
+    SELECT server, method, target, measure, max(value) AS vmax, any_value(0.5::DOUBLE * (total - 1)) AS h50,
+           any_value(0.95::DOUBLE * (total - 1)) AS h95,
+           min(value) FILTER (WHERE cum > floor(0.5::DOUBLE * (total - 1))) AS lo50,
+           min(value) FILTER (WHERE cum > ceil(0.5::DOUBLE * (total - 1))) AS hi50,
+           min(value) FILTER (WHERE cum > floor(0.95::DOUBLE * (total - 1))) AS lo95,
+           min(value) FILTER (WHERE cum > ceil(0.95::DOUBLE * (total - 1))) AS hi95
+    FROM c GROUP BY ALL),
+p AS (
+    SELECT server, method, target, measure, vmax, lo50 + (h50 - floor(h50)) * (hi50 - lo50) AS p50,
+           lo95 + (h95 - floor(h95)) * (hi95 - lo95) AS p95
+    FROM q)
+SELECT st.server, st.method, st.target, coalesce(st.target, st.method) AS name, calls, errors,
+       errors / calls AS error_rate,
+       lat[1] * 1000 AS p50_ms, lat[2] * 1000 AS p95_ms, lat[3] * 1000 AS p99_ms, mean_s * 1000 AS mean_ms,
+       ps.p50 AS payload_p50_bytes, ps.p95 AS payload_p95_bytes, ps.vmax AS payload_max_bytes,
+       pt.p50 AS tokens_p50, pt.p95 AS tokens_p95, statuses
+FROM st
+LEFT JOIN d ON (d.server, d.method, d.target) IS NOT DISTINCT FROM (st.server, st.method, st.target)
+LEFT JOIN p ps ON (ps.server, ps.method, ps.target) IS NOT DISTINCT FROM (st.server, st.method, st.target)
+     AND ps.measure = 'size'
+LEFT JOIN p pt ON (pt.server, pt.method, pt.target) IS NOT DISTINCT FROM (st.server, st.method, st.target)
+     AND pt.measure = 'tokens'
+WHERE {where}"""
+
 _SESSIONS: Final = """
 SELECT {session} AS session_id, max(client_name) AS client_name, max(client_version) AS client_version,
        max(server_name) AS server, max(transport) AS transport,
@@ -313,14 +352,43 @@ class LocalStore(Store):
     ) -> list[dict[str, Any]]:
         sort_tool_rows([], sort)  # reject a bad sort before the scan, not after
         # requests the server sent the client (sampling, elicitation, seen by the proxy) are not its tools
-        where, params = _where(window, server, "kind = 'request' AND proxy_direction IS NULL")
-        if tool is not None:
-            where += " AND coalesce(target, method) GLOB ?"
-            params.append(tool)
-        rows = self.query(_TOOL_TABLE.format(where=where, err=_ERROR), params, since=_since(window))
+        rows = self._tool_table_rolled(server, tool) if window is None else None
+        if rows is None:
+            where, params = _where(window, server, "kind = 'request' AND proxy_direction IS NULL")
+            if tool is not None:
+                where += " AND coalesce(target, method) GLOB ?"
+                params.append(tool)
+            rows = self.query(_TOOL_TABLE.format(where=where, err=_ERROR), params, since=_since(window))
         for r in rows:
-            r["statuses"] = dict(sorted((r["statuses"] or {}).items(), key=lambda kv: (-kv[1], kv[0])))
+            statuses = r["statuses"] or {}
+            if isinstance(statuses, list):
+                statuses = {s["k"]: s["v"] for s in statuses}
+            r["statuses"] = dict(sorted(statuses.items(), key=lambda kv: (-kv[1], kv[0])))
         return sort_tool_rows(rows, sort)
+
+    def _tool_table_rolled(self, server: str | None, tool: str | None) -> list[dict[str, Any]] | None:
+        """The whole store's table from the rollups, or None when a batch has none (or a read raced
+        a compaction): the caller then scans, as for a time window."""
+        from mcplens.analysis import rollup
+
+        clauses, params = ["true"], []
+        if server is not None:
+            clauses.append("st.server = ?")
+            params.append(server)
+        if tool is not None:
+            clauses.append("coalesce(st.target, st.method) GLOB ?")
+            params.append(tool)
+        try:
+            with self.reader() as run:
+                if not run.rollups or not all(rollup.complete(m) for m in run.rollups):
+                    return None
+                src = {}
+                for table, sql in rollup.tool_table_sql("segment_events").items():
+                    files = ", ".join(_lit(m["files"][table]) for m in run.rollups)
+                    src[table] = f"(SELECT * FROM read_parquet([{files}]) UNION ALL BY NAME {sql})"
+                return run(_TOOL_TABLE_ROLLED.format(err=_ERROR, where=" AND ".join(clauses), **src), params)
+        except _duckdb().Error:
+            return None
 
     def events_since(self, ts: float, limit: int | None = None) -> list[dict[str, Any]]:
         where, params = _where(TimeWindow(since=ts), None, _NOT_HEALTH, strict=True)
@@ -434,7 +502,7 @@ class LocalStore(Store):
         from mcplens.analysis import rollup
 
         rolled = _RolledUp()
-        if all(m.rollups and m.rollups.get("version") == rollup.VERSION for m in manifests):
+        if all(rollup.complete(m.rollups) for m in manifests):
             rolled.parquet = [m.parquet for m in manifests]
             rolled.tools = sorted({t for m in manifests for t in (m.rollups or {}).get("tools", ())})
             return rolled
