@@ -282,11 +282,13 @@ def cmd_compact(store: Store, args: argparse.Namespace) -> int:
     elif result.busy:
         print("another compaction is running; nothing done")
     elif not result.batches:
-        print("nothing to compact" + (f" (cleaned up {result.removed} leftover file(s))" if result.removed else ""))
+        print("nothing to compact" + (f" (cleaned up {result.removed} leftover file(s))" if result.removed else "")
+              + (f"; rolled up {result.rolled_up} earlier batch(es) for the insights" if result.rolled_up else ""))
     else:
         names = ", ".join(f"{b}.parquet" for b in result.batches)
         print(f"compacted {result.segments} segment(s), {result.events:,} events, into {names}"
-              + (f"; cleaned up {result.removed} leftover file(s)" if result.removed else ""))
+              + (f"; cleaned up {result.removed} leftover file(s)" if result.removed else "")
+              + (f"; rolled up {result.rolled_up} earlier batch(es) for the insights" if result.rolled_up else ""))
     return 0
 
 

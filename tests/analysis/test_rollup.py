@@ -179,3 +179,30 @@ def test_the_per_tool_table_from_rollups_equals_the_scan(home: Path) -> None:
     _close(store.tool_table(tool="s*", sort="p99"), store.tool_table(everything, tool="s*", sort="p99"))
     _close(store.tool_table(server="files"), store.tool_table(everything, server="files"))
     assert store.tool_table(server="nope") == []
+
+
+def test_batches_are_rolled_up_in_commit_order_not_name_order(
+    tmp_path: Path, parts: list[list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two compactions within one second get names that sort at random; history must be commit order."""
+    from mcplens.store import local
+
+    home = tmp_path / "same-second"
+    suffixes = iter([b"\xff" * 4, b"\x00" * 4])
+    monkeypatch.setattr(local.time, "strftime", lambda *_: "20260101T000000")
+    monkeypatch.setattr(local.os, "urandom", lambda n: next(suffixes))
+    for i, part in enumerate(parts[:2]):
+        workload.write(home, part, instance=f"writer{i}")
+        LocalStore(home).compact()
+    monkeypatch.undo()
+    store = LocalStore(home)
+    names = [m.batch for m in store.manifests()]
+    assert names[0].endswith("00000000")  # the second batch sorts first
+    assert [f.to_dict() for f in insights(store)] == _scan(store)
+    for m in store.manifests():  # and again when rolled up all at once
+        path = m.parquet.with_name(m.batch + MANIFEST_SUFFIX)
+        data = json.loads(path.read_text())
+        del data["rollups"]
+        path.write_text(json.dumps(data))
+    assert store.compact().rolled_up == 2
+    assert [f.to_dict() for f in insights(store)] == _scan(store)

@@ -508,9 +508,7 @@ class LocalStore(Store):
             return rolled
         con = _duckdb().connect()
         try:
-            for m in manifests:
-                path = m.parquet.with_name(m.batch + MANIFEST_SUFFIX)
-                data = json.loads(path.read_text("utf-8"))
+            for m, path, data in sorted(_commit_order(manifests), key=lambda x: (x[2].get("created", 0), x[0].batch)):
                 data["rollups"] = rolled.add(con, m.parquet)
                 _write_manifest(path, data)
                 rolled.redone += 1
@@ -583,6 +581,13 @@ class _RolledUp:
         self.parquet.append(batch)
         self.tools = meta["tools"]
         return meta
+
+
+def _commit_order(manifests: list[Manifest]) -> Iterator[tuple[Manifest, Path, dict[str, Any]]]:
+    """Each manifest with its data, for ordering by commit time: names of one second sort at random."""
+    for m in manifests:
+        path = m.parquet.with_name(m.batch + MANIFEST_SUFFIX)
+        yield m, path, json.loads(path.read_text("utf-8"))
 
 
 def _write_manifest(path: Path, data: dict[str, Any]) -> None:
