@@ -190,7 +190,8 @@ def test_batches_are_rolled_up_in_commit_order_not_name_order(
     home = tmp_path / "same-second"
     suffixes = iter([b"\xff" * 4, b"\x00" * 4])
     monkeypatch.setattr(local.time, "strftime", lambda *_: "20260101T000000")
-    monkeypatch.setattr(local.os, "urandom", lambda n: next(suffixes))
+    real = local.os.urandom
+    monkeypatch.setattr(local.os, "urandom", lambda n: next(suffixes) if n == 4 else real(n))  # the batch name's
     for i, part in enumerate(parts[:2]):
         workload.write(home, part, instance=f"writer{i}")
         LocalStore(home).compact()
@@ -206,3 +207,18 @@ def test_batches_are_rolled_up_in_commit_order_not_name_order(
         path.write_text(json.dumps(data))
     assert store.compact().rolled_up == 2
     assert [f.to_dict() for f in insights(store)] == _scan(store)
+
+
+def test_a_re_roll_writes_new_files_and_the_next_compaction_removes_the_old(home: Path) -> None:
+    store = LocalStore(home)
+    old = {p for m in store.manifests() for p in m.rollup_files()}
+    for m in store.manifests():
+        path = m.parquet.with_name(m.batch + MANIFEST_SUFFIX)
+        data = json.loads(path.read_text())
+        data["rollups"]["version"] = 0  # as another version of mcplens wrote them
+        path.write_text(json.dumps(data))
+    assert store.compact().rolled_up == 2
+    new = {p for m in store.manifests() for p in m.rollup_files()}
+    assert not old & new and all(p.exists() for p in old | new)  # a reader of the old manifest still finds its files
+    store.compact()
+    assert not any(p.exists() for p in old) and all(p.exists() for p in new)

@@ -36,13 +36,15 @@ the ones its process wrote before it). A straggler breaks no count, only which b
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from mcplens.analysis.classify import DATA_ACCESS, OUTBOUND, ToolClasses
 
-#: beside the batches: ``parquet/rollups/<batch>.<table>.parquet``, named in the batch's manifest
+#: beside the batches: ``parquet/rollups/<batch>.<tag>.<table>.parquet``, named in the batch's manifest;
+#: files no manifest names (an interrupted or superseded roll-up) go at the next compaction
 ROLLUP_DIR: Final = "rollups"
 EXAMPLES: Final = 20  # example sessions kept per read-then-send pair
 TABLES: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances", "values", "statuses")
@@ -308,8 +310,9 @@ def roll_up_batch(con: Any, new: str, history: str | None, out: Path, known_tool
     compute(con.execute, new, history, reads=reads, sends=sends, exfil_window=exfil_window)
     files = {}
     (out.parent / ROLLUP_DIR).mkdir(exist_ok=True)
+    tag = os.urandom(3).hex()  # a re-roll never overwrites files a reader of the old manifest may be reading
     for table in TABLES:
-        name = f"{ROLLUP_DIR}/{out.stem}.{table}.parquet"
+        name = f"{ROLLUP_DIR}/{out.stem}.{tag}.{table}.parquet"
         quoted = "'" + str(out.parent / name).replace("'", "''") + "'"
         con.execute(f"COPY ru_{table} TO {quoted} (FORMAT parquet, COMPRESSION zstd)")
         files[table] = name
