@@ -160,22 +160,12 @@ class Analysis:
         self.run = run
         self.th = options.thresholds
         self.opts = options
-        clauses, params = [], []
-        if since is not None:
-            clauses.append("time >= ?")
-            params.append(since)
-        if until is not None:
-            clauses.append("time < ?")
-            params.append(until)
-        if server is not None:
-            clauses.append("server_name = ?")
-            params.append(server)
+        bounds = [(c, v) for c, v in (("time >= ", since), ("time < ", until), ("server_name = ", server))
+                  if v is not None]
         self.server = server
-        where = "".join(" AND " + c for c in clauses)
-        self.events_where, self.events_params = where, params
-        literal = where
-        for v in params:
-            literal = literal.replace("?", _sql_value(v), 1)
+        self.events_where = "".join(f" AND {c}?" for c, _ in bounds)
+        self.events_params = [v for _, v in bounds]
+        literal = "".join(f" AND {c}{_sql_value(v)}" for c, v in bounds)
         run(_REQ.format(where=literal))
         row = run("SELECT count(*) AS n, min(time) AS lo, max(time) AS hi FROM req")[0]
         self.n, self.lo = int(row["n"]), row["lo"]
