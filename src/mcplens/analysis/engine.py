@@ -144,6 +144,10 @@ SELECT time, server_name AS server, method, coalesce(target, method) AS tool, st
 FROM events WHERE kind = 'request' {{where}}"""
 
 
+#: the requests that serve something (the performance rules' scope)
+_SERVED = "('tools/call', 'resources/read', 'prompts/get')"
+
+
 def _sql_value(v: Any) -> str:
     """Views take no parameters: the window's bounds and server name go in as literals."""
     if isinstance(v, str):
@@ -446,13 +450,20 @@ class Analysis:
 
     def performance(self) -> None:
         th = self.th
-        rows = self.run("""
-            SELECT tool, count(*) AS calls, avg(duration_s) * 1000 AS mean_ms,
-                   quantile_cont(duration_s, [0.5, 0.95, 0.99]) AS lat,
-                   quantile_cont(response_size, 0.95) AS p95_bytes, max(response_size) AS max_bytes,
-                   quantile_cont(response_tokens, 0.95) AS p95_tokens, sum(duration_s) AS total_s,
-                   sum(response_tokens) AS total_tokens
-            FROM req WHERE method IN ('tools/call', 'resources/read', 'prompts/get') GROUP BY 1""")
+        # durations from the events; payload and token percentiles from the rollups' value counts
+        sizes = rollup.percentiles_sql(
+            f"(SELECT coalesce(target, method) AS tool, * FROM ru_values WHERE method IN {_SERVED})", "tool"
+        )
+        rows = self.run(f"""
+            WITH d AS (
+                SELECT tool, count(*) AS calls, avg(duration_s) * 1000 AS mean_ms,
+                       quantile_cont(duration_s, [0.5, 0.95, 0.99]) AS lat, sum(duration_s) AS total_s
+                FROM req WHERE method IN {_SERVED} GROUP BY 1),
+            p AS ({sizes})
+            SELECT d.*, s.p95 AS p95_bytes, s.vmax AS max_bytes, t.p95 AS p95_tokens, t.vsum AS total_tokens
+            FROM d LEFT JOIN p s ON s.tool IS NOT DISTINCT FROM d.tool AND s.measure = 'size'
+                   LEFT JOIN p t ON t.tool IS NOT DISTINCT FROM d.tool AND t.measure = 'tokens'
+            ORDER BY d.tool""")
         for r in rows:
             if r["lat"] is None:
                 continue

@@ -202,6 +202,28 @@ def tool_table_sql(relation: str) -> dict[str, str]:
     }
 
 
+def percentiles_sql(values: str, keys: str) -> str:
+    """p50, p95, max and sum per ``keys`` and measure from ``values`` rows (keys, measure, value, n).
+
+    Exactly what ``quantile_cont`` gives over the values themselves: the same positions
+    ``q * (n - 1)`` and the same interpolation between the two closest ranks.
+    """
+    return f"""
+        WITH v AS (SELECT {keys}, measure, value, sum(n) AS n FROM {values} GROUP BY ALL),
+        c AS (SELECT *, sum(n) OVER (PARTITION BY {keys}, measure ORDER BY value ROWS UNBOUNDED PRECEDING) AS cum,
+                     sum(n) OVER (PARTITION BY {keys}, measure) AS total FROM v),
+        q AS (SELECT {keys}, measure, max(value) AS vmax, sum(value * n) AS vsum,
+                     any_value(0.5::DOUBLE * (total - 1)) AS h50, any_value(0.95::DOUBLE * (total - 1)) AS h95,
+                     min(value) FILTER (WHERE cum > floor(0.5::DOUBLE * (total - 1))) AS lo50,
+                     min(value) FILTER (WHERE cum > ceil(0.5::DOUBLE * (total - 1))) AS hi50,
+                     min(value) FILTER (WHERE cum > floor(0.95::DOUBLE * (total - 1))) AS lo95,
+                     min(value) FILTER (WHERE cum > ceil(0.95::DOUBLE * (total - 1))) AS hi95
+              FROM c GROUP BY ALL)
+        SELECT {keys}, measure, vmax, vsum, lo50 + (h50 - floor(h50)) * (hi50 - lo50) AS p50,
+               lo95 + (h95 - floor(h95)) * (hi95 - lo95) AS p95
+        FROM q"""
+
+
 #: how the tables of several batches (and the not-yet-compacted delta) combine into one
 MERGE: Final[dict[str, str]] = {
     "chains": "SELECT server, chain, sum(occurrences) AS occurrences, sum(sessions) AS sessions "

@@ -114,22 +114,7 @@ st AS (
     SELECT server, method, target, sum(n)::BIGINT AS calls, coalesce(sum(n) FILTER (WHERE {err}), 0)::BIGINT AS errors,
            list({{'k': status, 'v': n::BIGINT}}) FILTER (WHERE status IS NOT NULL) AS statuses
     FROM (SELECT server, method, target, status, sum(n) AS n FROM {statuses} GROUP BY ALL) GROUP BY ALL),
-c AS (
-    SELECT *, sum(n) OVER (PARTITION BY server, method, target, measure ORDER BY value ROWS UNBOUNDED PRECEDING) AS cum,
-           sum(n) OVER (PARTITION BY server, method, target, measure) AS total
-    FROM (SELECT server, method, target, measure, value, sum(n) AS n FROM {values} GROUP BY ALL)),
-q AS (
-    SELECT server, method, target, measure, max(value) AS vmax, any_value(0.5::DOUBLE * (total - 1)) AS h50,
-           any_value(0.95::DOUBLE * (total - 1)) AS h95,
-           min(value) FILTER (WHERE cum > floor(0.5::DOUBLE * (total - 1))) AS lo50,
-           min(value) FILTER (WHERE cum > ceil(0.5::DOUBLE * (total - 1))) AS hi50,
-           min(value) FILTER (WHERE cum > floor(0.95::DOUBLE * (total - 1))) AS lo95,
-           min(value) FILTER (WHERE cum > ceil(0.95::DOUBLE * (total - 1))) AS hi95
-    FROM c GROUP BY ALL),
-p AS (
-    SELECT server, method, target, measure, vmax, lo50 + (h50 - floor(h50)) * (hi50 - lo50) AS p50,
-           lo95 + (h95 - floor(h95)) * (hi95 - lo95) AS p95
-    FROM q)
+p AS ({percentiles})
 SELECT st.server, st.method, st.target, coalesce(st.target, st.method) AS name, calls, errors,
        errors / calls AS error_rate,
        lat[1] * 1000 AS p50_ms, lat[2] * 1000 AS p95_ms, lat[3] * 1000 AS p99_ms, mean_s * 1000 AS mean_ms,
@@ -386,7 +371,9 @@ class LocalStore(Store):
                 for table, sql in rollup.tool_table_sql("segment_events").items():
                     files = ", ".join(_lit(m["files"][table]) for m in run.rollups)
                     src[table] = f"(SELECT * FROM read_parquet([{files}]) UNION ALL BY NAME {sql})"
-                return run(_TOOL_TABLE_ROLLED.format(err=_ERROR, where=" AND ".join(clauses), **src), params)
+                percentiles = rollup.percentiles_sql(src.pop("values"), "server, method, target")
+                sql = _TOOL_TABLE_ROLLED.format(err=_ERROR, where=" AND ".join(clauses), percentiles=percentiles, **src)
+                return run(sql, params)
         except _duckdb().Error:
             return None
 
