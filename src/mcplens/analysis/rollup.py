@@ -30,7 +30,9 @@ Tables (``ru_<name>``):
   size and token estimate, and each status, with its count per (server, method, target).
 
 Assumption: a session's events reach later batches later in time (a segment is compacted after
-the ones its process wrote before it). A straggler breaks no count, only which batch holds it.
+the ones its process wrote before it). A straggler older than events already rolled up (a dead
+writer's live segment compacted long after) is still counted, but the chains, loops and pairs
+around it can differ from what a scan finds.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ EXAMPLES: Final = 20  # example sessions kept per read-then-send pair
 TABLES: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances", "values", "statuses")
 #: bump when a table's meaning changes: batches rolled up by another version are rolled up again
 VERSION: Final = 1
-#: the default bucket of the error-spike detector; rollups are kept at this size (or a multiple)
+#: the default bucket of the error-spike detector; rollups are kept at this size, so a run whose
+#: bucket is a multiple of it can use them
 BUCKET: Final = 300.0
 #: the default read-then-send window; rollups keep only sends this soon after a read
 EXFIL_WINDOW: Final = 600.0
