@@ -9,6 +9,7 @@ across them on purpose.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,14 @@ def home(tmp_path: Path, parts: list[list[dict[str, Any]]]) -> Path:
         if i < 2:
             assert LocalStore(home).compact().events == len(part)
     return home
+
+
+def _edit_manifests(store: LocalStore, edit: Callable[[dict[str, Any]], object]) -> None:
+    for m in store.manifests():
+        path = m.parquet.with_name(m.batch + MANIFEST_SUFFIX)
+        data = json.loads(path.read_text())
+        edit(data)
+        path.write_text(json.dumps(data))
 
 
 def _scan(store: LocalStore, options: Options | None = None) -> list[dict[str, Any]]:
@@ -120,11 +129,7 @@ def test_a_store_never_compacted_gives_the_same(home: Path, tmp_path: Path, part
 def test_batches_without_rollups_are_rolled_up_by_the_next_compaction(home: Path) -> None:
     store = LocalStore(home)
     before = [f.to_dict() for f in insights(store)]
-    for m in store.manifests():  # as an older mcplens left them
-        path = m.parquet.with_name(m.batch + MANIFEST_SUFFIX)
-        data = json.loads(path.read_text())
-        del data["rollups"]
-        path.write_text(json.dumps(data))
+    _edit_manifests(store, lambda data: data.pop("rollups"))  # as an older mcplens left them
     assert not _uses_rollups(store)
     assert [f.to_dict() for f in insights(store)] == before  # read from the events meanwhile
     result = store.compact()
@@ -200,11 +205,7 @@ def test_batches_are_rolled_up_in_commit_order_not_name_order(
     names = [m.batch for m in store.manifests()]
     assert names[0].endswith("00000000")  # the second batch sorts first
     assert [f.to_dict() for f in insights(store)] == _scan(store)
-    for m in store.manifests():  # and again when rolled up all at once
-        path = m.parquet.with_name(m.batch + MANIFEST_SUFFIX)
-        data = json.loads(path.read_text())
-        del data["rollups"]
-        path.write_text(json.dumps(data))
+    _edit_manifests(store, lambda data: data.pop("rollups"))  # and again when rolled up all at once
     assert store.compact().rolled_up == 2
     assert [f.to_dict() for f in insights(store)] == _scan(store)
 
@@ -212,11 +213,7 @@ def test_batches_are_rolled_up_in_commit_order_not_name_order(
 def test_a_re_roll_writes_new_files_and_the_next_compaction_removes_the_old(home: Path) -> None:
     store = LocalStore(home)
     old = {p for m in store.manifests() for p in m.rollup_files()}
-    for m in store.manifests():
-        path = m.parquet.with_name(m.batch + MANIFEST_SUFFIX)
-        data = json.loads(path.read_text())
-        data["rollups"]["version"] = 0  # as another version of mcplens wrote them
-        path.write_text(json.dumps(data))
+    _edit_manifests(store, lambda data: data["rollups"].update(version=0))  # as another version wrote them
     assert store.compact().rolled_up == 2
     new = {p for m in store.manifests() for p in m.rollup_files()}
     assert not old & new and all(p.exists() for p in old | new)  # a reader of the old manifest still finds its files

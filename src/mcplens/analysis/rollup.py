@@ -314,31 +314,26 @@ def split(classes: ToolClasses, tools: Sequence[str]) -> tuple[list[str], list[s
     return sorted(t for t, k in kinds.items() if k == DATA_ACCESS), sorted(t for t, k in kinds.items() if k == OUTBOUND)
 
 
-def roll_up_batch(con: Any, new: str, history: str | None, out: Path, known_tools: Sequence[str],
+def roll_up_batch(run: Rows, new: str, history: str | None, out: Path, known_tools: Sequence[str],
                   exfil_window: float) -> dict[str, Any]:
     """Compaction's half: the rollups of one batch written beside it; returns the manifest entry.
 
+    ``run(sql, params) -> rows`` runs on the connection that has the ``new`` and ``history`` views.
     The classification is the default one plus the annotations seen so far; a run configured
     otherwise (``[insights.tools]``) finds out through :func:`applies` and reads the events instead.
     """
-
-    def rows(sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-        cur = con.execute(sql, params or [])
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-
     everything = new if history is None else f"(SELECT * FROM {new} UNION ALL BY NAME SELECT * FROM {history})"
-    called = [r["t"] for r in rows(f"SELECT DISTINCT target AS t FROM {new} WHERE method = 'tools/call' "
-                                   "AND kind = 'request' AND target IS NOT NULL")]
+    called = [r["t"] for r in run(f"SELECT DISTINCT target AS t FROM {new} WHERE method = 'tools/call' "
+                                  "AND kind = 'request' AND target IS NOT NULL")]
     tools = sorted({*known_tools, *called})
-    reads, sends = split(ToolClasses(hints=tool_hints(rows, everything)), tools)
-    compute(con.execute, new, history, reads=reads, sends=sends, exfil_window=exfil_window)
+    reads, sends = split(ToolClasses(hints=tool_hints(run, everything)), tools)
+    compute(run, new, history, reads=reads, sends=sends, exfil_window=exfil_window)
     files = {}
     (out.parent / ROLLUP_DIR).mkdir(exist_ok=True)
     tag = os.urandom(3).hex()  # a re-roll never overwrites files a reader of the old manifest may be reading
     for table in TABLES:
         name = f"{ROLLUP_DIR}/{out.stem}.{tag}.{table}.parquet"
         quoted = "'" + str(out.parent / name).replace("'", "''") + "'"
-        con.execute(f"COPY ru_{table} TO {quoted} (FORMAT parquet, COMPRESSION zstd)")
+        run(f"COPY ru_{table} TO {quoted} (FORMAT parquet, COMPRESSION zstd)")
         files[table] = name
     return {**settings(tools, reads, sends, exfil_window), "files": files}

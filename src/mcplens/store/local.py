@@ -293,9 +293,7 @@ class LocalStore(Store):
             con = duckdb.connect()
             try:
                 con.execute(self._view_sql(snap))
-                cur = con.execute(sql, params or [])
-                names = [d[0] for d in cur.description]
-                return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+                return _rows(con.execute(sql, params or []))
             except duckdb.Error:
                 if attempt + 1 < ATTEMPTS and snap.vanished():
                     _backoff(attempt)
@@ -504,20 +502,24 @@ class LocalStore(Store):
         return rolled
 
 
-class Reader:
-    """``run(sql, params) -> rows`` over one snapshot, plus what the snapshot holds."""
+def _rows(cur: Any) -> list[dict[str, Any]]:
+    """A DuckDB result as dicts by column name; none for a statement that returns no result."""
+    if cur.description is None:
+        return []
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
-    def __init__(self, con: Any, snap: Snapshot) -> None:
+
+class Reader:
+    """``run(sql, params) -> rows`` on one connection, plus what its snapshot holds (if any)."""
+
+    def __init__(self, con: Any, snap: Snapshot | None = None) -> None:
         self.con = con
-        self.rollups = snap.rollups
-        self.has_segments = bool(snap.segments)
+        self.rollups = None if snap is None else snap.rollups
+        self.has_segments = snap is not None and bool(snap.segments)
 
     def __call__(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-        cur = self.con.execute(sql, params or [])
-        if cur.description is None:
-            return []
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        return _rows(self.con.execute(sql, params or []))
 
 
 def events_view_sql(name: str, parquet: list[Path], segments: list[Path]) -> str:
@@ -561,7 +563,7 @@ class _RolledUp:
         con.execute(events_view_sql("new_events", [batch], []))
         if self.parquet:
             con.execute(events_view_sql("hist_events", self.parquet, []))
-        meta = rollup.roll_up_batch(con, "new_events", "hist_events" if self.parquet else None, batch,
+        meta = rollup.roll_up_batch(Reader(con), "new_events", "hist_events" if self.parquet else None, batch,
                                     self.tools, rollup.EXFIL_WINDOW)
         for f in meta["files"].values():
             _fsync(batch.parent / f)
