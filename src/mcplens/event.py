@@ -16,7 +16,7 @@ SCHEMA_VERSION: Final = 1
 
 # identity of the record
 EVENT_ID: Final = "event.id"  # random 128-bit hex, unique per event (dedupe / exactly-once checks)
-EVENT_KIND: Final = "event.kind"  # "request" | "notification" | "mcplens.health"
+EVENT_KIND: Final = "event.kind"  # "request" | "notification" | "negotiation" | "mcplens.health"
 SCHEMA: Final = "mcplens.schema"
 TIME: Final = "time"  # start, Unix epoch seconds (float)
 DURATION: Final = "duration_s"  # seconds (float), handler entry to reply
@@ -89,7 +89,17 @@ RATE_LIMITED: Final = "rate_limited"
 UNAUTHORIZED: Final = "unauthorized"
 CANCELLED: Final = "cancelled"
 TIMEOUT: Final = "timeout"
-STATUSES: Final = (OK, TOOL_ERROR, JSONRPC_ERROR, EXCEPTION, RATE_LIMITED, UNAUTHORIZED, CANCELLED, TIMEOUT)
+#: a protocol-version probe (``server/discover``) that an older server rejected before the client
+#: fell back to ``initialize``: negotiation, not a failure (recorded with event.kind "negotiation")
+UNSUPPORTED: Final = "unsupported"
+STATUSES: Final = (
+    OK, TOOL_ERROR, JSONRPC_ERROR, EXCEPTION, RATE_LIMITED, UNAUTHORIZED, CANCELLED, TIMEOUT, UNSUPPORTED,
+)
+#: event.kind of a version-negotiation exchange
+NEGOTIATION_KIND: Final = "negotiation"
+#: statuses that are not the server failing: no error rate, session error count or alert counts them
+#: (rate-limited and unauthorized calls have their own signals)
+NOT_FAILURES: Final = (OK, CANCELLED, UNSUPPORTED, RATE_LIMITED, UNAUTHORIZED)
 
 # error categories (R1): where to start debugging
 CAT_TIMEOUT: Final = "backend_timeout"
