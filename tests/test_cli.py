@@ -111,12 +111,24 @@ def test_bad_time_window_is_one_clear_line(home: Path, capsys: pytest.CaptureFix
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_missing_data_dir_is_a_note_not_a_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc, out, err = run(capsys, "report", "--json", "--home", str(tmp_path / "none"))
+def test_empty_data_dir_is_a_note_not_a_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run(capsys, "report", "--json", "--home", str(tmp_path))
     assert rc == 0 and json.loads(out) == []
     assert "no events recorded yet under" in err and "instrument a server first" in err
-    rc, out, err = run(capsys, "sessions", "--home", str(tmp_path / "none"))
+    rc, out, err = run(capsys, "sessions", "--home", str(tmp_path))
     assert rc == 0 and out == "" and "no events recorded yet" in err
+
+
+@pytest.mark.parametrize("command", ["report", "sessions", "tail", "health", "insights", "check"])
+def test_a_home_that_does_not_exist_is_an_error_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    missing = tmp_path / "no-such-dir"
+    argv = [command, "--home", str(missing)] + (["--once"] if command == "tail" else [])
+    rc, out, err = run(capsys, *argv)
+    assert rc == 2 and out == "" and str(missing) in err and "does not exist" in err
+    monkeypatch.setenv("MCPLENS_HOME", str(missing))
+    rc, out, err = run(capsys, *argv[:1], *argv[3:])
+    assert rc == 2 and str(missing) in err and "MCPLENS_HOME" in err
 
 
 def test_sessions_list_and_one_session(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -134,7 +146,7 @@ def test_sessions_list_and_one_session(home: Path, capsys: pytest.CaptureFixture
 
     rc, out, _ = run(capsys, "sessions", "bbbb2222")
     assert rc == 0 and out.splitlines()[0] == "session bbbb2222: 5 events"
-    assert out.splitlines()[1].split()[:4] == ["TIME", "METHOD", "TARGET", "STATUS"]
+    assert out.splitlines()[1].split()[:5] == ["TIME", "DIR", "METHOD", "TARGET", "STATUS"]
 
     rc, out, _ = run(capsys, "sessions")
     assert rc == 0 and "cursor 0.9" in out and out.splitlines()[0].startswith("SESSION")

@@ -25,7 +25,9 @@ A rules file (TOML)::
 
 An alert fires once per *episode*: when a finding (detector + subject: a client, a tool ...)
 appears; it stays quiet while the finding persists and is resolved when the finding goes away.
-After a resolve, the same alert fires again only once its cool-down has passed.
+After a resolve, the same alert fires again only once its cool-down has passed. With a
+``state_path`` (``mcplens watch`` keeps it in the data directory) episodes and cool-downs survive
+a restart, so ``watch --once`` from cron fires an episode once and honours the cool-down.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import calendar
 import fnmatch
 import json
 import logging
+import os
 import time
 import tomllib
 import urllib.request
@@ -204,6 +207,7 @@ class Watcher:
         *,
         clock: Callable[[], float] = time.time,
         post: Callable[[str, dict[str, Any]], None] | None = None,
+        state_path: Path | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -212,6 +216,39 @@ class Watcher:
         self._post = post or post_json
         self._states: dict[tuple[str, str], _State] = {}
         self._last: dict[tuple[str, str], Finding] = {}
+        self.state_path = state_path
+        if state_path is not None:
+            self._load_state(state_path)
+
+    def _load_state(self, path: Path) -> None:
+        """Episodes from an earlier run; an unreadable file is logged and treated as none."""
+        try:
+            data = json.loads(path.read_text("utf-8"))
+            for item in data.get("alerts", []):
+                key = (str(item["rule"]), str(item["key"]))
+                self._states[key] = _State(bool(item["active"]), float(item["last_fired"]))
+                if item.get("finding"):
+                    f = {k: v for k, v in item["finding"].items() if k != "area"}
+                    self._last[key] = Finding(**f)
+        except FileNotFoundError:
+            return
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            log.warning("mcplens watch: ignoring unreadable alert state %s: %s", path, e)
+
+    def _save_state(self, path: Path) -> None:
+        items = [
+            {"rule": k[0], "key": k[1], "active": st.active, "last_fired": st.last_fired,
+             "finding": self._last[k].to_dict() if k in self._last else None}
+            for k, st in self._states.items()
+            if st.active or st.last_fired > float("-inf")
+        ]
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"version": 1, "alerts": items}, default=str), "utf-8")
+            os.replace(tmp, path)  # atomic: a reader never sees half a file
+        except OSError as e:
+            log.error("mcplens watch: cannot save alert state to %s: %s", path, e)
 
     def findings(self, now: float) -> dict[tuple[str, str], Finding]:
         th: Thresholds = self.options.thresholds
@@ -246,6 +283,8 @@ class Watcher:
                 st.active = False
                 alerts.append(Alert(key[0], "resolved", self._last[key], now))
         self._last.update(current)
+        if self.state_path is not None:  # before notifying: a crash mid-webhook must not re-fire
+            self._save_state(self.state_path)
         for a in alerts:
             self.notify(a)
         return alerts

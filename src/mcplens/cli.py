@@ -1,7 +1,12 @@
 """``mcplens``: read what the capture side recorded.
 
-Exit codes: 0 success (an empty or missing data directory is a note on stderr, not a failure,
-so scripts get ``[]`` from ``--json``), 1 the data could not be read, 2 a bad command line.
+Exit codes: 0 success (a data directory with nothing recorded yet is a note on stderr, not a
+failure, so scripts get ``[]`` from ``--json``), 1 the data could not be read, 2 a bad command
+line (a ``--home`` or ``$MCPLENS_HOME`` that does not exist included), 130 interrupted (Ctrl-C).
+
+Every string that came from an event goes through :mod:`mcplens.safetext` before it is printed.
+A file the store cannot read is named on stderr and left out; ``mcplens check`` lists and moves
+such files aside.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from mcplens import safetext
 from mcplens.config import default_home
 from mcplens.store.base import SORTS, Store, TimeWindow
 
@@ -120,7 +126,18 @@ def compact_event(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def emit_json(obj: Any) -> None:
-    print(json.dumps(obj, default=str, ensure_ascii=False, indent=1))
+    print(safetext.dumps(obj, indent=1))
+
+
+def count_arg(text: str) -> int:
+    """``-n``: a count, zero or more (argparse reports a bad one with the subcommand's usage)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n} is negative; give 0 or more")
+    return n
 
 
 # ---- commands -------------------------------------------------------------------------------
@@ -150,9 +167,12 @@ def cmd_report(store: Store, args: argparse.Namespace) -> int:
     with progress("reading events"):
         rows = store.tool_table(window, args.server, args.tool, args.sort)
         health = store.health(window) if not args.json else []
+    if args.limit is not None:
+        rows = rows[: args.limit]
     if args.json:
         emit_json(rows)
         return 0
+    rows = safetext.safe(rows)
     if not rows:
         scope = " in this window" if window else ""
         print("no calls recorded" + scope + (" matching the filters" if args.server or args.tool else ""))
@@ -192,24 +212,26 @@ def tail_line(e: dict[str, Any]) -> str:
 def cmd_tail(store: Store, args: argparse.Namespace) -> int:
     def show(events: list[dict[str, Any]]) -> None:
         for e in events:
-            if args.server is None or e.get("server_name") == args.server:
-                print(json.dumps(compact_event(e), default=str) if args.json else tail_line(e), flush=True)
+            line = safetext.dumps(compact_event(e)) if args.json else tail_line(safetext.safe(e))
+            print(line, flush=True)
+        report_bad_files(store)
 
-    n = max(args.lines, 0)
-    if args.once:
-        show(store.events_since(0.0, n) if n else [])
+    n = args.limit
+    server = args.server
+    if args.once:  # the filter goes into the query: the newest n *matching* events
+        show(store.events_since(0.0, n, server=server) if n else [])
         return 0
     # One listing decides both what is printed first and what counts as seen, so no event falls
     # between the two or shows twice.
-    recent = store.events_since(time.time() - TAIL_LOOKBACK)
-    last = recent[len(recent) - n :] if len(recent) >= n else store.events_since(0.0, n)
-    show(last)
+    recent = store.events_since(time.time() - TAIL_LOOKBACK, server=server)
+    last = recent[len(recent) - n :] if len(recent) >= n else store.events_since(0.0, n, server=server)
+    show(last if n else [])
     seen = {e["event_id"]: e["time"] for e in (*recent, *last)}
     try:
         while True:
             time.sleep(TAIL_INTERVAL)
             cutoff = time.time() - TAIL_LOOKBACK
-            new = [e for e in store.events_since(cutoff) if e["event_id"] not in seen]
+            new = [e for e in store.events_since(cutoff, server=server) if e["event_id"] not in seen]
             seen = {k: t for k, t in seen.items() if t > cutoff}
             seen.update((e["event_id"], e["time"]) for e in new)
             show(new)
@@ -230,6 +252,7 @@ def cmd_sessions(store: Store, args: argparse.Namespace) -> int:
     if args.json:
         emit_json(rows)
         return 0
+    rows = safetext.safe(rows)
     if not rows:
         print("no sessions recorded")
         return 0
@@ -251,27 +274,40 @@ def _trim(text: str, n: int) -> str:
 def session_detail(store: Store, args: argparse.Namespace) -> int:
     with progress("reading session"):
         events = store.session_events(args.id)
+    if not args.json:
+        events = safetext.safe(events)
     matched = sorted({e["session"] for e in events})
     if not matched:
-        print(f"mcplens: no session matching {args.id!r}", file=sys.stderr)
+        print(f"mcplens: no session matching {safetext.text(repr(args.id))}", file=sys.stderr)
         return 1
     if len(matched) > 1:
-        listed = ", ".join(matched[:5]) + (", ..." if len(matched) > 5 else "")
-        print(f"mcplens: {args.id!r} matches {len(matched)} sessions ({listed}); give more of the id",
-              file=sys.stderr)
+        listed = ", ".join(safetext.safe(matched[:5])) + (", ..." if len(matched) > 5 else "")
+        print(f"mcplens: {safetext.text(repr(args.id))} matches {len(matched)} sessions ({listed}); "
+              "give more of the id", file=sys.stderr)
         return 1
     if args.json:
         emit_json([compact_event(e) for e in events])
         return 0
     print(f"session {matched[0]}: {len(events)} events")
     body = [
-        [fmt_time(e["time"], millis=True), e["method"] or "-", e["target"] or "-", e["status"] or "-",
-         fmt_ms(None if e["duration_s"] is None else e["duration_s"] * 1000), fmt_bytes(e["response_size"]),
-         e["error_type"] or ""]
+        [fmt_time(e["time"], millis=True), _direction(e), e["method"] or "-", e["target"] or "-",
+         e["status"] or "-", fmt_ms(None if e["duration_s"] is None else e["duration_s"] * 1000),
+         fmt_bytes(e["response_size"]), e["error_type"] or ""]
         for e in events
     ]
-    print(table(["TIME", "METHOD", "TARGET", "STATUS", "ms", "BYTES", "ERROR"], body, right={4, 5}))
+    print(table(["TIME", "DIR", "METHOD", "TARGET", "STATUS", "ms", "BYTES", "ERROR"], body, right={5, 6}))
+    if any(e.get("proxy_direction") == SERVER_TO_CLIENT for e in events):
+        print("DIR: -> a request from the client to the server; <- one the server sent the client "
+              "(sampling, elicitation, roots)")
     return 0
+
+
+#: the proxy marks requests the server sent to the client (sampling, elicitation ...) with this
+SERVER_TO_CLIENT = "server_to_client"
+
+
+def _direction(e: dict[str, Any]) -> str:
+    return "<-" if e.get("proxy_direction") == SERVER_TO_CLIENT else "->"
 
 
 def cmd_compact(store: Store, args: argparse.Namespace) -> int:
@@ -298,13 +334,16 @@ def cmd_health(store: Store, args: argparse.Namespace) -> int:
     if args.json:
         emit_json(rows)
         return 0
+    rows = safetext.safe(rows)
     if not rows:
         print("no health records yet (each instrumented process writes one periodically)")
         return 0
-    headers = ["INSTANCE", "SERVER", "PID", "LAST REPORT", "ENQUEUED", "WRITTEN", "DROPPED", "FAULTS",
+    # EVENTS: audit events this process recorded (in the store); the pipeline's own "enqueued"
+    # counts what it was handed, which for the proxy is every relayed message, replies included
+    headers = ["INSTANCE", "SERVER", "PID", "LAST REPORT", "EVENTS", "WRITTEN", "DROPPED", "FAULTS",
                "WRITE FAILURES"]
     body = [[r["instance_id"] or "-", r["server"] or "-", fmt_int(r["pid"]), fmt_time(r["time"]),
-             *(fmt_int(r[k]) for k in ("enqueued", "written", "dropped", "faults", "write_failures"))]
+             *(fmt_int(r[k]) for k in ("events", "written", "dropped", "faults", "write_failures"))]
             for r in rows]
     print(table(headers, body, right={2, 4, 5, 6, 7, 8}))
     footer = health_footer(rows)
@@ -351,10 +390,12 @@ def cmd_insights(store: Store, args: argparse.Namespace) -> int:
         found = insights(store, options, since=window.since if window else None,
                          until=window.until if window else None, server=args.server)
     found = [f for f in found if RANK[f.severity] >= RANK[args.min_severity]]
+    if args.limit is not None:
+        found = found[: args.limit]
     if args.json:
         emit_json([f.to_dict() for f in found])
     else:
-        print_findings(found)
+        print_findings(safetext.safe(found))
     return 0
 
 
@@ -368,19 +409,57 @@ def cmd_watch(store: Store, args: argparse.Namespace) -> int:
         config = type(config)(config.rules, args.interval, config.webhook, config.options)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    watcher = Watcher(store, config)
-    try:
-        while True:
-            for a in watcher.evaluate():
-                if args.json:
-                    print(json.dumps(a.payload(), default=str), flush=True)
-                else:
-                    print(f"{fmt_time(a.at)}  {a.state:<8} {a.rule}: {a.finding.title}", flush=True)
-            if args.once:
-                return 0
-            time.sleep(config.interval)
-    except KeyboardInterrupt:
-        return 0
+    # episodes and cool-downs live beside the data, so a restart or `--once` does not re-fire them
+    watcher = Watcher(store, config, state_path=alert_state_path(args.home_dir))
+    while True:
+        for a in watcher.evaluate():
+            if args.json:
+                print(safetext.dumps(a.payload()), flush=True)
+            else:
+                print(f"{fmt_time(a.at)}  {a.state:<8} {safetext.text(a.rule)}: {safetext.text(a.finding.title)}",
+                      flush=True)
+        report_bad_files(store)
+        if args.once:
+            return 0
+        time.sleep(config.interval)
+
+
+def alert_state_path(home: Path) -> Path:
+    return home / "alerts" / "state.json"
+
+
+def report_bad_files(store: Store) -> None:
+    """Name each file the store left out as unreadable, once per file, on stderr."""
+    bad = getattr(store, "bad", None)
+    if not bad:
+        return
+    told = getattr(store, "_told", set())
+    for path, why in bad.items():
+        if path not in told:
+            print(f"mcplens: skipped unreadable file {safetext.text(str(path))}: {safetext.text(why)} "
+                  "(its events are left out; `mcplens check --fix` moves it aside)", file=sys.stderr)
+            told.add(path)
+    store._told = told  # type: ignore[attr-defined]
+
+
+def cmd_check(store: Store, args: argparse.Namespace) -> int:
+    from mcplens.store.check import check
+
+    with progress("checking the data directory"):
+        result = check(args.home_dir, fix=args.fix)
+    if args.json:
+        emit_json(result.to_dict())
+        return 1 if result.problems and not args.fix else 0
+    for pr in result.problems:
+        moved = f" -> moved to {safetext.text(str(pr.moved_to))}" if pr.moved_to else ""
+        print(f"BAD  {safetext.text(str(pr.path))}: {safetext.text(pr.why)}{moved}")
+    print(f"checked {result.files:,} file(s) under {safetext.text(str(args.home_dir))}: "
+          + (f"{len(result.problems)} unreadable" if result.problems else "all readable"))
+    if result.problems and not args.fix:
+        print("run `mcplens check --fix` to move them into "
+              f"{safetext.text(str(result.quarantine))} (nothing is deleted)")
+        return 1
+    return 0
 
 
 def cmd_disclose(args: argparse.Namespace) -> int:
@@ -408,18 +487,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("report", parents=[common, win], help="per-tool calls, errors, latency, payload")
     p.add_argument("--sort", choices=SORTS, default="calls", help="column to sort by, largest first")
-    p.add_argument("--tool", help="only this tool/prompt/resource or method (glob patterns allowed)")
+    p.add_argument("--tool", help="only this tool/prompt/resource name, or a method such as tools/list "
+                                  "(glob patterns allowed)")
+    p.add_argument("-n", "--limit", type=count_arg, help="at most this many rows, after sorting (default all)")
     p.set_defaults(func=cmd_report)
 
+    # -n is --limit in every command: at most N rows/events (tail: the N newest shown first)
     p = sub.add_parser("tail", parents=[common], help="stream events as they arrive")
-    p.add_argument("-n", "--lines", type=int, default=10, help="recent events to show first (default 10)")
+    p.add_argument("-n", "--limit", "--lines", dest="limit", type=count_arg, default=10,
+                   help="at most this many recent events shown first (default 10; --lines is the old spelling)")
     p.add_argument("--once", action="store_true", help="print the recent events and exit")
     p.add_argument("--server", help="only this server (by name)")
     p.set_defaults(func=cmd_tail)
 
     p = sub.add_parser("sessions", parents=[common, win], help="list sessions, or show one session's events")
     p.add_argument("id", nargs="?", help="a session id or a unique prefix of one")
-    p.add_argument("-n", "--limit", type=int, default=50, help="sessions to list (default 50)")
+    p.add_argument("-n", "--limit", type=count_arg, default=50, help="at most this many sessions (default 50)")
     p.set_defaults(func=cmd_sessions)
 
     p = sub.add_parser("compact", parents=[common], help="fold finished segments into Parquet")
@@ -447,13 +530,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="TOML file whose [insights] table overrides thresholds")
     p.add_argument("--min-severity", choices=("info", "warning", "critical"), default="info",
                    help="hide findings below this severity (default: show all)")
+    p.add_argument("-n", "--limit", type=count_arg, help="at most this many findings, most severe first")
     p.set_defaults(func=cmd_insights)
 
     p = sub.add_parser("watch", parents=[common], help="evaluate alert rules continuously; notify log and webhook")
     p.add_argument("--config", type=Path, required=True, help="TOML file with [alerts] and [[alerts.rules]]")
     p.add_argument("--interval", type=float, help="seconds between evaluations (default: the file's, else 30)")
-    p.add_argument("--once", action="store_true", help="evaluate once and exit")
+    p.add_argument("--once", action="store_true",
+                   help="evaluate once and exit (alert state is kept, so cool-downs still hold)")
     p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser("check", parents=[common],
+                       help="validate the data directory: list unreadable files, --fix moves them aside")
+    p.add_argument("--fix", action="store_true",
+                   help="move unreadable files into events/quarantine/ (never deletes anything)")
+    p.set_defaults(func=cmd_check)
     return parser
 
 
@@ -468,10 +559,25 @@ def _data_error(e: BaseException) -> bool:
     return isinstance(e, OSError | RuntimeError) or type(e).__module__.split(".")[0] in ("duckdb", "_duckdb")
 
 
+def _interrupted(e: BaseException) -> bool:
+    """Ctrl-C during a DuckDB query arrives as DuckDB's InterruptException, not KeyboardInterrupt."""
+    return isinstance(e, KeyboardInterrupt) or type(e).__name__ == "InterruptException"
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Like ``parse_args``, but a flag a subcommand does not know is reported with *its* usage."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+        target = sub.choices.get(getattr(args, "command", None) or "", parser)
+        target.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parse(parser, argv)
     except SystemExit as e:  # --help, or a usage error argparse already explained
         return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
     if getattr(args, "standalone", False):  # commands that do not read the store
@@ -480,16 +586,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (UsageError, ValueError, TypeError) as e:
             print(f"mcplens {args.command}: error: {e}", file=sys.stderr)
             return 2
+    explicit = args.home is not None or bool(os.environ.get("MCPLENS_HOME"))
     home = (args.home or default_home()).expanduser()
-    if not (home / "events").is_dir():
-        print(f"mcplens: no events recorded yet under {home}; instrument a server first (see README)",
+    args.home_dir = home
+    if explicit and not home.is_dir():  # a typo must not read as "nothing recorded yet"
+        what = "is not a directory" if home.exists() else "does not exist"
+        source = "--home" if args.home is not None else "$MCPLENS_HOME"
+        print(f"mcplens {args.command}: error: data directory {safetext.text(str(home))} ({source}) {what}",
               file=sys.stderr)
+        return 2
+    config = getattr(args, "config", None)
+    if args.command == "watch" and config is not None and not config.is_file():
+        what = "is not a file" if config.exists() else "does not exist"
+        print(f"mcplens watch: error: config file {safetext.text(str(config))} {what}", file=sys.stderr)
+        return 2
+    if not (home / "events").is_dir():
+        print(f"mcplens: no events recorded yet under {safetext.text(str(home))}; instrument a server first "
+              "(see README)", file=sys.stderr)
         if args.command not in ("tail", "watch") or args.once:
             if args.json and args.command in ("report", "sessions", "health", "insights"):
                 emit_json([])
             return 0
+    store = open_store(home)
     try:
-        return args.func(open_store(home), args)
+        return args.func(store, args)
     except (UsageError, ValueError) as e:
         print(f"mcplens {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -503,10 +623,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as e:
+        if _interrupted(e):
+            return 0 if args.command == "tail" else 130
         if not _data_error(e):
             raise
-        print(f"mcplens: cannot read events under {home}: {str(e).splitlines()[0]}", file=sys.stderr)
+        print(f"mcplens: cannot read events under {safetext.text(str(home))}: {str(e).splitlines()[0]}",
+              file=sys.stderr)
         return 1
+    finally:
+        report_bad_files(store)
 
 
 if __name__ == "__main__":

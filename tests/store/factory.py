@@ -21,6 +21,7 @@ _ERRORS = {
     ev.UNAUTHORIZED: ("-32001", ev.CAT_AUTH),
     ev.RATE_LIMITED: ("-32029", ev.CAT_INTERNAL),
     ev.CANCELLED: ("CancelledError", None),
+    ev.UNSUPPORTED: ("-32601", ev.CAT_NOT_FOUND),
 }
 
 

@@ -151,8 +151,9 @@ class Store(ABC):
         """One row per (server, method, target): calls, errors, latency/payload/token percentiles."""
 
     @abstractmethod
-    def events_since(self, ts: float, limit: int | None = None) -> list[dict[str, Any]]:
-        """Events (health records excluded) starting after ``ts``, oldest first; the newest ``limit``."""
+    def events_since(self, ts: float, limit: int | None = None, *, server: str | None = None) -> list[dict[str, Any]]:
+        """Events (health records excluded) starting after ``ts``, oldest first; the newest ``limit``
+        of those from ``server`` when one is named (filtered before the cut)."""
 
     @abstractmethod
     def sessions(
@@ -166,7 +167,8 @@ class Store(ABC):
 
     @abstractmethod
     def health(self, window: TimeWindow | None = None) -> list[dict[str, Any]]:
-        """The latest pipeline health record of each instance (counters are per-process totals)."""
+        """The latest pipeline health record of each instance (counters are per-process totals),
+        with ``events``: the audit events that instance recorded."""
 
     @abstractmethod
     def count(self) -> int:

@@ -13,8 +13,14 @@ every event visible exactly once:
   the later listing; the same name twice counts once), then checks the manifests again: a commit
   in between would hide sources already deleted, so it lists afresh.
 * A file that vanishes between listing and reading fails the DuckDB query; the reader lists again,
-  backing off, since a compaction commits batch after batch. A writer renames a segment only on
-  rotation (64 MB or 10 min), so a read rarely needs a second try.
+  backing off (exponentially, with jitter, for up to ``RETRY_SECONDS``), since a compaction commits
+  batch after batch. A writer renames a segment only on rotation (64 MB or 10 min), so a read
+  rarely needs a second try; under heavy churn it keeps trying rather than failing the command.
+* A file DuckDB cannot read (a damaged Parquet batch, a manifest that is not JSON) is left out and
+  named in :attr:`LocalStore.bad`, so one bad file costs its own events, not every command;
+  ``mcplens check`` lists such files and moves them aside.
+* Paths reach DuckDB with glob characters escaped: a stray ``closed/x*.jsonl`` is read once, as
+  itself, not as a pattern matching every segment.
 
 duckdb is imported here only, never on the capture side, which runs inside someone else's server.
 """
@@ -25,6 +31,7 @@ import contextlib
 import fcntl
 import json
 import os
+import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -45,7 +52,8 @@ from mcplens.store.base import (
 )
 
 MANIFEST_SUFFIX: Final = ".manifest.json"
-ATTEMPTS: Final = 20  # re-listings (with backoff, ~3 s in all) before a vanishing file is an error
+RETRY_SECONDS: Final = 120.0  # how long a reader keeps re-listing a store that changes under it
+BACKOFF_MAX: Final = 0.5  # seconds: the longest pause between two re-listings
 MTIME_SLACK: Final = 2.0  # seconds: file times come from a coarser clock than time.time()
 BATCH_MAX_BYTES: Final = 256 * 1024 * 1024  # raw JSON per Parquet file; bounds one COPY's work
 
@@ -70,18 +78,28 @@ def _columns_struct() -> str:
     return "{" + ", ".join(f"{_lit(k)}: {_lit(t)}" for k, t in ev.COLUMNS.items()) + "}"
 
 
+_GLOB_CHARS: Final = {"*": "[*]", "?": "[?]", "[": "[[]"}
+
+
+def _path_lit(path: str | Path) -> str:
+    """A file path as a DuckDB literal for ``read_*``, which expands glob characters: escaped, so a
+    file named ``a*.jsonl`` is that one file and not a pattern over its neighbours."""
+    return _lit("".join(_GLOB_CHARS.get(c, c) for c in str(path)))
+
+
 def read_json_sql(files: list[Path]) -> str:
     """Typed and forgiving: a torn or garbage line becomes an all-NULL row, dropped by ``event.id``."""
     return (
-        f"SELECT * FROM read_json([{', '.join(_lit(f) for f in files)}], format='newline_delimited', "
+        f"SELECT * FROM read_json([{', '.join(_path_lit(f) for f in files)}], format='newline_delimited', "
         f"columns={_columns_struct()}, ignore_errors=true) WHERE {_ident(ev.EVENT_ID)} IS NOT NULL"
     )
 
 
 _ERROR: Final = f"status NOT IN ({', '.join(_lit(s) for s in NOT_ERRORS)})"
 _NOT_HEALTH: Final = f"kind IS DISTINCT FROM '{ev.HEALTH_KIND}'"
-#: stateless (2026-07-28) HTTP has no session id: a client within one server process stands for one
-_SESSION: Final = "coalesce(session_id, client_id || '@' || instance_id, instance_id)"
+#: only a real (or stitched) session id makes a session: an event without one (a protocol error,
+#: a stateless call nothing could stitch) is not a session of its process or client
+_SESSION: Final = "session_id"
 _ORDER: Final = "ORDER BY time, event_id"
 
 _TOOL_TABLE: Final = """
@@ -138,12 +156,20 @@ SELECT {session} AS session_id, max(client_name) AS client_name, max(client_vers
 FROM events WHERE {where}
 GROUP BY 1 ORDER BY last_seen DESC, session_id"""
 
+#: ``events`` is what the process recorded (audit events in the store); ``enqueued`` is what its
+#: pipeline was handed, which for the proxy is every relayed message, replies included
 _HEALTH: Final = """
-SELECT instance_id, server_name AS server, pid, time,
-       health_enqueued AS enqueued, health_written AS written, health_dropped AS dropped,
-       health_faults AS faults, health_write_failures AS write_failures
-FROM events WHERE {where}
-QUALIFY row_number() OVER (PARTITION BY instance_id ORDER BY time DESC, event_id DESC) = 1
+WITH h AS (
+    SELECT instance_id, server_name AS server, pid, time,
+           health_enqueued AS enqueued, health_written AS written, health_dropped AS dropped,
+           health_faults AS faults, health_write_failures AS write_failures
+    FROM events WHERE {where}
+    QUALIFY row_number() OVER (PARTITION BY instance_id ORDER BY time DESC, event_id DESC) = 1),
+n AS (SELECT instance_id, count(*) AS events FROM events
+      WHERE kind IS DISTINCT FROM '{health}' AND instance_id IN (SELECT instance_id FROM h) GROUP BY 1)
+SELECT h.instance_id, server, pid, time, coalesce(n.events, 0) AS events, enqueued, written, dropped, faults,
+       write_failures
+FROM h LEFT JOIN n USING (instance_id)
 ORDER BY server, time"""
 
 
@@ -236,6 +262,15 @@ class LocalStore(Store):
     def __init__(self, home: Path) -> None:
         self.home = Path(home)
         self.root = events_dir(self.home)
+        #: files this store found unreadable and leaves out of every read, with why
+        self.bad: dict[Path, str] = {}
+        self._parquet_ok: dict[Path, tuple[int, int]] = {}  # (size, mtime) whose magic bytes passed
+
+    def _mark_bad(self, path: Path, why: str) -> bool:
+        if path in self.bad:
+            return False
+        self.bad[path] = why
+        return True
 
     # ---- listing ---------------------------------------------------------------------------
 
@@ -246,32 +281,97 @@ class LocalStore(Store):
             return set()
 
     def manifests(self) -> list[Manifest]:
+        """The committed batches; a manifest that cannot be read is named in :attr:`bad`, not used."""
         out = []
         for name in sorted(self._manifest_names()):
             path = self.root / PARQUET / name
             try:
                 data = json.loads(path.read_text("utf-8"))
+                out.append(Manifest(name.removesuffix(MANIFEST_SUFFIX), path.parent / data["parquet"],
+                                    dict(data["segments"]), data.get("rollups")))
             except FileNotFoundError:
                 continue
-            except ValueError:
-                continue  # not ours or damaged; its sources were deleted only after a valid commit
-            out.append(Manifest(name.removesuffix(MANIFEST_SUFFIX), path.parent / data["parquet"],
-                                dict(data["segments"]), data.get("rollups")))
+            except (ValueError, KeyError, TypeError, AttributeError) as e:  # damaged: written atomically
+                self._mark_bad(path, f"unreadable manifest ({type(e).__name__}: {e})"[:200])
         return out
 
+    def _parquet_problem(self, path: Path) -> str | None:
+        """Cheap structural check of a batch (magic bytes, footer length), once per file version."""
+        try:
+            st = path.stat()
+            if self._parquet_ok.get(path) == (st.st_size, st.st_mtime_ns):
+                return None
+            with open(path, "rb") as f:
+                head = f.read(4)
+                if st.st_size < 12:
+                    return f"not a Parquet file ({st.st_size} bytes)"
+                f.seek(st.st_size - 8)
+                tail = f.read(8)
+        except FileNotFoundError:
+            return "missing: its manifest names it but the file is gone"
+        except OSError as e:
+            return f"cannot open ({e.strerror})"
+        if head != b"PAR1" or tail[4:] != b"PAR1":
+            return "not a Parquet file (no magic bytes: truncated or overwritten)"
+        if int.from_bytes(tail[:4], "little") > st.st_size - 12:
+            return "damaged Parquet footer (truncated)"
+        self._parquet_ok[path] = (st.st_size, st.st_mtime_ns)
+        return None
+
     def snapshot(self) -> Snapshot:
-        for attempt in range(ATTEMPTS):
-            if attempt:
-                _backoff(attempt)
+        deadline = time.monotonic() + RETRY_SECONDS
+        attempt = 0
+        while True:
             manifests = self.manifests()
             found: dict[str, Path] = {}
             for d in (LIVE, CLOSED):  # in this order: a live -> closed rename cannot slip between
                 found.update((p.name, p) for p in _jsonl(self.root / d))
-            if {m.batch + MANIFEST_SUFFIX for m in manifests} == self._manifest_names():
+            names = self._manifest_names()
+            if {m.batch + MANIFEST_SUFFIX for m in manifests} | {p.name for p in self.bad} >= names:
                 covered = _covered(manifests)
-                segs = sorted(p for p in found.values() if not covered(p))
-                return Snapshot([m.parquet for m in manifests], segs, _rollups(manifests))
-        raise RuntimeError(f"the event log under {self.root} kept changing while being listed")
+                good = []
+                for m in manifests:
+                    why = None if m.parquet in self.bad else self._parquet_problem(m.parquet)
+                    if why is not None:
+                        self._mark_bad(m.parquet, why)
+                    elif m.parquet not in self.bad:
+                        good.append(m)
+                segs = sorted(p for p in found.values() if not covered(p) and p not in self.bad)
+                # rollups add up only over every batch: with one left out, the readers scan instead
+                rollups = _rollups(good) if len(good) == len(manifests) else None
+                return Snapshot([m.parquet for m in good], segs, rollups)
+            if time.monotonic() >= deadline:
+                raise RuntimeError(
+                    f"the event log under {self.root} kept changing while being listed for {RETRY_SECONDS:.0f} s"
+                )
+            _backoff(attempt)
+            attempt += 1
+
+    def isolate(self, error: BaseException, snap: Snapshot) -> bool:
+        """After a failed read: find the file(s) to blame, leave them out from now on.
+
+        DuckDB usually names the file; otherwise each file is read on its own. True when a file
+        was newly found bad, so the read is worth another try.
+        """
+        text = str(error)
+        files = [*snap.parquet, *snap.segments]
+        named = [p for p in files if str(p) in text]
+        if named:
+            return any([self._mark_bad(p, text.splitlines()[0][:200]) for p in named])
+        duckdb = _duckdb()
+        newly = False
+        con = duckdb.connect()
+        try:
+            for p in files:
+                src = f"read_parquet({_path_lit(p)})" if p in snap.parquet else f"({read_json_sql([p])})"
+                try:
+                    con.execute(f"SELECT max(COLUMNS(*)) FROM {src}").fetchall()
+                except duckdb.Error as e:
+                    if p.exists():
+                        newly |= self._mark_bad(p, str(e).splitlines()[0][:200])
+        finally:
+            con.close()
+        return newly
 
     # ---- querying --------------------------------------------------------------------------
 
@@ -286,7 +386,9 @@ class LocalStore(Store):
         and ``--since 15m`` cheap over a large uncompacted backlog.
         """
         duckdb = _duckdb()
-        for attempt in range(ATTEMPTS):
+        deadline = time.monotonic() + RETRY_SECONDS
+        attempt = 0
+        while True:
             snap = self.snapshot()
             if since is not None:
                 snap = snap.written_since(since - MTIME_SLACK)
@@ -294,14 +396,17 @@ class LocalStore(Store):
             try:
                 con.execute(self._view_sql(snap))
                 return _rows(con.execute(sql, params or []))
-            except duckdb.Error:
-                if attempt + 1 < ATTEMPTS and snap.vanished():
+            except duckdb.Error as e:
+                if snap.vanished():
+                    if time.monotonic() >= deadline:
+                        raise
                     _backoff(attempt)
+                    attempt += 1
                     continue
-                raise
+                if not self.isolate(e, snap):
+                    raise
             finally:
                 con.close()
-        raise AssertionError("unreachable")
 
     @contextlib.contextmanager
     def reader(self, *, since: float | None = None) -> Iterator[Callable[..., list[dict[str, Any]]]]:
@@ -311,6 +416,7 @@ class LocalStore(Store):
         until the block ends. When every batch has rollups, ``run.rollups`` lists them and the views
         ``batch_events`` and ``segment_events`` split ``events`` into compacted and not.
         A file vanishing under it (a compaction committed meanwhile) fails a query: callers retry.
+        A damaged file fails it too, and is left out of the next reader.
         """
         duckdb = _duckdb()
         snap = self.snapshot()
@@ -323,6 +429,10 @@ class LocalStore(Store):
                 con.execute(events_view_sql("batch_events", snap.parquet, []))
                 con.execute(events_view_sql("segment_events", [], snap.segments))
             yield Reader(con, snap)
+        except duckdb.Error as e:
+            if not snap.vanished():
+                self.isolate(e, snap)
+            raise
         finally:
             con.close()
 
@@ -338,9 +448,9 @@ class LocalStore(Store):
         rows = self._tool_table_rolled(server, tool) if window is None else None
         if rows is None:
             where, params = _where(window, server, "kind = 'request' AND proxy_direction IS NULL")
-            if tool is not None:
-                where += " AND coalesce(target, method) GLOB ?"
-                params.append(tool)
+            if tool is not None:  # a name, or a method (the help says so): tools/call, tools/list ...
+                where += " AND (coalesce(target, method) GLOB ? OR method GLOB ?)"
+                params += [tool, tool]
             rows = self.query(_TOOL_TABLE.format(where=where, err=_ERROR), params, since=_since(window))
         for r in rows:
             statuses = r["statuses"] or {}
@@ -359,15 +469,15 @@ class LocalStore(Store):
             clauses.append("st.server = ?")
             params.append(server)
         if tool is not None:
-            clauses.append("coalesce(st.target, st.method) GLOB ?")
-            params.append(tool)
+            clauses.append("(coalesce(st.target, st.method) GLOB ? OR st.method GLOB ?)")
+            params += [tool, tool]
         try:
             with self.reader() as run:
                 if not run.rollups or not all(rollup.complete(m) for m in run.rollups):
                     return None
                 src = {}
                 for table, sql in rollup.tool_table_sql("segment_events").items():
-                    files = ", ".join(_lit(m["files"][table]) for m in run.rollups)
+                    files = ", ".join(_path_lit(m["files"][table]) for m in run.rollups)
                     src[table] = f"(SELECT * FROM read_parquet([{files}]) UNION ALL BY NAME {sql})"
                 percentiles = rollup.percentiles_sql(src.pop("values"), "server, method, target")
                 sql = _TOOL_TABLE_ROLLED.format(err=_ERROR, where=" AND ".join(clauses), percentiles=percentiles, **src)
@@ -375,8 +485,8 @@ class LocalStore(Store):
         except _duckdb().Error:
             return None
 
-    def events_since(self, ts: float, limit: int | None = None) -> list[dict[str, Any]]:
-        where, params = _where(TimeWindow(since=ts), None, _NOT_HEALTH, strict=True)
+    def events_since(self, ts: float, limit: int | None = None, *, server: str | None = None) -> list[dict[str, Any]]:
+        where, params = _where(TimeWindow(since=ts), server, _NOT_HEALTH, strict=True)
         if limit is None:
             rows = self.query(f"SELECT * FROM events WHERE {where} {_ORDER}", params, since=ts)
             return [shape_event(r) for r in rows]
@@ -399,7 +509,7 @@ class LocalStore(Store):
 
     def health(self, window: TimeWindow | None = None) -> list[dict[str, Any]]:
         where, params = _where(window, None, f"kind = '{ev.HEALTH_KIND}'")
-        return self.query(_HEALTH.format(where=where), params, since=_since(window))
+        return self.query(_HEALTH.format(where=where, health=ev.HEALTH_KIND), params, since=_since(window))
 
     def count(self) -> int:
         return int(self.query("SELECT count(*) AS n FROM events")[0]["n"])
@@ -424,6 +534,9 @@ class LocalStore(Store):
         pq.mkdir(parents=True, exist_ok=True)
         manifests = self.manifests()
         committed = {m.parquet.name for m in manifests}
+        # a damaged manifest still commits its batch: never delete that Parquet as a leftover
+        committed |= {p.name.removesuffix(MANIFEST_SUFFIX) + ".parquet" for p in self.bad
+                      if p.name.endswith(MANIFEST_SUFFIX)}
         rollup_files = {p for m in manifests for p in m.rollup_files()}
         covered = _covered(manifests)
         removed = 0
@@ -443,7 +556,7 @@ class LocalStore(Store):
             pid = segment_pid(p.name)
             if pid is not None and not pid_alive(pid):  # writer killed before it could close
                 sources.append(p)
-        rolled = self._roll_up_all(manifests)
+        rolled = self._roll_up_all([m for m in manifests if self._parquet_problem(m.parquet) is None])
         batches: list[str] = []
         events = 0
         for chunk in _chunks(sources):
@@ -526,7 +639,7 @@ def events_view_sql(name: str, parquet: list[Path], segments: list[Path]) -> str
     """A view of events with friendly column names over these files (all columns, NULL when absent)."""
     parts = ["SELECT " + ", ".join(f"NULL::{t} AS {_ident(k)}" for k, t in ev.COLUMNS.items()) + " WHERE false"]
     if parquet:
-        files = ", ".join(_lit(p) for p in parquet)
+        files = ", ".join(_path_lit(p) for p in parquet)
         parts.append(f"SELECT * FROM read_parquet([{files}], union_by_name=true)")
     if segments:
         parts.append(read_json_sql(segments))
@@ -588,8 +701,9 @@ def _write_manifest(path: Path, data: dict[str, Any]) -> None:
 
 
 def _backoff(attempt: int) -> None:
-    """A compaction commits batch after batch; give it room rather than re-reading in lockstep."""
-    time.sleep(min(0.2, 0.01 * 2**attempt))
+    """A compaction commits batch after batch; give it room rather than re-reading in lockstep
+    (the jitter keeps several readers from re-listing in step with the writer)."""
+    time.sleep(min(BACKOFF_MAX, 0.01 * 2 ** min(attempt, 10)) * random.uniform(0.5, 1.5))  # noqa: S311
 
 
 def _covered(manifests: list[Manifest]) -> Callable[[Path], bool]:
