@@ -269,3 +269,114 @@ def test_formatting() -> None:
     assert cli.label({"method": "prompts/get", "target": "summarize"}) == "prompts/get summarize"
     assert cli.label({"method": "tools/call", "target": "search"}) == "search"
     assert cli.label({"method": "ping", "target": None}) == "ping"
+
+
+# ---- issue 13: a CLI that tells the truth ----------------------------------------------------
+
+
+def test_tail_once_filters_before_it_cuts(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the server asked for is quiet lately: its 5 events are older than 20 of another server's
+    write(home, [request(NOW - 200 + i, target=f"old{i}", server="quiet") for i in range(5)]
+          + [request(NOW - 100 + i, target=f"new{i}", server="busy") for i in range(20)])
+    rc, out, _ = run(capsys, "tail", "--once", "-n", "3", "--server", "quiet", "--json")
+    assert rc == 0 and [json.loads(line)["target"] for line in out.splitlines()] == ["old2", "old3", "old4"]
+    rc, out, _ = run(capsys, "tail", "--once", "--lines", "2", "--server", "busy")  # the old spelling works
+    assert rc == 0 and [line.split()[2] for line in out.splitlines()] == ["tools/call"] * 2
+    assert "new18" in out and "new19" in out
+
+
+def test_report_tool_filter_takes_a_method(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    populate(home)
+    calls = json.loads(run(capsys, "report", "--json", "--tool", "tools/call")[1])
+    assert {r["name"] for r in calls} == {"search_files", "read_file", "search_issues"}
+    lists = json.loads(run(capsys, "report", "--json", "--tool", "tools/list")[1])
+    assert [r["name"] for r in lists] == ["tools/list"]
+    top = json.loads(run(capsys, "report", "--json", "-n", "2")[1])
+    assert [r["name"] for r in top] == ["search_files", "read_file"]
+    assert json.loads(run(capsys, "report", "--json", "--limit", "1", "--sort", "p95")[1])[0]["name"] == "search_issues"
+
+
+@pytest.mark.parametrize("argv", [["sessions", "-n", "-1"], ["tail", "--once", "-n", "-5"], ["report", "-n", "x"],
+                                  ["insights", "--limit", "-2"]])
+def test_a_bad_count_is_a_usage_error_of_that_command(home: Path, capsys: pytest.CaptureFixture[str],
+                                                      argv: list[str]) -> None:
+    populate(home)
+    rc, out, err = run(capsys, *argv)
+    assert rc == 2 and out == ""
+    assert err.startswith(f"usage: mcplens {argv[0]}") and "Binder" not in err and "Traceback" not in err
+    assert "negative" in err or "whole number" in err
+
+
+def test_an_unknown_flag_prints_the_subcommands_usage(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    populate(home)
+    for command in ("report", "sessions", "tail", "insights", "health", "check"):
+        rc, _, err = run(capsys, command, "--frobnicate")
+        assert rc == 2 and err.startswith(f"usage: mcplens {command}"), err
+        assert "unrecognized arguments: --frobnicate" in err
+
+
+def test_sessions_lists_sessions_not_instances(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(home, [
+        request(NOW - 30, target="a", session="sess-one"),
+        request(NOW - 20, target="b", session=None, instance="proxy0instance1"),  # a proxy's stray event
+        request(NOW - 10, method="initialize", target=None, session=None, instance="proxy0instance1"),
+        health("proxy0instance1", NOW),
+    ])
+    rows = json.loads(run(capsys, "sessions", "--json")[1])
+    assert [r["session_id"] for r in rows] == ["sess-one"]
+    out = run(capsys, "sessions")[1]
+    assert "proxy0insta" not in out and "@" not in out
+
+
+def test_session_timeline_marks_server_to_client_requests(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    asked = request(NOW - 5, method="sampling/createMessage", target=None, session="s2c-session")
+    asked[ev.PROXY_DIRECTION] = "server_to_client"
+    write(home, [request(NOW - 6, target="summarize", session="s2c-session"), asked])
+    lines = run(capsys, "sessions", "s2c")[1].splitlines()
+    rows = {line.split()[2]: line.split()[1] for line in lines[2:4]}
+    assert rows == {"tools/call": "->", "sampling/createMessage": "<-"}
+    assert "one the server sent the client" in lines[-1]
+
+
+def test_health_counts_recorded_events_not_relayed_messages(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a proxy's pipeline is handed every relayed message (request and reply: 2 per call) but
+    # records one event per call
+    write(home, [*(request(NOW - 10 + i, instance="proxy-inst") for i in range(4)),
+                 health("proxy-inst", NOW, enqueued=8, written=4)], instance="proxy-inst")
+    rows = json.loads(run(capsys, "health", "--json")[1])
+    assert [(r["instance_id"], r["events"], r["enqueued"]) for r in rows] == [("proxy-inst", 4, 8)]
+    out = run(capsys, "health")[1].splitlines()
+    col = out[0].split().index("EVENTS")
+    assert out[1].split()[col + 1] == "4"  # LAST REPORT is two words
+
+
+HOSTILE = "evil\x1b]0;owned\x07\x1b[2J\x9b31m\u202egnp.exe\r\nFAKE LINE\x7f\x08"
+
+
+def _assert_terminal_safe(text: str) -> None:
+    bad = [c for c in text if (ord(c) < 0x20 and c != "\n") or 0x7f <= ord(c) <= 0x9f
+           or c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u2028\u2029"]
+    assert bad == [], f"raw control characters reached the terminal: {bad!r}"
+    assert "FAKE LINE" not in [line.strip() for line in text.splitlines()]
+
+
+def test_hostile_names_never_reach_the_terminal_raw(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    evs = [request(NOW - 300 + i, target=HOSTILE, server=HOSTILE, session=HOSTILE, client=(HOSTILE, HOSTILE),
+                   status=ev.TOOL_ERROR if i % 2 else ev.OK) for i in range(60)]
+    write(home, [*evs, health(HOSTILE, NOW, server=HOSTILE, dropped=1)], instance=HOSTILE)
+    outputs = {}
+    for argv in (["tail", "--once"], ["report"], ["sessions"], ["sessions", "evil"], ["health"], ["insights"]):
+        rc, out, err = run(capsys, *argv)
+        assert rc == 0, (argv, err)
+        _assert_terminal_safe(out + err)
+        outputs[argv[0] + str(len(argv))] = out
+    assert "evil\\e]0;owned\\x07\\e[2J\\x9b31m\\u202egnp.exe\\r\\nFAKE LINE\\x7f\\x08" in outputs["report1"]
+    assert "\\x9b" in outputs["insights1"]  # the finding about the failing tool names it, escaped
+    for argv in (["report", "--json"], ["sessions", "--json"], ["tail", "--once", "--json"], ["health", "--json"],
+                 ["insights", "--json"]):
+        rc, out, _ = run(capsys, *argv)
+        assert rc == 0
+        _assert_terminal_safe(out)
+        assert "\\u009b" in out
+        if argv[0] == "report":  # still the same JSON value
+            assert json.loads(out)[0]["name"] == HOSTILE
