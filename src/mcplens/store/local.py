@@ -350,24 +350,25 @@ class LocalStore(Store):
     def isolate(self, error: BaseException, snap: Snapshot) -> bool:
         """After a failed read: find the file(s) to blame, leave them out from now on.
 
-        DuckDB usually names the file; otherwise each file is read on its own. True when a file
-        was newly found bad, so the read is worth another try.
+        A file is bad only if it still exists and fails when read on its own: one that moved
+        meanwhile (churn) is not. The files DuckDB names are tried first, then every file.
+        True when a file was newly found bad, so the read is worth another try.
         """
+        if type(error).__name__ == "InterruptException":  # Ctrl-C, not damage
+            return False
         text = str(error)
         files = [*snap.parquet, *snap.segments]
         named = [p for p in files if str(p) in text]
-        if named:
-            return any([self._mark_bad(p, text.splitlines()[0][:200]) for p in named])
         duckdb = _duckdb()
         newly = False
         con = duckdb.connect()
         try:
-            for p in files:
+            for p in named or files:
                 src = f"read_parquet({_path_lit(p)})" if p in snap.parquet else f"({read_json_sql([p])})"
                 try:
                     con.execute(f"SELECT max(COLUMNS(*)) FROM {src}").fetchall()
                 except duckdb.Error as e:
-                    if p.exists():
+                    if p.exists() and type(e).__name__ != "InterruptException":
                         newly |= self._mark_bad(p, str(e).splitlines()[0][:200])
         finally:
             con.close()
@@ -397,14 +398,15 @@ class LocalStore(Store):
                 con.execute(self._view_sql(snap))
                 return _rows(con.execute(sql, params or []))
             except duckdb.Error as e:
-                if snap.vanished():
-                    if time.monotonic() >= deadline:
-                        raise
-                    _backoff(attempt)
-                    attempt += 1
-                    continue
-                if not self.isolate(e, snap):
+                if type(e).__name__ == "InterruptException":
                     raise
+                moved = snap.vanished() or _moved(e)  # listed, then moved before DuckDB opened it
+                if not moved and self.isolate(e, snap):
+                    continue  # a damaged file, left out from now on
+                if not moved or time.monotonic() >= deadline:
+                    raise
+                _backoff(attempt)
+                attempt += 1
             finally:
                 con.close()
 
@@ -430,7 +432,7 @@ class LocalStore(Store):
                 con.execute(events_view_sql("segment_events", [], snap.segments))
             yield Reader(con, snap)
         except duckdb.Error as e:
-            if not snap.vanished():
+            if not snap.vanished() and not _moved(e):
                 self.isolate(e, snap)
             raise
         finally:
@@ -698,6 +700,11 @@ def _write_manifest(path: Path, data: dict[str, Any]) -> None:
     _fsync(tmp)
     os.replace(tmp, path)
     _fsync(path.parent)
+
+
+def _moved(error: BaseException) -> bool:
+    """DuckDB's word for a listed file that is no longer there (renamed or compacted meanwhile)."""
+    return type(error).__name__ == "IOException" and "No files found" in str(error)
 
 
 def _backoff(attempt: int) -> None:
