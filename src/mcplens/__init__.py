@@ -112,7 +112,7 @@ def instrument(server: Any, **options: Any) -> Instrumentation:
         if isinstance(existing, Instrumentation) and existing.active:
             logger.info("mcplens: %r is already instrumented; the second instrument() is a no-op", name)
             return existing
-        from mcplens.capture.sdk import CaptureMiddleware, EventBuilder
+        from mcplens.capture.sdk import CaptureMiddleware, EventBuilder, hook_http
         from mcplens.pipeline import get_pipeline
 
         pipeline = get_pipeline(settings)
@@ -121,6 +121,7 @@ def instrument(server: Any, **options: Any) -> Instrumentation:
         pipeline.set_base(**{event.SERVER_NAME: server_name, event.SERVER_VERSION: server_version})
         build = EventBuilder(pipeline, server_name, server_version, capture)
         build.learn_resources(server)
+        hook_http(server, pipeline, build)  # 401/403 from the HTTP auth layer never reach the middleware
         if settings.exporters:  # opt-in exporters (log, otel, prometheus, sentry); none by default
             from mcplens import sinks
 

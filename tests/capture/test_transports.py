@@ -237,9 +237,8 @@ def check_events(
 
     res = one(events, "resources/read")
     assert res["mcplens.status"] == "ok"
-    # the server's own template where mcplens could learn it (MCPServer registers them), else a bare shape
-    expected_uri = "notes://note/{note_id}" if framework == "sdk" else "notes://*/*"
-    assert res["mcp.resource.uri"] == res["mcplens.target"] == expected_uri
+    # the server's own template, learnt from its registry (MCPServer and FastMCP alike)
+    assert res["mcp.resource.uri"] == res["mcplens.target"] == "notes://note/{note_id}"
     assert res["mcplens.response.items"] == 1
     assert "alice" not in str(events)
 

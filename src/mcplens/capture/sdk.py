@@ -7,12 +7,19 @@ unknown methods and validation failures included, and FastMCP 4.x serves through
 
 The middleware itself only reads a clock twice and enqueues references; :func:`_build` turns
 them into an event later, on the writer thread.
+
+Requests refused by the HTTP layer before they reach the SDK (bearer/JWT auth answering 401 or
+403) never pass through that middleware; :func:`hook_http` adds an ASGI middleware to the HTTP
+app the server builds, which records each such refusal as an ``unauthorized`` event. It never
+reads the ``Authorization`` header: no token is kept anywhere.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -147,16 +154,50 @@ class EventBuilder:
         self._pipe_session = f"pipe:{pipeline.instance_id}"
         self._stdio = _watch_stdio()
         self.uris = UriTemplates()
+        self._server: Callable[[], Any] | None = None
 
     def learn_resources(self, server: Any) -> None:
-        """Templates an ``MCPServer`` registered, so reads are named before any templates/list."""
-        manager = getattr(server, "_resource_manager", None)
-        for template in list(getattr(manager, "_templates", None) or ()):
-            if isinstance(template, str):
-                self.uris.learn_template(template)
-        for uri in list(getattr(manager, "_resources", None) or ()):
-            if isinstance(uri, str):
-                self.uris.learn_uri(uri)
+        """Templates the server registered, so reads are named by them before any templates/list.
+
+        ``MCPServer`` keeps them in its resource manager, FastMCP 4.x in its providers' component
+        registries. Kept weakly, and read again on a read no known template matches: a template
+        registered after ``instrument()`` is found too.
+        """
+        with contextlib.suppress(TypeError):
+            self._server = weakref.ref(server)
+        self._learn_registered(server)
+
+    def _learn_registered(self, server: Any) -> None:
+        try:
+            manager = getattr(server, "_resource_manager", None)
+            for template in list(getattr(manager, "_templates", None) or ()):
+                if isinstance(template, str):
+                    self.uris.learn_template(template)
+            for uri in list(getattr(manager, "_resources", None) or ()):
+                if isinstance(uri, str):
+                    self.uris.learn_uri(uri)
+            providers = list(getattr(server, "providers", None) or ())
+            local = getattr(server, "_local_provider", None)
+            for provider in [*providers, *([local] if local is not None and local not in providers else [])]:
+                for component in list((getattr(provider, "_components", None) or {}).values()):
+                    template = getattr(component, "uri_template", None)
+                    if isinstance(template, str):
+                        self.uris.learn_template(template)
+                    else:
+                        uri = getattr(component, "uri", None)
+                        if uri is not None and not callable(uri) and "://" in str(uri):
+                            self.uris.learn_uri(str(uri))
+        except Exception:  # noqa: BLE001 - a framework's internals changed: fall back to the shape
+            pass
+
+    def _template_for(self, uri: str) -> str | None:
+        found = self.uris.match(uri)
+        if found is None and self._server is not None:
+            server = self._server()
+            if server is not None:
+                self._learn_registered(server)
+                found = self.uris.match(uri)
+        return found
 
     def __call__(self, raw: Raw) -> dict[str, Any] | None:
         method, params, request_id, meta, protocol_version, connection, request, t0, t1, result, exc = raw
@@ -183,7 +224,7 @@ class EventBuilder:
         else:
             _describe_exception(x, exc)
         if method == "resources/read" and isinstance(params, dict) and isinstance(params.get("uri"), str):
-            x.uri_template = self.uris.match(params["uri"])
+            x.uri_template = self._template_for(params["uri"])
         self._where(connection, request, meta, x, t0)
         return build_event(x, self._base)
 
@@ -256,3 +297,139 @@ def _describe_exception(x: Exchange, exc: BaseException) -> None:
     x.error_message = str(exc)
     if isinstance(exc, TimeoutError):
         x.status_override = ev.TIMEOUT
+
+
+# ---- refusals before the SDK: an ASGI hook on the HTTP app ----------------------------------
+
+#: the most of a refused request's body read to name its method; a larger one is recorded unnamed
+MAX_REFUSED_BODY = 256 * 1024
+REFUSED = (401, 403)
+#: HTTP app factories of FastMCP (``http_app``) and the SDK (``streamable_http_app``)
+_APP_FACTORIES = ("http_app", "streamable_http_app")
+_HOOKED = "_mcplens_auth_hook"
+
+
+def hook_http(server: Any, pipeline: Pipeline, build: EventBuilder) -> None:
+    """Make every HTTP app the server builds record the requests its auth layer refuses.
+
+    The factory is wrapped on this server object only; the app it returns gets
+    :class:`RefusalRecorder` as its outermost middleware. Fail-open: anything unexpected leaves
+    the server exactly as it was.
+    """
+    for attr in _APP_FACTORIES:
+        factory = getattr(server, attr, None)
+        if factory is None or not callable(factory) or getattr(factory, _HOOKED, False):
+            continue
+
+        @functools.wraps(factory)
+        def wrapped(*args: Any, _factory: Any = factory, **kwargs: Any) -> Any:
+            app = _factory(*args, **kwargs)
+            with contextlib.suppress(Exception):
+                if not getattr(app, _HOOKED, False) and hasattr(app, "add_middleware"):
+                    app.add_middleware(RefusalRecorder, pipeline=pipeline, build=build)
+                    setattr(app, _HOOKED, True)
+            return app
+
+        setattr(wrapped, _HOOKED, True)
+        with contextlib.suppress(Exception):
+            setattr(server, attr, wrapped)
+
+
+class RefusalRecorder:
+    """ASGI middleware: a 401/403 answered to an MCP request becomes an ``unauthorized`` event.
+
+    On every other response it only passes messages through. On a refusal it reads the part of
+    the body the app did not (auth rejects before reading it) to name the JSON-RPC method and
+    target, then lets the response go out. Headers are read for the session id, protocol version
+    and client address only; ``Authorization`` is never looked at.
+    """
+
+    def __init__(self, app: Any, pipeline: Pipeline, build: EventBuilder) -> None:
+        self.app = app
+        self.pipeline = pipeline
+        self.build = build
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("method") not in ("POST", "GET", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        t0 = perf_counter()
+        state = {"consumed": False}
+
+        async def tracked_receive() -> Any:
+            msg = await receive()
+            if msg.get("type") == "http.request" and not msg.get("more_body", False):
+                state["consumed"] = True
+            return msg
+
+        async def watched_send(msg: Any) -> None:
+            if msg.get("type") == "http.response.start" and msg.get("status") in REFUSED:
+                try:
+                    body = b"" if state["consumed"] else await _read_body(receive)
+                    self.pipeline.submit(self._event, (scope, body, int(msg["status"]), t0, perf_counter()))
+                except Exception:  # noqa: BLE001 - fail open: the refusal goes out regardless
+                    self.pipeline.counters["faults"] = self.pipeline.counters.get("faults", 0) + 1
+            await send(msg)
+
+        await self.app(scope, tracked_receive, watched_send)
+
+    def _event(self, raw: tuple[dict[str, Any], bytes, int, float, float]) -> dict[str, Any] | None:
+        """On the writer thread: the refused request as an event (its first message, for a batch)."""
+        scope, body, status, t0, t1 = raw
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or ()}
+        msg: Any = None
+        if body and len(body) <= MAX_REFUSED_BODY:
+            with contextlib.suppress(ValueError, UnicodeDecodeError):
+                msg = json.loads(body)
+        if isinstance(msg, list):
+            msg = next((m for m in msg if isinstance(m, dict)), None)
+        msg = msg if isinstance(msg, dict) else {}
+        method = msg.get("method") if isinstance(msg.get("method"), str) else headers.get("mcp-method")
+        params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
+        if not params and headers.get("mcp-name") and method in ("tools/call", "prompts/get"):
+            params = {"name": headers["mcp-name"]}
+        x = Exchange(
+            method=method or f"HTTP {scope.get('method')}",
+            params=params,
+            request_id=msg.get("id"),
+            start=t0 + time.time() - perf_counter(),
+            duration=t1 - t0,
+            is_notification=bool(msg) and "id" not in msg,
+            server_name=self.build._server_name,
+            server_version=self.build._server_version,
+            capture=self.build._capture,
+            protocol_version=headers.get("mcp-protocol-version"),
+            transport="tcp",
+            session_raw=headers.get("mcp-session-id"),
+            status_override=ev.UNAUTHORIZED,
+            response_size=0,
+        )
+        client = scope.get("client")
+        if client:
+            x.client_address = client[0]
+        meta = params.get("_meta")
+        info = meta.get(MODERN_CLIENT_INFO) if isinstance(meta, dict) else None
+        if isinstance(info, dict):
+            x.client_info = info
+        elif msg.get("method") == "initialize" and isinstance(params.get("clientInfo"), dict):
+            x.client_info = params["clientInfo"]
+        x.extra[ev.PROXY_HTTP_STATUS] = status
+        return build_event(x, self.build._base)
+
+
+async def _read_body(receive: Any) -> bytes:
+    """The rest of a request body, up to :data:`MAX_REFUSED_BODY` (then what was read so far)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        msg = await receive()
+        if msg.get("type") != "http.request":
+            break
+        chunk = msg.get("body", b"") or b""
+        size += len(chunk)
+        if size > MAX_REFUSED_BODY:
+            return b""
+        chunks.append(chunk)
+        if not msg.get("more_body", False):
+            break
+    return b"".join(chunks)
