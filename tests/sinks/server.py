@@ -48,6 +48,13 @@ def build() -> MCPServer:
         with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - a local test server
             return r.read().decode()
 
+    @server.tool()
+    def bag() -> str:
+        """The OpenTelemetry baggage current while the handler runs (propagated from ``_meta``)."""
+        from opentelemetry import baggage
+
+        return ",".join(f"{k}={v}" for k, v in sorted(baggage.get_all().items()))
+
     return server
 
 

@@ -240,3 +240,144 @@ def test_span_name_and_attributes_carry_the_redacted_tool_name(home: Path, otel:
     [span] = [s for s in server_spans(otel) if s.name.startswith("tools/call")]
     assert "kim.lee" not in span.name and "kim.lee" not in str(dict(span.attributes))
     assert span.name == "tools/call [EMAIL]"
+
+
+# ---- issue 13, item 12 ------------------------------------------------------------------------
+
+
+def _otlp_env(otlp: str) -> dict[str, str]:
+    return {"MCPLENS_EXPORTERS": "otel", "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_BSP_SCHEDULE_DELAY": "200",
+            "OTEL_METRIC_EXPORT_INTERVAL": "60000"}
+
+
+def test_a_stdio_server_exiting_exports_session_durations_without_shutdown_noise(home: Path) -> None:
+    """A stdio server ends on stdin EOF through atexit: the session histogram must still go out,
+    and nothing may be handed to an exporter the SDK's own atexit hook already shut down."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, subprocess_env
+    from tests.sinks.helpers import otlp_metrics, otlp_spans, receiver
+
+    with receiver() as (otlp, got):
+        proc = subprocess.Popen([sys.executable, "-m", "tests.sinks.server"], cwd=REPO,
+                                env=subprocess_env(home, **_otlp_env(otlp)), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdin is not None and proc.stdout is not None
+        messages = [
+            {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
+            {"jsonrpc": "2.0", "method": "notifications/initialized"},
+            *({"jsonrpc": "2.0", "id": i, "method": "tools/call",
+               "params": {"name": "add", "arguments": {"a": i, "b": 1}}} for i in range(1, 4)),
+        ]
+        for m in messages:
+            proc.stdin.write(json.dumps(m).encode() + b"\n")
+            proc.stdin.flush()
+            if "id" in m:
+                assert json.loads(proc.stdout.readline())["id"] == m["id"]
+        _, err = proc.communicate(timeout=60)  # closes stdin: the server exits on EOF
+        assert proc.returncode == 0, err.decode()[-2000:]
+        metrics = {m.name: m for _, _, m in otlp_metrics(got)}
+        spans = [sp.name for _, _, sp in otlp_spans(got)]
+    assert b"already shutdown" not in err and b"Traceback" not in err, err.decode()[-2000:]
+    assert spans.count("tools/call add") == 3
+    session = metrics["mcp.server.session.duration"]
+    [point] = session.histogram.data_points
+    assert point.count == 1 and session.unit == "s"
+    assert sum(p.count for p in metrics["mcp.server.operation.duration"].histogram.data_points) == 4
+
+
+@pytest.mark.parametrize("with_trace", [False, True])
+def test_baggage_in_meta_is_current_in_the_handler(home: Path, with_trace: bool) -> None:
+    """A raw client (no OpenTelemetry of its own, so nothing else in ``_meta``): baggage alone is
+    propagated, as the conventions say, and beside a traceparent too."""
+    from tests.conftest import RawStdioClient
+
+    meta: dict[str, Any] = {"baggage": "tenant=acme,plan=pro"}
+    if with_trace:
+        meta["traceparent"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    client = RawStdioClient("tests.sinks.server", home, MCPLENS_EXPORTERS="otel", OTEL_TRACES_EXPORTER="none",
+                            OTEL_METRICS_EXPORTER="none")
+    try:
+        client.handshake()
+        reply = client.request("tools/call", {"name": "bag", "arguments": {}, "_meta": meta})
+        client.close_stdin()
+        assert client.wait() == 0
+    finally:
+        client.kill()
+    assert reply["result"]["content"][0]["text"] == "plan=pro,tenant=acme"
+
+
+def test_no_session_id_attribute_in_the_stateless_era(home: Path, otel: Memory) -> None:
+    server = exporter_server.build()
+    mcplens.instrument(server, **EXPORTERS)
+
+    async def main() -> None:
+        async with mcp.Client(server) as c:  # auto: the 2026-07-28 era against a 2.x server
+            await c.call_tool("add", {"a": 1, "b": 2})
+        async with mcp.Client(server, mode="legacy") as c:
+            await c.call_tool("wait", {"ms": 1})
+
+    anyio.run(main)
+    mcplens.flush()
+    sink()._sweep(everything=True)
+    by_name = {s.name: dict(s.attributes) for s in server_spans(otel)}
+    modern, legacy = by_name["tools/call add"], by_name["tools/call wait"]
+    assert modern["mcp.protocol.version"] >= "2026-07-28" and "mcp.session.id" not in modern
+    assert legacy["mcp.protocol.version"] == "2025-11-25" and legacy["mcp.session.id"].startswith("s_")
+    sessions = otel.metric_points("mcp.server.session.duration")
+    assert all(dict(p.attributes).get("mcp.protocol.version") != modern["mcp.protocol.version"] for p in sessions)
+
+
+DOUBLE = """
+import anyio, mcp, sys
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+import mcplens
+from tests.sinks import server as exporter_server
+
+reader = InMemoryMetricReader()
+provider = MeterProvider(metric_readers=[reader])
+metrics.set_meter_provider(provider)
+# what an SDK that emits the MCP histograms itself registers (the name of its scope is its own)
+sdk_meter = provider.get_meter("mcp.server")
+op = sdk_meter.create_histogram("mcp.server.operation.duration", unit="s")
+server = exporter_server.build()
+mcplens.instrument(server, exporters=["otel"], home=sys.argv[1])
+
+async def main():
+    async with mcp.Client(server, mode="legacy") as c:
+        for i in range(3):
+            await c.call_tool("add", {"a": i, "b": 1})
+            op.record(0.001, {"mcp.method.name": "tools/call"})  # the SDK's own measurement
+
+anyio.run(main)
+mcplens.flush()
+from mcplens.pipeline import pipelines
+for p in pipelines():
+    p.close()  # what exit does: sessions end, their durations are recorded
+for rm in reader.get_metrics_data().resource_metrics:
+    for sm in rm.scope_metrics:
+        for m in sm.metrics:
+            print(sm.scope.name, m.name, sum(dp.count for dp in m.data.data_points))
+"""
+
+
+def test_histograms_another_instrumentation_emits_are_not_emitted_twice(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, subprocess_env
+
+    proc = subprocess.run([sys.executable, "-c", DOUBLE, str(tmp_path / "home")], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, env=subprocess_env(tmp_path / "home", OTEL_TRACES_EXPORTER="none"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split() for line in proc.stdout.splitlines()]
+    emitters = {(scope, name): int(n) for scope, name, n in rows}
+    assert emitters[("mcp.server", "mcp.server.operation.duration")] == 3
+    assert ("mcplens", "mcp.server.operation.duration") not in emitters  # once, by the SDK
+    assert emitters[("mcplens", "mcp.server.session.duration")] == 1  # the one the SDK does not emit

@@ -18,7 +18,15 @@ One span per request: the SDK's own ``OpenTelemetryMiddleware`` is taken out of
 Metrics: ``mcp.server.operation.duration`` per request and ``mcp.server.session.duration``
 when a session has been idle for :data:`SESSION_IDLE` seconds or the process exits, both in
 seconds with the conventions' advised buckets. The client twins (``mcp.client.*``) are not
-emitted: mcplens sits on the server side.
+emitted: mcplens sits on the server side. When another instrumentation on the same meter
+provider (a newer SDK, an auto-instrumentation) already registered one of these histograms,
+mcplens does not record that one: each measurement is emitted once.
+
+Current MCP conventions (OpenTelemetry GenAI semantic conventions): ``mcp.session.id`` is set
+only for sessions of the handshake era; a 2026-07-28-era request has no protocol session, so a
+stitched or derived id is never presented as one (and no session duration is recorded for it).
+``traceparent``, ``tracestate`` and ``baggage`` in ``params._meta`` are all propagated: the
+handler runs with the client's baggage current, with or without a trace context beside it.
 
 Providers. If the application has set an SDK TracerProvider / MeterProvider, mcplens uses it.
 Otherwise it builds its own from the standard ``OTEL_*`` variables (OTLP over HTTP/protobuf by
@@ -40,6 +48,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagate import extract
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
@@ -63,6 +72,43 @@ _SPAN_FIELDS = (
 #: attributes of the duration histograms (bounded values only)
 _METRIC_FIELDS = (ev.METHOD, ev.TOOL_NAME, ev.PROMPT_NAME, ev.OPERATION, ev.TRANSPORT, ev.PROTOCOL_VERSION, ev.RPC_CODE)
 ARGUMENTS_ATTR = "gen_ai.tool.call.arguments"
+
+
+#: the server histograms of the MCP conventions
+MCP_HISTOGRAMS = ("mcp.server.operation.duration", "mcp.server.session.duration")
+#: the first protocol version of the stateless era: no protocol session, so no ``mcp.session.id``
+STATELESS_ERA = "2026-07-28"
+_BAGGAGE = W3CBaggagePropagator()
+
+
+def stateless_era(e: dict[str, Any]) -> bool:
+    version = e.get(ev.PROTOCOL_VERSION)
+    return isinstance(version, str) and version >= STATELESS_ERA
+
+
+def incoming_context(meta: Any) -> Any:
+    """The client's context from ``params._meta``: trace context and baggage (either alone)."""
+    if not isinstance(meta, dict) or not ("traceparent" in meta or "baggage" in meta):
+        return None
+    ctx = extract(meta)
+    if "baggage" in meta:  # even if the application's global propagator leaves baggage out
+        ctx = _BAGGAGE.extract(meta, context=ctx)
+    return ctx
+
+
+def emitted_elsewhere(meter_provider: Any) -> set[str]:
+    """The MCP server histograms another instrumentation registered on this meter provider."""
+    names: set[str] = set()
+    try:
+        for scope, meter in list(getattr(meter_provider, "_meters", {}).items()):
+            if getattr(scope, "name", None) == INSTRUMENTATION:
+                continue
+            for instrument in list(getattr(meter, "_instrument_id_instrument", {}).values()):
+                if getattr(instrument, "name", None) in MCP_HISTOGRAMS:
+                    names.add(instrument.name)
+    except Exception:  # noqa: BLE001 - an SDK without these internals: assume nobody else does
+        pass
+    return names
 
 
 def span_name(method: str, target: Any) -> str:
@@ -135,7 +181,10 @@ def ensure_providers(service_name: str | None, service_version: str | None) -> t
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-            provider = TracerProvider(resource=_resource(service_name, service_version))
+            # not shut down by the SDK's own atexit hook: that runs before mcplens's pipeline
+            # has flushed its last events (atexit is last-in, first-out), and every batch after it
+            # would be dropped with "Exporter already shutdown"; OTelSink.close shuts it down
+            provider = TracerProvider(resource=_resource(service_name, service_version), shutdown_on_exit=False)
             exporter = _span_exporter()
             if exporter is not None:
                 provider.add_span_processor(BatchSpanProcessor(exporter))
@@ -149,7 +198,8 @@ def ensure_providers(service_name: str | None, service_version: str | None) -> t
 
             exporter = _metric_exporter()
             readers = [PeriodicExportingMetricReader(exporter)] if exporter is not None else []
-            provider = MeterProvider(resource=_resource(service_name, service_version), metric_readers=readers)
+            provider = MeterProvider(resource=_resource(service_name, service_version), metric_readers=readers,
+                                     shutdown_on_exit=False)
             otel_metrics.set_meter_provider(provider)
             _owned.append(provider)
             mp = otel_metrics.get_meter_provider()
@@ -161,6 +211,31 @@ def force_flush() -> None:
     for provider in list(_owned):
         try:
             provider.force_flush()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+_open_sinks = 0
+
+
+def _sink_opened() -> None:
+    global _open_sinks
+    with _providers_lock:
+        _open_sinks += 1
+
+
+def _sink_closed() -> None:
+    """The last sink out shuts down the providers mcplens built (after flushing them)."""
+    global _open_sinks
+    with _providers_lock:
+        _open_sinks = max(0, _open_sinks - 1)
+        if _open_sinks:
+            return
+        owned = list(_owned)
+    for provider in owned:
+        try:
+            provider.force_flush()
+            provider.shutdown()
         except Exception:  # noqa: BLE001
             pass
 
@@ -192,8 +267,7 @@ class OTelCaptureMiddleware:
                     attrs[ev.TOOL_NAME if method == "tools/call" else ev.PROMPT_NAME] = target
                     if method == "tools/call":
                         attrs[ev.OPERATION] = "execute_tool"
-            meta = ctx.meta
-            parent = extract(meta) if isinstance(meta, dict) and "traceparent" in meta else None
+            parent = incoming_context(ctx.meta)
             span = self._tracer.start_span(span_name(method, target), context=parent, kind=SpanKind.SERVER,
                                            attributes=attrs)
             token = otel_context.attach(trace.set_span_in_context(span, parent))
@@ -272,6 +346,8 @@ class OTelSink:
         from mcplens import __version__
 
         self.tracer = tp.get_tracer(INSTRUMENTATION, __version__)
+        self._meter_provider = mp
+        self.elsewhere = emitted_elsewhere(mp)
         meter = mp.get_meter(INSTRUMENTATION, __version__)
         self.operation = meter.create_histogram(
             "mcp.server.operation.duration", unit="s", description="MCP request duration as the server saw it",
@@ -285,6 +361,8 @@ class OTelSink:
         self._pending: dict[str, tuple[Any, int, float]] = {}
         self._lock = threading.Lock()
         self._sessions: dict[str, list[Any]] = {}  # id -> [first start, last end, attributes]
+        self._closed = False
+        _sink_opened()
 
     def park(self, event_id: str, span: Any, end_ns: int) -> None:
         with self._lock:
@@ -292,6 +370,8 @@ class OTelSink:
 
     def attributes(self, e: dict[str, Any]) -> dict[str, Any]:
         attrs = {k: e[k] for k in _SPAN_FIELDS if isinstance(e.get(k), str | int | float | bool)}
+        if stateless_era(e):
+            attrs.pop(ev.SESSION_ID, None)
         if e.get(ev.STATUS) not in (None, ev.OK) and e.get(ev.ERROR_TYPE) is not None:
             attrs[ev.ERROR_TYPE] = str(e[ev.ERROR_TYPE])
         if self.export_arguments and e.get(ev.ARGUMENTS) is not None:
@@ -299,6 +379,8 @@ class OTelSink:
         return attrs
 
     def write_batch(self, events: list[dict[str, Any]]) -> None:
+        if len(self.elsewhere) < len(MCP_HISTOGRAMS):  # another instrumentation may register late
+            self.elsewhere |= emitted_elsewhere(self._meter_provider)
         for e in events:
             kind = e.get(ev.EVENT_KIND)
             if kind not in ("request", "notification"):
@@ -354,11 +436,11 @@ class OTelSink:
         attrs = {k: e[k] for k in _METRIC_FIELDS if isinstance(e.get(k), str)}
         if e.get(ev.STATUS) not in (None, ev.OK) and e.get(ev.ERROR_TYPE) is not None:
             attrs[ev.ERROR_TYPE] = str(e[ev.ERROR_TYPE])
-        if isinstance(duration, int | float):
+        if isinstance(duration, int | float) and MCP_HISTOGRAMS[0] not in self.elsewhere:
             self.operation.record(duration, attrs)
         session = e.get(ev.SESSION_ID)
         start = e.get(ev.TIME)
-        if isinstance(session, str) and isinstance(start, int | float):
+        if isinstance(session, str) and isinstance(start, int | float) and not stateless_era(e):
             end = start + (duration if isinstance(duration, int | float) else 0.0)
             with self._lock:
                 s = self._sessions.get(session)
@@ -378,13 +460,17 @@ class OTelSink:
             stale = [k for k, p in self._pending.items() if everything or now - p[2] > 30.0]
             spans = [self._pending.pop(k) for k in stale]
         for first, last, attrs in ended:
-            self.session.record(max(0.0, last - first), attrs)
+            if MCP_HISTOGRAMS[1] not in self.elsewhere:
+                self.session.record(max(0.0, last - first), attrs)
         for span, end_ns, _ in spans:
             span.end(end_ns)
 
     def close(self) -> None:
         self._sweep(everything=True)
         force_flush()
+        if not self._closed:
+            self._closed = True
+            _sink_closed()
 
 
 def take_over(low: Any, fastmcp_server: bool) -> list[Any]:
