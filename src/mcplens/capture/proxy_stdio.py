@@ -76,24 +76,29 @@ class StdioCapture:
         if kind == OVERSIZE:
             rec.protocol_error("too_large", size, start, direction=direction, session_raw=self.conv.session_raw)
             return rec.finish()
-        if kind == PARTIAL:
-            rec.protocol_error("unterminated_line", size, start, direction=direction,
-                               session_raw=self.conv.session_raw)
         if line.endswith(b"\r"):
             line = line[:-1]
         if not line.strip():
+            if kind == PARTIAL:
+                rec.protocol_error("unterminated_line", size, start, direction=direction,
+                                   session_raw=self.conv.session_raw)
             return rec.finish()
         obj, reason = parse(line)
+        # An unterminated last line is recorded once: as its message when it parses (the event
+        # then says it was unterminated), else as one protocol error.
+        partial = kind == PARTIAL
         if reason is None and isinstance(obj, list) and obj:
             for item in obj:  # a JSON-RPC batch (2025-03-26 era): each member on its own
-                self._one(direction, item, start, t, None)
+                self._one(direction, item, start, t, None, partial=partial)
         elif reason is None:
-            self._one(direction, obj, start, t, len(line))
-        elif kind != PARTIAL:  # an unterminated line that does not parse is one error, already counted
-            rec.protocol_error(reason, size, start, direction=direction, session_raw=self.conv.session_raw)
+            self._one(direction, obj, start, t, len(line), partial=partial)
+        else:
+            rec.protocol_error("unterminated_line" if partial else reason, size, start, direction=direction,
+                               session_raw=self.conv.session_raw)
         return rec.finish()
 
-    def _one(self, direction: str, msg: Any, start: float, t: float, size: int | None) -> None:
+    def _one(self, direction: str, msg: Any, start: float, t: float, size: int | None, *,
+             partial: bool = False) -> None:
         rec = self.recorder
         if not is_message(msg):
             rec.protocol_error("not_jsonrpc", size or 0, start, direction=direction,
@@ -103,6 +108,8 @@ class StdioCapture:
             rec.add(self.pairer.client_message(self.conv, msg, start=start, t=t))
             return
         x, matched = self.pairer.server_message(self.conv, msg, start=start, t=t, size=size)
+        if partial and x is not None:
+            x.extra[ev.PROXY_ERROR] = "unterminated_line"
         if not matched:
             rec.protocol_error("unmatched_reply", size or 0, start, direction=direction,
                                session_raw=self.conv.session_raw)
