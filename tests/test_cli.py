@@ -380,3 +380,14 @@ def test_hostile_names_never_reach_the_terminal_raw(home: Path, capsys: pytest.C
         assert "\\u009b" in out
         if argv[0] == "report":  # still the same JSON value
             assert json.loads(out)[0]["name"] == HOSTILE
+
+
+def test_example_sessions_are_listed_once(capsys: pytest.CaptureFixture[str]) -> None:
+    from mcplens.analysis.findings import Finding
+
+    f = Finding("exfiltration", "warning", "read -> send", "read then send",
+                {"example_sessions": ["s1", "s2", "s1", "s3", "s2"]})
+    assert f.evidence["example_sessions"] == ["s1", "s2", "s3"]
+    assert f.to_dict()["evidence"]["example_sessions"] == ["s1", "s2", "s3"]
+    cli.print_findings([f])
+    assert 'example_sessions=["s1", "s2", "s3"]' in capsys.readouterr().out

@@ -46,6 +46,12 @@ class Finding:
     evidence: dict[str, Any] = field(default_factory=dict)  # the numbers, the window, example sessions
     action: str = ""  # what to do about it
 
+    def __post_init__(self) -> None:
+        # several detectors gather examples per row (one per chain, per bucket ...): list each session once
+        ex = self.evidence.get("example_sessions")
+        if isinstance(ex, list | tuple):
+            self.evidence["example_sessions"] = list(dict.fromkeys(ex))
+
     @property
     def area(self) -> str:
         return AREAS.get(self.detector, "other")
