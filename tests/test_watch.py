@@ -99,3 +99,20 @@ def test_ctrl_c_exits_quietly_with_130(tmp_path: Path, webhook: str) -> None:  #
     assert proc.returncode == 130, err
     assert "query error" not in err and "cannot read" not in err and "Traceback" not in err
     assert "INTERRUPT" not in err and "unreadable" not in err
+
+
+def test_watch_output_and_log_lines_are_terminal_safe(tmp_path: Path) -> None:
+    from tests.store.factory import request, write
+    from tests.test_cli import HOSTILE, _assert_terminal_safe
+
+    home = tmp_path / "h"
+    now = time.time()
+    write(home, [request(now - 60 + i, target=HOSTILE, duration=2.0, session=f"s{i}") for i in range(20)])
+    cfg = tmp_path / "slow.toml"
+    cfg.write_text('[[alerts.rules]]\nname = "slow"\ndetector = "p99_latency"\ntool = "*"\nthreshold = 100\n')
+    proc = subprocess.run([str(MCPLENS), "watch", "--home", str(home), "--config", str(cfg), "--once"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "MCPLENS_HOME": str(home)})
+    assert proc.returncode == 0, proc.stderr
+    assert "firing" in proc.stdout and "\\x9b" in proc.stdout  # the title names the tool, escaped
+    assert "mcplens alert firing" in proc.stderr and "\\x9b" in proc.stderr  # and so does the log line
+    _assert_terminal_safe(proc.stdout + proc.stderr)

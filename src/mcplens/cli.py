@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import itertools
 import json
+import logging
 import os
 import sys
 import threading
@@ -400,15 +401,15 @@ def cmd_insights(store: Store, args: argparse.Namespace) -> int:
 
 
 def cmd_watch(store: Store, args: argparse.Namespace) -> int:
-    import logging
-
     from mcplens.alerts import Watcher, load_config
 
     config = load_config(args.config)
     if args.interval is not None:
         config = type(config)(config.rules, args.interval, config.webhook, config.options)
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(message)s"))
+        logging.basicConfig(level=logging.INFO, handlers=[handler])
     # episodes and cool-downs live beside the data, so a restart or `--once` does not re-fire them
     watcher = Watcher(store, config, state_path=alert_state_path(args.home_dir))
     while True:
@@ -422,6 +423,13 @@ def cmd_watch(store: Store, args: argparse.Namespace) -> int:
         if args.once:
             return 0
         time.sleep(config.interval)
+
+
+class SafeFormatter(logging.Formatter):
+    """Log lines carry finding titles (tool and client names): escaped like everything printed."""
+
+    def format(self, record: Any) -> str:
+        return "\n".join(safetext.text(line) for line in super().format(record).split("\n"))
 
 
 def alert_state_path(home: Path) -> Path:
