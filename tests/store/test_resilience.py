@@ -140,3 +140,17 @@ def test_readers_keep_trying_under_heavy_churn(home: Path, capsys: pytest.Captur
     assert rc == 0, err
     assert len(retries) >= 25  # it did meet the churn
     assert sorted((r["name"], r["calls"]) for r in json.loads(out)) == [("live", 3), ("steady", 6)]
+
+
+def test_a_damaged_rollup_file_is_named_and_the_commands_scan_instead(home: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    two_batches(home)
+    rollup = sorted((home / "events" / "parquet" / "rollups").glob("*.parquet"))[0]
+    rollup.write_bytes(b"PAR1 not really")
+    for argv in (["report", "--json"], ["insights", "--json"]):
+        rc = cli.main(argv)
+        out, err = capsys.readouterr()
+        assert rc == 0, (argv, err)
+        assert str(rollup) in err, (argv, err)
+        if argv[0] == "report":  # every event still counted, by a scan
+            assert {r["name"]: r["calls"] for r in json.loads(out)} == {"alpha": 7, "beta": 5, "gamma": 3}

@@ -330,15 +330,26 @@ class LocalStore(Store):
             if {m.batch + MANIFEST_SUFFIX for m in manifests} | {p.name for p in self.bad} >= names:
                 covered = _covered(manifests)
                 good = []
+                stale_rollups = False
                 for m in manifests:
                     why = None if m.parquet in self.bad else self._parquet_problem(m.parquet)
                     if why is not None:
                         self._mark_bad(m.parquet, why)
                     elif m.parquet not in self.bad:
                         good.append(m)
+                        for f in m.rollup_files():  # damaged rollups: named, and the readers scan
+                            if f in self.bad or (problem := self._parquet_problem(f)) is None:
+                                continue
+                            if problem.startswith("missing"):  # replaced by a re-roll-up meanwhile
+                                stale_rollups = True
+                            else:
+                                self._mark_bad(f, problem)
                 segs = sorted(p for p in found.values() if not covered(p) and p not in self.bad)
-                # rollups add up only over every batch: with one left out, the readers scan instead
-                rollups = _rollups(good) if len(good) == len(manifests) else None
+                # rollups add up only over every batch: with a batch or a rollup file left out,
+                # the readers scan instead
+                whole = len(good) == len(manifests) and not stale_rollups and not any(
+                    f in self.bad for m in good for f in m.rollup_files())
+                rollups = _rollups(good) if whole else None
                 return Snapshot([m.parquet for m in good], segs, rollups)
             if time.monotonic() >= deadline:
                 raise RuntimeError(
@@ -357,14 +368,15 @@ class LocalStore(Store):
         if type(error).__name__ == "InterruptException":  # Ctrl-C, not damage
             return False
         text = str(error)
-        files = [*snap.parquet, *snap.segments]
+        rolled = [Path(f) for m in snap.rollups or () for f in (m.get("files") or {}).values()]
+        files = [*snap.parquet, *rolled, *snap.segments]
         named = [p for p in files if str(p) in text]
         duckdb = _duckdb()
         newly = False
         con = duckdb.connect()
         try:
             for p in named or files:
-                src = f"read_parquet({_path_lit(p)})" if p in snap.parquet else f"({read_json_sql([p])})"
+                src = f"({read_json_sql([p])})" if p in snap.segments else f"read_parquet({_path_lit(p)})"
                 try:
                     con.execute(f"SELECT max(COLUMNS(*)) FROM {src}").fetchall()
                 except duckdb.Error as e:
