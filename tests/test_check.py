@@ -87,3 +87,19 @@ def test_a_running_writers_live_segment_is_reported_not_moved(home: Path, capsys
     [problem] = json.loads(out)["problems"]
     assert problem["bad_lines"] == [2] and problem["moved_to"] is None and "still running" in problem["why"]
     assert seg.exists()
+
+
+def test_fixing_a_damaged_rollup_lets_compact_roll_up_again(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    two_batches(home)
+    rollup = sorted((home / "events" / "parquet" / "rollups").glob("*.parquet"))[0]
+    rollup.write_bytes(b"PAR1 damaged PAR1")
+    rc, out, _ = run(capsys, "check", "--fix", "--json")
+    [problem] = json.loads(out)["problems"]
+    assert rc == 0 and problem["path"] == str(rollup) and Path(problem["moved_to"]).exists()
+    assert run(capsys, "compact")[0] == 0  # rolls every batch up again
+    store = LocalStore(home)
+    assert all(m.rollups and all(p.exists() for p in m.rollup_files()) for m in store.manifests())
+    assert store.snapshot().rollups is not None  # the fast path is back
+    rc, out, err = run(capsys, "report", "--json")
+    assert rc == 0 and err == "" and {r["name"]: r["calls"] for r in json.loads(out)} == {
+        "alpha": 7, "beta": 5, "gamma": 3}

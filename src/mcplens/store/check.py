@@ -38,6 +38,9 @@ class Problem:
     moved_to: Path | None = None
     #: a segment's bad line numbers (1-based); its good lines stay readable
     bad_lines: list[int] = field(default_factory=list)
+    #: for a rollup file: the manifest that lists it (fixing drops the batch's rollups from it,
+    #: so the next ``mcplens compact`` rolls every batch up again)
+    manifest: Path | None = None
 
 
 @dataclass
@@ -124,7 +127,8 @@ def check(home: Path, *, fix: bool = False) -> CheckResult:
                 files += 1
                 why = _parquet_problem(con, p)
                 if why is not None:
-                    problems.append(Problem(p, why))
+                    problems.append(Problem(p, why, manifest=None if p == m.parquet else
+                                            pq / (m.batch + MANIFEST_SUFFIX)))
                     if p == m.parquet:  # the manifest goes with it: it names a file no reader can use
                         problems.append(Problem(pq / (m.batch + MANIFEST_SUFFIX), "names an unreadable batch"))
     finally:
@@ -169,6 +173,12 @@ def _quarantine(root: Path, quarantine: Path, pr: Problem) -> None:
         good = b"".join(line + b"\n" for i, line in enumerate(lines, 1) if i not in bad and line.strip())
     os.replace(pr.path, dest)
     pr.moved_to = dest
+    if pr.manifest is not None and pr.manifest.exists():
+        from mcplens.store.local import _write_manifest
+
+        data = json.loads(pr.manifest.read_text("utf-8"))
+        data["rollups"] = None  # the batch's events are intact; its rollups are redone by compact
+        _write_manifest(pr.manifest, data)
     if good:
         tmp = pr.path.with_name("." + pr.path.name + ".tmp")
         tmp.write_bytes(good)
