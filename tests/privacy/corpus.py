@@ -333,6 +333,24 @@ SECRETS: list[Item] = _secrets()
 # ------------------------------------------------------------------ the benign corpus
 
 
+#: (kind, index just past its last value) for each section of BENIGN, and then of BENIGN_WIDE
+BENIGN_SECTIONS: list[tuple[str, int]] = []
+
+
+def _section(out: list, kind: str) -> None:
+    BENIGN_SECTIONS.append((kind, len(out)))
+
+
+def benign_by_kind(values: list) -> dict[str, list]:
+    """The benign values grouped by the kind of the section they were generated in."""
+    groups: dict[str, list] = {}
+    start = 0
+    for kind, end in BENIGN_SECTIONS:
+        groups.setdefault(kind, []).extend(values[start:end])
+        start = end
+    return groups
+
+
 def _benign() -> list[str | int | float | bool | None]:
     out: list[str | int | float | bool | None] = []
     out += [
@@ -365,6 +383,7 @@ def _benign() -> list[str | int | float | bool | None]:
     ]
     tables = ["orders", "invoices", "products", "events", "shipments", "tickets", "sessions_log", "metrics"]
     cols = ["id", "total", "created_at", "status", "region", "amount", "sku", "updated_at"]
+    _section(out, "code")
     for _ in range(20):
         t, c1, c2 = R.choice(tables), R.choice(cols), R.choice(cols)
         out.append(
@@ -379,6 +398,7 @@ def _benign() -> list[str | int | float | bool | None]:
                 ]
             )
         )
+    _section(out, "sql")
     out += [
         "src/components/Button.tsx", "docs/getting-started.md", "README.md", "/var/log/nginx/access.log",
         "C:\\Program Files\\App\\config.ini", "report_final_v2.pdf", "data/2024/q1/sales.csv", "images/logo@2x.png",
@@ -386,17 +406,21 @@ def _benign() -> list[str | int | float | bool | None]:
         "assets/fonts/Inter-Regular.woff2", "config/settings.production.yaml", "scripts/deploy.sh",
         "migrations/0042_add_index.sql", "~/.config/app/config.toml", "/etc/hosts", "archive-2023-12.tar.gz",
     ]  # fmt: skip
+    _section(out, "file names and paths")
     out += [
         "42", "3.14159", "1e-9", "1,234,567", "-273.15", "6.022e23", "100%", "0.0001", "65535", "1699999999",
         "1732400000123", "9007199254740991", "$1,299.00", "€45,50", "12.5%", "0x7fffffff", "255", "1024 MB",
         "48.8566, 2.3522", "99.95th percentile",
     ]  # fmt: skip
+    _section(out, "numbers in text")
     out += [42, 0, -1, 3.5, 1e100, 1732400000123, 9007199254740991, 2**31 - 1, 1234567890123, True, False, None]
+    _section(out, "numbers")
     out += [
         "2024-01-15", "2024-01-15T10:30:00Z", "2024-01-15T10:30:00.123456+02:00", "15/01/2024", "01.02.2024 12:30",
         "Jan 15, 2024", "Monday 3pm", "12:30:45", "2024-W03", "P1DT2H30M", "2023-11-05 08:15:00 UTC", "Q3 2024",
         "1999-12-31T23:59:59-05:00", "Thu, 21 Nov 2024 10:00:00 GMT", "2024-02-29",
     ]  # fmt: skip
+    _section(out, "dates and times")
     for _ in range(12):
         out.append(
             R.choice(
@@ -410,27 +434,34 @@ def _benign() -> list[str | int | float | bool | None]:
                 ]
             )
         )
+    _section(out, "record ids")
     out += ["01HZX3KQ8M2N4P6R8T0V2W4Y6A", "case 000123", "batch 7 of 12", "build #20241115.3", "run-2024-11-15-0930"]
+    _section(out, "record ids")
     out += [
         "1.2.3", "v2.0.0-beta.1", "3.11.7", "10.0.19045.3803", "120.0.6099.109", "0.1.0", "2.14.3", "v1.25.4",
         "1.0.0-rc.2+build.5", ">=2.31,<3",
     ]  # fmt: skip
+    _section(out, "versions")
     out += ["#ff00aa", "#FFF", "rgb(255, 0, 128)", "#1e90ff", "hsl(210, 50%, 40%)", "#00000080", "#c0ffee", "#BADA55"]
+    _section(out, "colours")
     out += [
         "a1b2c3d", "3f9e2b1c8d", "9fceb02", "commit 9fceb02d0ae598e95dc970b74767f19372d61af8",
         "e83c5163316f89bfbde7d9ab23ca2e25604af290",
         "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", "HEAD~3", "main..feature/x",
     ]  # fmt: skip
+    _section(out, "hashes and commits")
     out += [
         "x^2 + y^2 = z^2", "E = mc^2", "∫_0^1 x dx = 1/2", "2 + 2 = 4", "sqrt(16) = 4", "f(x) = 3x + 7",
         "a = 5; b = 10", "P(A|B) = P(B|A)P(A)/P(B)", "1/3 ≈ 0.333", "n! = n × (n-1)!",
     ]  # fmt: skip
+    _section(out, "formulas")
     out += [
         '{"name": "widget", "price": 9.99, "tags": ["a", "b"]}', '{"status": "ok", "count": 42}', "[1, 2, 3]",
         '{"query": "weather in Paris", "units": "metric"}', '{"page": 2, "per_page": 50, "sort": "-created_at"}',
         '{"tool": "search", "arguments": {"q": "mcp servers", "limit": 10}}', '{"ok": true}', "[]", "{}",
         '{"max_tokens": 1024, "temperature": 0.2}', '{"city": "Lisbon", "days": 3}', '{"path": "docs/index.md"}',
     ]  # fmt: skip
+    _section(out, "json")
     out += [
         "https://docs.python.org/3/library/re.html", "https://github.com/modelcontextprotocol/python-sdk/issues/123",
         "https://example.com/search?q=mcp+server&page=2", "http://localhost:8080/health",
@@ -440,6 +471,7 @@ def _benign() -> list[str | int | float | bool | None]:
         "https://example.com/blog/2024/11/introducing-mcp", "ftp://ftp.example.org/pub/README",
         "https://cdn.example.com/assets/app.3f9e2b1c.js", "https://status.example.com/#incidents",
     ]  # fmt: skip
+    _section(out, "urls")
     out += [
         "Find all open issues assigned to the platform team.",
         "Summarise the quarterly report in three bullet points.",
@@ -498,6 +530,7 @@ def _benign() -> list[str | int | float | bool | None]:
         "matrix [[1, 2], [3, 4]]",
         "user agent: Mozilla/5.0 (X11; Linux x86_64)",
     ]
+    _section(out, "prose and messages")
     return out
 
 
@@ -652,9 +685,9 @@ def _wide() -> list[Leak]:
     for key in ["ssn", "SSN", "social_security_number", "socialSecurityNo", "patient.ssn", "tax-id", "ssn_last9"]:
         a, g, s = _ssn_parts()
         add("ssn-bare", a + g + s, key)
-    for _ in range(4):  # bare nine digits, told apart by the words around them
-        a, g, s = _ssn_parts()
-        add("ssn-context", a + g + s)
+    for word in ["SSN", "SSN:", "social security number", "SSN#", "Social Security No."]:
+        a, g, s = _ssn_parts()  # bare nine digits, told apart by the words before them
+        add("ssn-context", f"{word} {a}{g}{s}", secret=a + g + s)
     for i in range(8):
         n = _nino()
         add("nino-uk", n if i % 2 else f"{n[:2]} {n[2:4]} {n[4:6]} {n[6:8]} {n[8]}")
@@ -719,7 +752,7 @@ def _wide() -> list[Leak]:
         pk = private_key(label)
         add("pem-private-key", pk, secret=pk.split("\n", 2)[1])
     for scheme, host in [("postgres", "db.internal:5432/app"), ("mysql", "10.0.0.7:3306/shop"),
-                         ("mongodb+srv", "cluster0.example.net/admin"), ("redis", "cache.internal:6379/0"),
+                         ("mongodb+srv", "cluster0.mongo.internal/admin"), ("redis", "cache.internal:6379/0"),
                          ("amqps", "mq.internal/vhost"), ("mssql", "sql.internal:1433")]:  # fmt: skip
         userinfo = f"{R.choice(_USERNAMES)}:{rnd(ALNUM, 16, mixed=True)}"
         add("connection-string", f"{scheme}://{userinfo}@{host}", secret=userinfo)
@@ -771,15 +804,13 @@ KEYED_LEAKS: list[Leak] = [i for i in WIDE if i.key is not None]
 def prose(item: Leak, i: int = 0) -> str:
     """A sentence carrying a shape-recognisable item, as a user or an agent writes one."""
     v = item.value
-    if item.label == "ssn-context":
-        return f"Patient SSN {v} on file."
     return [f"Please reach the customer at {v} before Friday.", f"Saw {v} in the logs (twice).",
             f"escalated: {v}; see ticket", f"The value was '{v}'."][i % 4]
 
 
 def kv_line(item: Leak, style: int = 0) -> str:
     """A ``key: value`` / ``key=value`` / ``"key": "value"`` pair inside text."""
-    key = item.key or ("ssn" if item.label == "ssn-context" else "note")
+    key = item.key or "note"
     v = item.value
     if style == 0:
         return f"{key}: {v}"
@@ -794,6 +825,7 @@ def _benign_wide() -> list[str | int | float]:
         out.append(f"ORD-{R.randrange(10000, 99999)}")
     for _ in range(8):
         out.append(str(R.randrange(10**8, 10**9)))  # order numbers: bare 9 digits with no telling key
+    _section(out, "record ids")
     out += [
         "order 482139921 shipped", "invoice no. 100234578", "trace id 4bf92f3577b34da6", "row 123456789 of 900000000",
         "build 2024.11.15.3", "UTC+05:30", "port 5432 on db-1", "ISO 8601: 2024-11-15T09:30:00+01:00",
@@ -808,6 +840,7 @@ def _benign_wide() -> list[str | int | float]:
         "case #20241115-0042", "Serial console at 115200 baud", "ISBN 0-306-40615-2", "DOI 10.1000/182",
         "Estimated 3-5 business days", "call graph depth 12", "phone-book app v3", "address space layout",
     ]  # fmt: skip
+    _section(out, "key: value text and near misses")
     return out
 
 

@@ -11,6 +11,7 @@ and instrument the result themselves.
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
@@ -99,6 +100,9 @@ BUILDERS = {"sdk": build_sdk, "fastmcp": build_fastmcp}
 
 
 def main(argv: list[str]) -> None:
+    # the frameworks render every handler exception as a rich traceback on stderr (about a second each):
+    # the server's own log, not mcplens's, and not what this test measures
+    logging.disable(logging.CRITICAL)
     server = BUILDERS[argv[0] if argv else "sdk"]()
     if argv and argv[0] == "fastmcp":
         server.run(show_banner=False)
