@@ -65,8 +65,19 @@ def chunks(items: list[Leak], n: int = BATCH) -> list[list[Leak]]:
     return [items[k : k + n] for k in range(0, len(items), n)]
 
 
+SHORT = {f: label for f, label in FRAGMENTS.items() if len(f) < 8}
+
+
 def leaks_in(text: str) -> list[tuple[str, str]]:
-    return [(label, f) for f, label in FRAGMENTS.items() if f in text]
+    """Every 8-character window of ``text`` looked up in the fragment table: linear in the text."""
+    found = {}
+    get = FRAGMENTS.get
+    for i in range(len(text) - 7):
+        label = get(text[i : i + 8])
+        if label is not None:
+            found[text[i : i + 8]] = label
+    found.update({f: label for f, label in SHORT.items() if f in text})
+    return [(label, f) for f, label in found.items()]
 
 
 async def _quiet(coro: Any) -> Any:
