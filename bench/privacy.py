@@ -1,12 +1,14 @@
 #!/usr/bin/env python
-"""Cost of the redaction engine per event, against ``json.dumps`` of the same object.
+"""Cost of the redaction engine per event, against ``json.dumps`` and the previous release's redactor.
 
 Four argument objects: a typical ~200-byte one and a ~5 KB one, each clean and with hits
-(emails, phones, a card, API keys, a sensitive key). For every object, ``Redactor.value`` and
-the baseline ``json.dumps`` run interleaved in short blocks, in a fresh random order each round,
+(emails, phones, a card, API keys, a sensitive key). For every object, ``Redactor.value``, the
+previous release's ``Redactor.value`` (``--baseline-ref``, default ``main``: its ``redact.py`` and
+``patterns.py`` extracted with ``git show`` into a temporary package, imported under another
+name) and ``json.dumps`` run interleaved in short blocks, in a fresh random order each round,
 inside one process; the figure is the median over rounds of the per-call mean (µs of this thread's
-CPU time, which leaves out time the CPU spent on other processes; ``--wall`` for wall clock), and the
-ratio is redactor ÷ json.dumps of those medians.
+CPU time, which leaves out time the CPU spent on other processes; ``--wall`` for wall clock); the
+ratios are this redactor ÷ json.dumps and this redactor ÷ the previous one, of those medians.
 
 Run ``.venv/bin/python bench/privacy.py``; ``--write-results`` appends a section to
 ``bench/RESULTS.md`` with the date (``date -u``), ``uname -srm`` and the CPU model.
@@ -33,6 +35,26 @@ from mcplens.privacy.redact import Redactor  # noqa: E402
 
 RESULTS = HERE / "RESULTS.md"
 GOAL_US = 20.0
+#: this redactor may cost at most this much more than the previous release's on a 200-byte object
+MAX_SLOWDOWN = 1.20
+
+
+def previous_redactor(ref: str) -> Any:
+    """The ``Redactor`` class of git ``ref``, loaded from a temporary package ``mcplens_prev_privacy``."""
+    import importlib
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="mcplens-prev-"))
+    pkg = root / "mcplens_prev_privacy"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    for name in ("patterns", "redact"):
+        src = subprocess.run(["git", "show", f"{ref}:src/mcplens/privacy/{name}.py"], cwd=HERE.parent,
+                             capture_output=True, text=True, check=True).stdout
+        src = src.replace("from mcplens.privacy import patterns", "from mcplens_prev_privacy import patterns")
+        (pkg / f"{name}.py").write_text(src)
+    sys.path.insert(0, str(root))
+    return importlib.import_module("mcplens_prev_privacy.redact").Redactor
 
 SMALL_CLEAN: dict[str, Any] = {
     "query": "SELECT id, total FROM orders WHERE status = 'open' LIMIT 50",
@@ -78,13 +100,15 @@ CASES = {
 }
 
 
-def run(rounds: int, block: int, seed: int, wall: bool = False) -> list[dict[str, Any]]:
+def run(rounds: int, block: int, seed: int, wall: bool = False, ref: str = "main") -> list[dict[str, Any]]:
     clock = perf_counter_ns if wall else thread_time_ns
     redactor = Redactor()
+    previous = previous_redactor(ref)()
     rng = random.Random(seed)
     contenders = []
     for name, obj in CASES.items():
         contenders.append((name, "redact", lambda o=obj: redactor.value(o)))
+        contenders.append((name, "previous", lambda o=obj: previous.value(o)))
         contenders.append((name, "json.dumps", lambda o=obj: json.dumps(o)))
     samples: dict[tuple[str, str], list[float]] = {(n, k): [] for n, k, _ in contenders}
     for _, _, fn in contenders:  # warm up
@@ -100,16 +124,21 @@ def run(rounds: int, block: int, seed: int, wall: bool = False) -> list[dict[str
     rows = []
     for name, obj in CASES.items():
         r = statistics.median(samples[(name, "redact")])
+        p = statistics.median(samples[(name, "previous")])
         j = statistics.median(samples[(name, "json.dumps")])
         _, counts = redactor.value(obj)
+        _, prev_counts = previous.value(obj)
         rows.append(
             {
                 "case": name,
                 "bytes": len(json.dumps(obj)),
                 "redact_us": r,
+                "previous_us": p,
                 "dumps_us": j,
                 "ratio": r / j,
+                "vs_previous": r / p,
                 "redactions": sum(counts.values()),
+                "previous_redactions": sum(prev_counts.values()),
             }
         )
     return rows
@@ -130,13 +159,14 @@ def machine() -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| case | JSON bytes | redactions | redactor µs/event | json.dumps µs | ratio |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| case | JSON bytes | redactions (previous) | redactor µs/event | previous µs | vs previous "
+        "| json.dumps µs | vs json.dumps |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['case']} | {r['bytes']} | {r['redactions']} | {r['redact_us']:.2f} | {r['dumps_us']:.2f} "
-            f"| {r['ratio']:.1f}× |"
+            f"| {r['case']} | {r['bytes']} | {r['redactions']} ({r['previous_redactions']}) | {r['redact_us']:.2f} "
+            f"| {r['previous_us']:.2f} | {r['vs_previous']:.2f}× | {r['dumps_us']:.2f} | {r['ratio']:.1f}× |"
         )
     return "\n".join(lines)
 
@@ -147,14 +177,19 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=50)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--wall", action="store_true", help="wall clock instead of this thread's CPU time")
+    ap.add_argument("--baseline-ref", default="main", help="git ref of the previous release (default: main)")
     ap.add_argument("--write-results", action="store_true")
     args = ap.parse_args()
-    rows = run(args.rounds, args.block, args.seed, args.wall)
+    rows = run(args.rounds, args.block, args.seed, args.wall, args.baseline_ref)
     small = rows[0]["redact_us"]
     verdict = "meets" if small < GOAL_US else "misses"
+    worst = max(rows[0]["vs_previous"], rows[1]["vs_previous"])
+    slow_verdict = "meets" if worst <= MAX_SLOWDOWN else "misses"
     text = table(rows)
     print(text)
     print(f"\nGoal (< {GOAL_US:.0f} µs for a clean 200-byte object): {verdict} it at {small:.2f} µs")
+    print(f"Goal (200-byte objects at most {MAX_SLOWDOWN:.2f}× the previous release): {slow_verdict} it at "
+          f"{worst:.2f}×")
     if args.write_results:
         date = subprocess.run(["date", "-u"], capture_output=True, text=True).stdout.strip()
         section = (
@@ -166,6 +201,8 @@ def main() -> None:
             f"{text}\n\n"
             f"- Goal (< {GOAL_US:.0f} µs for a 200-byte argument object): **{verdict}** it at {small:.2f} µs clean, "
             f"{rows[1]['redact_us']:.2f} µs with hits\n"
+            f"- Goal (200-byte objects at most {MAX_SLOWDOWN:.2f}× the previous release, `{args.baseline_ref}`, "
+            f"measured in the same run): **{slow_verdict}** it at {worst:.2f}× (worst of clean and with hits)\n"
         )
         with RESULTS.open("a", encoding="utf-8") as f:
             f.write(section)

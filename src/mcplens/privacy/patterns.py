@@ -142,7 +142,7 @@ F_NUM = 32  # 9+ digits in a row, spaces, dashes, dots or brackets allowed betwe
 F_DOTNUM = 64  # digit.digit (IPv4)
 F_KW = 128  # an auth / cookie keyword
 F_HOME = 256  # a home-directory path
-F_ID = 512  # the start of a national id or a dotted MAC: 6 digits, "12 34 56", six capitals and 2 digits
+F_ID = 512  # six digits in a row (separators allowed), or a dotted MAC
 
 
 @dataclass(frozen=True, slots=True)
@@ -559,7 +559,7 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern("NATIONAL_ID", _SIN, _whole("NATIONAL_ID", _sin_ok), F_NUM, (), (), 11),
     Pattern("NATIONAL_ID", _NINO, _whole("NATIONAL_ID"), F_ID, (), (), 9),
     Pattern("NATIONAL_ID", _DNI, _whole("NATIONAL_ID", _dni_ok), F_ID, (), (), 9),
-    Pattern("NATIONAL_ID", _CODICE_FISCALE, _whole("NATIONAL_ID"), F_ID, (), (), 16),
+    Pattern("NATIONAL_ID", _CODICE_FISCALE, _whole("NATIONAL_ID"), F_RUN, (), (), 16),
     Pattern("IBAN", _IBAN, _iban_replace, F_NUM, (), (), 15),
     Pattern("CARD", _CARD, _card_replace, F_NUM, (), (), 13),
     Pattern("EMAIL", _EMAIL, _whole("EMAIL", _email_ok), F_AT),
@@ -584,7 +584,7 @@ _TRIGGER = re.compile(r"[\d@:=+\\/]")
 _RUN16 = re.compile(r"[A-Za-z0-9_/+-]{16}")
 _NUM9 = re.compile(r"\d(?:[ ()./-]{0,2}\d){8,}")
 _DOTNUM = re.compile(r"\d\.\d")
-_IDISH = re.compile(r"\d{6}|\d\d \d\d \d\d|[A-Z]{6}\d\d|[0-9a-fA-F]{4}\.[0-9a-fA-F]{4}\.")
+_NUM6 = re.compile(r"\d(?:[ ()./-]{0,2}\d){5,}")
 _KW_ALL = ("bearer", "basic", "digest", "token", "negotiate", "ntlm", "apikey", "authori", "cookie")
 
 
@@ -625,12 +625,16 @@ def features(s: str) -> int:
             f |= F_COLON
         if eq:
             f |= F_EQ
-        if n >= 9 and _NUM9.search(s) is not None:
-            f |= F_NUM
+        if n >= 9:
+            m = _NUM6.search(s)  # six digits (separators allowed) start every national id and phone
+            if m is not None:
+                f |= F_ID
+                if _NUM9.search(s, m.start()) is not None:
+                    f |= F_NUM
+            elif n >= 14 and s.count(".") >= 2 and _MAC_DOTTED.search(s) is not None:
+                f |= F_ID
         if n >= 7 and _DOTNUM.search(s) is not None:
             f |= F_DOTNUM
-        if n >= 9 and _IDISH.search(s) is not None:
-            f |= F_ID
     return f
 
 
@@ -807,6 +811,12 @@ _PERSON_NAME = re.compile(
     r"(?:(?:Dr|Mr|Mrs|Ms|Mx|Prof|Sir)\.? )?[A-Z\u00c0-\u00de][a-z\u00df-\u00ff'\u2019-]+"
     r"(?:,? (?:(?:van|von|de|da|del|der|di|le|la|bin|al)[ -])?[A-Z\u00c0-\u00de][a-z\u00df-\u00ff'\u2019.-]*){1,3}"
 )
+
+
+@lru_cache(maxsize=4096)
+def ambiguous_name_key(key: str) -> bool:
+    """``name``, ``Name``, ``NAME``, ``to`` ...: a key whose value is a person's name only if it looks like one."""
+    return normalize_key(key) in AMBIGUOUS_NAME_KEYS
 
 
 def looks_like_person_name(value: object) -> bool:

@@ -176,7 +176,7 @@ def _scan_kv(s: str, c: Counter[str]) -> str:
             continue
         key = s[i:k]
         kind = P.key_kind(key)
-        if kind is None and P.normalize_key(key) not in P.AMBIGUOUS_NAME_KEYS:
+        if kind is None and not P.ambiguous_name_key(key):
             continue
         mm = P._KV.match(s, i)
         if mm is None:
@@ -370,7 +370,7 @@ class Redactor:
                     continue
                 if (rule == "USER_ID" or rule == "PERSON") and isinstance(x, (dict, list)):
                     rule = None  # {"user": {...}}, {"recipient": {...}}: walk it, its own keys decide
-                elif rule is None and P.looks_like_person_name(x) and P.normalize_key(ks) in P.AMBIGUOUS_NAME_KEYS:
+                elif rule is None and P.ambiguous_name_key(ks) and P.looks_like_person_name(x):
                     rule = "NAME"  # {"name": "Ada Lovelace"}, but {"name": "my-repo"} is kept
                 if rule is not None and x is not None and x is not True and x is not False and x != "":
                     c["REDACTED:" + rule] += 1
