@@ -266,19 +266,10 @@ _PROVIDER = re.compile(
 _PROVIDER_NEEDLES = ("npm_", "hf_", "SG.", "shp", "dop_v1_", "pypi-", "glsa_", "xai-", "gsk_", "r8_", "sntry",
                      "lin_api_", "dp.", "sq0", "AC", "SK")  # fmt: skip
 # national ids
-_SSN = re.compile(r"(?<![\w-])(?!000|666|9\d\d)\d{3}(?P<s>[- ])(?!00)\d{2}(?P=s)(?!0000)\d{4}(?![\w-])")
 _SSN_CTX = re.compile(
     r"(?i)\b(?:ssn|ss#|social[ _-]?security(?:[ _-]?(?:number|no|num|nr))?)\W{0,4}"
     r"(?:(?:is|was|number|no|num|nr)\.?\W{1,3})?(?P<v>\d{9}|\d{3}[ .]\d{2}[ .]\d{4})(?!\d)"
 )
-_NINO = re.compile(
-    r"\b(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"
-)
-_CPF = re.compile(r"(?<![\d.])\d{3}\.\d{3}\.\d{3}-\d{2}(?![\d-])")
-# checksummed, so they may sit in a list of numbers: only a digit right beside them is refused
-_AADHAAR = re.compile(r"(?<![\d-])[2-9]\d{3}([ -])\d{4}\1\d{4}(?![\d-])")
-_SIN = re.compile(r"(?<![\d-])\d{3}([ -])\d{3}\1\d{3}(?![\d-])")
-_DNI = re.compile(r"\b[XYZ]?\d{7,8}[A-HJ-NP-TV-Z]\b")
 _CODICE_FISCALE = re.compile(r"\b[A-Z]{6}\d{2}[A-EHLMPRST]\d{2}[A-Z]\d{3}[A-Z]\b")
 _MAC_DOTTED = re.compile(r"(?<![\w.])[0-9a-fA-F]{4}\.[0-9a-fA-F]{4}\.[0-9a-fA-F]{4}(?![\w.])")
 
@@ -298,6 +289,36 @@ _VD = ((0, 1, 2, 3, 4, 5, 6, 7, 8, 9), (1, 2, 3, 4, 0, 6, 7, 8, 9, 5), (2, 3, 4,
 _VP = ((0, 1, 2, 3, 4, 5, 6, 7, 8, 9), (1, 5, 7, 6, 2, 8, 3, 0, 9, 4), (5, 8, 0, 3, 7, 9, 6, 1, 4, 2),
        (8, 9, 1, 6, 0, 4, 3, 5, 2, 7), (9, 4, 5, 3, 1, 2, 6, 8, 7, 0), (4, 2, 8, 6, 5, 7, 3, 9, 0, 1),
        (2, 7, 9, 3, 8, 0, 6, 4, 1, 5), (7, 0, 4, 6, 9, 1, 3, 2, 5, 8))  # fmt: skip
+
+
+#: SSN, CPF, Aadhaar and SIN in one search: they share the digit groups, each is then validated
+_NATIONAL_NUM = re.compile(
+    r"(?<![\w.-])(?:(?P<ssn>(?!000|666|9\d\d)\d{3}(?P<s>[- ])(?!00)\d{2}(?P=s)(?!0000)\d{4})"
+    r"|(?P<cpf>\d{3}\.\d{3}\.\d{3}-\d{2})"
+    r"|(?P<aadhaar>[2-9]\d{3}(?P<a>[ -])\d{4}(?P=a)\d{4})"
+    r"|(?P<sin>\d{3}(?P<t>[ -])\d{3}(?P=t)\d{3}))(?![\w-])"
+)
+
+
+def _national_num_replace(m: re.Match[str]) -> str | None:
+    if m.group("ssn") or m.group("cpf"):
+        return ph("NATIONAL_ID")
+    if m.group("aadhaar"):
+        return ph("NATIONAL_ID") if _aadhaar_ok(m.group(0)) else None
+    return ph("NATIONAL_ID") if _sin_ok(m.group(0)) else None
+
+
+#: NINO and DNI/NIE in one search (letters and digits in a fixed order), each then validated
+_NATIONAL_ALNUM = re.compile(
+    r"\b(?:(?P<nino>(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D])"
+    r"|(?P<dni>[XYZ]?\d{7,8}[A-HJ-NP-TV-Z]))\b"
+)
+
+
+def _national_alnum_replace(m: re.Match[str]) -> str | None:
+    if m.group("nino") or _dni_ok(m.group(0)):
+        return ph("NATIONAL_ID")
+    return None
 
 
 def _sin_ok(s: str) -> bool:
@@ -553,12 +574,8 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern("USER", _HOME, _group("USER"), F_HOME),
     Pattern("PHONE", _PHONE_INTL, _whole("PHONE", _phone_check(9, 1000)), F_NUM, ("+",)),
     Pattern("NATIONAL_ID", _SSN_CTX, _group("NATIONAL_ID"), F_NUM, (), ("ssn", "social", "ss#")),
-    Pattern("NATIONAL_ID", _SSN, _whole("NATIONAL_ID"), F_NUM, (), (), 11),
-    Pattern("NATIONAL_ID", _CPF, _whole("NATIONAL_ID"), F_NUM, ("-",), (), 14),
-    Pattern("NATIONAL_ID", _AADHAAR, _whole("NATIONAL_ID", _aadhaar_ok), F_NUM, (), (), 14),
-    Pattern("NATIONAL_ID", _SIN, _whole("NATIONAL_ID", _sin_ok), F_NUM, (), (), 11),
-    Pattern("NATIONAL_ID", _NINO, _whole("NATIONAL_ID"), F_ID, (), (), 9),
-    Pattern("NATIONAL_ID", _DNI, _whole("NATIONAL_ID", _dni_ok), F_ID, (), (), 9),
+    Pattern("NATIONAL_ID", _NATIONAL_NUM, _national_num_replace, F_NUM, (), (), 11),
+    Pattern("NATIONAL_ID", _NATIONAL_ALNUM, _national_alnum_replace, F_ID, (), (), 9),
     Pattern("NATIONAL_ID", _CODICE_FISCALE, _whole("NATIONAL_ID"), F_RUN, (), (), 16),
     Pattern("IBAN", _IBAN, _iban_replace, F_NUM, (), (), 15),
     Pattern("CARD", _CARD, _card_replace, F_NUM, (), (), 13),
@@ -585,6 +602,7 @@ _RUN16 = re.compile(r"[A-Za-z0-9_/+-]{16}")
 _NUM9 = re.compile(r"\d(?:[ ()./-]{0,2}\d){8,}")
 _DOTNUM = re.compile(r"\d\.\d")
 _NUM6 = re.compile(r"\d(?:[ ()./-]{0,2}\d){5,}")
+_ID6 = re.compile(r"\d{6}|\d\d \d\d \d\d")  # NINO, DNI: digits in a row or in spaced pairs
 _KW_ALL = ("bearer", "basic", "digest", "token", "negotiate", "ntlm", "apikey", "authori", "cookie")
 
 
@@ -628,10 +646,11 @@ def features(s: str) -> int:
         if n >= 9:
             m = _NUM6.search(s)  # six digits (separators allowed) start every national id and phone
             if m is not None:
-                f |= F_ID
                 if _NUM9.search(s, m.start()) is not None:
-                    f |= F_NUM
-            elif n >= 14 and s.count(".") >= 2 and _MAC_DOTTED.search(s) is not None:
+                    f |= F_NUM | F_ID
+                elif _ID6.search(s, m.start()) is not None:
+                    f |= F_ID
+            if not f & F_ID and n >= 14 and s.count(".") >= 2 and _MAC_DOTTED.search(s) is not None:
                 f |= F_ID
         if n >= 7 and _DOTNUM.search(s) is not None:
             f |= F_DOTNUM

@@ -268,7 +268,7 @@ class Redactor:
         low: str | None = None
         n = len(s)
         for p in P.patterns_for(f):
-            if n < p.min_len:
+            if n < p.min_len or not p.need & f:
                 continue
             if p.needles:
                 for needle in p.needles:
@@ -300,6 +300,8 @@ class Redactor:
                 s = new_s
                 n = len(s)
                 low = None
+                if f & P.F_NUM and P._NUM6.search(s) is None:
+                    f &= ~P.F_NUM  # the digits were the value just replaced: the numeric shapes are done
         return s
 
     def _text(self, s: str, c: Counter[str], f: int = -1) -> str:
