@@ -144,6 +144,49 @@ def run(rounds: int, block: int, seed: int, wall: bool = False, ref: str = "main
     return rows
 
 
+def corpus_figures(ref: str = "main") -> dict[str, Any]:
+    """Leaks and over-redaction of this redactor and the previous release's on the test corpora.
+
+    Every item of the wide corpus (tests/privacy/corpus.py) in every placement of
+    tests/privacy/test_wide_unit.py, and the benign corpus's values; the same code for both
+    redactors, so the two rows are a before/after on the same data.
+    """
+    sys.path.insert(0, str(HERE.parent))
+    from tests.privacy import test_wide_unit as W
+    from tests.privacy.corpus import BENIGN_WIDE, WIDE, benign_by_kind
+
+    out: dict[str, Any] = {"items": len(WIDE), "kinds": len({i.label for i in WIDE}),
+                           "benign": len(BENIGN_WIDE), "benign_kinds": len(benign_by_kind(BENIGN_WIDE))}
+    for label, red in (("this", Redactor()), ("previous", previous_redactor(ref)())):
+        W.R = red
+        placements = leaks = 0
+        leaked_kinds = set()
+        for i, item in enumerate(WIDE):
+            for text in W.placements(item, i).values():
+                placements += 1
+                if any(f in text for f in W.fragments(item.must_vanish)):
+                    leaks += 1
+                    leaked_kinds.add(item.label)
+        altered = sum(1 for v in BENIGN_WIDE if red.value(v)[0] != v)
+        out[label] = {"placements": placements, "leaks": leaks, "leaked_kinds": len(leaked_kinds),
+                      "over_redacted": altered}
+    return out
+
+
+def corpus_table(c: dict[str, Any]) -> str:
+    lines = [
+        f"Wide corpus: {c['items']} items of {c['kinds']} kinds; benign corpus: {c['benign']} values of "
+        f"{c['benign_kinds']} kinds.\n",
+        "| redactor | placements | leaking placements | kinds leaking | benign values altered |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label in ("previous", "this"):
+        r = c[label]
+        lines.append(f"| {label} | {r['placements']} | {r['leaks']} | {r['leaked_kinds']} | "
+                     f"{r['over_redacted']} ({r['over_redacted'] / c['benign']:.2%}) |")
+    return "\n".join(lines)
+
+
 def machine() -> str:
     uname = subprocess.run(["uname", "-srm"], capture_output=True, text=True).stdout.strip()
     cpu = "?"
@@ -179,6 +222,7 @@ def main() -> None:
     ap.add_argument("--wall", action="store_true", help="wall clock instead of this thread's CPU time")
     ap.add_argument("--baseline-ref", default="main", help="git ref of the previous release (default: main)")
     ap.add_argument("--write-results", action="store_true")
+    ap.add_argument("--note", default="", help="a line added to the RESULTS.md section (e.g. the machine was shared)")
     args = ap.parse_args()
     rows = run(args.rounds, args.block, args.seed, args.wall, args.baseline_ref)
     small = rows[0]["redact_us"]
@@ -186,7 +230,10 @@ def main() -> None:
     worst = max(rows[0]["vs_previous"], rows[1]["vs_previous"])
     slow_verdict = "meets" if worst <= MAX_SLOWDOWN else "misses"
     text = table(rows)
+    corpus = corpus_table(corpus_figures(args.baseline_ref))
     print(text)
+    print()
+    print(corpus)
     print(f"\nGoal (< {GOAL_US:.0f} µs for a clean 200-byte object): {verdict} it at {small:.2f} µs")
     print(f"Goal (200-byte objects at most {MAX_SLOWDOWN:.2f}× the previous release): {slow_verdict} it at "
           f"{worst:.2f}×")
@@ -195,10 +242,13 @@ def main() -> None:
         section = (
             f"\n### Privacy redactor (`bench/privacy.py`) — run {date}\n\n"
             f"- Machine: {machine()}\n"
+            + (f"- {args.note}\n" if args.note else "")
+            +
             f"- CPython {platform.python_version()}; {args.rounds} rounds × {args.block} calls per contender, "
             f"blocks shuffled every round (seed {args.seed}); figure = median over rounds of the per-call mean, "
             f"{'wall clock' if args.wall else 'thread CPU time'}\n\n"
             f"{text}\n\n"
+            f"{corpus}\n\n"
             f"- Goal (< {GOAL_US:.0f} µs for a 200-byte argument object): **{verdict}** it at {small:.2f} µs clean, "
             f"{rows[1]['redact_us']:.2f} µs with hits\n"
             f"- Goal (200-byte objects at most {MAX_SLOWDOWN:.2f}× the previous release, `{args.baseline_ref}`, "
