@@ -48,19 +48,16 @@ class Recorder:
 
 @pytest.fixture
 def recorder() -> Recorder:
-    from opentelemetry import metrics, trace
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import TracerProvider
+    """The in-memory OTel providers of tests/sinks (one per process: a second MeterProvider cannot be
+    set), with a processor of ours added to see every span as it starts and ends."""
+    from opentelemetry import trace
 
-    if type(metrics.get_meter_provider()).__name__ != "MeterProvider":  # else mcplens would export OTLP
-        metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
-    tp = trace.get_tracer_provider()
-    if isinstance(tp, trace.ProxyTracerProvider):
-        tp = TracerProvider()
-        trace.set_tracer_provider(tp)
+    from tests.sinks import conftest as sinks
+
+    if sinks._memory is None:
+        sinks._memory = sinks.Memory()
     rec = Recorder()
-    tp.add_span_processor(rec)  # type: ignore[attr-defined]
+    trace.get_tracer_provider().add_span_processor(rec)  # type: ignore[attr-defined]
     return rec
 
 
