@@ -139,7 +139,7 @@ def test_error_messages_and_client_strings_are_redacted(home: Path) -> None:
     async def main() -> None:
         info = mcp_types.Implementation(name="agent for ops@example.com", version="1.0")
         async with mcp.Client(server, mode="legacy", client_info=info) as c:
-            await c.call_tool("lookup", {"payload": {"contact": "+44 20 7946 0958"}, "fail": True})
+            await c.call_tool("lookup", {"payload": {"note": "+44 20 7946 0958"}, "fail": True})
 
     anyio.run(main)
     mcplens.flush()

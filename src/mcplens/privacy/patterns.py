@@ -142,6 +142,7 @@ F_NUM = 32  # 9+ digits in a row, spaces, dashes, dots or brackets allowed betwe
 F_DOTNUM = 64  # digit.digit (IPv4)
 F_KW = 128  # an auth / cookie keyword
 F_HOME = 256  # a home-directory path
+F_ID = 512  # six digits in a row (separators allowed), or a dotted MAC
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +235,7 @@ _B64_RUN = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{64,}={0,2}")
 _HEX_RUN = re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{128,}(?![0-9A-Za-z])")
 _HOME = re.compile(r"(?:/home/|/Users/|\\Users\\|\\\\Users\\\\|/var/mail/)(?P<v>(?!\[)[^/\\\s\"':]+)")
 _CARD = re.compile(r"(?<![\d+])\d+(?:[ -]\d+)*")
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,32}\b")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,}\b")
 _EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b")
 _MAC = re.compile(r"(?<![\w:-])[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}(?![\w:-])")
 _IPV6 = re.compile(
@@ -244,10 +245,94 @@ _IPV4 = re.compile(
     r"(?<![\w.])(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}(?![\w]|\.\d)"
 )
 # each digit consumed once, separators between them: no ambiguous splits, so no catastrophic backtracking
-_PHONE_INTL = re.compile(r"(?<![\w+])\+(?:\d[ .()-]{0,2}){7,15}\d(?![\w])")
-_PHONE_NANP = re.compile(r"(?<![\w.+-])(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}(?![\w-]|\.\d)")
-_PHONE_TRUNK = re.compile(r"(?<![\w.+-])0\d{1,4}(?:[ .-]?\d{2,4}){2,5}(?![\w-]|\.\d)")
+# no upper bound: two numbers glued by a space go as one run, never half of one
+_PHONE_INTL = re.compile(r"(?<![\w+])\+(?:\d[ .()/-]{0,2}){7,40}\d(?![\w])")
+_PHONE_NANP = re.compile(r"(?<![\w.+-])(?:1[ .-])?(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}(?![\w-]|\.\d)")
+_PHONE_TRUNK = re.compile(r"(?<![\w.+/-])0\d{1,4}(?:[ ./-]?\d{2,4}){2,5}(?![\w/-]|\.\d)")
 _DIGITS = re.compile(r"\d")
+# phones in national formats: a parenthesised area code, and digit groups split by single spaces
+_PHONE_AREA = re.compile(r"(?<![\w+(])\(0?\d{1,4}\)[ .-]?\d{2,5}(?:[ .-]\d{2,5}){0,3}(?![\w-])")
+# a run of space-separated digit groups is taken whole (a list of numbers goes as one)
+_PHONE_SPACED = re.compile(r"(?<![\w.+,:/-])(?:[6-9]\d{4} \d{5}|\d{2,5}(?: \d{2,5}){2,})(?![\w,:/-]|\.\d)")
+# framework validation errors echo the rejected input (pydantic: ``input_value=..., input_type=``)
+_INPUT_ECHO = re.compile(r"input_value=(?P<v>[^\n]*?)(?=, input_type=|\n|$)")
+# provider keys not covered above, by their documented prefixes
+_PROVIDER = re.compile(
+    r"\b(?:npm_[A-Za-z0-9]{36}|hf_[A-Za-z0-9]{30,}|SG\.[\w-]{16,}\.[\w-]{16,}|shp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}"
+    r"|dop_v1_[a-f0-9]{64}|pypi-AgE[A-Za-z0-9_-]{50,}|glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}|xai-[A-Za-z0-9]{40,}"
+    r"|gsk_[A-Za-z0-9]{40,}|r8_[A-Za-z0-9]{30,}|sntry[su]_[A-Za-z0-9+/=_-]{40,}|lin_api_[A-Za-z0-9]{30,}"
+    r"|dp\.(?:pt|st|scim)\.[A-Za-z0-9]{40,}|sq0(?:atp|csp)-[\w-]{22,}|AC[a-f0-9]{32}|SK[a-f0-9]{32})(?![\w-])"
+)
+_PROVIDER_NEEDLES = ("npm_", "hf_", "SG.", "shp", "dop_v1_", "pypi-", "glsa_", "xai-", "gsk_", "r8_", "sntry",
+                     "lin_api_", "dp.", "sq0", "AC", "SK")  # fmt: skip
+# national ids
+_SSN_CTX = re.compile(
+    r"(?i)\b(?:ssn|ss#|social[ _-]?security(?:[ _-]?(?:number|no|num|nr))?)\W{0,4}"
+    r"(?:(?:is|was|number|no|num|nr)\.?\W{1,3})?(?P<v>\d{9}|\d{3}[ .]\d{2}[ .]\d{4})(?!\d)"
+)
+_CODICE_FISCALE = re.compile(r"\b[A-Z]{6}\d{2}[A-EHLMPRST]\d{2}[A-Z]\d{3}[A-Z]\b")
+_MAC_DOTTED = re.compile(r"(?<![\w.])[0-9a-fA-F]{4}\.[0-9a-fA-F]{4}\.[0-9a-fA-F]{4}(?![\w.])")
+
+
+def _aadhaar_ok(s: str) -> bool:
+    """Verhoeff check digit (UIDAI)."""
+    c = 0
+    for i, ch in enumerate(reversed(s.replace(" ", "").replace("-", ""))):
+        c = _VD[c][_VP[i % 8][ord(ch) - 48]]
+    return c == 0
+
+
+_VD = ((0, 1, 2, 3, 4, 5, 6, 7, 8, 9), (1, 2, 3, 4, 0, 6, 7, 8, 9, 5), (2, 3, 4, 0, 1, 7, 8, 9, 5, 6),
+       (3, 4, 0, 1, 2, 8, 9, 5, 6, 7), (4, 0, 1, 2, 3, 9, 5, 6, 7, 8), (5, 9, 8, 7, 6, 0, 4, 3, 2, 1),
+       (6, 5, 9, 8, 7, 1, 0, 4, 3, 2), (7, 6, 5, 9, 8, 2, 1, 0, 4, 3), (8, 7, 6, 5, 9, 3, 2, 1, 0, 4),
+       (9, 8, 7, 6, 5, 4, 3, 2, 1, 0))  # fmt: skip
+_VP = ((0, 1, 2, 3, 4, 5, 6, 7, 8, 9), (1, 5, 7, 6, 2, 8, 3, 0, 9, 4), (5, 8, 0, 3, 7, 9, 6, 1, 4, 2),
+       (8, 9, 1, 6, 0, 4, 3, 5, 2, 7), (9, 4, 5, 3, 1, 2, 6, 8, 7, 0), (4, 2, 8, 6, 5, 7, 3, 9, 0, 1),
+       (2, 7, 9, 3, 8, 0, 6, 4, 1, 5), (7, 0, 4, 6, 9, 1, 3, 2, 5, 8))  # fmt: skip
+
+
+#: SSN, CPF, Aadhaar and SIN in one search: they share the digit groups, each is then validated
+_NATIONAL_NUM = re.compile(
+    r"(?<![\w.-])(?:(?P<ssn>(?!000|666|9\d\d)\d{3}(?P<s>[- ])(?!00)\d{2}(?P=s)(?!0000)\d{4})"
+    r"|(?P<cpf>\d{3}\.\d{3}\.\d{3}-\d{2})"
+    r"|(?P<aadhaar>[2-9]\d{3}(?P<a>[ -])\d{4}(?P=a)\d{4})"
+    r"|(?P<sin>\d{3}(?P<t>[ -])\d{3}(?P=t)\d{3}))(?![\w-])"
+)
+
+
+def _national_num_replace(m: re.Match[str]) -> str | None:
+    if m.group("ssn") or m.group("cpf"):
+        return ph("NATIONAL_ID")
+    if m.group("aadhaar"):
+        return ph("NATIONAL_ID") if _aadhaar_ok(m.group(0)) else None
+    return ph("NATIONAL_ID") if _sin_ok(m.group(0)) else None
+
+
+#: NINO and DNI/NIE in one search (letters and digits in a fixed order), each then validated
+_NATIONAL_ALNUM = re.compile(
+    r"\b(?:(?P<nino>(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D])"
+    r"|(?P<dni>[XYZ]?\d{7,8}[A-HJ-NP-TV-Z]))\b"
+)
+
+
+def _national_alnum_replace(m: re.Match[str]) -> str | None:
+    if m.group("nino") or _dni_ok(m.group(0)):
+        return ph("NATIONAL_ID")
+    return None
+
+
+def _sin_ok(s: str) -> bool:
+    d = s.replace(" ", "").replace("-", "")
+    return d[0] not in "08" and luhn_ok(d)
+
+
+def _dni_ok(s: str) -> bool:
+    n = {"X": "0", "Y": "1", "Z": "2"}.get(s[0], s[0]) + s[1:]
+    return "TRWAGMYFPDXBNJZSQVHLCKE"[int(n[:-1]) % 23] == n[-1]
+
+
+def _mac_dotted_ok(s: str) -> bool:
+    return not s.replace(".", "").isdigit()  # 2024.1115.0930 is a build number
 
 
 def _card_replace(m: re.Match[str]) -> str | None:
@@ -289,22 +374,42 @@ def _card_replace_text(rest: str) -> str:
 
 
 def _iban_replace(m: re.Match[str]) -> str | None:
+    """A run of IBAN-like groups: walk it, replacing each valid IBAN (several may sit side by side)."""
     raw = m.group(0)
-    compact = raw.replace(" ", "")
-    want = IBAN_LENGTHS.get(compact[:2])
-    lengths = [want] if want else range(min(len(compact), 34), 14, -1)
-    for length in lengths:
-        if length > len(compact):
-            continue
-        if iban_ok(compact[:length]):
-            # map `length` compact chars back to a span of the raw text
-            seen = 0
-            for idx, ch in enumerate(raw):
-                if ch != " ":
-                    seen += 1
-                if seen == length:
-                    return ph("IBAN") + raw[idx + 1 :]
-    return None
+    out: list[str] = []
+    pos = last = 0
+    found = False
+    n = len(raw)
+    while pos < n:
+        if raw[pos : pos + 2].isalpha() and raw[pos : pos + 2].isupper() and raw[pos + 2 : pos + 4].isdigit():
+            want = IBAN_LENGTHS.get(raw[pos : pos + 2])
+            lengths = [want] if want else range(34, 14, -1)
+            end = -1
+            for length in lengths:
+                seen, j = 0, pos
+                chars = []
+                while j < n and seen < length:
+                    if raw[j] != " ":
+                        chars.append(raw[j])
+                        seen += 1
+                    j += 1
+                if seen == length and (j == n or raw[j] == " ") and iban_ok("".join(chars)):
+                    end = j
+                    break
+            if end > 0:
+                out.append(raw[last:pos])
+                out.append(ph("IBAN"))
+                pos = last = end
+                found = True
+                continue
+        nxt = raw.find(" ", pos)
+        if nxt < 0:
+            break
+        pos = nxt + 1
+    if not found:
+        return None
+    out.append(raw[last:])
+    return "".join(out)
 
 
 #: "logo@2x.png" is a file name, not an address: top-level "domains" that are file extensions
@@ -443,6 +548,7 @@ _AWS_PREFIXES = ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "ABIA",
 _AUTH_WORDS = ("bearer", "basic", "digest", "token", "negotiate", "ntlm", "apikey")
 
 PATTERNS: tuple[Pattern, ...] = (
+    Pattern("INPUT_ECHO", _INPUT_ECHO, _group("INPUT_ECHO"), F_EQ, ("input_value=",)),
     Pattern("PRIVATE_KEY", _PRIVATE_KEY, _whole("PRIVATE_KEY"), F_DASH, ("-----BEGIN",)),
     Pattern("URL_CREDENTIALS", _URL_CREDS, _group("URL_CREDENTIALS"), F_AT, ("://",)),
     Pattern("JWT", _JWT, _whole("JWT"), F_RUN, ("eyJ",)),
@@ -454,6 +560,7 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern("ANTHROPIC_KEY", _ANTHROPIC, _whole("ANTHROPIC_KEY"), F_RUN, ("sk-ant-",)),
     Pattern("OPENAI_KEY", _OPENAI, _openai_replace, F_RUN, ("sk-",)),
     Pattern("GOOGLE_API_KEY", _GOOGLE, _whole("GOOGLE_API_KEY"), F_RUN, ("AIza",)),
+    Pattern("PROVIDER_KEY", _PROVIDER, _whole("PROVIDER_KEY"), F_RUN, _PROVIDER_NEEDLES),
     Pattern("AWS_SECRET_KEY", _AWS_SECRET_CTX, _group("AWS_SECRET_KEY"), F_RUN, (), ("aws", "secret"), 40),
     Pattern("AWS_SECRET_KEY", _B40, _b40_replace, F_RUN, (), (), 40),
     Pattern("AUTH_HEADER", _AUTH_NAMED, _group("AUTH_HEADER"), F_KW, (), ("authori",)),
@@ -465,15 +572,22 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern("BLOB", _B64_RUN, _b64_replace, F_RUN, (), (), 64),
     Pattern("BLOB", _HEX_RUN, _hex_replace, F_RUN, (), (), 128),
     Pattern("USER", _HOME, _group("USER"), F_HOME),
+    Pattern("PHONE", _PHONE_INTL, _whole("PHONE", _phone_check(9, 1000)), F_NUM, ("+",)),
+    Pattern("NATIONAL_ID", _SSN_CTX, _group("NATIONAL_ID"), F_NUM, (), ("ssn", "social", "ss#")),
+    Pattern("NATIONAL_ID", _NATIONAL_NUM, _national_num_replace, F_NUM, (), (), 11),
+    Pattern("NATIONAL_ID", _NATIONAL_ALNUM, _national_alnum_replace, F_ID, (), (), 9),
+    Pattern("NATIONAL_ID", _CODICE_FISCALE, _whole("NATIONAL_ID"), F_RUN, (), (), 16),
     Pattern("IBAN", _IBAN, _iban_replace, F_NUM, (), (), 15),
     Pattern("CARD", _CARD, _card_replace, F_NUM, (), (), 13),
     Pattern("EMAIL", _EMAIL, _whole("EMAIL", _email_ok), F_AT),
     Pattern("MAC_ADDRESS", _MAC, _whole("MAC_ADDRESS"), F_COLON | F_DASH, (), (), 17, _mac_gate),
+    Pattern("MAC_ADDRESS", _MAC_DOTTED, _whole("MAC_ADDRESS", _mac_dotted_ok), F_ID, (".",), (), 14),
     Pattern("IPV6", _IPV6, _ipv6_replace, F_COLON, (), (), 6, _ipv6_gate),
     Pattern("IPV4", _IPV4, _ipv4_replace, F_DOTNUM),
-    Pattern("PHONE", _PHONE_INTL, _whole("PHONE", _phone_check(9, 15)), F_NUM, ("+",)),
-    Pattern("PHONE", _PHONE_NANP, _whole("PHONE", _phone_check(10, 10)), F_NUM),
+    Pattern("PHONE", _PHONE_NANP, _whole("PHONE", _phone_check(10, 11)), F_NUM),
+    Pattern("PHONE", _PHONE_AREA, _whole("PHONE", _phone_check(8, 13)), F_NUM, ("(",)),
     Pattern("PHONE", _PHONE_TRUNK, _whole("PHONE", _phone_check(9, 12, one_sep=True)), F_NUM, ("0",)),
+    Pattern("PHONE", _PHONE_SPACED, _whole("PHONE", _phone_check(9, 1000)), F_NUM, (" ",)),
 )
 
 
@@ -485,8 +599,10 @@ def patterns_for(f: int) -> tuple[Pattern, ...]:
 
 _TRIGGER = re.compile(r"[\d@:=+\\/]")
 _RUN16 = re.compile(r"[A-Za-z0-9_/+-]{16}")
-_NUM9 = re.compile(r"\d(?:[ ().-]{0,2}\d){8,}")
+_NUM9 = re.compile(r"\d(?:[ ()./-]{0,2}\d){8,}")
 _DOTNUM = re.compile(r"\d\.\d")
+_NUM6 = re.compile(r"\d(?:[ ()./-]{0,2}\d){5,}")
+_ID6 = re.compile(r"\d{6}|\d\d \d\d \d\d")  # NINO, DNI: digits in a row or in spaced pairs
 _KW_ALL = ("bearer", "basic", "digest", "token", "negotiate", "ntlm", "apikey", "authori", "cookie")
 
 
@@ -527,8 +643,15 @@ def features(s: str) -> int:
             f |= F_COLON
         if eq:
             f |= F_EQ
-        if n >= 9 and _NUM9.search(s) is not None:
-            f |= F_NUM
+        if n >= 9:
+            m = _NUM6.search(s)  # six digits (separators allowed) start every national id and phone
+            if m is not None:
+                if _NUM9.search(s, m.start()) is not None:
+                    f |= F_NUM | F_ID
+                elif _ID6.search(s, m.start()) is not None:
+                    f |= F_ID
+            if not f & F_ID and n >= 14 and s.count(".") >= 2 and _MAC_DOTTED.search(s) is not None:
+                f |= F_ID
         if n >= 7 and _DOTNUM.search(s) is not None:
             f |= F_DOTNUM
     return f
@@ -557,8 +680,8 @@ for _kind, _words in {
     "ADDRESS": "address addresses street postcode zipcode",
     "USER_ID": "uid userid customerid accountid memberid",
     "IP": "ip ipv4 ipv6 ipaddr ipaddress",
-    "DEVICE_ID": "deviceid udid imei idfa idfv gaid macaddress",
-    "NATIONAL_ID": "ssn passport nationalid taxid",
+    "DEVICE_ID": "deviceid udid imei idfa idfv gaid macaddress deviceuuid hwid imsi iccid",
+    "NATIONAL_ID": "ssn passport nationalid taxid nino aadhaar cpf",
     "BIRTHDATE": "dob birthdate birthday dateofbirth",
     "CARD": "cvv cvc cardnumber creditcard",
     "BANK_ACCOUNT": "iban",
@@ -605,13 +728,18 @@ _PAIR_KIND.update({
     ("home", "address"): "ADDRESS", ("street", "address"): "ADDRESS", ("mailing", "address"): "ADDRESS",
     ("billing", "address"): "ADDRESS", ("shipping", "address"): "ADDRESS", ("forwarded", "for"): "IP",
     ("e", "mail"): "EMAIL", ("pass", "word"): "PASSWORD", ("api", "token"): "TOKEN", ("session", "token"): "TOKEN",
+    ("home", "addr"): "ADDRESS", ("home", "location"): "ADDRESS", ("national", "insurance"): "NATIONAL_ID",
+    ("codice", "fiscale"): "NATIONAL_ID", ("social", "insurance"): "NATIONAL_ID", ("id", "card"): "NATIONAL_ID",
 })  # fmt: skip
 
 #: keys that are personal only on their own (``{"user": "alice"}``; not ``user_agent``)
 _WHOLE_KIND = {
     "user": "USER_ID", "login": "USER_ID", "owner": "USER_ID", "zip": "ADDRESS", "postal": "ADDRESS",
     "lat": "LOCATION", "lng": "LOCATION", "lon": "LOCATION", "addr": "ADDRESS", "mac": "DEVICE_ID",
-    "key": None,
+    "key": None, "handle": "USERNAME", "residence": "ADDRESS", "hwid": "DEVICE_ID", "serial": "DEVICE_ID",
+    "nino": "NATIONAL_ID", "cpf": "NATIONAL_ID", "aadhaar": "NATIONAL_ID", "dni": "NATIONAL_ID", "nif": "NATIONAL_ID",
+    "nie": "NATIONAL_ID", "sin": "NATIONAL_ID", "bsn": "NATIONAL_ID", "pesel": "NATIONAL_ID", "imsi": "DEVICE_ID",
+    "iccid": "DEVICE_ID", "meid": "DEVICE_ID",
 }  # fmt: skip
 
 #: a word after the sensitive one that turns the key into metadata (``password_min_length``)
@@ -661,9 +789,105 @@ def _word_kind(w: str) -> str | None:
     return None
 
 
+#: people a record is about: alone as a key (``{"recipient": ...}``) the value is a person; before an
+#: attribute word (``recipient_name``, ``buyer-ref``, ``patient.email``) they make it personal
+_ROLES = frozenset(
+    "user customer account member patient employee owner person subscriber contact buyer seller "
+    "sender recipient author citizen voter student holder cardholder attendee guest passenger applicant "
+    "beneficiary payee payer addressee signer assignee reporter tenant borrower donor visitor shopper consumer "
+    "caller candidate spouse kin traveler traveller participant respondent claimant insured "
+    "policyholder resident occupant consignee shipper".split()
+)
+#: where a person lives or is reached: only with a contact attribute (``home_addr``, not ``delivery_id``)
+_PLACES = frozenset("home billing shipping mailing delivery residential work personal private emergency".split())
+_CONTACT_ATTR = frozenset("name names fullname email mail phone tel mobile cell address addr street location".split())
+#: whole keys that name a person by role: the value is dropped (a dict under them is walked)
+_ROLE_ALONE = frozenset(
+    "recipient holder cardholder author attendee guest passenger applicant beneficiary payee payer addressee "
+    "signer assignee tenant borrower donor visitor shopper claimant policyholder consignee customer patient sender "
+    "employee subscriber contact person spouse kin".split()
+)
+#: attribute word after a role → kind
+_ROLE_ATTR = {
+    "name": "NAME", "names": "NAME", "fullname": "NAME", "id": "USER_ID", "uuid": "USER_ID", "guid": "USER_ID",
+    "number": "USER_ID", "no": "USER_ID", "num": "USER_ID", "nr": "USER_ID", "ref": "USER_ID", "code": "USER_ID",
+    "email": "EMAIL", "mail": "EMAIL", "phone": "PHONE", "tel": "PHONE", "mobile": "PHONE", "cell": "PHONE",
+    "address": "ADDRESS", "addr": "ADDRESS", "street": "ADDRESS", "location": "ADDRESS", "residence": "ADDRESS",
+    "login": "USERNAME", "handle": "USERNAME", "username": "USERNAME", "user": "USERNAME", "dob": "BIRTHDATE",
+    "birthday": "BIRTHDATE", "ip": "IP",
+}  # fmt: skip
+#: words naming a device or an installation: with an id-like word they make a device id
+_DEVICE_WORDS = frozenset("device hardware hw machine install installation advertising ad android vendor".split())
+_DEVICE_ATTR = frozenset("id uuid guid fingerprint serial number no num identifier key token".split())
+#: whole keys (or last words) that hold an account name
+_USERNAME_LAST = frozenset("login handle username logon".split())
+#: things that have handles and users of their own (``file_handle``, ``db_user`` is still a username)
+_THINGS = frozenset("file window process socket event resource lock stream io thread task job session".split())
+#: keys whose value is a person's name only when it looks like one (``{"name": "Ada Lovelace"}`` but
+#: ``{"name": "my-repo"}``): decided on the value, see :func:`looks_like_person_name`
+AMBIGUOUS_NAME_KEYS = frozenset("name names to cc bcc from".split())
+_PERSON_NAME = re.compile(
+    r"(?:(?:Dr|Mr|Mrs|Ms|Mx|Prof|Sir)\.? )?[A-Z\u00c0-\u00de][a-z\u00df-\u00ff'\u2019-]+"
+    r"(?:,? (?:(?:van|von|de|da|del|der|di|le|la|bin|al)[ -])?[A-Z\u00c0-\u00de][a-z\u00df-\u00ff'\u2019.-]*){1,3}"
+)
+
+
+@lru_cache(maxsize=4096)
+def ambiguous_name_key(key: str) -> bool:
+    """``name``, ``Name``, ``NAME``, ``to`` ...: a key whose value is a person's name only if it looks like one."""
+    return normalize_key(key) in AMBIGUOUS_NAME_KEYS
+
+
+def looks_like_person_name(value: object) -> bool:
+    """Two to four capitalised words of letters: how a person's name is written."""
+    return isinstance(value, str) and len(value) <= 80 and _PERSON_NAME.fullmatch(value.strip()) is not None
+
+
+def _role_kind(words: list[str]) -> str | None:
+    """Second pass of :func:`key_kind`: roles, device words, usernames, licences, coordinates."""
+    n = len(words)
+    compact = "".join(words)
+    if n == 1 and compact in _ROLE_ALONE:
+        return "PERSON"
+    last = words[-1]
+    if last in _NEUTRAL and last not in ("name", "names"):
+        return None
+    for i in range(n - 1):
+        w, nxt = words[i], words[i + 1]
+        if w in _DEVICE_WORDS and nxt in _DEVICE_ATTR:
+            return "DEVICE_ID"
+        if (w in _ROLES and nxt in _ROLE_ATTR) or (w in _PLACES and nxt in _CONTACT_ATTR):
+            return _ROLE_ATTR[nxt]
+        if w in ("driver", "drivers", "driving") and nxt in ("license", "licence", "permit"):
+            return "NATIONAL_ID"
+        if w in ("screen", "login", "logon", "account", "sam") and nxt in ("name", "id"):
+            return "USERNAME"
+    if (last in _USERNAME_LAST or (n > 1 and last == "user")) and (n == 1 or words[-2] not in _THINGS):
+        return "USERNAME"
+    if last in ("serial", "hwid", "fingerprint") and (n == 1 or words[-2] in _DEVICE_WORDS or last != "fingerprint"):
+        return "DEVICE_ID" if last != "fingerprint" else None
+    if words[0] == "serial" and n > 1 and words[1] in ("no", "num", "nr", "number"):
+        return "DEVICE_ID"
+    for w in words:
+        if w in ("lat", "lng", "lon", "latitude", "longitude", "geolocation", "coords", "coordinates"):
+            return "LOCATION"
+    if compact.endswith(("deviceuuid", "machineguid", "machineid", "hardwareid", "installid")):
+        return "DEVICE_ID"
+    return None
+
+
 @lru_cache(maxsize=8192)
 def key_kind(key: str) -> str | None:
-    """The sensitive kind of a key name (``PASSWORD``, ``EMAIL``, ``NAME`` ...), or None."""
+    """The sensitive kind of a key name (``PASSWORD``, ``EMAIL``, ``NAME``, ``PERSON`` ...), or None.
+
+    The key is split into lower-case words whatever its spelling (``customerName``,
+    ``customer-name``, ``CUSTOMER_NAME``, ``customer.name``) and classified on the words: a
+    sensitive word or pair (``password``, ``api key``, ``first name``), then a role followed by an
+    attribute (``recipient name``, ``buyer ref``, ``patient email``), a device word followed by an
+    id word (``device uuid``, ``hardware id``), a username word (``login``, ``handle``), a role on
+    its own (``recipient``). A word such as ``count``, ``length`` or ``type`` after the sensitive
+    part makes it metadata (``password_min_length``).
+    """
     words = split_words(key)
     if not words:
         return None
@@ -684,7 +908,7 @@ def key_kind(key: str) -> str | None:
         if any(x in _NEUTRAL for x in words[end + 1 :]):
             return None
         return kind
-    return None
+    return _role_kind(words)
 
 
 def key_placeholder(kind: str) -> str:

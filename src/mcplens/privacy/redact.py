@@ -143,6 +143,10 @@ def _scan_dynamic(p: P.Pattern, s: str, c: Counter[str]) -> str:
 
 
 _SEP = re.compile(r"[=:]")
+#: kinds whose unquoted value in text may hold spaces and commas: it runs to the end of the line,
+#: a ``;``/``&``/``|``, a closing quote or bracket, or the next ``key=`` / ``key:``
+_LINE_KINDS = frozenset(("ADDRESS", "NAME", "PERSON", "LOCATION"))
+_VALUE_END = re.compile(r"[\r\n;&|\"'}\]]|\s[A-Za-z_][\w.-]{0,40}[\"']?\s?[=:]")
 _KEYCH = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
@@ -170,19 +174,36 @@ def _scan_kv(s: str, c: Counter[str]) -> str:
             i += 1
         if i == k:
             continue
-        kind = P.key_kind(s[i:k])
-        if kind is None:
+        key = s[i:k]
+        kind = P.key_kind(key)
+        if kind is None and not P.ambiguous_name_key(key):
             continue
         mm = P._KV.match(s, i)
         if mm is None:
             continue
-        r = P._kv_replace(mm)
-        if r is None:
-            continue
+        end = mm.end()
+        if kind is None:  # name: Ada Lovelace / name=build-7: the value decides
+            value = next((v for v in mm.group("q1", "q2", "u") if v is not None), "")
+            if not P.looks_like_person_name(value):
+                continue
+            kind = "NAME"
+            r = s[i : mm.start("u")] + P.key_placeholder(kind) if mm.group("u") is not None else None
+            if r is None:
+                g = "q1" if mm.group("q1") is not None else "q2"
+                r = s[i : mm.start(g)] + P.key_placeholder(kind) + s[mm.end(g) : end]
+        else:
+            r = P._kv_replace(mm)
+            if r is None:
+                continue
+        if mm.group("u") is not None and kind in _LINE_KINDS:
+            # an unquoted address or name runs to the end of its line or the next key: "12 Elm St, Springfield"
+            stop = _VALUE_END.search(s, mm.end("u"))
+            end = stop.start() if stop is not None else len(s)
+            r = s[i : mm.start("u")] + P.key_placeholder(kind)
         c["REDACTED:" + kind] += 1
         parts.append(s[last:i])
         parts.append(r)
-        last = mm.end()
+        last = end
     if not parts:
         return s
     parts.append(s[last:])
@@ -247,7 +268,7 @@ class Redactor:
         low: str | None = None
         n = len(s)
         for p in P.patterns_for(f):
-            if n < p.min_len:
+            if n < p.min_len or not p.need & f:
                 continue
             if p.needles:
                 for needle in p.needles:
@@ -279,6 +300,8 @@ class Redactor:
                 s = new_s
                 n = len(s)
                 low = None
+                if f & P.F_NUM and P._NUM6.search(s) is None:
+                    f &= ~P.F_NUM  # the digits were the value just replaced: the numeric shapes are done
         return s
 
     def _text(self, s: str, c: Counter[str], f: int = -1) -> str:
@@ -347,8 +370,10 @@ class Redactor:
                 if rule is _ALLOW or rule == _ALLOW:
                     out[ks] = x
                     continue
-                if rule == "USER_ID" and isinstance(x, dict):
-                    rule = None  # {"user": {...}}: walk it, its own keys decide
+                if (rule == "USER_ID" or rule == "PERSON") and isinstance(x, (dict, list)):
+                    rule = None  # {"user": {...}}, {"recipient": {...}}: walk it, its own keys decide
+                elif rule is None and P.ambiguous_name_key(ks) and P.looks_like_person_name(x):
+                    rule = "NAME"  # {"name": "Ada Lovelace"}, but {"name": "my-repo"} is kept
                 if rule is not None and x is not None and x is not True and x is not False and x != "":
                     c["REDACTED:" + rule] += 1
                     out[ks] = P.key_placeholder(rule)

@@ -9,9 +9,11 @@ stamps the event with the redactions that fired, by kind and count, never a valu
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import quote, unquote
 
 from mcplens import _json
 from mcplens import event as ev
@@ -42,6 +44,7 @@ class PrivacyStage:
         self._user = list(processors)
         self._redactors: dict[str | None, Redactor] = {}
         self._counts: Counter[str] = Counter()
+        self._uri: tuple[str, str] | None = None  # (raw, mask) of the event's resource URI
 
     def redactor(self, tool: str | None) -> Redactor:
         r = self._redactors.get(tool)
@@ -51,6 +54,7 @@ class PrivacyStage:
 
     def __call__(self, e: dict[str, Any]) -> dict[str, Any] | None:
         self._counts = counts = Counter()
+        self._uri = None
         for step in (self.arguments, self.resource, self.texts, self.pseudonymise):
             step(e)
         if counts:
@@ -79,12 +83,29 @@ class PrivacyStage:
         clean, fired = self.redactor(tool).value(raw)
         self._counts.update(fired)
         e[ev.ARGUMENTS] = clean
+        self.argument_names(e)
+
+    def argument_names(self, e: dict[str, Any]) -> None:
+        """The argument shape keeps names and sizes; a client chooses the names, so they are text too."""
+        shape = e.get(ev.ARGS)
+        if not isinstance(shape, dict):
+            return
+        redactor = self.redactor(None)
+        out: dict[str, Any] = {}
+        for name, size in shape.items():
+            clean, fired = redactor.text(str(name))
+            if fired:
+                self._counts.update(fired)
+            out[clean] = size
+        e[ev.ARGS] = out
 
     def texts(self, e: dict[str, Any]) -> None:
         redactor = self.redactor(None)
         for key in _TEXT_FIELDS:
             value = e.get(key)
             if isinstance(value, str):
+                if self._uri is not None and key == ev.ERROR_MESSAGE:
+                    value = self._mask_uri_echo(value)
                 clean, fired = redactor.text(value)
                 self._counts.update(fired)
                 e[key] = clean
@@ -103,13 +124,34 @@ class PrivacyStage:
         _, fired = self.redactor(None).uri(uri)
         self._counts.update(fired)
         shape = template if isinstance(template, str) else uri_shape(uri)
+        self._uri = (uri, shape or "[URI]")
         e[ev.RESOURCE_URI] = shape
         if e.get(ev.TARGET) == uri:
             e[ev.TARGET] = shape
+
+    def _mask_uri_echo(self, text: str) -> str:
+        """The URI's copies in an error text (``Unknown resource: db://prod/acme/...``), raw, quoted
+        or unquoted, and any other URI of its scheme there, become the same mask as the URI."""
+        uri, shape = self._uri or ("", "")
+        for form in {uri, unquote(uri), quote(uri, safe=":/"), quote(unquote(uri), safe=":/?&=")}:
+            if form and form in text:
+                text = text.replace(form, shape)
+                self._counts["RESOURCE_URI_ECHO"] += 1
+        scheme, sep, _ = uri.partition("://")
+        if sep and scheme:
+            rx = re.compile(re.escape(scheme) + r"://[^\s'\"<>)\]]*", re.I)
+            text, n = rx.subn(lambda m: uri_shape(m.group(0)) or "[URI]", text)
+            if n:
+                self._counts["RESOURCE_URI_ECHO"] += n
+        return text
 
     def pseudonymise(self, e: dict[str, Any]) -> None:
         ids = self._ids()
         for key, prefix in _ID_FIELDS:
             raw = e.get(key)
             if raw is not None:
-                e[key] = ids(prefix, str(raw))
+                pseudonym = ids(prefix, str(raw))
+                if pseudonym is None:  # no strong key: no id at all rather than the raw or a weak one
+                    del e[key]
+                else:
+                    e[key] = pseudonym

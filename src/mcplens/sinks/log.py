@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import sys
 import time
 from pathlib import Path
@@ -60,11 +61,19 @@ def message(e: dict[str, Any]) -> str:
     return " ".join(p for p in parts if p)
 
 
+class _OwnerOnlyFileHandler(logging.handlers.WatchedFileHandler):
+    """The log file holds events: created (and re-created after a rotation) owner-readable only."""
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        return open(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors,
+                    opener=lambda p, f: os.open(p, f, 0o600))
+
+
 def make_handler(path: Path | None) -> logging.Handler:
     """A JSON handler on ``path`` (reopened when logrotate moves it) or on stderr."""
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
+        handler: logging.Handler = _OwnerOnlyFileHandler(path, encoding="utf-8")
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())

@@ -39,6 +39,7 @@ instrumentation reports to the same place.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -109,6 +110,10 @@ def emitted_elsewhere(meter_provider: Any) -> set[str]:
     except Exception:  # noqa: BLE001 - an SDK without these internals: assume nobody else does
         pass
     return names
+
+
+#: a protocol method name as the spec spells them (tools/call, notifications/initialized): safe before redaction
+_PLAIN_METHOD = re.compile(r"[a-z]{1,20}(?:/[a-zA-Z_]{1,30}){0,2}")
 
 
 def span_name(method: str, target: Any) -> str:
@@ -258,18 +263,12 @@ class OTelCaptureMiddleware:
         t0 = perf_counter()
         span = token = None
         try:
-            method = ctx.method
-            attrs: dict[str, Any] = {ev.METHOD: method}
-            target = None
-            if method in ("tools/call", "prompts/get") and isinstance(ctx.params, dict):
-                target = ctx.params.get("name")
-                if isinstance(target, str):
-                    attrs[ev.TOOL_NAME if method == "tools/call" else ev.PROMPT_NAME] = target
-                    if method == "tools/call":
-                        attrs[ev.OPERATION] = "execute_tool"
-            parent = incoming_context(ctx.meta)
-            span = self._tracer.start_span(span_name(method, target), context=parent, kind=SpanKind.SERVER,
-                                           attributes=attrs)
+            # nothing the client chose (tool, prompt or method names) before the privacy stage has run:
+            # the span gets its name and attributes from the sanitized event when it ends (_finish)
+            method = ctx.method if isinstance(ctx.method, str) and _PLAIN_METHOD.fullmatch(ctx.method) else "mcp"
+            meta = ctx.meta
+            parent = incoming_context(meta)
+            span = self._tracer.start_span(method, context=parent, kind=SpanKind.SERVER)
             token = otel_context.attach(trace.set_span_in_context(span, parent))
         except Exception:  # noqa: BLE001 - fail open: no span, the call goes on
             pass

@@ -210,6 +210,10 @@ def record_rate_limit(client: Any = None, tool: str | None = None) -> None:
     only for refusals that produce no event, or they count twice.
     """
     m = metrics()
+    if tool:  # the caller's name for it came from a request: through the same redaction as every event
+        from mcplens.privacy.redact import redact_text
+
+        tool = redact_text(str(tool))[0]
     m.rate_limited.labels(m.targets(tool) or OTHER).inc()
 
 

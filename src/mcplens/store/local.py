@@ -545,7 +545,8 @@ class LocalStore(Store):
 
     def _compact_locked(self) -> CompactResult:
         pq = self.root / PARQUET
-        pq.mkdir(parents=True, exist_ok=True)
+        pq.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(pq, 0o700)  # Parquet and rollups hold events: nothing under it is for other users
         manifests = self.manifests()
         committed = {m.parquet.name for m in manifests}
         # a damaged manifest still commits its batch: never delete that Parquet as a leftover
@@ -588,8 +589,11 @@ class LocalStore(Store):
             n = con.execute(
                 f"COPY ({read_json_sql(sources)}) TO {_lit(out)} (FORMAT parquet, COMPRESSION zstd)"
             ).fetchone()[0]
+            os.chmod(out, 0o600)  # events: owner-only, like the segments (the directory is 0700 too)
             _fsync(out)
             rollups = rolled.add(con, out)
+            for name in (rollups or {}).get("files", {}).values():
+                os.chmod(pq / name, 0o600)
         finally:
             con.close()
         manifest = {
@@ -708,7 +712,8 @@ def _commit_order(manifests: list[Manifest]) -> Iterator[tuple[Manifest, Path, d
 
 def _write_manifest(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1), "utf-8")
+    with open(tmp, "w", encoding="utf-8", opener=lambda p, f: os.open(p, f, 0o600)) as fh:
+        fh.write(json.dumps(data, indent=1))
     _fsync(tmp)
     os.replace(tmp, path)
     _fsync(path.parent)
