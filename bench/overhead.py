@@ -350,7 +350,7 @@ async def roundtrip_bench(args: argparse.Namespace, otel: OtelSwitch, pipeline: 
     shipped = list(low.middleware)
     otel_mw = next(m for m in shipped if isinstance(m, OpenTelemetryMiddleware))
     rest = [m for m in shipped if m is not otel_mw]
-    handle = mcplens.instrument(server, home=home, queue_size=args.queue_size, flush_interval=3600.0,
+    handle = mcplens.instrument(server, home=home, queue_size=args.queue_size, flush_interval=60.0,
                                 handle_sigterm=False)
     assert handle.active, handle.reason
     lens_mw = handle._middleware
@@ -705,10 +705,10 @@ async def amain(args: argparse.Namespace, cpu: int) -> str:
         # the real middleware and pipeline, exactly as instrument() builds them; the writer thread
         # runs (pinned with us) but sleeps: we drain explicitly between blocks and time that instead
         low = Server("bench-mw", version="1.0.0")
-        handle = mcplens.instrument(low, home=home, queue_size=args.queue_size, flush_interval=3600.0,
+        handle = mcplens.instrument(low, home=home, queue_size=args.queue_size, flush_interval=60.0,
                                     handle_sigterm=False)
         assert handle.active, handle.reason
-        settings = mcplens.Settings(home=home, queue_size=args.queue_size, flush_interval=3600.0)
+        settings = mcplens.Settings(home=home, queue_size=args.queue_size, flush_interval=60.0)
         pipeline = get_pipeline(settings)
         mw_lens = handle._middleware
         # first event loads the pseudonymisation key: do it before timing
