@@ -374,7 +374,14 @@ class Pipeline:
         return w
 
     def _count_exporter_drops(self) -> None:
-        self.counters["exporter_dropped"] = sum(w.dropped for w in self._workers.values())
+        """Events the exporters' queues dropped, plus those an exporter reports it failed to send."""
+        lost = 0
+        for sink in self.sinks:
+            try:
+                lost += int(sink.lost()) if hasattr(sink, "lost") else 0
+            except Exception:  # noqa: BLE001
+                pass
+        self.counters["exporter_dropped"] = lost + sum(w.dropped for w in self._workers.values())
 
     def _write(self, batch: list[dict[str, Any]]) -> int:
         """Inline sinks, then the event log (with a health record if one is due), then the

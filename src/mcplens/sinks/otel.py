@@ -72,6 +72,28 @@ def span_name(method: str, target: Any) -> str:
 # -- providers ------------------------------------------------------------------------------------
 _providers_lock = threading.Lock()
 _owned: list[Any] = []
+#: exports mcplens's own providers failed (collector down, timeout) and the spans those held
+export_failures = {"exports": 0, "spans": 0}
+
+
+def _counted(exporter: Any) -> Any:
+    """``exporter`` with its failed exports counted (``export_failures``), for the health record."""
+    if exporter is None:
+        return None
+    export = exporter.export
+
+    def counting(batch: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = export(batch, *args, **kwargs)
+        except Exception:
+            result = None
+        if getattr(result, "name", None) != "SUCCESS":
+            export_failures["exports"] += 1
+            export_failures["spans"] += len(batch) if isinstance(batch, list | tuple) else 0
+        return result
+
+    exporter.export = counting
+    return exporter
 
 
 def _resource(service_name: str | None, service_version: str | None) -> Any:
@@ -135,8 +157,10 @@ def ensure_providers(service_name: str | None, service_version: str | None) -> t
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-            provider = TracerProvider(resource=_resource(service_name, service_version))
-            exporter = _span_exporter()
+            # no atexit shutdown of its own: the pipeline closes it under the exporters' deadline, so
+            # an unreachable collector cannot hold up the exit with its retries (12-15 s)
+            provider = TracerProvider(resource=_resource(service_name, service_version), shutdown_on_exit=False)
+            exporter = _counted(_span_exporter())
             if exporter is not None:
                 provider.add_span_processor(BatchSpanProcessor(exporter))
             trace.set_tracer_provider(provider)
@@ -147,9 +171,10 @@ def ensure_providers(service_name: str | None, service_version: str | None) -> t
             from opentelemetry.sdk.metrics import MeterProvider
             from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-            exporter = _metric_exporter()
+            exporter = _counted(_metric_exporter())
             readers = [PeriodicExportingMetricReader(exporter)] if exporter is not None else []
-            provider = MeterProvider(resource=_resource(service_name, service_version), metric_readers=readers)
+            provider = MeterProvider(resource=_resource(service_name, service_version), metric_readers=readers,
+                                     shutdown_on_exit=False)
             otel_metrics.set_meter_provider(provider)
             _owned.append(provider)
             mp = otel_metrics.get_meter_provider()
@@ -382,9 +407,13 @@ class OTelSink:
         for span, end_ns, _ in spans:
             span.end(end_ns)
 
+    def lost(self) -> int:
+        """Spans the exporters failed to deliver (the pipeline counts them as exporter drops)."""
+        return export_failures["spans"]
+
     def close(self) -> None:
         self._sweep(everything=True)
-        force_flush()
+        force_flush()  # the pipeline runs this under the exporters' deadline and moves on
 
 
 def take_over(low: Any, fastmcp_server: bool) -> list[Any]:
