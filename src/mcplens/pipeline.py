@@ -5,8 +5,9 @@ readings) and returns; it never builds the event, serialises, hashes or touches 
 writer thread turns raw captures into events and writes them out, so a hard kill loses at
 most about one flush interval:
 
-- it works in **slices** of at most half an interval (and ``MAX_SLICE`` events), writing after
-  each one, so writes go out at least every interval however fast events arrive;
+- it works in **slices**, one every half interval, each building for at most half an interval
+  (and ``MAX_SLICE`` events) and then writing, so writes go out at least every interval however
+  fast events arrive;
 - what it cannot reach in time is **shed**: captures still queued from before the previous
   write are dropped and counted, as are captures past the **byte budget**, so the backlog is
   bounded in age, in count and in bytes, never unbounded;
@@ -40,8 +41,10 @@ logger = logging.getLogger("mcplens")
 HEALTH_EVERY = 10.0
 #: events built per slice at most: bounds the batch held in memory and the size of one write
 MAX_SLICE = 4096
-#: the longest a slice builds before it writes (seconds), whatever the flush interval
-MAX_SLICE_SECONDS = 0.1
+#: the writer offers the GIL to the request path at least this often while it builds (seconds):
+#: a CPU-bound thread otherwise keeps it for the whole switch interval (5 ms) each time an event
+#: loop thread wakes from I/O and asks for it, on every call while the writer is busy
+YIELD_EVERY = 0.001
 #: bytes a queued capture holds besides its request and reply (tuple, context references, dicts)
 CAPTURE_OVERHEAD = 2048
 #: the queue never shrinks below this many captures, however big events get
@@ -193,7 +196,7 @@ class Pipeline:
         self._capacity = Capacity(min(settings.queue_size, max(MIN_CAPACITY, settings.queue_bytes // CAPTURE_OVERHEAD)))
         self._per_capture = float(CAPTURE_OVERHEAD)  # bytes a queued capture holds, as last measured
         self._interval = settings.flush_interval
-        self._slice_seconds = min(settings.flush_interval / 2, MAX_SLICE_SECONDS)
+        self._slice_seconds = settings.flush_interval / 2
         self.counters = {"enqueued": 0, "dropped": 0, "written": 0, "faults": 0, "write_failures": 0,
                          "exporter_dropped": 0}
         self._mark = 0  # ``enqueued`` at the previous write: older captures still queued are shed
@@ -249,15 +252,23 @@ class Pipeline:
         self._base.update(fields)
 
     def _run(self) -> None:
+        """A slice every half interval: builds for at most that long, writes, sheds.
+
+        Everything enqueued before the previous write is written or counted by the next one,
+        so what a hard kill can lose is what arrived in the last two periods: one interval.
+        """
+        period = self._slice_seconds
+        started = time.monotonic()
         busy = False
         while not self._stop.is_set():
-            if not busy:  # behind: go straight on with the next slice, else sleep one interval
-                self._wake.wait(self._interval)
+            if not busy:  # behind: go straight on with the next slice, else sleep out the period
+                self._wake.wait(max(0.0, period - (time.monotonic() - started)))
                 self._wake.clear()
             if self._stop.is_set():
                 break
+            started = time.monotonic()
             try:
-                busy = self._slice(self._slice_seconds, shed=True)[0]
+                busy = self._slice(period, shed=True)[0]
             except Exception as exc:  # noqa: BLE001 - the writer thread must outlive its own bugs
                 self.fault("the writer", exc)
                 busy = False
@@ -284,10 +295,15 @@ class Pipeline:
             seen = 0
             measured = 0
             privacy = self.privacy
+            handed = perf_counter()
             while q and seen < MAX_SLICE:
-                if deadline is not None and not seen & 15 and perf_counter() >= deadline:
+                now = perf_counter()
+                if deadline is not None and now >= deadline:
                     out_of_time = True
                     break
+                if now - handed >= YIELD_EVERY:
+                    time.sleep(0)  # offer the GIL: the request path would otherwise wait up to 5 ms
+                    handed = perf_counter()
                 try:
                     build, raw = q.popleft()
                 except IndexError:
