@@ -32,6 +32,7 @@ from time import perf_counter
 from typing import Any, Protocol
 
 from mcplens import event as ev
+from mcplens._json import yield_gil
 from mcplens.config import Settings
 from mcplens.sinks.eventlog import EventLogSink, health_record
 
@@ -296,13 +297,15 @@ class Pipeline:
             measured = 0
             privacy = self.privacy
             handed = perf_counter()
+            # only the writer thread yields: a flush() caller is not racing the request path
+            every = YIELD_EVERY if threading.current_thread() is self._thread else float("inf")
             while q and seen < MAX_SLICE:
                 now = perf_counter()
                 if deadline is not None and now >= deadline:
                     out_of_time = True
                     break
-                if now - handed >= YIELD_EVERY:
-                    time.sleep(0)  # offer the GIL: the request path would otherwise wait up to 5 ms
+                if now - handed >= every:
+                    yield_gil()  # offer the GIL: the request path would otherwise wait up to 5 ms
                     handed = perf_counter()
                 try:
                     build, raw = q.popleft()

@@ -48,37 +48,41 @@ PATTERNS: Final[dict[str, re.Pattern[str]]] = {
 }
 _B64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
 MAX_SCAN: Final = 65536  # characters scanned per event
-#: a word every phrase above must contain, lower-cased: a string without any of them (nearly
-#: every argument value) costs one C-level search instead of five backtracking patterns
+#: what every phrase above must contain, lower-cased ASCII: a string without any of it (nearly every
+#: argument value) costs one search instead of five backtracking patterns
 _WORDS = re.compile(
-    "ignor|disregard|forget|overrid|system|now|act|developer|exfiltrat|send|upload|tell|inform|mention|"
-    "secretly|without"
+    r"ignor|disregard|forget|overrid|system|you\s+are\s+now|from\s+now|act\s+as|developer\s+mode|exfiltrat|"
+    r"send|upload|(?:do\s+not|don'?t)\s+(?:tell|inform|mention)|secretly|without\s+(?:the\s+)?user"
 )
 #: no phrase above is shorter than this
 _SHORTEST = 8
 
 
-def scan(text: str) -> Counter[str]:
-    """Kinds of injection phrase found in ``text``, including inside base64-encoded runs."""
-    found: Counter[str] = Counter()
+def _kinds(text: str) -> list[str]:
+    """Kinds found in ``text`` (a kind once per string); an empty list, not a Counter, when clean."""
     if len(text) < _SHORTEST:
-        return found
+        return []
+    found = []
     # the prefilter reads lower-cased ASCII; other text (where re.I folds more than lower() does,
     # like a long s for an s) goes straight to the patterns
     if not text.isascii() or _WORDS.search(text.lower()):
-        for kind, pattern in PATTERNS.items():
-            if pattern.search(text):
-                found[kind] += 1
-    if len(text) < 24:
-        return found
-    for m in _B64.finditer(text):
-        try:
-            decoded = base64.b64decode(m.group(0) + "=" * (-len(m.group(0)) % 4), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            continue
-        if _WORDS.search(decoded.lower()) and any(p.search(decoded) for p in PATTERNS.values()):
-            found["BASE64_INSTRUCTIONS"] += 1
+        found = [kind for kind, pattern in PATTERNS.items() if pattern.search(text)]
+    if len(text) >= 24:
+        for m in _B64.finditer(text):
+            try:
+                decoded = base64.b64decode(m.group(0) + "=" * (-len(m.group(0)) % 4), validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                continue
+            if (not decoded.isascii() or _WORDS.search(decoded.lower())) and any(
+                p.search(decoded) for p in PATTERNS.values()
+            ):
+                found.append("BASE64_INSTRUCTIONS")
     return found
+
+
+def scan(text: str) -> Counter[str]:
+    """Kinds of injection phrase found in ``text``, including inside base64-encoded runs."""
+    return Counter(_kinds(text))
 
 
 def _strings(value: Any, out: list[str], budget: list[int]) -> None:
@@ -115,8 +119,8 @@ def count_in(value: Any) -> Counter[str]:
     _strings(value, texts, [MAX_SCAN])
     total: Counter[str] = Counter()
     for t in texts:
-        for kind, n in scan(t).items():
-            total[f"INJECTION:{kind}"] += n
+        for kind in _kinds(t):
+            total[f"INJECTION:{kind}"] += 1
     return total
 
 
