@@ -21,6 +21,8 @@ def _fallback() -> Callable[[Any], str]:
     return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
+_basestring = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
+
 if _make is not None:
     _encoder = _make(None, str, json.encoder.c_encode_basestring, None, ":", ",", False, False, True)
 
@@ -52,8 +54,18 @@ def size(value: Any) -> int:
     between pieces: one C call over a 20 MB string would hold it for a tenth of a second, stalling
     the server's event loop meanwhile.
     """
-    if isinstance(value, str) and len(value) > CHUNK:
-        return _str_size(value)
+    kind = type(value)
+    if kind is str:
+        if len(value) > CHUNK:
+            return _str_size(value)
+        text = _basestring(value)
+        return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    if kind is int:  # the common scalars without the encoder's list and join
+        return len(int.__repr__(value))
+    if value is None or value is True:
+        return 4
+    if value is False:
+        return 5
     text = compact(value)
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
