@@ -644,8 +644,9 @@ def report_side_by_side(args: argparse.Namespace, info: dict[str, str], sbs: dic
         lens_mw = paired_added(s["mcplens"], s["baseline"])[0]
         sdk_mw = paired_added(s["otel-noprovider"], s["baseline"])[0]
         add(f"- Request-path layer alone (middleware in a tight loop, {args.mw_rounds} rounds × {args.mw_block}): "
-            f"mcplens {fmt(lens_mw, 2)} µs vs the SDK default's OTel middleware without provider {fmt(sdk_mw, 2)} "
-            f"µs: {fmt(lens_mw - sdk_mw, 2)} µs above the SDK default (goal ≤ 3 µs); writer side "
+            f"mcplens's middleware adds {fmt(lens_mw, 2)} µs over a bare `call_next` (goal ≤ 3 µs above the SDK "
+            f"default); the SDK default's own OTel middleware, without a provider, adds {fmt(sdk_mw, 2)} µs; "
+            f"writer side "
             f"{fmt(statistics.median(mw['writer_us']) if mw['writer_us'] else float('nan'), 1)} µs per event")
     add(f"- Pipeline counters: {sbs['counters']} (dropped must be 0)")
     add("")

@@ -123,7 +123,8 @@ def test_a_20mb_argument_does_not_stall_other_calls(home: Path) -> None:
             assert reply["result"]["structuredContent"] == {"result": 5}
             return time.perf_counter() - t
 
-        baseline = sorted(timed() for _ in range(30))[15]
+        # the slowest of 40 small calls before: on a shared machine scheduling alone adds tens of ms
+        baseline = max(timed() for _ in range(40))
         text = ("the quick brown fox jumps over the lazy dog " * 500_000)[:20_000_000]
         assert client.call("echo", {"data": text})["result"]["structuredContent"] == {"result": len(text)}
         after = []

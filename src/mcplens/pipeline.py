@@ -32,7 +32,6 @@ from time import perf_counter
 from typing import Any, Protocol
 
 from mcplens import event as ev
-from mcplens._json import yield_gil
 from mcplens.config import Settings
 from mcplens.sinks.eventlog import EventLogSink, health_record
 
@@ -42,10 +41,6 @@ logger = logging.getLogger("mcplens")
 HEALTH_EVERY = 10.0
 #: events built per slice at most: bounds the batch held in memory and the size of one write
 MAX_SLICE = 4096
-#: the writer offers the GIL to the request path at least this often while it builds (seconds):
-#: a CPU-bound thread otherwise keeps it for the whole switch interval (5 ms) each time an event
-#: loop thread wakes from I/O and asks for it, on every call while the writer is busy
-YIELD_EVERY = 0.001
 #: bytes a queued capture holds besides its request and reply (tuple, context references, dicts)
 CAPTURE_OVERHEAD = 2048
 #: the queue never shrinks below this many captures, however big events get
@@ -296,17 +291,10 @@ class Pipeline:
             seen = 0
             measured = 0
             privacy = self.privacy
-            handed = perf_counter()
-            # only the writer thread yields: a flush() caller is not racing the request path
-            every = YIELD_EVERY if threading.current_thread() is self._thread else float("inf")
             while q and seen < MAX_SLICE:
-                now = perf_counter()
-                if deadline is not None and now >= deadline:
+                if deadline is not None and perf_counter() >= deadline:
                     out_of_time = True
                     break
-                if now - handed >= every:
-                    yield_gil()  # offer the GIL: the request path would otherwise wait up to 5 ms
-                    handed = perf_counter()
                 try:
                     build, raw = q.popleft()
                 except IndexError:
