@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -305,3 +306,36 @@ def test_disk_full_then_free_leaves_no_torn_line_and_exact_counts(tmp_path: Path
     assert counters["written"] + counters["write_failures"] == 250
     ids = [int(e["event.id"]) for e in requests]
     assert ids == sorted(set(ids)) and ids[:20] == list(range(20)) and ids[-30:] == list(range(220, 250))
+
+
+def test_a_blocked_exporter_drops_and_counts_and_holds_up_nothing(tmp_path: Path) -> None:
+    release = threading.Event()
+
+    class Stuck:
+        name = "stuck"
+
+        def write_batch(self, events: list[dict[str, Any]]) -> None:
+            release.wait()  # a full pipe, a dead collector
+
+        def close(self) -> None:
+            release.wait()
+
+    settings = Settings(home=tmp_path / "home", flush_interval=60, handle_sigterm=False,
+                        exporter_queue_size=10, exporter_shutdown_timeout=0.5)
+    pipeline = Pipeline(settings)
+    pipeline.add_sink(Stuck())
+    try:
+        for batch in range(10):
+            for i in range(10):
+                pipeline.submit(lambda n: {"event.kind": "request", "event.id": f"{n:04d}"}, batch * 10 + i)
+            assert pipeline.drain() == 10  # the event log is written whatever the exporter does
+        t0 = time.monotonic()
+        pipeline.close()
+        took = time.monotonic() - t0
+    finally:
+        release.set()
+    assert took < 1.5, took
+    assert pipeline.counters["written"] == 100
+    assert pipeline.counters["exporter_dropped"] == 100  # never delivered: queue full, or held at the deadline
+    assert len(requests_on_disk(settings.home)) == 100
+    assert last_health(settings.home)["mcplens.health.exporter_dropped"] == 100
