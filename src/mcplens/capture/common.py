@@ -309,6 +309,10 @@ def _arguments(e: dict[str, Any], arguments: Any) -> dict[str, int] | None:
     return shape
 
 
+#: below this many bytes of argument values, encoding a whole object again is cheaper than summing
+SMALL = 4096
+
+
 def arguments_size(arguments: dict[str, Any], shape: dict[str, int]) -> int:
     """JSON bytes of an arguments object from its shape: each value is encoded once, not twice."""
     return _json.keys_size(shape) + sum(shape.values())
@@ -317,8 +321,10 @@ def arguments_size(arguments: dict[str, Any], shape: dict[str, int]) -> int:
 def params_size(params: dict[str, Any], shape: dict[str, int] | None) -> int:
     """JSON bytes of a request's params, reusing the sizes of its arguments when measured already."""
     arguments = params.get("arguments")
-    if shape is None or not isinstance(arguments, dict) or not all(isinstance(k, str) for k in arguments):
-        return _json.size(params)
+    if shape is None or sum(shape.values()) < SMALL or not isinstance(arguments, dict) or not all(
+        isinstance(k, str) for k in arguments
+    ):
+        return _json.size(params)  # small: one C-level encode beats summing in Python
     rest = {k: v for k, v in params.items() if k != "arguments"}
     return _json.size(rest) + (1 if rest else 0) + len('"arguments":') + arguments_size(arguments, shape)
 
