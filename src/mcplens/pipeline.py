@@ -113,6 +113,7 @@ class SinkWorker:
         self._queued = 0  # events in _batches, plus the batch being written
         self._cond = threading.Condition()
         self._closing = False
+        self._busy_since: float | None = None  # when the write in progress began
         self.dropped = 0
         self._thread = threading.Thread(target=self._run, name=f"mcplens-sink-{self.name}", daemon=True)
         self._thread.start()
@@ -138,12 +139,14 @@ class SinkWorker:
                 if not self._batches:
                     break
                 batch = self._batches.popleft()
+                self._busy_since = time.monotonic()
             try:
                 self.sink.write_batch(batch)
             except Exception as exc:  # noqa: BLE001 - an exporter's failure is counted, never raised
                 self._fault(f"sink {self.name}", exc)
             with self._cond:
                 self._queued -= len(batch)
+                self._busy_since = None
                 self._cond.notify_all()
         try:
             self.sink.close()
@@ -160,12 +163,18 @@ class SinkWorker:
                 self._cond.wait(left)
         return True
 
-    def stop(self, deadline: float) -> int:
-        """Finish the queue and close the sink by ``deadline``; returns the events given up on."""
+    def stop(self, deadline: float, stuck_after: float) -> int:
+        """Finish the queue and close the sink by ``deadline``; returns the events given up on.
+
+        An exporter already stuck in one write for ``stuck_after`` seconds (a pipe nobody reads)
+        is given up on at once: it would not finish within the deadline either.
+        """
         with self._cond:
             self._closing = True
+            busy = self._busy_since
             self._cond.notify_all()
-        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if busy is None or time.monotonic() - busy < stuck_after:
+            self._thread.join(max(0.0, deadline - time.monotonic()))
         if not self._thread.is_alive():
             return 0
         with self._cond:  # stuck in the exporter: what it still holds is lost, and counted
@@ -457,7 +466,7 @@ class Pipeline:
             if getattr(sink, "inline", False):
                 _close_by(sink, deadline, self.fault)
         for w in list(self._workers.values()):
-            w.stop(deadline)
+            w.stop(deadline, stuck_after=self.settings.exporter_shutdown_timeout)
         self._count_exporter_drops()
         self._slice(None, shed=False)  # the last health record, with the exporters' losses
         try:
