@@ -5,8 +5,9 @@ writing to a real (tmpfs) file system, and checks what reached the disk against 
 own counters: every event is written, or dropped and counted, except at most what arrived in
 the last flush interval before a hard kill.
 
-Durations are shrunk from the issue's (3 s of overload instead of 10, 3,000 large replies instead
-of 20,000) where the mechanism is the same: each test fails on the writer these fix.
+Durations are shrunk from the issue's (3 s of overload instead of 10, 2,000 large replies instead
+of 20,000: 200 MB of replies against a 16 MB budget) where the mechanism is the same: each test
+fails on the writer these fix.
 """
 
 from __future__ import annotations
@@ -146,14 +147,14 @@ def test_a_20mb_argument_does_not_stall_other_calls(home: Path) -> None:
 
 
 def test_large_replies_keep_memory_under_the_byte_budget(home: Path) -> None:
-    """3,000 calls with 100 KB replies while the writer is slower than the calls."""
+    """2,000 calls with 100 KB replies while the writer is slower than the calls."""
     budget = 16 * 1024 * 1024
     client = Pipelined(home, REPO, MCPLENS_QUEUE_BYTES=str(budget), MCPLENS_TEST_SLOW_PROCESSOR="0.005")
     try:
         client.handshake()
         client.burst("fetch", {"i": 1}, 50)
         base = client.status("VmRSS")
-        client.burst("fetch", {"i": 2}, 3000)
+        client.burst("fetch", {"i": 2}, 2000)
         peak = client.status("VmHWM")
     finally:
         finish(client)
