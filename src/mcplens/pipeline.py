@@ -5,11 +5,11 @@ readings) and returns; it never builds the event, serialises, hashes or touches 
 writer thread turns raw captures into events and writes them out, so a hard kill loses at
 most about one flush interval:
 
-- it works in **slices**, one every half interval, each building for at most half an interval
+- it works in **slices**, one every third of an interval, each building for at most that long
   (and ``MAX_SLICE`` events) and then writing, so writes go out at least every interval however
   fast events arrive;
-- what it cannot reach in time is **shed**: captures still queued from before the previous
-  write are dropped and counted, as are captures past the **byte budget**, so the backlog is
+- what it cannot reach in time is **shed**: captures still queued from before the last two
+  writes are dropped and counted, as are captures past the **byte budget**, so the backlog is
   bounded in age, in count and in bytes, never unbounded;
 - **exporters** get one thread and one bounded queue each (:class:`SinkWorker`): a slow or
   blocked exporter drops and counts its own overflow and never delays the event log or
@@ -201,10 +201,11 @@ class Pipeline:
         self._capacity = Capacity(min(settings.queue_size, max(MIN_CAPACITY, settings.queue_bytes // CAPTURE_OVERHEAD)))
         self._per_capture = float(CAPTURE_OVERHEAD)  # bytes a queued capture holds, as last measured
         self._interval = settings.flush_interval
-        self._slice_seconds = settings.flush_interval / 2
+        self._slice_seconds = settings.flush_interval / 3
         self.counters = {"enqueued": 0, "dropped": 0, "written": 0, "faults": 0, "write_failures": 0,
                          "exporter_dropped": 0}
-        self._mark = 0  # ``enqueued`` at the previous write: older captures still queued are shed
+        #: ``enqueued`` at the last two writes: captures from before both, still queued, are shed
+        self._marks: collections.deque[int] = collections.deque([0, 0], maxlen=2)
         self._reported: dict[str, int] = {}
         self._last_health = float("-inf")
         self._eventlog = EventLogSink(
@@ -257,10 +258,10 @@ class Pipeline:
         self._base.update(fields)
 
     def _run(self) -> None:
-        """A slice every half interval: builds for at most that long, writes, sheds.
+        """A slice every third of an interval: builds for at most that long, writes, sheds.
 
-        Everything enqueued before the previous write is written or counted by the next one,
-        so what a hard kill can lose is what arrived in the last two periods: one interval.
+        Everything enqueued before the last two writes is written or counted by the next one, so
+        what a hard kill can lose is what arrived in the last three periods: one interval.
         """
         period = self._slice_seconds
         started = time.monotonic()
@@ -329,7 +330,7 @@ class Pipeline:
             if shed:
                 self._shed(out_of_time)
             written = self._write(batch)
-            self._mark = self.counters["enqueued"]
+            self._marks.append(self.counters["enqueued"])
             return bool(q), written
 
     def _learn(self, per_capture: float) -> None:
@@ -347,15 +348,16 @@ class Pipeline:
         """Drop, and count, captures the writer cannot reach in time or that exceed the budget.
 
         Queue positions are known from ``enqueued``: the queue holds the last ``len(q)`` captures
-        enqueued. After a slice that ran out of time, those enqueued before the previous write
-        have waited longer than a slice: keeping them would let the backlog, and what a hard
-        kill loses, grow without bound. Past the byte budget, the oldest go first.
+        enqueued. After a slice that ran out of time, those enqueued before the last two writes
+        have waited two whole slices (one flush interval): keeping them would let the backlog, and
+        what a hard kill loses, grow without bound, while a shorter stall (a busy machine, a GC
+        pause) is caught up without loss. Past the byte budget, the oldest go first.
         """
         q = self._queue
         excess = len(q) - self._capacity.value
         if out_of_time:
             head = self.counters["enqueued"] - len(q)
-            excess = max(excess, self._mark - head)
+            excess = max(excess, self._marks[0] - head)
         n = 0
         while n < excess:
             try:
