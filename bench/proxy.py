@@ -122,7 +122,7 @@ def writer_cost(n: int) -> float:
     from mcplens.pipeline import Pipeline
 
     with tempfile.TemporaryDirectory() as tmp:
-        pipeline = Pipeline(Settings(home=Path(tmp), flush_interval=3600, handle_sigterm=False))
+        pipeline = Pipeline(Settings(home=Path(tmp), flush_interval=60, handle_sigterm=False))
         build = StdioCapture(pipeline, pipeline.settings)
         reply = (b'{"jsonrpc":"2.0","id":%d,"result":{"content":[{"type":"text","text":"5"}],'
                  b'"structuredContent":{"result":5},"isError":false}}')

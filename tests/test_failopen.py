@@ -63,7 +63,7 @@ def test_raising_sink_is_counted_and_events_still_stored(home: Path) -> None:
 def test_full_queue_drops_and_counts_never_blocks(home: Path) -> None:
     server = sdk_server.build()
     # a writer that never wakes during the test and room for 5 events: the rest must be dropped
-    mcplens.instrument(server, queue_size=5, flush_interval=3600)
+    mcplens.instrument(server, queue_size=5, flush_interval=60)
     results = anyio.run(call_many, server)
     assert_all_succeeded(results)
     stats = pipeline_for(home).counters

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import json.encoder
+import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +20,8 @@ _make = getattr(json.encoder, "c_make_encoder", None)
 def _fallback() -> Callable[[Any], str]:
     return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
+
+_basestring = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
 
 if _make is not None:
     _encoder = _make(None, str, json.encoder.c_encode_basestring, None, ":", ",", False, False, True)
@@ -30,7 +34,74 @@ else:  # pragma: no cover - CPython always has the C encoder
     compact = _fallback()
 
 
+def _sleep0() -> None:
+    time.sleep(0)
+
+
+#: release the GIL for a moment, so a thread waiting for it (the server's event loop) takes it now
+#: instead of after the 5 ms switch interval. ``sched_yield`` costs ~1 µs; ``sleep(0)`` costs
+#: the kernel's timer slack (~50-100 µs) on Linux, so it is only the fallback (Windows).
+yield_gil = getattr(os, "sched_yield", None) or _sleep0
+
+#: strings longer than this are sized a piece at a time (see :func:`size`)
+CHUNK = 1 << 18
+
+
 def size(value: Any) -> int:
-    """UTF-8 bytes of ``value`` as compact JSON, the way the SDK and most peers put it on the wire."""
+    """UTF-8 bytes of ``value`` as compact JSON, the way the SDK and most peers put it on the wire.
+
+    A long string is measured in pieces of ``CHUNK`` characters, offering the GIL to other threads
+    between pieces: one C call over a 20 MB string would hold it for a tenth of a second, stalling
+    the server's event loop meanwhile.
+    """
+    kind = type(value)
+    if kind is str:
+        if len(value) > CHUNK:
+            return _str_size(value)
+        text = _basestring(value)
+        return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    if kind is int:  # the common scalars without the encoder's list and join
+        return len(int.__repr__(value))
+    if value is None or value is True:
+        return 4
+    if value is False:
+        return 5
     text = compact(value)
-    return len(text) if text.isascii() else len(text.encode("utf-8"))
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+#: every byte JSON writes as itself (not ``"``, ``\\`` or a control character)
+_PLAIN = bytes(i for i in range(256) if i >= 32 and i not in (34, 92))
+_SHORT_ESCAPES = b'"\\\n\r\t\b\f'  # written as two characters; other control characters take six
+
+
+def _str_size(value: str) -> int:
+    """Exact, without building the encoded text when ``value`` is ASCII: its length, plus one
+    byte per short escape and five per ``\\u00XX``, counted a piece at a time."""
+    if not value.isascii():
+        total = 2
+        encode = json.encoder.c_encode_basestring if _make is not None else json.encoder.py_encode_basestring
+        for i in range(0, len(value), CHUNK):
+            text = encode(value[i : i + CHUNK])
+            total += len(text.encode("utf-8", "surrogatepass")) - 2
+            yield_gil()  # hand the GIL over now: a thread waiting for it would otherwise wait 5 ms
+        return total
+    total = len(value) + 2
+    for i in range(0, len(value), CHUNK):
+        special = value[i : i + CHUNK].encode("ascii").translate(None, _PLAIN)
+        if special:
+            short = sum(special.count(c) for c in _SHORT_ESCAPES)
+            total += short + 5 * (len(special) - short)
+        yield_gil()
+    return total
+
+
+def keys_size(keys: Any) -> int:
+    """Bytes the keys of a JSON object take with their quotes and colons, plus braces and commas:
+    ``size(obj) == keys_size(obj) + sum(size(v) for v in obj.values())`` for string keys."""
+    n = 0
+    total = 2
+    for k in keys:
+        total += size(k) + 1
+        n += 1
+    return total + max(0, n - 1)

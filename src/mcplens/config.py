@@ -16,6 +16,8 @@ _TRUE = {"1", "true", "yes", "on"}
 MODES = ("local", "packaged")
 #: the exporters ``exporters=`` / ``MCPLENS_EXPORTERS`` can name (all off by default: no egress)
 EXPORTERS = ("log", "otel", "prometheus", "sentry")
+#: the longest flush interval accepted: a hard kill loses at most one interval of events
+MAX_FLUSH_INTERVAL = 60.0
 #: options that only code can set: objects, not strings
 _CODE_ONLY = {"privacy", "processors"}
 
@@ -41,8 +43,15 @@ class Settings:
     home: Path = field(default_factory=default_home)
     #: events held in memory at most; beyond it new events are dropped and counted
     queue_size: int = 10_000
-    #: seconds between writer flushes; a hard kill loses at most this much
+    #: bytes the queued captures may hold (estimated from the sizes the writer measures); beyond it
+    #: new events are dropped and counted, like past ``queue_size``
+    queue_bytes: int = 32 * 1024 * 1024
+    #: seconds between writer flushes, in (0, 60]; a hard kill loses at most this much
     flush_interval: float = 0.25
+    #: seconds close() waits, all exporters together, for their queued events; the rest are dropped and counted
+    exporter_shutdown_timeout: float = 2.0
+    #: events each exporter may hold queued on its own thread; beyond it that exporter drops and counts
+    exporter_queue_size: int = 10_000
     #: a segment file is closed and a new one started past this size
     segment_max_bytes: int = 64 * 1024 * 1024
     #: a segment file is closed and a new one started past this age (seconds)
@@ -86,6 +95,29 @@ class Settings:
             from mcplens.capture.ratelimit import parse_rate
 
             parse_rate(self.rate_limit)
+        self._check_limits()
+
+    def _check_limits(self) -> None:
+        """Reject values that would stall or spin the writer, naming the variable that set them.
+
+        ``flush_interval=0`` made the writer thread busy-loop a whole core; a zero or negative size
+        silently dropped every event.
+        """
+        def bad(name: str, value: Any, want: str) -> ValueError:
+            return ValueError(f"MCPLENS_{name.upper()} (option {name}=) must be {want}, not {value!r}")
+
+        interval = self.flush_interval
+        number = isinstance(interval, int | float) and not isinstance(interval, bool)
+        if not number or not 0 < interval <= MAX_FLUSH_INTERVAL:
+            raise bad("flush_interval", interval, f"a number of seconds in (0, {MAX_FLUSH_INTERVAL:g}]")
+        for name in ("queue_size", "queue_bytes", "segment_max_bytes", "exporter_queue_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise bad(name, value, "a positive integer")
+        for name in ("segment_max_age", "exporter_shutdown_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 or value != value:
+                raise bad(name, value, "a positive number of seconds")
 
     def effective_policy(self) -> Any:
         """The privacy policy: code, else the config file, then ``MCPLENS_*`` overrides on top."""

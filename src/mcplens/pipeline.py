@@ -2,9 +2,20 @@
 
 The request path calls :meth:`Pipeline.submit` with a raw capture (references, two clock
 readings) and returns; it never builds the event, serialises, hashes or touches a file. A
-writer thread wakes every ``flush_interval``, turns raw captures into events, hands each batch
-to every sink and writes it out, so a hard kill loses at most one interval. A full queue drops
-and counts; a raising sink or an unwritable directory is counted, never raised.
+writer thread turns raw captures into events and writes them out, so a hard kill loses at
+most about one flush interval:
+
+- it works in **slices**, one every third of an interval, each building for at most that long
+  (and ``MAX_SLICE`` events) and then writing, so writes go out at least every interval however
+  fast events arrive;
+- what it cannot reach in time is **shed**: captures still queued from before the last two
+  writes are dropped and counted, as are captures past the **byte budget**, so the backlog is
+  bounded in age, in count and in bytes, never unbounded;
+- **exporters** get one thread and one bounded queue each (:class:`SinkWorker`): a slow or
+  blocked exporter drops and counts its own overflow and never delays the event log or
+  another exporter; on close they get ``exporter_shutdown_timeout`` seconds all together.
+
+A raising sink or an unwritable directory is counted, never raised.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from time import perf_counter
 from typing import Any, Protocol
 
 from mcplens import event as ev
@@ -27,10 +39,23 @@ logger = logging.getLogger("mcplens")
 
 #: seconds between health records while events flow (one is also written on close)
 HEALTH_EVERY = 10.0
+#: events built per slice at most: bounds the batch held in memory and the size of one write
+MAX_SLICE = 4096
+#: bytes a queued capture holds besides its request and reply (tuple, context references, dicts)
+CAPTURE_OVERHEAD = 2048
+#: the queue never shrinks below this many captures, however big events get
+MIN_CAPACITY = 16
+#: health-record field: events the exporters dropped (queue full, or still queued at the deadline)
+HEALTH_EXPORTER_DROPPED = "mcplens.health.exporter_dropped"
 
 
 class Sink(Protocol):
-    """Anything that takes finished events in batches, on the writer thread."""
+    """Anything that takes finished events in batches.
+
+    A sink runs on its own thread unless it sets ``inline = True``: then it runs on the writer
+    thread before the event log (the OTel sink, which stamps span ids on the event and only
+    hands spans to the SDK's own bounded export queue).
+    """
 
     name: str
 
@@ -41,6 +66,122 @@ class Sink(Protocol):
 
 #: Builds an event from a raw capture, on the writer thread. Returns None to skip it.
 Builder = Callable[[Any], "dict[str, Any] | None"]
+
+
+class Capacity:
+    """The queue's current bound in captures: ``len(queue) < capacity`` on the request path.
+
+    The request path does not measure what it queues (that would cost more than the enqueue);
+    the writer measures every event it builds anyway, so it sets this bound to the byte budget
+    divided by the bytes a recent capture held, never above ``queue_size``. An int compared
+    with it calls :meth:`__gt__`, so the capture paths that hold it compare as with an int.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __gt__(self, n: int) -> bool:
+        return n < self.value
+
+    def __le__(self, n: int) -> bool:
+        return self.value <= n
+
+    def __index__(self) -> int:
+        return self.value
+
+    __int__ = __index__
+
+    def __repr__(self) -> str:
+        return f"Capacity({self.value})"
+
+
+class SinkWorker:
+    """One exporter on its own thread, fed whole batches through a queue bounded in events.
+
+    The writer thread only appends a batch here (or counts it as dropped when the queue is
+    full), so an exporter blocked on a full pipe or a dead collector holds up nobody but itself.
+    """
+
+    def __init__(self, sink: Sink, capacity: int, on_fault: Callable[[str, BaseException], None]) -> None:
+        self.sink = sink
+        self.name = str(getattr(sink, "name", type(sink).__name__))
+        self._capacity = capacity
+        self._fault = on_fault
+        self._batches: collections.deque[list[dict[str, Any]]] = collections.deque()
+        self._queued = 0  # events in _batches, plus the batch being written
+        self._cond = threading.Condition()
+        self._closing = False
+        self._busy_since: float | None = None  # when the write in progress began
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name=f"mcplens-sink-{self.name}", daemon=True)
+        self._thread.start()
+
+    def offer(self, batch: list[dict[str, Any]]) -> None:
+        with self._cond:
+            room = self._capacity - self._queued
+            if room <= 0 or self._closing:
+                self.dropped += len(batch)
+                return
+            if len(batch) > room:
+                self.dropped += len(batch) - room
+                batch = batch[:room]
+            self._batches.append(batch)
+            self._queued += len(batch)
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._batches and not self._closing:
+                    self._cond.wait()
+                if not self._batches:
+                    break
+                batch = self._batches.popleft()
+                self._busy_since = time.monotonic()
+            try:
+                self.sink.write_batch(batch)
+            except Exception as exc:  # noqa: BLE001 - an exporter's failure is counted, never raised
+                self._fault(f"sink {self.name}", exc)
+            with self._cond:
+                self._queued -= len(batch)
+                self._busy_since = None
+                self._cond.notify_all()
+        try:
+            self.sink.close()
+        except Exception as exc:  # noqa: BLE001
+            self._fault("closing a sink", exc)
+
+    def wait_idle(self, deadline: float) -> bool:
+        """Until every offered batch is written, or ``deadline`` (monotonic) passes."""
+        with self._cond:
+            while self._queued:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def stop(self, deadline: float, stuck_after: float) -> int:
+        """Finish the queue and close the sink by ``deadline``; returns the events given up on.
+
+        An exporter already stuck in one write for ``stuck_after`` seconds (a pipe nobody reads)
+        is given up on at once: it would not finish within the deadline either.
+        """
+        with self._cond:
+            self._closing = True
+            busy = self._busy_since
+            self._cond.notify_all()
+        if busy is None or time.monotonic() - busy < stuck_after:
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        if not self._thread.is_alive():
+            return 0
+        with self._cond:  # stuck in the exporter: what it still holds is lost, and counted
+            lost, self._queued = self._queued, 0
+            self._batches.clear()
+        self.dropped += lost
+        return lost
 
 
 class Pipeline:
@@ -55,14 +196,23 @@ class Pipeline:
         self.privacy = PrivacyStage(settings.effective_policy(), lazy_pseudonymizer(settings.home), settings.processors)
         self.instance_id = os.urandom(16).hex()
         self._queue: collections.deque[tuple[Builder, Any]] = collections.deque()
-        self._capacity = settings.queue_size
-        self.counters = {"enqueued": 0, "dropped": 0, "written": 0, "faults": 0, "write_failures": 0}
+        self._queue_size = settings.queue_size
+        self._byte_budget = settings.queue_bytes
+        self._capacity = Capacity(min(settings.queue_size, max(MIN_CAPACITY, settings.queue_bytes // CAPTURE_OVERHEAD)))
+        self._per_capture = float(CAPTURE_OVERHEAD)  # bytes a queued capture holds, as last measured
+        self._interval = settings.flush_interval
+        self._slice_seconds = settings.flush_interval / 3
+        self.counters = {"enqueued": 0, "dropped": 0, "written": 0, "faults": 0, "write_failures": 0,
+                         "exporter_dropped": 0}
+        #: ``enqueued`` at the last two writes: captures from before both, still queued, are shed
+        self._marks: collections.deque[int] = collections.deque([0, 0], maxlen=2)
         self._reported: dict[str, int] = {}
         self._last_health = float("-inf")
         self._eventlog = EventLogSink(
             settings.home, self.instance_id, max_bytes=settings.segment_max_bytes, max_age=settings.segment_max_age
         )
         self.sinks: list[Sink] = []
+        self._workers: dict[int, SinkWorker] = {}
         self._base: dict[str, Any] = {ev.INSTANCE_ID: self.instance_id, ev.PID: os.getpid()}
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -77,7 +227,7 @@ class Pipeline:
     def submit(self, build: Builder, raw: Any) -> None:
         """Enqueue a raw capture. O(1), never blocks, never raises to the caller."""
         q = self._queue
-        if len(q) >= self._capacity:
+        if len(q) >= self._capacity.value:
             self.counters["dropped"] += 1
             return
         q.append((build, raw))
@@ -96,30 +246,70 @@ class Pipeline:
             logger.warning("mcplens: %s failed with %s (counted, the call was not affected)", where, kind)
 
     # -- writer side --------------------------------------------------------------------------
-    def add_sink(self, sink: Sink) -> None:
-        self.sinks.append(sink)
+    def add_sink(self, sink: Sink, *, first: bool = False) -> None:
+        """Feed ``sink`` every batch from now on (``first``: before the sinks already added)."""
+        if first:
+            self.sinks.insert(0, sink)
+        else:
+            self.sinks.append(sink)
 
     def set_base(self, **fields: Any) -> None:
         """Fields stamped on health records (server name/version)."""
         self._base.update(fields)
 
     def _run(self) -> None:
-        interval = self.settings.flush_interval
+        """A slice every third of an interval: builds for at most that long, writes, sheds.
+
+        Everything enqueued before the last two writes is written or counted by the next one, so
+        what a hard kill can lose is what arrived in the last three periods: one interval.
+        """
+        period = self._slice_seconds
+        started = time.monotonic()
+        busy = False
         while not self._stop.is_set():
-            self._wake.wait(interval)
-            self._wake.clear()
-            self.drain()
+            if not busy:  # behind: go straight on with the next slice, else sleep out the period
+                self._wake.wait(max(0.0, period - (time.monotonic() - started)))
+                self._wake.clear()
+            if self._stop.is_set():
+                break
+            started = time.monotonic()
+            try:
+                busy = self._slice(period, shed=True)[0]
+            except Exception as exc:  # noqa: BLE001 - the writer thread must outlive its own bugs
+                self.fault("the writer", exc)
+                busy = False
 
     def drain(self) -> int:
         """Build and write everything queued so far. Returns the number of events written."""
+        total = 0
+        pending = len(self._queue)  # not what arrives meanwhile: a flush under load must end
+        while True:
+            more, written = self._slice(None, shed=False)
+            total += written
+            pending -= MAX_SLICE
+            if pending <= 0 or not more:
+                return total
+
+    def _slice(self, seconds: float | None, *, shed: bool) -> tuple[bool, int]:
+        """Build up to ``seconds`` (None: no limit) or MAX_SLICE events, write them, then shed what
+        waited too long. Returns (captures still queued, events written)."""
         with self._lock:
-            batch: list[dict[str, Any]] = []
             q = self._queue
-            while q:
+            batch: list[dict[str, Any]] = []
+            deadline = perf_counter() + seconds if seconds is not None else None
+            out_of_time = False
+            seen = 0
+            measured = 0
+            privacy = self.privacy
+            while q and seen < MAX_SLICE:
+                if deadline is not None and perf_counter() >= deadline:
+                    out_of_time = True
+                    break
                 try:
                     build, raw = q.popleft()
                 except IndexError:
                     break
+                seen += 1
                 try:
                     e = build(raw)
                 except Exception as exc:  # noqa: BLE001 - a builder bug must not stop the writer
@@ -127,14 +317,56 @@ class Pipeline:
                     continue
                 if e is None:
                     continue
+                measured += (e.get(ev.REQUEST_SIZE) or 0) + (e.get(ev.RESPONSE_SIZE) or 0)
                 try:
-                    e = self.privacy(e)
+                    e = privacy(e)
                 except Exception as exc:  # noqa: BLE001 - an event the stage could not clean is not kept
                     self.fault("the privacy stage", exc)
                     continue
                 if e is not None:
                     batch.append(e)
-            return self._write(batch)
+            if seen:
+                self._learn(measured / seen + CAPTURE_OVERHEAD)
+            if shed:
+                self._shed(out_of_time)
+            written = self._write(batch)
+            self._marks.append(self.counters["enqueued"])
+            return bool(q), written
+
+    def _learn(self, per_capture: float) -> None:
+        """Set the queue's bound from the byte budget and the bytes recent captures held.
+
+        Up at once when captures grow (a burst of large replies must not fill a count-sized
+        queue first), down slowly.
+        """
+        est = self._per_capture
+        est = per_capture if per_capture > est else est * 0.9 + per_capture * 0.1
+        self._per_capture = est
+        self._capacity.value = min(self._queue_size, max(MIN_CAPACITY, int(self._byte_budget // est)))
+
+    def _shed(self, out_of_time: bool) -> None:
+        """Drop, and count, captures the writer cannot reach in time or that exceed the budget.
+
+        Queue positions are known from ``enqueued``: the queue holds the last ``len(q)`` captures
+        enqueued. After a slice that ran out of time, those enqueued before the last two writes
+        have waited two whole slices (one flush interval): keeping them would let the backlog, and
+        what a hard kill loses, grow without bound, while a shorter stall (a busy machine, a GC
+        pause) is caught up without loss. Past the byte budget, the oldest go first.
+        """
+        q = self._queue
+        excess = len(q) - self._capacity.value
+        if out_of_time:
+            head = self.counters["enqueued"] - len(q)
+            excess = max(excess, self._marks[0] - head)
+        n = 0
+        while n < excess:
+            try:
+                q.popleft()
+            except IndexError:
+                break
+            n += 1
+        if n:
+            self.counters["dropped"] += n
 
     def _snapshot(self, pending: int) -> dict[str, int]:
         self._last_health = time.monotonic()
@@ -147,43 +379,83 @@ class Pipeline:
         """A health record goes out at once when something was lost, else at most every
         ``HEALTH_EVERY`` seconds while counters move, and a last one on close."""
         c, r = self.counters, self._reported
-        if any(c[k] != r.get(k, 0) for k in ("dropped", "faults", "write_failures")):
+        if any(c[k] != r.get(k, 0) for k in ("dropped", "faults", "write_failures", "exporter_dropped")):
             return True
         if not batch and all(c[k] == r.get(k, 0) for k in c):
             return False
         return self._closed or time.monotonic() - self._last_health >= HEALTH_EVERY
 
+    def _worker(self, sink: Sink) -> SinkWorker:
+        w = self._workers.get(id(sink))
+        if w is None or w.sink is not sink:
+            w = self._workers[id(sink)] = SinkWorker(sink, self.settings.exporter_queue_size, self.fault)
+        return w
+
+    def _count_exporter_drops(self) -> None:
+        """Events the exporters' queues dropped, plus those an exporter reports it failed to send."""
+        lost = 0
+        for sink in self.sinks:
+            try:
+                lost += int(sink.lost()) if hasattr(sink, "lost") else 0
+            except Exception:  # noqa: BLE001
+                pass
+        self.counters["exporter_dropped"] = lost + sum(w.dropped for w in self._workers.values())
+
     def _write(self, batch: list[dict[str, Any]]) -> int:
-        """Hand the batch to every sink, then append it, with a health record if one is due,
-        to the event log: the record then counts this batch's own sink faults."""
+        """Inline sinks, then the event log (with a health record if one is due), then the
+        exporters' own queues; returns the events that reached the event log."""
         if batch:
             for sink in self.sinks:
-                try:
-                    sink.write_batch(batch)
-                except Exception as exc:  # noqa: BLE001
-                    self.fault(f"sink {getattr(sink, 'name', sink)!s}", exc)
+                if getattr(sink, "inline", False):
+                    try:
+                        sink.write_batch(batch)
+                    except Exception as exc:  # noqa: BLE001
+                        self.fault(f"sink {getattr(sink, 'name', sink)!s}", exc)
+        self._count_exporter_drops()
         count = len(batch)
-        if self._health_due(batch):
-            batch = [*batch, health_record(self.instance_id, self._snapshot(count), self._base)]
-        if not batch:
-            return 0
-        try:
-            self._eventlog.write_batch(batch)
-        except Exception as exc:  # noqa: BLE001 - unwritable directory, disk full ...
-            self.counters["write_failures"] += count
-            self.fault("writing the event log", exc)
-            return 0
-        self.counters["written"] += count
-        return count
+        out = batch
+        health = self._health_due(batch)
+        if health:
+            snap = self._snapshot(count)
+            record = health_record(self.instance_id, snap, self._base)
+            record[HEALTH_EXPORTER_DROPPED] = snap.get("exporter_dropped", 0)
+            out = [*batch, record]
+        written = 0
+        if out:
+            try:
+                written = self._eventlog.write_batch(out)
+            except Exception as exc:  # noqa: BLE001 - unwritable directory, disk full ...
+                written = getattr(exc, "whole_lines", 0)
+                self.fault("writing the event log", exc)
+            written = min(written, count)  # the health record is last: it does not count
+            self.counters["written"] += written
+            self.counters["write_failures"] += count - written
+            if health and written < count:
+                self._reported = {}  # the record did not make it: send another with the next batch
+        if batch:
+            for sink in self.sinks:
+                if not getattr(sink, "inline", False):
+                    self._worker(sink).offer(batch)
+        return written
 
     def flush(self) -> None:
-        """Write out everything submitted before this call (used by tests and shutdown)."""
+        """Write out everything submitted before this call, and wait (up to the exporter
+        deadline) for the exporters to take it (used by tests and shutdown)."""
         if threading.current_thread() is self._thread:
             return
         self.drain()
+        deadline = time.monotonic() + self.settings.exporter_shutdown_timeout
+        for w in list(self._workers.values()):
+            w.wait_idle(deadline)
+        self.drain()  # a health record for faults the exporters counted meanwhile
 
     def close(self) -> None:
-        """Stop the writer and flush the rest. Safe to call more than once (atexit, SIGTERM)."""
+        """Stop the writer and flush the rest. Safe to call more than once (atexit, SIGTERM).
+
+        The event log gets everything still queued; the exporters then get
+        ``exporter_shutdown_timeout`` seconds between them, after which what they still hold is
+        counted as dropped in the last health record.
+        """
         if self._closed:
             return
         self._closed = True
@@ -191,11 +463,32 @@ class Pipeline:
         self._wake.set()
         self._thread.join(timeout=5.0)
         self.drain()
-        for sink in [*self.sinks, self._eventlog]:
-            try:
-                sink.close()
-            except Exception as exc:  # noqa: BLE001
-                self.fault("closing a sink", exc)
+        deadline = time.monotonic() + self.settings.exporter_shutdown_timeout
+        for sink in self.sinks:
+            if getattr(sink, "inline", False):
+                _close_by(sink, deadline, self.fault)
+        for w in list(self._workers.values()):
+            w.stop(deadline, stuck_after=self.settings.exporter_shutdown_timeout)
+        self._count_exporter_drops()
+        self._slice(None, shed=False)  # the last health record, with the exporters' losses
+        try:
+            self._eventlog.close()
+        except Exception as exc:  # noqa: BLE001
+            self.fault("closing a sink", exc)
+
+
+def _close_by(sink: Sink, deadline: float, fault: Callable[[str, BaseException], None]) -> None:
+    """``sink.close()`` on a helper thread, waited for until ``deadline`` at most."""
+
+    def run() -> None:
+        try:
+            sink.close()
+        except Exception as exc:  # noqa: BLE001
+            fault("closing a sink", exc)
+
+    t = threading.Thread(target=run, name="mcplens-sink-close", daemon=True)
+    t.start()
+    t.join(max(0.0, deadline - time.monotonic()))
 
 
 _pipelines: dict[str, Pipeline] = {}

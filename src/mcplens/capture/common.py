@@ -301,11 +301,32 @@ def reply_size(exchange: Exchange) -> int | None:
     return _json.size(envelope)
 
 
-def _arguments(e: dict[str, Any], arguments: Any) -> None:
+def _arguments(e: dict[str, Any], arguments: Any) -> dict[str, int] | None:
     shape = argument_shape(arguments)
     if shape is not None:
         e[ev.ARGS] = shape
         e[ev.ARGUMENTS] = arguments
+    return shape
+
+
+#: below this many bytes of argument values, encoding a whole object again is cheaper than summing
+SMALL = 4096
+
+
+def arguments_size(arguments: dict[str, Any], shape: dict[str, int]) -> int:
+    """JSON bytes of an arguments object from its shape: each value is encoded once, not twice."""
+    return _json.keys_size(shape) + sum(shape.values())
+
+
+def params_size(params: dict[str, Any], shape: dict[str, int] | None) -> int:
+    """JSON bytes of a request's params, reusing the sizes of its arguments when measured already."""
+    arguments = params.get("arguments")
+    if shape is None or sum(shape.values()) < SMALL or not isinstance(arguments, dict) or not all(
+        isinstance(k, str) for k in arguments
+    ):
+        return _json.size(params)  # small: one C-level encode beats summing in Python
+    rest = {k: v for k, v in params.items() if k != "arguments"}
+    return _json.size(rest) + (1 if rest else 0) + len('"arguments":') + arguments_size(arguments, shape)
 
 
 def _error_text(exchange: Exchange, status: str) -> str | None:
@@ -380,15 +401,16 @@ def build_event(exchange: Exchange, base: dict[str, Any]) -> dict[str, Any]:
     if exchange.server_version is not None:
         e[ev.SERVER_VERSION] = exchange.server_version
 
+    shape = None
     if method == "tools/call":
         e[ev.OPERATION] = "execute_tool"
         if name:
             e[ev.TOOL_NAME] = e[ev.TARGET] = name
-        _arguments(e, params.get("arguments"))
+        shape = _arguments(e, params.get("arguments"))
     elif method == "prompts/get":
         if name:
             e[ev.PROMPT_NAME] = e[ev.TARGET] = name
-        _arguments(e, params.get("arguments"))
+        shape = _arguments(e, params.get("arguments"))
     elif method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
         uri = params.get("uri")
         if isinstance(uri, str) and uri:
@@ -396,7 +418,7 @@ def build_event(exchange: Exchange, base: dict[str, Any]) -> dict[str, Any]:
             if exchange.uri_template:
                 e[ev.URI_TEMPLATE_HINT] = exchange.uri_template
     if params:
-        e[ev.REQUEST_SIZE] = _json.size(params)
+        e[ev.REQUEST_SIZE] = params_size(params, shape)
     if exchange.request_id is not None:
         e[ev.REQUEST_ID] = str(exchange.request_id)
 

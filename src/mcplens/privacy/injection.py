@@ -48,29 +48,50 @@ PATTERNS: Final[dict[str, re.Pattern[str]]] = {
 }
 _B64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
 MAX_SCAN: Final = 65536  # characters scanned per event
+#: what every phrase above must contain, lower-cased ASCII: a string without any of it (nearly every
+#: argument value) costs one search instead of five backtracking patterns
+_WORDS = re.compile(
+    r"ignor|disregard|forget|overrid|system|you\s+are\s+now|from\s+now|act\s+as|developer\s+mode|exfiltrat|"
+    r"send|upload|(?:do\s+not|don'?t)\s+(?:tell|inform|mention)|secretly|without\s+(?:the\s+)?user"
+)
+#: no phrase above is shorter than this
+_SHORTEST = 8
+
+
+def _kinds(text: str) -> list[str]:
+    """Kinds found in ``text`` (a kind once per string); an empty list, not a Counter, when clean."""
+    if len(text) < _SHORTEST:
+        return []
+    found = []
+    # the prefilter reads lower-cased ASCII; other text (where re.I folds more than lower() does,
+    # like a long s for an s) goes straight to the patterns
+    if not text.isascii() or _WORDS.search(text.lower()):
+        found = [kind for kind, pattern in PATTERNS.items() if pattern.search(text)]
+    if len(text) >= 24:
+        for m in _B64.finditer(text):
+            try:
+                decoded = base64.b64decode(m.group(0) + "=" * (-len(m.group(0)) % 4), validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                continue
+            if (not decoded.isascii() or _WORDS.search(decoded.lower())) and any(
+                p.search(decoded) for p in PATTERNS.values()
+            ):
+                found.append("BASE64_INSTRUCTIONS")
+    return found
 
 
 def scan(text: str) -> Counter[str]:
     """Kinds of injection phrase found in ``text``, including inside base64-encoded runs."""
-    found: Counter[str] = Counter()
-    for kind, pattern in PATTERNS.items():
-        if pattern.search(text):
-            found[kind] += 1
-    for m in _B64.finditer(text):
-        try:
-            decoded = base64.b64decode(m.group(0) + "=" * (-len(m.group(0)) % 4), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            continue
-        if any(p.search(decoded) for p in PATTERNS.values()):
-            found["BASE64_INSTRUCTIONS"] += 1
-    return found
+    return Counter(_kinds(text))
 
 
 def _strings(value: Any, out: list[str], budget: list[int]) -> None:
+    """Strings in ``value``, cut so that together they hold at most ``budget`` characters: a
+    20 MB argument costs a 64 KB scan, not a multi-second one with the GIL held."""
     if budget[0] <= 0:
         return
     if isinstance(value, str):
-        out.append(value)
+        out.append(value if len(value) <= budget[0] else value[: budget[0]])
         budget[0] -= len(value)
     elif isinstance(value, dict):
         for v in value.values():
@@ -92,13 +113,14 @@ def _replace(value: Any, kinds: Callable[[str], Counter[str]]) -> Any:
 
 
 def count_in(value: Any) -> Counter[str]:
-    """``INJECTION:<KIND>`` counts for every string in ``value`` (nested), up to MAX_SCAN characters."""
+    """``INJECTION:<KIND>`` counts for every string in ``value`` (nested), over the first MAX_SCAN
+    characters in all: what lies beyond is not scanned (a phrase past 64 KB of arguments is missed)."""
     texts: list[str] = []
     _strings(value, texts, [MAX_SCAN])
     total: Counter[str] = Counter()
     for t in texts:
-        for kind, n in scan(t).items():
-            total[f"INJECTION:{kind}"] += n
+        for kind in _kinds(t):
+            total[f"INJECTION:{kind}"] += 1
     return total
 
 

@@ -1,5 +1,9 @@
 """Sinks: the local event log, and the opt-in exporters fed after the privacy stage.
 
+Exporters are isolated from each other and from the event log (see ``mcplens.pipeline``): each
+runs on its own thread behind a bounded queue, drops and counts when it falls behind, and gets
+a share of one shutdown deadline (``exporter_shutdown_timeout``, 2 s by default).
+
 ``exporters=["log", "otel", "prometheus", "sentry"]`` (or ``MCPLENS_EXPORTERS=log,otel``) turns
 them on; each lives in its own module and imports its third-party package only when enabled.
 """
@@ -35,9 +39,13 @@ def setup(pipeline: Any, settings: Any, *, service_name: str | None = None,
         except Exception as exc:  # noqa: BLE001 - fail open
             pipeline.fault(f"starting the {name} exporter", exc)
             continue
-        # the OTel sink first: it stamps the span's trace and span ids on the event for the others
+        # The OTel sink runs inline, first, on the writer thread: it stamps the span's trace and
+        # span ids on the event before the event log and the others see it, and only hands spans
+        # to the SDK's own bounded export queue and thread. Every other exporter gets a thread and
+        # a bounded queue of its own (pipeline.SinkWorker): a blocked one drops and counts.
         if name == "otel":
-            pipeline.sinks.insert(0, sink)
+            sink.inline = True
+            pipeline.add_sink(sink, first=True)
         else:
             pipeline.add_sink(sink)
     return installed

@@ -17,6 +17,7 @@ segment in ``live/``; the reading side treats it as closed once the pid is gone.
 
 from __future__ import annotations
 
+import bisect
 import os
 import time
 from pathlib import Path
@@ -38,8 +39,44 @@ def encode(event: dict[str, Any]) -> bytes:
     return (_json.compact(event) + "\n").encode("utf-8")
 
 
+def encode_batch(events: list[dict[str, Any]]) -> tuple[bytes, list[int]]:
+    """The batch as JSON lines in one buffer, and where each line ends (byte offsets).
+
+    One join and one UTF-8 encode per batch instead of one per event; the offsets let a failed
+    write be cut back to the last whole line.
+    """
+    compact = _json.compact
+    texts = [compact(e) for e in events]
+    data = ("\n".join(texts) + "\n").encode("utf-8")
+    if len(data) == sum(map(len, texts)) + len(texts):  # all ASCII: offsets from the text lengths
+        ends, pos = [], 0
+        for t in texts:
+            pos += len(t) + 1
+            ends.append(pos)
+        return data, ends
+    ends, pos = [], 0
+    for t in texts:
+        pos += len(t.encode("utf-8")) + 1
+        ends.append(pos)
+    return data, ends
+
+
+class PartialWrite(OSError):
+    """A batch reached the disk only in part; ``whole_lines`` of its lines are there, whole."""
+
+    def __init__(self, cause: OSError, whole_lines: int) -> None:
+        super().__init__(cause.errno, cause.strerror)
+        self.whole_lines = whole_lines
+
+
 class EventLogSink:
-    """Writes batches of events to this process's current segment, rotating by size and age."""
+    """Writes batches of events to this process's current segment, rotating by size and age.
+
+    Before each write it checks that the segment it holds open is still the file at its path (a
+    deleted or replaced data directory would otherwise swallow every event while they are counted
+    as written) and opens a new one if not. A write that fails part-way (disk full) is cut back to
+    the last whole line, so no torn line is left mid-file, and reports exactly how many lines made it.
+    """
 
     name = "eventlog"
 
@@ -51,6 +88,7 @@ class EventLogSink:
         self._seq = 0
         self._fd: int | None = None
         self._path: Path | None = None
+        self._ident: tuple[int, int] | None = None
         self._opened_at = 0.0
         self._bytes = 0
 
@@ -66,24 +104,69 @@ class EventLogSink:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         self._path = live / f"{stamp}-{os.getpid()}-{self._instance[:12]}-{self._seq:04d}.jsonl"
         self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        st = os.fstat(self._fd)
+        self._ident = (st.st_dev, st.st_ino)
         self._opened_at = time.monotonic()
-        self._bytes = 0
+        self._bytes = st.st_size
 
-    def write_batch(self, events: list[dict[str, Any]]) -> None:
+    def _still_there(self) -> bool:
+        """Whether our open segment is still the file at its path (one stat per write)."""
+        if self._path is None:
+            return False
+        try:
+            st = os.stat(self._path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self._ident
+
+    def write_batch(self, events: list[dict[str, Any]]) -> int:
+        """Append ``events``; returns how many lines were written (all of them, or it raises
+        :class:`PartialWrite` naming how many whole lines reached the file)."""
         if not events:
-            return
+            return 0
         if self._fd is None:
+            self._open()
+        elif not self._still_there():
+            self._abandon()
             self._open()
         elif self._bytes >= self._max_bytes or time.monotonic() - self._opened_at >= self._max_age:
             self._close_segment()
             self._open()
-        data = b"".join(encode(e) for e in events)
+        data, ends = encode_batch(events)
         assert self._fd is not None
+        done = 0
         view = memoryview(data)
-        while view:  # one write in practice; loop only on a short write
-            n = os.write(self._fd, view)
-            view = view[n:]
+        try:
+            while done < len(data):  # one write in practice; loop only on a short write
+                done += os.write(self._fd, view[done:])
+        except OSError as exc:
+            whole = bisect.bisect_right(ends, done)
+            keep = ends[whole - 1] if whole else 0
+            self._cut(self._bytes + keep)
+            raise PartialWrite(exc, whole) from exc
         self._bytes += len(data)
+        return len(events)
+
+    def _cut(self, size: int) -> None:
+        """Truncate the segment back to ``size`` (the end of its last whole line)."""
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, size)
+            self._bytes = size
+        except OSError:
+            # cannot cut the torn tail: start a new segment, so it stays the last line of its file
+            self._close_segment()
+
+    def _abandon(self) -> None:
+        """Let go of a segment whose file was deleted or replaced under us."""
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+        self._fd = None
+        self._path = None
+        self._ident = None
 
     def _close_segment(self) -> None:
         if self._fd is None or self._path is None:
@@ -93,13 +176,16 @@ class EventLogSink:
         finally:
             self._fd = None
         try:
-            if self._bytes:
+            if not self._still_there():
+                pass  # deleted or replaced under us: nothing of ours to move
+            elif self._bytes:
                 os.rename(self._path, self._root / CLOSED / self._path.name)
             else:
                 self._path.unlink(missing_ok=True)
         except OSError:
             pass  # the reading side treats a dead process's live segment as closed
         self._path = None
+        self._ident = None
 
     def close(self) -> None:
         self._close_segment()

@@ -69,13 +69,70 @@ class _OwnerOnlyFileHandler(logging.handlers.WatchedFileHandler):
                     opener=lambda p, f: os.open(p, f, 0o600))
 
 
+class _NoLock:
+    """Stands in for a handler's lock: one ``os.write`` per record needs none."""
+
+    def acquire(self, *args: Any) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+    def _at_fork_reinit(self) -> None:
+        pass
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+
+class StderrHandler(logging.Handler):
+    """Each record as one ``os.write`` on a private duplicate of fd 2, holding no lock.
+
+    A stderr nobody reads fills its pipe, and the next write blocks. Through ``sys.stderr`` that
+    write would hold the interpreter's stderr buffer lock, and through a ``StreamHandler`` the
+    handler lock that ``logging.shutdown()`` takes at exit: the process could then neither print
+    nor exit. Here only the exporter's own thread waits (the pipeline counts what it drops);
+    nothing another thread or the shutdown needs is held while it waits.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._fd: int | None = os.dup(sys.stderr.fileno() if sys.stderr is not None else 2)
+
+    def createLock(self) -> None:  # noqa: N802 - logging's name
+        self.lock = _NoLock()  # type: ignore[assignment]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fd = self._fd
+        if fd is None:
+            return
+        try:
+            data = (self.format(record) + "\n").encode("utf-8", "replace")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except Exception:  # noqa: BLE001
+            self.handleError(record)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        super().close()
+
+
 def make_handler(path: Path | None) -> logging.Handler:
     """A JSON handler on ``path`` (reopened when logrotate moves it) or on stderr."""
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         handler: logging.Handler = _OwnerOnlyFileHandler(path, encoding="utf-8")
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = StderrHandler()
     handler.setFormatter(JsonFormatter())
     return handler
 

@@ -123,6 +123,28 @@ def span_name(method: str, target: Any) -> str:
 # -- providers ------------------------------------------------------------------------------------
 _providers_lock = threading.Lock()
 _owned: list[Any] = []
+#: exports mcplens's own providers failed (collector down, timeout) and the spans those held
+export_failures = {"exports": 0, "spans": 0}
+
+
+def _counted(exporter: Any) -> Any:
+    """``exporter`` with its failed exports counted (``export_failures``), for the health record."""
+    if exporter is None:
+        return None
+    export = exporter.export
+
+    def counting(batch: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = export(batch, *args, **kwargs)
+        except Exception:
+            result = None
+        if getattr(result, "name", None) != "SUCCESS":
+            export_failures["exports"] += 1
+            export_failures["spans"] += len(batch) if isinstance(batch, list | tuple) else 0
+        return result
+
+    exporter.export = counting
+    return exporter
 
 
 def _resource(service_name: str | None, service_version: str | None) -> Any:
@@ -186,11 +208,11 @@ def ensure_providers(service_name: str | None, service_version: str | None) -> t
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-            # not shut down by the SDK's own atexit hook: that runs before mcplens's pipeline
-            # has flushed its last events (atexit is last-in, first-out), and every batch after it
-            # would be dropped with "Exporter already shutdown"; OTelSink.close shuts it down
+            # not shut down by the SDK's own atexit hook: that runs before mcplens's pipeline has flushed
+            # its last events (atexit is last-in, first-out), and an unreachable collector would hold up
+            # the exit with its retries (12-15 s); OTelSink.close shuts it down under the exporters' deadline
             provider = TracerProvider(resource=_resource(service_name, service_version), shutdown_on_exit=False)
-            exporter = _span_exporter()
+            exporter = _counted(_span_exporter())
             if exporter is not None:
                 provider.add_span_processor(BatchSpanProcessor(exporter))
             trace.set_tracer_provider(provider)
@@ -201,7 +223,7 @@ def ensure_providers(service_name: str | None, service_version: str | None) -> t
             from opentelemetry.sdk.metrics import MeterProvider
             from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-            exporter = _metric_exporter()
+            exporter = _counted(_metric_exporter())
             readers = [PeriodicExportingMetricReader(exporter)] if exporter is not None else []
             provider = MeterProvider(resource=_resource(service_name, service_version), metric_readers=readers,
                                      shutdown_on_exit=False)
@@ -464,9 +486,13 @@ class OTelSink:
         for span, end_ns, _ in spans:
             span.end(end_ns)
 
+    def lost(self) -> int:
+        """Spans the exporters failed to deliver (the pipeline counts them as exporter drops)."""
+        return export_failures["spans"]
+
     def close(self) -> None:
         self._sweep(everything=True)
-        force_flush()
+        force_flush()  # the pipeline runs this under the exporters' deadline and moves on
         if not self._closed:
             self._closed = True
             _sink_closed()
