@@ -360,6 +360,10 @@ class HttpProxy:
         if url is None:
             await _plain(send, 400, b"mcplens proxy: the request target must be a plain /path?query\n")
             return
+        framing = {k.lower() for k, _ in scope["headers"]} & {b"content-length", b"transfer-encoding"}
+        if len(framing) == 2:  # RFC 9112 section 6.3: a smuggling attempt; refuse, and close the connection
+            await _plain(send, 400, b"mcplens proxy: Content-Length and Transfer-Encoding together\n")
+            return
         if self.in_flight >= self.max_in_flight:
             self.say("capacity", "mcplens proxy: %d requests in flight, the configured maximum; answering 503",
                      self.max_in_flight)
