@@ -155,10 +155,12 @@ class RawUpstream:
     leaves, and replies per ``answer(request) -> (status, headers, body)`` when one is given.
     """
 
-    def __init__(self, answer: Any = None) -> None:
+    def __init__(self, answer: Any = None, *, record: bool = True) -> None:
         import socket
 
         self.requests: list[dict[str, Any]] = []
+        self.record = record  # off: only count (a leak test must not measure its own upstream)
+        self.count = 0
         self.connections = 0
         self.answer = answer
         self._sock = socket.socket()
@@ -208,7 +210,9 @@ class RawUpstream:
                 method, target, _ = line.split(b" ", 2)
                 request = {"line": line, "method": method, "target": target, "headers": names,
                            "raw_headers": header_lines, "body": body}
-                self.requests.append(request)
+                self.count += 1
+                if self.record:
+                    self.requests.append(request)
                 if target.endswith(b"/stream") and method == b"GET":
                     conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
                                  b"transfer-encoding: chunked\r\n\r\n")

@@ -87,6 +87,7 @@ class _Stream:
     oversize: bool = False
     #: client requests this POST carried (to pair an ``id: null`` error reply with its only request)
     requests: int = 0
+    post: bool = False
 
 
 class HttpCapture:
@@ -129,7 +130,7 @@ class HttpCapture:
         if method == "DELETE" and session:
             self._sessions.pop(session, None)
             return
-        stream = self._streams[sid] = _Stream(self._conversation(session), address, version)
+        stream = self._streams[sid] = _Stream(self._conversation(session), address, version, post=method == "POST")
         if method != "POST" or not body:
             return
         obj, reason = parse(body)
@@ -160,7 +161,7 @@ class HttpCapture:
         if session and stream.conv.session_raw is None:  # initialize: the session starts with this reply
             stream.conv.session_raw = session
             self._keep(session, stream.conv)
-        elif status < 400 and stream.conv.session_raw and stream.conv.session_raw not in self._sessions:
+        elif stream.post and status < 400 and stream.conv.session_raw and stream.conv.session_raw not in self._sessions:
             self._keep(stream.conv.session_raw, stream.conv)  # a session begun before this proxy started
 
     def _on_chunk(self, sid: int, t: float, chunk: bytes) -> None:
