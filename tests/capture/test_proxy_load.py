@@ -148,7 +148,7 @@ def _more_files() -> None:
 async def _sessions(url: str, n: int, call: dict[str, Any]) -> list[int]:
     """n sessions: initialize, open the GET stream, and once every stream is open, one call each.
     Returns each call's HTTP status with a reply in it (the stream stays open throughout)."""
-    limits = httpx2.Limits(max_connections=None, max_keepalive_connections=None)
+    limits = httpx2.Limits(max_connections=None, max_keepalive_connections=0)
     async with httpx2.AsyncClient(timeout=httpx2.Timeout(60.0), limits=limits) as client:
         opened = anyio.Event()
         ready = [0]
@@ -163,9 +163,9 @@ async def _sessions(url: str, n: int, call: dict[str, Any]) -> list[int]:
             session = r.headers["mcp-session-id"]
             head = {**MCP_HEADERS, "mcp-session-id": session, "mcp-protocol-version": "2025-06-18"}
             r = await client.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=head)
-            assert r.status_code == 202
+            assert r.status_code == 202, (r.status_code, r.text)
             async with client.stream("GET", url, headers={**head, "accept": "text/event-stream"}) as stream:
-                assert stream.status_code == 200
+                assert stream.status_code == 200, stream.status_code
                 ready[0] += 1
                 if ready[0] == n:
                     opened.set()

@@ -24,6 +24,7 @@ in flight answers 503 at once, with a log line, rather than a stall.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import logging
@@ -36,6 +37,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from mcplens import event as ev
+from mcplens.capture.common import Exchange
 from mcplens.capture.jsonrpc import (
     CLIENT_TO_SERVER,
     HTTP_STATUS,
@@ -58,6 +60,10 @@ HOP_BY_HOP: Final = frozenset({
 #: most conversations kept at once (sessions that never send DELETE are forgotten oldest first)
 MAX_SESSIONS: Final = 10_000
 MAX_CAPTURED_BODY: Final = 64 * 1024 * 1024
+SWITCH_INTERVAL: Final = 0.0005
+#: a refused version probe waits this long (seconds) for the same client's session to start
+PROBE_WAIT: Final = 30.0
+MAX_PROBES: Final = 1024
 #: request bodies larger than this get 413 (an MCP message is small; uploads are not MCP)
 DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024
 #: requests in flight at once (each open GET stream is one); past it, 503 at once
@@ -103,6 +109,10 @@ class HttpCapture:
         self._sessions: dict[str, Conversation] = {}
         self._streams: dict[int, _Stream] = {}
         self._offset = time.time() - perf_counter()
+        #: refused server/discover probes, by client, until that client's session starts: the
+        #: probe is recorded in the session it led to, not as a session of its own
+        self._probes: collections.OrderedDict[tuple[Any, ...], list[tuple[float, Exchange]]] = (
+            collections.OrderedDict())
 
     def _conversation(self, session: str | None) -> Conversation:
         """The session's conversation. One the proxy has not seen start is kept only once the
@@ -122,7 +132,45 @@ class HttpCapture:
         kind, sid, t = raw[0], raw[1], raw[2]
         handler = getattr(self, f"_on_{kind}")
         handler(sid, t, *raw[3:])
+        self._expire_probes(t)
         return self.recorder.finish()
+
+    # -- version probes -------------------------------------------------------------------------
+    @staticmethod
+    def _client_key(address: str | None, info: Any) -> tuple[Any, ...]:
+        info = info if isinstance(info, dict) else {}
+        return (address, str(info.get("name")), str(info.get("version")))
+
+    def _hold_probe(self, x: Exchange, t: float) -> None:
+        key = self._client_key(x.client_address, x.client_info)
+        self._probes.setdefault(key, []).append((t, x))
+        self._probes.move_to_end(key)
+        while len(self._probes) > MAX_PROBES:
+            for _, old in self._probes.popitem(last=False)[1]:
+                self.recorder.add(old)
+
+    def _release_probes(self, key: tuple[Any, ...], session: str | None) -> None:
+        for _, x in self._probes.pop(key, ()):
+            x.session_raw = session or x.session_raw
+            self.recorder.add(x)
+
+    def _expire_probes(self, t: float) -> None:
+        while self._probes:
+            key, held = next(iter(self._probes.items()))
+            if t - held[0][0] < PROBE_WAIT:
+                return
+            self._release_probes(key, None)
+
+    def _on_flush(self, sid: int, t: float) -> None:
+        """Shutdown: whatever is held is recorded as it is."""
+        for key in list(self._probes):
+            self._release_probes(key, None)
+
+    def _add(self, stream: _Stream, x: Exchange, t: float) -> None:
+        if x.extra.get(ev.EVENT_KIND) == ev.NEGOTIATION_KIND and not stream.conv.session_raw:
+            self._hold_probe(x, t)
+        else:
+            self.recorder.add(x)
 
     # -- the relay's items ----------------------------------------------------------------------
     def _on_req(self, sid: int, t: float, method: str, body: bytes, session: str | None, version: str | None,
@@ -161,6 +209,7 @@ class HttpCapture:
         if session and stream.conv.session_raw is None:  # initialize: the session starts with this reply
             stream.conv.session_raw = session
             self._keep(session, stream.conv)
+            self._release_probes(self._client_key(stream.client_address, stream.conv.client_info), session)
         elif stream.post and status < 400 and stream.conv.session_raw and stream.conv.session_raw not in self._sessions:
             self._keep(stream.conv.session_raw, stream.conv)  # a session begun before this proxy started
 
@@ -217,7 +266,7 @@ class HttpCapture:
                                              session_raw=stream.conv.session_raw)
             if x is not None:
                 self._http_outcome(x, stream.status)
-                self.recorder.add(x)
+                self._add(stream, x, t)
 
     def _on_end(self, sid: int, t: float, reason: str | None) -> None:
         stream = self._streams.pop(sid, None)
@@ -228,7 +277,7 @@ class HttpCapture:
         for x in self.pairer.unanswered(stream.conv, sid, t):
             x.response_size = 0
             if self.pairer.probe_refused(x, http_status=stream.status):
-                self.recorder.add(x)
+                self._add(stream, x, t)
                 continue
             if reason == "client_disconnected":
                 x.status_override, x.exception_type = ev.CANCELLED, "ClientDisconnected"
@@ -343,7 +392,7 @@ class HttpProxy:
                 # so a fixed pool starves the next session (the proxy's own cap answers 503 instead)
                 self._client = httpx2.AsyncClient(
                     timeout=httpx2.Timeout(30.0, read=None, pool=None), follow_redirects=False, trust_env=False,
-                    limits=httpx2.Limits(max_connections=None, max_keepalive_connections=256),
+                    limits=httpx2.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=2.0),
                 )
                 self._base_url = httpx2.URL(self._origin + "/")
                 log.info("mcplens proxy: listening on %s, fronting %s (recording %s; bodies up to %d bytes; "
@@ -353,6 +402,7 @@ class HttpProxy:
             elif message["type"] == "lifespan.shutdown":
                 if self._client is not None:
                     await self._client.aclose()
+                self._submit("flush", 0, perf_counter())
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -450,7 +500,9 @@ class HttpProxy:
             response = await client.send(request, stream=True)
         except Exception as exc:  # noqa: BLE001 - unreachable upstream: the client gets a 502
             outcome[0] = type(exc).__name__
-            self.say("upstream", "mcplens proxy: upstream %s unreachable (%s)", self._origin, type(exc).__name__)
+            self.say("upstream", "mcplens proxy: upstream %s unreachable (%s on %s)", self._origin, type(exc).__name__,
+                     method)
+            log.debug("mcplens proxy: %s %s failed: %r", method, url, exc)
             await _plain(send, 502, f"mcplens proxy: upstream unreachable ({type(exc).__name__})\n".encode(),
                          close=False)
             return
@@ -534,6 +586,9 @@ def serve(upstream: str, listen: str, settings: Settings, *, record: bool = True
         return 1
     _log_to_stderr()
     _more_descriptors()
+    # the event loop waits for the GIL whenever the writer thread builds events: the default 5 ms
+    # switch interval would be added to a reply's latency (the process is ours: the loop and the writer)
+    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         host, port = parse_listen(listen)
         pipeline = None
