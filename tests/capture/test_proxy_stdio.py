@@ -337,8 +337,12 @@ def test_bad_traffic_passes_through_untouched_and_is_counted(tmp_path: Path) -> 
     events = read_events(home)
     errors = {e["mcplens.proxy.error"]: e for e in protocol_errors(home)}
     assert set(errors) == {"invalid_json", "invalid_utf8", "not_jsonrpc", "unterminated_line"}
-    assert errors["invalid_json"]["mcplens.proxy.direction"] == "server_to_client" or \
-        any(e["mcplens.proxy.direction"] == "client_to_server" for e in protocol_errors(home))
+    # each unreadable line is recorded once, against the side that sent it
+    assert sorted((e["mcplens.proxy.error"], e["mcplens.proxy.direction"]) for e in protocol_errors(home)) == [
+        ("invalid_json", "client_to_server"), ("invalid_json", "server_to_client"),
+        ("invalid_utf8", "client_to_server"), ("invalid_utf8", "server_to_client"),
+        ("not_jsonrpc", "client_to_server"), ("unterminated_line", "client_to_server"),
+    ]
     assert sorted(e["mcplens.proxy.protocol_errors"] for e in protocol_errors(home)) == list(
         range(1, len(protocol_errors(home)) + 1))
     assert len(protocol_errors(home)) == 6  # 3 client lines, 2 server lines (garbage, bad UTF-8), the partial line
