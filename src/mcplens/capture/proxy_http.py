@@ -603,7 +603,7 @@ def serve(upstream: str, listen: str, settings: Settings, *, record: bool = True
         return 2
     # h11: the request target reaches the app exactly as sent (raw_path), so it can be checked
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False,
-                            http="h11", backlog=4096)
+                            http="h11", backlog=4096, server_header=False, date_header=False)  # the upstream's own
     server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again for the handler
     # found before it started: make that one end run() normally so the events are flushed below
