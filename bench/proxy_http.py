@@ -126,9 +126,9 @@ async def call(client: httpx2.AsyncClient, url: str, head: dict[str, str], rid: 
     return t1 - t0
 
 
-def client() -> httpx2.AsyncClient:
+def client(keepalive: int = 512) -> httpx2.AsyncClient:
     # keep-alive shorter than the servers' 5 s idle timeout, no connection cap (sessions hold streams)
-    limits = httpx2.Limits(max_connections=None, max_keepalive_connections=512, keepalive_expiry=2.0)
+    limits = httpx2.Limits(max_connections=None, max_keepalive_connections=keepalive, keepalive_expiry=2.0)
     return httpx2.AsyncClient(timeout=httpx2.Timeout(60.0), limits=limits)
 
 
@@ -162,8 +162,10 @@ async def throughput(url: str, sessions: int, seconds: float) -> float:
 
 
 async def many_sessions(url: str, sessions: int) -> list[int]:
-    """``sessions`` sessions, each with its GET stream open; then one call each, all at once."""
-    async with client() as c:
+    """``sessions`` sessions, each with its GET stream open; then one call each, all at once.
+    No keep-alive: with hundreds of connections a pooled one may be closed by the server as it is
+    reused (the client, not the path under test, would fail)."""
+    async with client(keepalive=0) as c:
         opened, ready = anyio.Event(), [0]
         out: list[int] = []
 

@@ -336,6 +336,7 @@ class HttpProxy:
         self._base_url: Any = None
         self._said: dict[str, list[float]] = {}  # trouble -> [last logged, occurrences since]
         self.listen: str | None = None  # where serve() listens, for the start-up line
+        self._urls: dict[tuple[bytes, bytes], Any] = {}
 
     # -- what may be forwarded ------------------------------------------------------------------
     def upstream_url(self, raw_path: bytes, query: bytes) -> Any:
@@ -345,6 +346,9 @@ class HttpProxy:
         as they came (``%2F``, ``%3F``, ``%23``, ``%2e%2e`` stay escaped), after the configured
         origin. The proxy's own root ``/`` stands for the upstream's configured path.
         """
+        cached = self._urls.get((raw_path, query))
+        if cached is not None:
+            return cached
         if not _PATH.fullmatch(raw_path) or _DOT_SEGMENT.search(raw_path) or not _QUERY.fullmatch(query):
             return None
         path = self._path if raw_path == b"/" else raw_path
@@ -353,6 +357,9 @@ class HttpProxy:
         # defence in depth: the URL the client library will send is exactly origin + these bytes
         if url.raw_path != target or url.host != self._base_url.host or url.port != self._base_url.port:
             return None
+        if len(self._urls) >= 1024:  # building a URL costs ~100 µs; MCP traffic uses one or two paths
+            self._urls.clear()
+        self._urls[(raw_path, query)] = url
         return url
 
     @staticmethod
@@ -497,7 +504,13 @@ class HttpProxy:
         client = self._client
         request = client.build_request(method, url, headers=headers, content=body or None)
         try:
-            response = await client.send(request, stream=True)
+            try:
+                response = await client.send(request, stream=True)
+            except _stale_connection() as exc:
+                # a pooled connection the upstream had just closed (it answered nothing, so it
+                # never read the request): once more, on a fresh connection, as browsers do
+                log.debug("mcplens proxy: retrying %s after %r", method, exc)
+                response = await client.send(request, stream=True)
         except Exception as exc:  # noqa: BLE001 - unreachable upstream: the client gets a 502
             outcome[0] = type(exc).__name__
             self.say("upstream", "mcplens proxy: upstream %s unreachable (%s on %s)", self._origin, type(exc).__name__,
@@ -529,6 +542,12 @@ class HttpProxy:
 
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await response.aclose()  # a client that left closes the upstream stream too
+
+
+def _stale_connection() -> tuple[type[BaseException], ...]:
+    import httpx2
+
+    return (httpx2.RemoteProtocolError, httpx2.ReadError, httpx2.WriteError)
 
 
 async def _plain(send: Any, status: int, message: bytes, *extra: tuple[bytes, bytes], close: bool = True) -> None:
