@@ -149,7 +149,8 @@ async def _sessions(url: str, n: int, call: dict[str, Any]) -> list[int]:
     """n sessions: initialize, open the GET stream, and once every stream is open, one call each.
     Returns each call's HTTP status with a reply in it (the stream stays open throughout)."""
     limits = httpx2.Limits(max_connections=None, max_keepalive_connections=0)
-    async with httpx2.AsyncClient(timeout=httpx2.Timeout(60.0), limits=limits) as client:
+    async with httpx2.AsyncClient(timeout=httpx2.Timeout(120.0), limits=limits) as client:
+        handshakes = anyio.CapacityLimiter(32)
         opened = anyio.Event()
         ready = [0]
         results: list[int] = []
@@ -158,12 +159,14 @@ async def _sessions(url: str, n: int, call: dict[str, Any]) -> list[int]:
             init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
                     "params": {"protocolVersion": "2025-06-18", "capabilities": {},
                                "clientInfo": {"name": f"load-{k}", "version": "1"}}}
-            r = await client.post(url, json=init, headers=MCP_HEADERS)
-            assert r.status_code == 200, r.text
-            session = r.headers["mcp-session-id"]
-            head = {**MCP_HEADERS, "mcp-session-id": session, "mcp-protocol-version": "2025-06-18"}
-            r = await client.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=head)
-            assert r.status_code == 202, (r.status_code, r.text)
+            async with handshakes:  # sessions open a few dozen at a time; then all 300 hold their streams
+                r = await client.post(url, json=init, headers=MCP_HEADERS)
+                assert r.status_code == 200, r.text
+                session = r.headers["mcp-session-id"]
+                head = {**MCP_HEADERS, "mcp-session-id": session, "mcp-protocol-version": "2025-06-18"}
+                r = await client.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+                                      headers=head)
+                assert r.status_code == 202, (r.status_code, r.text)
             async with client.stream("GET", url, headers={**head, "accept": "text/event-stream"}) as stream:
                 assert stream.status_code == 200, stream.status_code
                 ready[0] += 1
@@ -175,7 +178,7 @@ async def _sessions(url: str, n: int, call: dict[str, Any]) -> list[int]:
                 results.append(r.status_code)
             await client.delete(url, headers=head)
 
-        with anyio.fail_after(240):
+        with anyio.fail_after(420):
             async with anyio.create_task_group() as tg:
                 for k in range(n):
                     tg.start_soon(one, k)
@@ -184,10 +187,11 @@ async def _sessions(url: str, n: int, call: dict[str, Any]) -> list[int]:
 
 @contextlib.contextmanager
 def python_server(home: Path) -> Iterator[str]:
+    """Its stderr goes nowhere: a pipe nobody reads fills with per-session log lines and blocks the server."""
     port = free_port()
     proc = subprocess.Popen([os.sys.executable, "-m", "tests.capture.proxy_peers", "--http", str(port)], cwd=REPO,
                             env=subprocess_env(home, MCPLENS_DISABLED="1"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.DEVNULL)
     try:
         wait_port(port, proc)
         yield f"http://127.0.0.1:{port}/mcp"
@@ -199,7 +203,7 @@ def python_server(home: Path) -> Iterator[str]:
 def everything_http(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen([str(npm_peer("mcp-server-everything")), "streamableHttp"], cwd=tmp_path,
-                            env=dict(os.environ, PORT=str(port)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            env=dict(os.environ, PORT=str(port)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, proc)
         yield f"http://127.0.0.1:{port}/mcp"

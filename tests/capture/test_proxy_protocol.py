@@ -66,7 +66,7 @@ def python_http(home: Path) -> Iterator[str]:
     """The Python peer over streamable HTTP, instrumented in-process into ``home``."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tests.capture.proxy_peers", "--http", str(port)], cwd=REPO,
-                            env=env_for(home), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            env=env_for(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, proc)
         yield f"http://127.0.0.1:{port}/mcp"
@@ -78,7 +78,7 @@ def python_http(home: Path) -> Iterator[str]:
 def everything_http(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen([str(npm_peer("mcp-server-everything")), "streamableHttp"], cwd=tmp_path,
-                            env=dict(os.environ, PORT=str(port)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            env=dict(os.environ, PORT=str(port)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, proc)
         yield f"http://127.0.0.1:{port}/mcp"
