@@ -15,6 +15,12 @@ takes the replies; messages per second, interleaved the same way, median of the 
 writer-thread cost per message (parse + pair + build, off the relay path) is timed separately.
 
 Run ``python bench/proxy.py``; ``--write-results`` appends a section to ``bench/RESULTS.md``.
+
+``--http`` measures the streamable-HTTP proxy instead (see ``bench/proxy_http.py``): added latency,
+throughput at 50 concurrent sessions, and 300 sessions each holding a GET stream open.
+``--big`` measures small calls queued behind one 20 MB reply through the stdio proxy.
+``--baseline-src DIR`` adds a contender running the proxy from another source tree (e.g. the
+commit before a change, extracted with ``git archive``), for before/after in one run.
 """
 
 from __future__ import annotations
@@ -140,6 +146,208 @@ def writer_cost(n: int) -> float:
     return elapsed / len(items) * 1e6
 
 
+def _write(section: list[str], text: str) -> None:
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%a %b %d %H:%M:%S UTC %Y")
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
+    except OSError:
+        cpu = "?"
+    try:
+        load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        load = "?"
+    head = [
+        f"### {section[0]} {stamp} (`bench/proxy.py {section[1]}`)",
+        "",
+        f"- Machine: `{platform.system()} {platform.release()} {platform.machine()}`, nproc {os.cpu_count()}, "
+        f"{cpu}; {platform.python_implementation()} {platform.python_version()}; load average at the end {load} "
+        "(the machine was shared with other jobs: only ratios within this run mean anything)",
+        *section[2:],
+        "",
+    ]
+    RESULTS.write_text(RESULTS.read_text() + "\n" + "\n".join(head) + text + "\n")
+    print(f"written to {RESULTS}")
+
+
+def http_main(args: argparse.Namespace) -> int:
+    import proxy_http as ph
+
+    ph.raise_files()
+    names = ["direct", "relay only", "proxy"]
+    src = {}
+    if args.baseline_src:
+        names.append("proxy (baseline)")
+        src["proxy (baseline)"] = str(Path(args.baseline_src) / "src")
+    rng = random.Random(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = ph.Stack(Path(tmp), names, src)
+        try:
+            lat: dict[str, list[int]] = {n: [] for n in names}
+            for r in range(args.rounds + 1):
+                order = names[:]
+                rng.shuffle(order)
+                for name in order:
+                    samples = ph.run_latency(stack.urls[name], args.block)
+                    if r >= 1:
+                        lat[name].extend(samples)
+            tp: dict[str, list[float]] = {n: [] for n in names}
+            for _ in range(args.tp_rounds):
+                order = names[:]
+                rng.shuffle(order)
+                for name in order:
+                    tp[name].append(ph.run_throughput(stack.urls[name], args.concurrency, args.tp_seconds))
+            many: dict[str, list[int]] = {n: [] for n in names}
+            failed: dict[str, str] = {}
+            for _ in range(args.session_rounds):
+                order = names[:]
+                rng.shuffle(order)
+                for name in order:
+                    try:
+                        many[name].extend(ph.run_sessions(stack.urls[name], args.sessions))
+                    except BaseException as exc:  # noqa: BLE001 - the baseline fails here: report it
+                        failed[name] = repr(exc)[:160]
+        finally:
+            stack.close()
+    lines = [
+        f"| path | p50 ms | p99 ms | added p50 ms | throughput calls/s ({args.concurrency} sessions) | "
+        f"vs direct (IQR) | {args.sessions} sessions with GET streams: call p50 / p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    base = ph.stats(lat["direct"])
+
+    def paired(name: str) -> tuple[float, float, float]:
+        ratios = sorted((a / b - 1) * 100 for a, b in zip(tp[name], tp["direct"], strict=True))
+        q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+        return statistics.median(ratios), q[0], q[2]
+
+    for name in names:
+        s = ph.stats(lat[name])
+        added = "—" if name == "direct" else f"{(s['p50'] - base['p50']) / 1e6:.2f}"
+        ratio = "—" if name == "direct" else "{:+.1f}% ({:+.1f}…{:+.1f})".format(*paired(name))
+        if name in failed:
+            sess = f"failed: `{failed[name]}`"
+        elif many[name]:
+            m = ph.stats(many[name])
+            sess = f"{m['p50'] / 1e6:.0f} / {m['p99'] / 1e6:.0f} ({m['n']} answered)"
+        else:
+            sess = "—"
+        lines.append(f"| {name} | {s['p50'] / 1e6:.2f} | {s['p99'] / 1e6:.2f} | {added} | "
+                     f"{statistics.median(tp[name]):,.0f} | {ratio} | {sess} |")
+    added_p50 = (ph.stats(lat["proxy"])["p50"] - base["p50"]) / 1e6
+    verdict = [
+        f"- Goal added p50 ≤ 1 ms: **{'met' if added_p50 <= 1.0 else 'missed'}** ({added_p50:.2f} ms)",
+        f"- Goal throughput within 10% of direct at {args.concurrency} sessions: "
+        f"**{'met' if paired('proxy')[0] >= -10 else 'missed'}** ({paired('proxy')[0]:+.1f}%, "
+        "median of per-round pairs)",
+    ]
+    if many["proxy"] and "proxy" not in failed:
+        p99 = ph.stats(many["proxy"])["p99"] / 1e6
+        all_answered = len(many["proxy"]) == args.sessions * args.session_rounds
+        verdict.append(f"- Goal {args.sessions} sessions all answered, p99 < 1 s: "
+                       f"**{'met' if p99 < 1000 and all_answered else 'missed'}** ({p99:.0f} ms)")
+    text = "\n".join(lines + [""] + verdict)
+    print(text)
+    if args.write_results:
+        _write(["HTTP proxy run", "--http", f"- Settings: upstream `MCPServer` (mcp 2.x, streamable HTTP, stateful); "
+                f"latency {args.rounds} rounds × {args.block} calls, one in flight; throughput {args.tp_rounds} "
+                f"rounds × {args.tp_seconds:g} s with {args.concurrency} sessions calling back to back; "
+                f"{args.session_rounds} round(s) of {args.sessions} sessions holding GET streams; contenders in a "
+                "shuffled order every round (seed 1); client `httpx2` speaking MCP HTTP directly" + (
+                    f"; baseline: the proxy from `{args.baseline_src}`" if args.baseline_src else "")], text)
+    return 0
+
+
+def big_main(args: argparse.Namespace) -> int:
+    """Small calls sent right after one 20 MB reply's request: how long each waits, per path."""
+    names = ["direct", "relay only", "proxy"]
+    if args.baseline_src:
+        names.append("proxy (baseline)")
+    rng = random.Random(1)
+    waits: dict[str, list[float]] = {n: [] for n in names}
+    bigs: dict[str, list[float]] = {n: [] for n in names}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(args.big_rounds):
+            order = names[:]
+            rng.shuffle(order)
+            for name in order:
+                big, small = _big_once(name, Path(tmp) / name.replace(" ", "-").strip("()"), args.baseline_src)
+                bigs[name].append(big)
+                waits[name].extend(small)
+    lines = ["| path | 20 MB reply ms (median) | small calls behind it: p50 ms | p99 ms |", "|---|---:|---:|---:|"]
+    for name in names:
+        s = sorted(waits[name])
+        lines.append(f"| {name} | {statistics.median(bigs[name]):.0f} | {s[len(s) // 2]:.1f} | "
+                     f"{s[min(len(s) - 1, int(0.99 * len(s)))]:.1f} |")
+    text = "\n".join(lines)
+    print(text)
+    if args.write_results:
+        _write(["stdio proxy, small calls behind a 20 MB reply", "--big",
+                f"- Settings: a standard-library line server; the client sends one call answered with 20 MB, then 20 "
+                f"small calls 5 ms apart, and reads replies with a buffered reader; {args.big_rounds} interleaved "
+                "rounds per path" + (f"; baseline: the proxy from `{args.baseline_src}`" if args.baseline_src else "")],
+               text)
+    return 0
+
+
+BIG_SERVER = r"""
+import sys
+out = sys.stdout.buffer
+big = b'{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"' + b"x" * (20 * 1024 * 1024) + b'"}]}}\n'
+for line in sys.stdin.buffer:
+    i = line.find(b'"id":')
+    rid = line[i + 5:line.find(b",", i)]
+    if b'"big"' in line:
+        out.write(big.replace(b"%s", rid, 1))
+    else:
+        out.write(b'{"jsonrpc":"2.0","id":' + rid + b',"result":{"content":[{"type":"text","text":"5"}]}}\n')
+    out.flush()
+"""
+
+
+def _big_once(name: str, home: Path, baseline: str | None) -> tuple[float, list[float]]:
+    server = [sys.executable, "-c", BIG_SERVER]
+    env = dict(os.environ, MCPLENS_HOME=str(home))
+    src = str(Path(baseline) / "src") if name == "proxy (baseline)" and baseline else str(REPO / "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = server if name == "direct" else [sys.executable, "-m", "mcplens.cli", "proxy", "--", *server]
+    if name == "relay only":
+        env["MCPLENS_DISABLED"] = "1"
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    assert proc.stdin is not None and proc.stdout is not None
+
+    def req(i: int, tool: str) -> bytes:
+        return b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"%s","arguments":{}}}\n' % (
+            i, tool.encode())
+
+    proc.stdin.write(req(0, "small"))
+    proc.stdin.flush()
+    proc.stdout.readline()
+    sent: dict[int, float] = {}
+    got: dict[int, float] = {}
+
+    def reader() -> None:
+        for _ in range(21):
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            i = line.find(b'"id":')
+            got[int(line[i + 5:line.find(b",", i)])] = time.perf_counter()
+
+    th = threading.Thread(target=reader)
+    th.start()
+    sent[1] = time.perf_counter()
+    proc.stdin.write(req(1, "big"))
+    proc.stdin.flush()
+    for i in range(2, 22):
+        time.sleep(0.005)  # pacing the client's sends, not synchronisation
+        sent[i] = time.perf_counter()
+        proc.stdin.write(req(i, "small"))
+        proc.stdin.flush()
+    th.join(timeout=120)
+    proc.stdin.close()
+    proc.wait(timeout=30)
+    return (got[1] - sent[1]) * 1000, [(got[i] - sent[i]) * 1000 for i in range(2, 22)]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=40, help="interleaved latency rounds (default 40)")
@@ -147,7 +355,19 @@ def main() -> int:
     p.add_argument("--tp-rounds", type=int, default=15, help="interleaved throughput rounds (default 15)")
     p.add_argument("--tp-messages", type=int, default=5000, help="pipelined requests per throughput run (5000)")
     p.add_argument("--write-results", action="store_true", help="append a section to bench/RESULTS.md")
+    p.add_argument("--http", action="store_true", help="measure the streamable-HTTP proxy instead")
+    p.add_argument("--concurrency", type=int, default=50, help="--http: sessions calling at once (default 50)")
+    p.add_argument("--tp-seconds", type=float, default=3.0, help="--http: seconds per throughput run (default 3)")
+    p.add_argument("--sessions", type=int, default=300, help="--http: sessions with open GET streams (default 300)")
+    p.add_argument("--session-rounds", type=int, default=1, help="--http: rounds of the many-sessions run (1)")
+    p.add_argument("--big", action="store_true", help="stdio: small calls queued behind one 20 MB reply")
+    p.add_argument("--big-rounds", type=int, default=5, help="--big: interleaved rounds (default 5)")
+    p.add_argument("--baseline-src", help="a source tree whose proxy runs as one more contender (before/after)")
     args = p.parse_args()
+    if args.http:
+        return http_main(args)
+    if args.big:
+        return big_main(args)
     names = ["direct", "relay only", "proxy"]
     rng = random.Random(1)
     with tempfile.TemporaryDirectory() as tmp:

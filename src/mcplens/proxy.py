@@ -9,6 +9,8 @@ nothing.
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,9 +34,27 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--flush-interval", type=float, help="seconds between writes (default 0.25)")
     p.add_argument("--upstream", help="streamable-HTTP mode: the server's MCP endpoint, e.g. http://127.0.0.1:8000/mcp")
     p.add_argument("--listen", default=DEFAULT_LISTEN, help=f"HTTP mode: where to listen (default {DEFAULT_LISTEN})")
+    p.add_argument("--max-body", type=parse_size, default=None,
+                   help="HTTP mode: largest request body forwarded, e.g. 16MiB (default $MCPLENS_PROXY_MAX_BODY "
+                        "or 16MiB); larger ones get 413")
+    p.add_argument("--max-in-flight", type=int, default=None,
+                   help="HTTP mode: most requests in flight, open GET streams included (default "
+                        "$MCPLENS_PROXY_MAX_IN_FLIGHT or 4096); past it, 503")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="stdio mode: the server command, after --")
     p.set_defaults(func=main, standalone=True)
     return p
+
+
+_SIZE = re.compile(r"\s*(\d+)\s*([kmg]i?b?|b)?\s*", re.I)
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``16777216``, ``16MiB``, ``512k``, ``1G`` (powers of 1024)."""
+    m = _SIZE.fullmatch(text)
+    if m is None:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 16MiB)")
+    unit = (m.group(2) or "b")[0].lower()
+    return int(m.group(1)) * {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
 
 
 def settings_of(args: argparse.Namespace) -> Settings:
@@ -61,9 +81,18 @@ def main(args: argparse.Namespace) -> int:
         if command:
             print("mcplens proxy: give either --upstream URL or -- CMD, not both", file=sys.stderr)
             return 2
-        from mcplens.capture.proxy_http import serve
+        from mcplens.capture.proxy_http import DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, serve
 
-        return serve(args.upstream, args.listen, settings, record=collecting(settings))
+        try:
+            max_body = args.max_body if args.max_body is not None else parse_size(
+                os.environ.get("MCPLENS_PROXY_MAX_BODY") or str(DEFAULT_MAX_BODY))
+            max_in_flight = args.max_in_flight if args.max_in_flight is not None else int(
+                os.environ.get("MCPLENS_PROXY_MAX_IN_FLIGHT") or DEFAULT_MAX_IN_FLIGHT)
+        except (ValueError, argparse.ArgumentTypeError) as e:
+            print(f"mcplens proxy: MCPLENS_PROXY_MAX_BODY / MCPLENS_PROXY_MAX_IN_FLIGHT: {e}", file=sys.stderr)
+            return 2
+        return serve(args.upstream, args.listen, settings, record=collecting(settings), max_body=max_body,
+                     max_in_flight=max_in_flight)
     if not command:
         print("mcplens proxy: nothing to run; usage: mcplens proxy [options] -- CMD [ARGS...] "
               "or mcplens proxy --upstream URL", file=sys.stderr)

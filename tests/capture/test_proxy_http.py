@@ -26,7 +26,7 @@ import mcp_types
 import pytest
 import uvicorn
 
-from tests.capture.proxy_helpers import env_for, needs_node, npm_peer
+from tests.capture.proxy_helpers import env_for, needs_node, npm_peer, poll
 from tests.conftest import REPO, free_port, http_server, read_events, stop, wait_port
 
 ID_KEY = "proxy-http-test-key-0123456789ab"
@@ -94,15 +94,15 @@ def test_http_proxy_records_what_in_process_records(era: str, tmp_path: Path) ->
     try:
         with http_server("tests.servers.sdk_server", inproc_home) as direct_url:
             direct = anyio.run(script, direct_url, era)
-            time.sleep(0.6)  # the server's writer flushes every 0.25 s
-            direct_events = len(calls(inproc_home))
             with http_proxy(direct_url, proxy_home, MCPLENS_ID_KEY=ID_KEY) as url:
                 proxied = anyio.run(script, url, era)
-            time.sleep(0.5)  # the server's writer flushes every 0.25 s
     finally:
         del os.environ["MCPLENS_ID_KEY"]
     assert proxied == direct
-    inproc = calls(inproc_home)[direct_events:]  # the proxied run's half of the server's events
+    # the proxy flushed on exit; the server records each run once, the direct run first
+    recorded = len(calls(proxy_home))
+    assert recorded > 8 and poll(lambda: len(calls(inproc_home)) == 2 * recorded), (recorded, len(calls(inproc_home)))
+    inproc = calls(inproc_home)[recorded:]  # the proxied run's half of the server's events
     for e in inproc:
         assert e["mcplens.capture"] == "sdk"
     proxy_events = calls(proxy_home)
@@ -318,12 +318,11 @@ def test_sse_is_streamed_not_buffered_and_disconnects_are_bounded(tmp_path: Path
                 pass
         again = post(client, url, {"jsonrpc": "2.0", "id": 7, "method": "ping"}, authorization="Bearer good")
         assert again.status_code == 200  # the proxy is still serving
-    deadline = time.monotonic() + 10
-    while True:
-        by_id = {e.get("jsonrpc.request.id"): e for e in read_events(home) if e.get("event.kind") == "request"}
-        if {"5", "6", "7", "8"} <= by_id.keys() or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+
+    def requests() -> dict[str, dict[str, Any]]:
+        return {e.get("jsonrpc.request.id"): e for e in read_events(home) if e.get("event.kind") == "request"}
+
+    by_id = poll(lambda: {"5", "6", "7", "8"} <= (found := requests()).keys() and found) or requests()
     assert by_id["5"]["mcplens.status"] == "ok" and by_id["5"]["duration_s"] >= 1.4
     assert by_id["6"]["mcplens.status"] == "cancelled"
     assert by_id["8"]["mcplens.status"] == "exception" and by_id["8"]["mcplens.error.category"] == "connection_failure"

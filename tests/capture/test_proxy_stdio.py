@@ -337,8 +337,12 @@ def test_bad_traffic_passes_through_untouched_and_is_counted(tmp_path: Path) -> 
     events = read_events(home)
     errors = {e["mcplens.proxy.error"]: e for e in protocol_errors(home)}
     assert set(errors) == {"invalid_json", "invalid_utf8", "not_jsonrpc", "unterminated_line"}
-    assert errors["invalid_json"]["mcplens.proxy.direction"] == "server_to_client" or \
-        any(e["mcplens.proxy.direction"] == "client_to_server" for e in protocol_errors(home))
+    # each unreadable line is recorded once, against the side that sent it
+    assert sorted((e["mcplens.proxy.error"], e["mcplens.proxy.direction"]) for e in protocol_errors(home)) == [
+        ("invalid_json", "client_to_server"), ("invalid_json", "server_to_client"),
+        ("invalid_utf8", "client_to_server"), ("invalid_utf8", "server_to_client"),
+        ("not_jsonrpc", "client_to_server"), ("unterminated_line", "client_to_server"),
+    ]
     assert sorted(e["mcplens.proxy.protocol_errors"] for e in protocol_errors(home)) == list(
         range(1, len(protocol_errors(home)) + 1))
     assert len(protocol_errors(home)) == 6  # 3 client lines, 2 server lines (garbage, bad UTF-8), the partial line
@@ -461,3 +465,57 @@ def test_proxy_feeds_the_exporters_named_in_the_environment(tmp_path: Path) -> N
     assert "initialize" in methods and "tools/call" in methods
     # the wrapped server (instrumented too, same environment) logs its own; the proxy's are there
     assert {"proxy", "sdk"} <= {e.get("mcplens.capture") for e in lines}
+
+
+#: a server that answers each request with a canned line chosen by the tool name (inline: the
+#: test controls the exact bytes, including member order, which differs between SDKs)
+HUGE_SERVER = r"""
+import json, sys
+pad = "z" * (3 * 1024 * 1024)
+for line in sys.stdin.buffer:
+    msg = json.loads(line)
+    rid, name = msg["id"], msg["params"]["name"]
+    content = {"content": [{"type": "text", "text": pad}]}
+    if name == "py":  # Python SDK order: jsonrpc, id, result
+        out = {"jsonrpc": "2.0", "id": rid, "result": {**content, "isError": False}}
+    elif name == "ts":  # TypeScript SDK order: result first, id last
+        out = {"result": content, "jsonrpc": "2.0", "id": rid}
+    elif name == "failed":
+        out = {"jsonrpc": "2.0", "id": rid, "result": {**content, "isError": True}}
+    elif name == "note":  # a huge notification first, then a small reply
+        sys.stdout.buffer.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/message",
+                                            "params": {"level": "info", "data": pad}}).encode() + b"\n")
+        out = {"jsonrpc": "2.0", "id": rid, "result": {"content": []}}
+    else:
+        out = {"jsonrpc": "2.0", "id": rid, "result": {"content": [{"type": "text", "text": "small"}]}}
+    sys.stdout.buffer.write(json.dumps(out).encode() + b"\n")
+    sys.stdout.buffer.flush()
+"""
+
+
+def test_huge_server_messages_are_relayed_whole_and_read_from_their_envelope(tmp_path: Path) -> None:
+    """Replies over 1 MiB are not joined or parsed on their way (the relay would stall every
+    message behind them): the writer reads id, outcome and exact size from their edges."""
+    home = tmp_path / "home"
+    pipe = RawPipe(proxy_cmd(home, sys.executable, "-c", HUGE_SERVER), env_for(home))
+    sizes: dict[str, int] = {}
+    try:
+        for rid, name in enumerate(["py", "small", "ts", "failed", "note", "small"], start=1):
+            pipe.send({"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": {"name": name, "arguments": {}}})
+            while True:
+                line = pipe.line(timeout=60)
+                obj = json.loads(line)  # relayed whole: every line still parses
+                if obj.get("id") == rid:
+                    sizes[str(rid)] = len(line) - 1
+                    break
+        assert pipe.close(timeout=30) == 0
+    finally:
+        pipe.kill()
+    req = {e["jsonrpc.request.id"]: e for e in calls(home, ("request",))}
+    assert {k: e["mcplens.status"] for k, e in req.items()} == {
+        "1": "ok", "2": "ok", "3": "ok", "4": "tool_error", "5": "ok", "6": "ok"}
+    assert {k: e["mcplens.response.size_bytes"] for k, e in req.items()} == sizes
+    assert sizes["1"] > 3 * 1024 * 1024 and sizes["3"] > 3 * 1024 * 1024
+    notes = [e for e in calls(home, ("notification",)) if e["mcp.method.name"] == "notifications/message"]
+    assert len(notes) == 1 and notes[0]["mcplens.proxy.direction"] == "server_to_client"
+    assert not protocol_errors(home)

@@ -360,7 +360,7 @@ def status_of(exchange: Exchange) -> tuple[str, str | None, str | None, str | No
             ev.TIMEOUT: ev.CAT_TIMEOUT,
             ev.UNAUTHORIZED: ev.CAT_AUTH,
         }.get(status, categorize(exchange.error_code, exchange.error_message, exchange.exception_type))
-        if status == ev.CANCELLED:
+        if status in (ev.CANCELLED, ev.UNSUPPORTED):  # protocol, not a failure: nowhere to debug
             category = None
         return status, exchange.exception_type or code or status, code, category
     if exchange.exception_type is not None:

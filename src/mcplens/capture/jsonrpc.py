@@ -41,6 +41,16 @@ MAX_PENDING: Final = 10_000
 
 #: what the SDK's dispatcher answers for an exception it does not map (see capture/sdk.py)
 UNMAPPED_EXCEPTION_CODE: Final = 0
+#: the 2025-era HTTP answer to a request the client cancelled (mcp's REQUEST_CANCELLED, LSP's RequestCancelled)
+REQUEST_CANCELLED_CODE: Final = -32800
+#: the version probe of a 2026-era client, and how a server that predates it refuses it: method
+#: not found (stdio, any JSON-RPC server), invalid request, or the server-defined -32000 an HTTP
+#: server sends with 400 for a request outside any session
+PROBE_METHOD: Final = "server/discover"
+PROBE_REFUSALS: Final = frozenset({-32601, -32600, -32000})
+PROBE_REFUSAL_HTTP: Final = frozenset({400, 404, 405})
+#: ids of cancelled requests remembered per conversation, so a late reply is not "unmatched"
+MAX_CANCELLED: Final = 1024
 
 
 @dataclass
@@ -70,6 +80,8 @@ class Conversation:
     )
     #: server-initiated requests in flight, keyed by id
     server_pending: collections.OrderedDict[str, Pending] = field(default_factory=collections.OrderedDict)
+    #: requests recorded as cancelled whose late reply (or none) is still to come, keyed by id
+    cancelled: collections.OrderedDict[str, None] = field(default_factory=collections.OrderedDict)
 
 
 def _key(request_id: Any) -> str:
@@ -164,15 +176,40 @@ class Pairer:
             while len(conv.server_pending) > MAX_PENDING:
                 conv.server_pending.popitem(last=False)
             return None, True
-        pending = conv.client_pending.pop((scope, _key(msg.get("id"))), None)
+        key = _key(msg.get("id"))
+        pending = conv.client_pending.pop((scope, key), None)
         if pending is None:
-            return None, False
+            # the reply to a call already recorded as cancelled (the 2025 HTTP era answers -32800)
+            return None, conv.cancelled.pop(key, False) is None
         self._learn(conv, pending, msg)  # first: the handshake's own event carries the server's name
         x = self._from_pending(conv, pending, t)
         self._fill_reply(x, msg)
         x.response_size = size
         self._name_resource(x)
+        self.probe_refused(x)
         return x, True
+
+    def only_pending(self, conv: Conversation, scope: Any) -> Any:
+        """The id of the one client request of ``scope`` still waiting, else None."""
+        ids = [p.request_id for k, p in conv.client_pending.items() if k[0] == scope]
+        return ids[0] if len(ids) == 1 else None
+
+    @staticmethod
+    def probe_refused(x: Exchange, *, http_status: int | None = None) -> bool:
+        """A ``server/discover`` the server refused as unknown is version negotiation, not a
+        failure: the client falls back to ``initialize``. Recorded with event.kind
+        ``negotiation`` and status ``unsupported``, which no error rate counts."""
+        if x.method != PROBE_METHOD:
+            return False
+        refused = x.error_code in PROBE_REFUSALS if x.error_code is not None else (
+            x.result is None and http_status in PROBE_REFUSAL_HTTP)
+        if not refused or x.exception_type is not None:
+            return False
+        x.status_override, x.error_message, x.error_data = ev.UNSUPPORTED, None, None
+        x.extra[ev.EVENT_KIND] = ev.NEGOTIATION_KIND
+        if x.error_code is None and http_status is not None:
+            x.extra[HTTP_STATUS] = http_status
+        return True
 
     def unanswered(self, conv: Conversation, scope: Any, t: float) -> list[Exchange]:
         """Client requests of ``scope`` still waiting (the stream or the server ended first)."""
@@ -184,9 +221,16 @@ class Pairer:
         """``notifications/cancelled`` ends a request with no reply: record it as the SDK does."""
         if request_id is None:
             return None
-        pending = conv.client_pending.pop((scope, _key(request_id)), None)
+        key = _key(request_id)
+        pending = conv.client_pending.pop((scope, key), None)
+        if pending is None:  # over HTTP the cancellation comes in a POST of its own
+            found = next((k for k in conv.client_pending if k[1] == key), None)
+            pending = conv.client_pending.pop(found) if found is not None else None
         if pending is None:
             return None
+        conv.cancelled[key] = None
+        while len(conv.cancelled) > MAX_CANCELLED:
+            conv.cancelled.popitem(last=False)
         x = self._from_pending(conv, pending, t)
         x.status_override = ev.CANCELLED
         x.exception_type = "CancelledError"
@@ -265,6 +309,8 @@ class Pairer:
             if x.error_code == UNMAPPED_EXCEPTION_CODE:
                 # in-process sees the exception itself; on the wire only code 0 and its message remain
                 x.status_override = ev.EXCEPTION
+            elif x.error_code == REQUEST_CANCELLED_CODE:
+                x.status_override, x.exception_type = ev.CANCELLED, "CancelledError"
             elif x.error_code is None:
                 x.error_code = 0
         else:

@@ -11,12 +11,24 @@ except the session id and protocol version, which the privacy stage pseudonymise
 Replies stream back chunk by chunk as the upstream sends them (``aiter_raw``: no decoding, no
 buffering), so an SSE stream stays live. The relay only enqueues ``(stream, chunk, clock)``;
 :class:`HttpCapture` parses bodies and SSE frames and pairs messages on the writer thread.
+
+Hostile traffic (the proxy may listen beyond loopback): the upstream URL is always the configured
+origin plus the request's path and query passed byte for byte, never decoded, and a target that
+is not a plain origin-form path (absolute-form, ``@``/authority tricks, ``#``, dot segments,
+control bytes) is refused with 400 before anything reaches the upstream. Hop-by-hop headers
+(RFC 9110 section 7.6.1, and every header ``Connection`` names) are dropped both ways. A body
+over the limit is refused with 413 as soon as that is known, never read whole. Each session holds
+a GET stream open, so the upstream pool has no connection cap; the proxy's own cap on requests
+in flight answers 503 at once, with a log line, rather than a stall.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
+import logging
+import re
 import signal
 import time
 from dataclasses import dataclass, field
@@ -25,6 +37,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from mcplens import event as ev
+from mcplens.capture.common import Exchange
 from mcplens.capture.jsonrpc import (
     CLIENT_TO_SERVER,
     HTTP_STATUS,
@@ -38,13 +51,31 @@ from mcplens.capture.proxy_recorder import Recorder
 from mcplens.config import Settings
 from mcplens.pipeline import Pipeline
 
+#: never forwarded (RFC 9110 section 7.6.1, plus the legacy ``proxy-connection``); ``host`` and
+#: ``content-length`` are the proxy's to set on the request side
 HOP_BY_HOP: Final = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
-    b"transfer-encoding", b"upgrade", b"host", b"content-length",
+    b"transfer-encoding", b"upgrade", b"proxy-connection", b"host", b"content-length",
 })
 #: most conversations kept at once (sessions that never send DELETE are forgotten oldest first)
 MAX_SESSIONS: Final = 10_000
 MAX_CAPTURED_BODY: Final = 64 * 1024 * 1024
+SWITCH_INTERVAL: Final = 0.0005
+#: a refused version probe waits this long (seconds) for the same client's session to start
+PROBE_WAIT: Final = 30.0
+MAX_PROBES: Final = 1024
+#: request bodies larger than this get 413 (an MCP message is small; uploads are not MCP)
+DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024
+#: requests in flight at once (each open GET stream is one); past it, 503 at once
+DEFAULT_MAX_IN_FLIGHT: Final = 4096
+#: seconds between two log lines about the same trouble (upstream down, at capacity)
+LOG_EVERY: Final = 10.0
+#: an origin-form path (RFC 3986 pchars and "/", percent escapes well formed) and query
+_PATH: Final = re.compile(rb"/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
+_QUERY: Final = re.compile(rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*")
+_DOT_SEGMENT: Final = re.compile(rb"(?:^|/)\.{1,2}(?:/|$)")
+
+log = logging.getLogger("mcplens.proxy")
 
 
 @dataclass
@@ -60,6 +91,9 @@ class _Stream:
     encoded: bool = False
     buf: bytearray = field(default_factory=bytearray)
     oversize: bool = False
+    #: client requests this POST carried (to pair an ``id: null`` error reply with its only request)
+    requests: int = 0
+    post: bool = False
 
 
 class HttpCapture:
@@ -75,22 +109,68 @@ class HttpCapture:
         self._sessions: dict[str, Conversation] = {}
         self._streams: dict[int, _Stream] = {}
         self._offset = time.time() - perf_counter()
+        #: refused server/discover probes, by client, until that client's session starts: the
+        #: probe is recorded in the session it led to, not as a session of its own
+        self._probes: collections.OrderedDict[tuple[Any, ...], list[tuple[float, Exchange]]] = (
+            collections.OrderedDict())
 
     def _conversation(self, session: str | None) -> Conversation:
+        """The session's conversation. One the proxy has not seen start is kept only once the
+        upstream accepts a request in it (:meth:`_on_head`): a stream of requests with made-up
+        session ids, all refused, must not fill the table."""
         if not session:
             return Conversation()
         conv = self._sessions.get(session)
-        if conv is None:
-            conv = self._sessions[session] = Conversation(session_raw=session)
-            while len(self._sessions) > MAX_SESSIONS:
-                self._sessions.pop(next(iter(self._sessions)))
-        return conv
+        return conv if conv is not None else Conversation(session_raw=session)
+
+    def _keep(self, session: str, conv: Conversation) -> None:
+        self._sessions[session] = conv
+        while len(self._sessions) > MAX_SESSIONS:
+            self._sessions.pop(next(iter(self._sessions)))
 
     def __call__(self, raw: tuple[Any, ...]) -> dict[str, Any] | None:
         kind, sid, t = raw[0], raw[1], raw[2]
         handler = getattr(self, f"_on_{kind}")
         handler(sid, t, *raw[3:])
+        self._expire_probes(t)
         return self.recorder.finish()
+
+    # -- version probes -------------------------------------------------------------------------
+    @staticmethod
+    def _client_key(address: str | None, info: Any) -> tuple[Any, ...]:
+        info = info if isinstance(info, dict) else {}
+        return (address, str(info.get("name")), str(info.get("version")))
+
+    def _hold_probe(self, x: Exchange, t: float) -> None:
+        key = self._client_key(x.client_address, x.client_info)
+        self._probes.setdefault(key, []).append((t, x))
+        self._probes.move_to_end(key)
+        while len(self._probes) > MAX_PROBES:
+            for _, old in self._probes.popitem(last=False)[1]:
+                self.recorder.add(old)
+
+    def _release_probes(self, key: tuple[Any, ...], session: str | None) -> None:
+        for _, x in self._probes.pop(key, ()):
+            x.session_raw = session or x.session_raw
+            self.recorder.add(x)
+
+    def _expire_probes(self, t: float) -> None:
+        while self._probes:
+            key, held = next(iter(self._probes.items()))
+            if t - held[0][0] < PROBE_WAIT:
+                return
+            self._release_probes(key, None)
+
+    def _on_flush(self, sid: int, t: float) -> None:
+        """Shutdown: whatever is held is recorded as it is."""
+        for key in list(self._probes):
+            self._release_probes(key, None)
+
+    def _add(self, stream: _Stream, x: Exchange, t: float) -> None:
+        if x.extra.get(ev.EVENT_KIND) == ev.NEGOTIATION_KIND and not stream.conv.session_raw:
+            self._hold_probe(x, t)
+        else:
+            self.recorder.add(x)
 
     # -- the relay's items ----------------------------------------------------------------------
     def _on_req(self, sid: int, t: float, method: str, body: bytes, session: str | None, version: str | None,
@@ -98,7 +178,7 @@ class HttpCapture:
         if method == "DELETE" and session:
             self._sessions.pop(session, None)
             return
-        stream = self._streams[sid] = _Stream(self._conversation(session), address, version)
+        stream = self._streams[sid] = _Stream(self._conversation(session), address, version, post=method == "POST")
         if method != "POST" or not body:
             return
         obj, reason = parse(body)
@@ -112,6 +192,8 @@ class HttpCapture:
                 self.recorder.protocol_error("not_jsonrpc", len(body), start, direction=CLIENT_TO_SERVER,
                                              session_raw=session, client_address=address)
                 continue
+            if "id" in msg and isinstance(msg.get("method"), str):
+                stream.requests += 1
             self.recorder.add(self.pairer.client_message(
                 stream.conv, msg, start=start, t=t, scope=sid, protocol_version=version, client_address=address))
 
@@ -126,7 +208,10 @@ class HttpCapture:
         stream.encoded = bool(encoding) and encoding != "identity"
         if session and stream.conv.session_raw is None:  # initialize: the session starts with this reply
             stream.conv.session_raw = session
-            self._sessions[session] = stream.conv
+            self._keep(session, stream.conv)
+            self._release_probes(self._client_key(stream.client_address, stream.conv.client_info), session)
+        elif stream.post and status < 400 and stream.conv.session_raw and stream.conv.session_raw not in self._sessions:
+            self._keep(stream.conv.session_raw, stream.conv)  # a session begun before this proxy started
 
     def _on_chunk(self, sid: int, t: float, chunk: bytes) -> None:
         stream = self._streams.get(sid)
@@ -170,6 +255,10 @@ class HttpCapture:
                 self.recorder.protocol_error("not_jsonrpc", len(payload), start, direction=SERVER_TO_CLIENT,
                                              session_raw=stream.conv.session_raw)
                 continue
+            if msg.get("id", 0) is None and "error" in msg and stream.requests == 1 and not batch:
+                # an error the server could not tie to an id (a 400 to a request it refused to
+                # read, such as an older server's answer to server/discover): the POST's only request
+                msg = {**msg, "id": self.pairer.only_pending(stream.conv, sid)}
             x, matched = self.pairer.server_message(stream.conv, msg, start=start, t=t, scope=sid,
                                                     size=None if batch else len(payload))
             if not matched:
@@ -177,7 +266,7 @@ class HttpCapture:
                                              session_raw=stream.conv.session_raw)
             if x is not None:
                 self._http_outcome(x, stream.status)
-                self.recorder.add(x)
+                self._add(stream, x, t)
 
     def _on_end(self, sid: int, t: float, reason: str | None) -> None:
         stream = self._streams.pop(sid, None)
@@ -187,6 +276,9 @@ class HttpCapture:
             self._server_payload(sid, stream, bytes(stream.buf), t)
         for x in self.pairer.unanswered(stream.conv, sid, t):
             x.response_size = 0
+            if self.pairer.probe_refused(x, http_status=stream.status):
+                self._add(stream, x, t)
+                continue
             if reason == "client_disconnected":
                 x.status_override, x.exception_type = ev.CANCELLED, "ClientDisconnected"
             elif reason is not None:  # the upstream could not be reached or broke off
@@ -223,26 +315,73 @@ def _frame_end(buf: bytearray) -> tuple[int, int]:
 class HttpProxy:
     """The ASGI app: forwards each request to the upstream and streams the reply back."""
 
-    def __init__(self, upstream: str, pipeline: Pipeline | None, settings: Settings) -> None:
+    def __init__(self, upstream: str, pipeline: Pipeline | None, settings: Settings, *,
+                 max_body: int = DEFAULT_MAX_BODY, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
         parts = urlsplit(upstream)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"--upstream must be an http(s) URL, got {upstream!r}")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("--upstream must not carry credentials in the URL (send them as headers)")
         self.upstream = upstream
         self._origin = f"{parts.scheme}://{parts.netloc}"
-        self._path = parts.path or "/"
-        self._host = parts.netloc.rsplit("@", 1)[-1].encode()
+        self._path = (parts.path or "/").encode("ascii", "strict")
+        self._host = parts.netloc.encode()
+        self.max_body = max_body
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
         self.pipeline = pipeline
         self.capture = HttpCapture(pipeline, settings) if pipeline is not None else None
         self._ids = itertools.count(1)
         self._client: Any = None
+        self._base_url: Any = None
+        self._said: dict[str, list[float]] = {}  # trouble -> [last logged, occurrences since]
+        self.listen: str | None = None  # where serve() listens, for the start-up line
+        self._urls: dict[tuple[bytes, bytes], Any] = {}
 
-    def _target(self, path: str, query: bytes) -> str:
-        url = self.upstream if path in ("/", self._path) else self._origin + path
-        return url + ("?" + query.decode("latin-1") if query else "")
+    # -- what may be forwarded ------------------------------------------------------------------
+    def upstream_url(self, raw_path: bytes, query: bytes) -> Any:
+        """The upstream URL for a request target, or None to refuse it (400).
+
+        Only origin-form is accepted: the path and query are checked byte for byte and passed on
+        as they came (``%2F``, ``%3F``, ``%23``, ``%2e%2e`` stay escaped), after the configured
+        origin. The proxy's own root ``/`` stands for the upstream's configured path.
+        """
+        cached = self._urls.get((raw_path, query))
+        if cached is not None:
+            return cached
+        if not _PATH.fullmatch(raw_path) or _DOT_SEGMENT.search(raw_path) or not _QUERY.fullmatch(query):
+            return None
+        path = self._path if raw_path == b"/" else raw_path
+        target = path + (b"?" + query if query else b"")
+        url = self._base_url.copy_with(raw_path=target)
+        # defence in depth: the URL the client library will send is exactly origin + these bytes
+        if url.raw_path != target or url.host != self._base_url.host or url.port != self._base_url.port:
+            return None
+        if len(self._urls) >= 1024:  # building a URL costs ~100 µs; MCP traffic uses one or two paths
+            self._urls.clear()
+        self._urls[(raw_path, query)] = url
+        return url
+
+    @staticmethod
+    def forwardable(headers: list[tuple[bytes, bytes]], *, keep_length: bool = False) -> list[tuple[bytes, bytes]]:
+        """Headers minus the hop-by-hop ones, including every header ``Connection`` names."""
+        named = {token.strip().lower() for k, v in headers if k.lower() == b"connection" for token in v.split(b",")}
+        drop = HOP_BY_HOP | named
+        return [(k, v) for k, v in headers
+                if (lk := k.lower()) not in drop or (keep_length and lk == b"content-length" and lk not in named)]
 
     def _submit(self, *raw: Any) -> None:
         if self.pipeline is not None:
             self.pipeline.submit(self.capture, raw)  # type: ignore[arg-type]
+
+    def say(self, trouble: str, message: str, *args: Any) -> None:
+        """A warning on stderr at most every LOG_EVERY seconds per kind of trouble, with the count."""
+        now = time.monotonic()
+        last = self._said.setdefault(trouble, [-LOG_EVERY, 0])
+        last[1] += 1
+        if now - last[0] >= LOG_EVERY:
+            log.warning(message + " (%d time(s) since the last such line)", *args, last[1])
+            last[0], last[1] = now, 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -256,75 +395,132 @@ class HttpProxy:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._client = httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, read=None), follow_redirects=False,
-                                                  trust_env=False)
+                # no connection cap: every session holds a GET stream open for as long as it lives,
+                # so a fixed pool starves the next session (the proxy's own cap answers 503 instead)
+                self._client = httpx2.AsyncClient(
+                    timeout=httpx2.Timeout(30.0, read=None, pool=None), follow_redirects=False, trust_env=False,
+                    limits=httpx2.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=2.0),
+                )
+                self._base_url = httpx2.URL(self._origin + "/")
+                log.info("mcplens proxy: listening on %s, fronting %s (recording %s; bodies up to %d bytes; "
+                         "at most %d requests in flight)", self.listen or "?", self.upstream,
+                         "on" if self.pipeline is not None else "off", self.max_body, self.max_in_flight)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._client is not None:
                     await self._client.aclose()
+                self._submit("flush", 0, perf_counter())
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
     async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        import anyio
+        url = self.upstream_url(scope.get("raw_path") or scope["path"].encode(), scope.get("query_string", b""))
+        if url is None:
+            await _plain(send, 400, b"mcplens proxy: the request target must be a plain /path?query\n")
+            return
+        framing = {k.lower() for k, _ in scope["headers"]} & {b"content-length", b"transfer-encoding"}
+        if len(framing) == 2:  # RFC 9112 section 6.3: a smuggling attempt; refuse, and close the connection
+            await _plain(send, 400, b"mcplens proxy: Content-Length and Transfer-Encoding together\n")
+            return
+        if self.in_flight >= self.max_in_flight:
+            self.say("capacity", "mcplens proxy: %d requests in flight, the configured maximum; answering 503",
+                     self.max_in_flight)
+            await _plain(send, 503, b"mcplens proxy: too many requests in flight\n", (b"retry-after", b"1"))
+            return
+        self.in_flight += 1
+        try:
+            await self._exchange(scope, receive, send, url)
+        finally:
+            self.in_flight -= 1
 
-        method: str = scope["method"]
+    async def _read_body(self, scope: dict[str, Any], receive: Any, send: Any) -> bytes | None:
+        """The request body, or None when it was refused (413) or the client left."""
+        for k, v in scope["headers"]:
+            if k.lower() == b"content-length":
+                try:
+                    declared = int(v)
+                except ValueError:
+                    declared = 0
+                if declared > self.max_body:  # refused before a byte of it is read
+                    await _plain(send, 413, b"mcplens proxy: request body too large\n")
+                    return None
         body = bytearray()
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return
+                return None
             body += message.get("body", b"")
+            if len(body) > self.max_body:  # chunked, or longer than declared
+                await _plain(send, 413, b"mcplens proxy: request body too large\n")
+                return None
             if not message.get("more_body"):
-                break
+                return bytes(body)
+
+    async def _exchange(self, scope: dict[str, Any], receive: Any, send: Any, url: Any) -> None:
+        import anyio
+
+        body = await self._read_body(scope, receive, send)
+        if body is None:
+            return
+        method: str = scope["method"]
         t0 = perf_counter()
-        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in HOP_BY_HOP]
+        headers = self.forwardable(scope["headers"])
         headers.append((b"host", self._host))
         sid = next(self._ids)
+        outcome: list[str | None] = [None]
         if self.pipeline is not None:
             names = {k.lower(): v for k, v in scope["headers"] if k.lower() in (b"mcp-session-id",
                                                                               b"mcp-protocol-version")}
             session = names.get(b"mcp-session-id")
             version = names.get(b"mcp-protocol-version")
             client = scope.get("client")
-            self._submit("req", sid, t0, method, bytes(body), session.decode("latin-1") if session else None,
+            self._submit("req", sid, t0, method, body, session.decode("latin-1") if session else None,
                          version.decode("latin-1") if version else None, client[0] if client else None)
-        outcome: list[str | None] = [None]
-        async with anyio.create_task_group() as tg:
+        try:  # whatever happens from here on, the capture hears of the end: nothing stays behind
+            async with anyio.create_task_group() as tg:
 
-            async def watch_disconnect() -> None:
-                while True:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        outcome[0] = outcome[0] or "client_disconnected"
+                async def watch_disconnect() -> None:
+                    while True:
+                        message = await receive()
+                        if message["type"] == "http.disconnect":
+                            outcome[0] = outcome[0] or "client_disconnected"
+                            tg.cancel_scope.cancel()
+                            return
+
+                tg.start_soon(watch_disconnect)
+                try:
+                    await self._relay(method, url, headers, body, sid, send, outcome)
+                finally:
+                    if outcome[0] != "client_disconnected":
                         tg.cancel_scope.cancel()
-                        return
+        except Exception as exc:  # noqa: BLE001 - the proxy's own fault: recorded, never a traceback to the client
+            outcome[0] = outcome[0] or type(exc).__name__
+            log.debug("mcplens proxy: relay failed", exc_info=True)
+        finally:
+            self._submit("end", sid, perf_counter(), outcome[0] if outcome[0] != "done" else None)
 
-            tg.start_soon(watch_disconnect)
-            try:
-                await self._relay(method, scope, headers, bytes(body), sid, send, outcome)
-            finally:
-                if outcome[0] != "client_disconnected":
-                    tg.cancel_scope.cancel()
-        self._submit("end", sid, perf_counter(), outcome[0] if outcome[0] != "done" else None)
-
-    async def _relay(self, method: str, scope: dict[str, Any], headers: list[tuple[bytes, bytes]], body: bytes,
+    async def _relay(self, method: str, url: Any, headers: list[tuple[bytes, bytes]], body: bytes,
                      sid: int, send: Any, outcome: list[str | None]) -> None:
         client = self._client
-        request = client.build_request(method, self._target(scope["path"], scope.get("query_string", b"")),
-                                       headers=headers, content=body or None)
+        request = client.build_request(method, url, headers=headers, content=body or None)
         try:
-            response = await client.send(request, stream=True)
+            try:
+                response = await client.send(request, stream=True)
+            except _stale_connection() as exc:
+                # a pooled connection the upstream had just closed (it answered nothing, so it
+                # never read the request): once more, on a fresh connection, as browsers do
+                log.debug("mcplens proxy: retrying %s after %r", method, exc)
+                response = await client.send(request, stream=True)
         except Exception as exc:  # noqa: BLE001 - unreachable upstream: the client gets a 502
             outcome[0] = type(exc).__name__
-            message = f"mcplens proxy: upstream unreachable ({type(exc).__name__})".encode()
-            await send({"type": "http.response.start", "status": 502,
-                        "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(message)).encode())]})
-            await send({"type": "http.response.body", "body": message})
+            self.say("upstream", "mcplens proxy: upstream %s unreachable (%s on %s)", self._origin, type(exc).__name__,
+                     method)
+            log.debug("mcplens proxy: %s %s failed: %r", method, url, exc)
+            await _plain(send, 502, f"mcplens proxy: upstream unreachable ({type(exc).__name__})\n".encode(),
+                         close=False)
             return
         try:
-            out = [(k, v) for k, v in response.headers.raw
-                   if k.lower() not in HOP_BY_HOP or k.lower() == b"content-length"]
+            out = self.forwardable(response.headers.raw, keep_length=True)
             self._submit("head", sid, perf_counter(), response.status_code,
                          response.headers.get("content-type", ""), response.headers.get("content-encoding"),
                          response.headers.get("mcp-session-id"))
@@ -348,6 +544,22 @@ class HttpProxy:
                 await response.aclose()  # a client that left closes the upstream stream too
 
 
+def _stale_connection() -> tuple[type[BaseException], ...]:
+    import httpx2
+
+    return (httpx2.RemoteProtocolError, httpx2.ReadError, httpx2.WriteError)
+
+
+async def _plain(send: Any, status: int, message: bytes, *extra: tuple[bytes, bytes], close: bool = True) -> None:
+    """A short text answer of the proxy's own. By default the connection closes after it: the
+    client may still be sending a body the proxy will not read."""
+    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(message)).encode()), *extra]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": message})
+
+
 def parse_listen(listen: str) -> tuple[str, int]:
     """``HOST:PORT``, ``[v6]:PORT`` or ``PORT`` (on 127.0.0.1)."""
     host, _, port = listen.rpartition(":")
@@ -358,7 +570,31 @@ def parse_listen(listen: str) -> tuple[str, int]:
         raise ValueError(f"--listen must be HOST:PORT, got {listen!r}") from None
 
 
-def serve(upstream: str, listen: str, settings: Settings, *, record: bool = True) -> int:
+def _log_to_stderr() -> None:
+    """The proxy's own lines (start-up, upstream down, at capacity) go to stderr, never stdout."""
+    import sys
+
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def _more_descriptors() -> None:
+    """Each session holds two sockets (client side, upstream side): lift the soft limit on open
+    files to the hard one, so hundreds of sessions fit."""
+    with contextlib.suppress(Exception):
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+
+
+def serve(upstream: str, listen: str, settings: Settings, *, record: bool = True, max_body: int = DEFAULT_MAX_BODY,
+          max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> int:
     """Run the HTTP proxy until SIGINT/SIGTERM; flush the events on the way out."""
     import sys
 
@@ -367,6 +603,11 @@ def serve(upstream: str, listen: str, settings: Settings, *, record: bool = True
     except ImportError:
         print("mcplens proxy --upstream needs uvicorn and httpx2: pip install 'mcplens[proxy]'", file=sys.stderr)
         return 1
+    _log_to_stderr()
+    _more_descriptors()
+    # the event loop waits for the GIL whenever the writer thread builds events: the default 5 ms
+    # switch interval would be added to a reply's latency (the process is ours: the loop and the writer)
+    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         host, port = parse_listen(listen)
         pipeline = None
@@ -374,11 +615,14 @@ def serve(upstream: str, listen: str, settings: Settings, *, record: bool = True
             from mcplens.pipeline import pipeline_with_exporters
 
             pipeline = pipeline_with_exporters(settings)
-        app = HttpProxy(upstream, pipeline, settings)
+        app = HttpProxy(upstream, pipeline, settings, max_body=max_body, max_in_flight=max_in_flight)
+        app.listen = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     except ValueError as e:
         print(f"mcplens proxy: {e}", file=sys.stderr)
         return 2
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False)
+    # h11: the request target reaches the app exactly as sent (raw_path), so it can be checked
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False,
+                            http="h11", backlog=4096, server_header=False, date_header=False)  # the upstream's own
     server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again for the handler
     # found before it started: make that one end run() normally so the events are flushed below

@@ -15,7 +15,9 @@ the same signal), after flushing its events.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,8 +46,14 @@ MAX_CAPTURED_LINE: Final = 64 * 1024 * 1024
 SWITCH_INTERVAL: Final = 0.00005  # seconds; this process is ours, only the relay and the writer run in it
 FORWARDED_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
+#: a server message longer than this is not joined or parsed whole: the relay keeps its first
+#: and last SKIM_EDGE bytes and the writer reads the envelope (id, result or error) from them.
+#: Parsing 20 MB of JSON holds the GIL for 0.1-0.3 s, and every message behind it would wait
+SKIM_OVER: Final = 1024 * 1024
+SKIM_EDGE: Final = 64 * 1024
+
 # raw item kinds on the queue
-LINE, PARTIAL, EOF, OVERSIZE = 0, 1, 2, 3
+LINE, PARTIAL, EOF, OVERSIZE, SKIM = 0, 1, 2, 3, 4
 
 #: what the writer thread gets from the relay: (direction, line bytes, perf_counter, kind, size)
 Raw = tuple[str, bytes, float, int, int]
@@ -75,6 +83,14 @@ class StdioCapture:
             return rec.finish()
         if kind == OVERSIZE:
             rec.protocol_error("too_large", size, start, direction=direction, session_raw=self.conv.session_raw)
+            return rec.finish()
+        if kind == SKIM:
+            head, tail = line  # type: ignore[misc]
+            msg = skim(head, tail)
+            if msg is None:
+                rec.protocol_error("too_large", size, start, direction=direction, session_raw=self.conv.session_raw)
+            else:
+                self._one(direction, msg, start, t, size)
             return rec.finish()
         if line.endswith(b"\r"):
             line = line[:-1]
@@ -119,7 +135,7 @@ class StdioCapture:
 class _LineCutter:
     """Cuts complete lines out of relayed chunks and enqueues them; runs on a relay thread."""
 
-    __slots__ = ("_submit", "_build", "_direction", "_parts", "_held", "_oversize")
+    __slots__ = ("_submit", "_build", "_direction", "_parts", "_held", "_oversize", "_skim", "_tail")
 
     def __init__(self, pipeline: Pipeline | None, build: StdioCapture | None, direction: str) -> None:
         self._submit = pipeline.submit if pipeline is not None else None
@@ -128,6 +144,10 @@ class _LineCutter:
         self._parts: list[bytes] = []
         self._held = 0
         self._oversize = False
+        #: server messages past SKIM_OVER keep only their edges (client requests are read whole:
+        #: their argument sizes are recorded)
+        self._skim: bool | None = direction == SERVER_TO_CLIENT and None
+        self._tail = b""
 
     def feed(self, chunk: bytes, t: float) -> None:
         submit = self._submit
@@ -152,6 +172,14 @@ class _LineCutter:
         self._held += len(piece)
         if self._oversize:
             return
+        if self._skim:
+            self._tail = (self._tail + piece)[-SKIM_EDGE:]
+            return
+        if self._skim is None and self._held > SKIM_OVER:
+            self._parts.append(piece)
+            head = b"".join(self._parts)
+            self._parts, self._tail, self._skim = [head[:SKIM_EDGE]], head[-SKIM_EDGE:], True
+            return
         if self._held > MAX_CAPTURED_LINE:
             self._oversize, self._parts = True, []
             return
@@ -161,6 +189,10 @@ class _LineCutter:
         assert self._submit is not None
         if self._oversize:
             self._submit(self._build, (self._direction, b"", t, OVERSIZE, self._held))
+        elif self._skim:
+            edges = (self._parts[0], self._tail)
+            self._submit(self._build, (self._direction, edges, t, SKIM if kind == LINE else OVERSIZE, self._held))
+            self._skim, self._tail = None, b""
         else:
             line = b"".join(self._parts)
             self._submit(self._build, (self._direction, line, t, kind, len(line)))
@@ -172,6 +204,51 @@ class _LineCutter:
         if self._parts or self._oversize:
             self._emit(t, PARTIAL)
         self._submit(self._build, (self._direction, b"", t, EOF, 0))
+
+
+_SCALAR = rb'(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|"(?:[^"\\]|\\.){0,256}"|true|false|null)'
+#: leading members of the top-level object whose values are scalars, then the first other key
+_HEAD_MEMBER = re.compile(rb'\s*"(jsonrpc|id|method)"\s*:\s*' + _SCALAR + rb'\s*,')
+_HEAD_OPEN = re.compile(rb'\s*"(result|error|params)"\s*:\s*[\[{]')
+#: trailing scalar members, read backwards from the closing brace
+_TAIL_MEMBER = re.compile(rb',\s*"(jsonrpc|id|method)"\s*:\s*' + _SCALAR + rb'\s*$')
+_IS_ERROR = re.compile(rb'"isError"\s*:\s*true')
+
+
+def skim(head: bytes, tail: bytes) -> dict[str, Any] | None:
+    """The envelope of a huge JSON-RPC message from its first and last bytes: its scalar
+    top-level members (``jsonrpc``, ``id``, ``method``) and which of ``result``/``error``/``params``
+    it carries, with the bulk left out. None when the edges do not read as one message.
+
+    SDKs write the scalars before the bulk (Python: ``{"jsonrpc","id","result"}``) or after it
+    (TypeScript: ``{"result",...,"jsonrpc","id"}``); a ``tools/call`` result's ``isError`` is
+    looked for near either edge. Nothing of the content is kept, only the reply's exact size.
+    """
+    head = head.lstrip()
+    if not head.startswith(b"{"):
+        return None
+    msg: dict[str, Any] = {}
+    pos = 1
+    while m := _HEAD_MEMBER.match(head, pos):
+        msg[m.group(1).decode()] = json.loads(m.group(2))
+        pos = m.end()
+    opened = _HEAD_OPEN.match(head, pos)
+    if opened is None:
+        return None
+    bulk = opened.group(1).decode()
+    end = tail.rstrip()
+    if not end.endswith(b"}"):
+        return None
+    end = end[:-1]
+    while m := _TAIL_MEMBER.search(end[-4096:]):
+        msg.setdefault(m.group(1).decode(), json.loads(m.group(2)))
+        end = end[: len(end) - len(m.group(0))]
+    if bulk == "result":
+        flagged = _IS_ERROR.search(head, opened.end(), opened.end() + 4096) or _IS_ERROR.search(end[-4096:])
+        msg["result"] = {"isError": True} if flagged else {}
+    else:
+        msg[bulk] = {}
+    return msg
 
 
 def _write_all(fd: int, data: bytes) -> None:

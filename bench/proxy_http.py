@@ -1,0 +1,213 @@
+"""The HTTP half of ``bench/proxy.py``: what ``mcplens proxy --upstream URL`` adds.
+
+Contenders, interleaved (a fresh random order every round) against one upstream, so drift on a
+shared machine hits all alike:
+
+- **direct**: the client talks to the upstream;
+- **relay only**: through ``mcplens proxy --upstream`` with ``MCPLENS_DISABLED=1``;
+- **proxy**: through ``mcplens proxy --upstream`` recording every call.
+
+The upstream is a real ``MCPServer`` (mcp 2.x, streamable HTTP, stateful sessions, one ``add``
+tool, mcplens off in it). The client is ``httpx2`` speaking MCP's HTTP directly (initialize,
+notifications/initialized, then ``tools/call`` POSTs), which keeps the client's own cost low.
+
+- latency: one session, one call in flight, blocks of calls per contender per round;
+- throughput: N sessions at once, each calling in a loop for a fixed time; calls per second;
+- sessions: S sessions each holding its GET stream open, then one call each, all at once: p50/p99.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+
+REPO = Path(__file__).resolve().parent.parent
+HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+SERVER = r"""
+import sys
+from mcp.server import MCPServer
+server = MCPServer("bench-http", version="1.0.0")
+
+@server.tool()
+def add(a: int, b: int) -> int:
+    return a + b
+
+server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[1]))
+"""
+CALL = {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "add", "arguments": {"a": 2, "b": 3}}}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited early with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(port)
+
+
+class Stack:
+    """The upstream and, per contender, its URL (proxies started in front of the one upstream)."""
+
+    def __init__(self, tmp: Path, names: list[str], proxy_src: dict[str, str] | None = None) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        port = free_port()
+        env = dict(os.environ, MCPLENS_DISABLED="1")
+        self._start([sys.executable, "-c", SERVER, str(port)], env, port)
+        upstream = f"http://127.0.0.1:{port}/mcp"
+        self.urls: dict[str, str] = {}
+        for name in names:
+            if name == "direct":
+                self.urls[name] = upstream
+                continue
+            p = free_port()
+            penv = dict(os.environ, MCPLENS_HOME=str(tmp / name.replace(" ", "-")))
+            src = (proxy_src or {}).get(name, str(REPO / "src"))
+            penv["PYTHONPATH"] = src + os.pathsep + penv.get("PYTHONPATH", "")
+            if name.startswith("relay only"):
+                penv["MCPLENS_DISABLED"] = "1"
+            self._start([sys.executable, "-m", "mcplens.cli", "proxy", "--upstream", upstream, "--listen",
+                         f"127.0.0.1:{p}"], penv, p)
+            self.urls[name] = f"http://127.0.0.1:{p}/mcp"
+
+    def _start(self, cmd: list[str], env: dict[str, str], port: int) -> None:
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(proc)
+        wait_port(port, proc)
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+async def open_session(client: httpx2.AsyncClient, url: str) -> dict[str, str]:
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": "bench", "version": "1"}}}
+    r = await client.post(url, json=init, headers=HEADERS)
+    r.raise_for_status()
+    head = {**HEADERS, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
+    r = await client.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=head)
+    assert r.status_code == 202, r.status_code
+    return head
+
+
+async def call(client: httpx2.AsyncClient, url: str, head: dict[str, str], rid: int) -> int:
+    """One tools/call; nanoseconds from send to the whole reply read."""
+    t0 = time.perf_counter_ns()
+    r = await client.post(url, json={**CALL, "id": rid}, headers=head)
+    t1 = time.perf_counter_ns()
+    assert r.status_code == 200 and b'"result"' in r.content, (r.status_code, r.content[:200])
+    return t1 - t0
+
+
+def client(keepalive: int = 512) -> httpx2.AsyncClient:
+    # keep-alive shorter than the servers' 5 s idle timeout, no connection cap (sessions hold streams)
+    limits = httpx2.Limits(max_connections=None, max_keepalive_connections=keepalive, keepalive_expiry=2.0)
+    return httpx2.AsyncClient(timeout=httpx2.Timeout(60.0), limits=limits)
+
+
+async def latency_block(url: str, n: int) -> list[int]:
+    async with client() as c:
+        head = await open_session(c, url)
+        await call(c, url, head, 1)  # warm
+        return [await call(c, url, head, i + 2) for i in range(n)]
+
+
+async def throughput(url: str, sessions: int, seconds: float) -> float:
+    """Calls per second with ``sessions`` sessions each calling back to back for ``seconds``."""
+    async with client() as c:
+        heads = [await open_session(c, url) for _ in range(sessions)]
+        done = [0]
+        stop = [0.0]
+
+        async def loop(head: dict[str, str]) -> None:
+            rid = 1
+            while time.perf_counter() < stop[0]:
+                await call(c, url, head, rid)
+                rid += 1
+                done[0] += 1
+
+        t0 = time.perf_counter()
+        stop[0] = t0 + seconds
+        async with anyio.create_task_group() as tg:
+            for head in heads:
+                tg.start_soon(loop, head)
+        return done[0] / (time.perf_counter() - t0)
+
+
+async def many_sessions(url: str, sessions: int) -> list[int]:
+    """``sessions`` sessions, each with its GET stream open; then one call each, all at once.
+    No keep-alive: with hundreds of connections a pooled one may be closed by the server as it is
+    reused (the client, not the path under test, would fail)."""
+    async with client(keepalive=0) as c:
+        opened, ready = anyio.Event(), [0]
+        out: list[int] = []
+
+        async def one() -> None:
+            head = await open_session(c, url)
+            async with c.stream("GET", url, headers={**head, "accept": "text/event-stream"}) as stream:
+                assert stream.status_code == 200
+                ready[0] += 1
+                if ready[0] == sessions:
+                    opened.set()
+                await opened.wait()
+                out.append(await call(c, url, head, 1))
+            await c.delete(url, headers=head)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(sessions):
+                tg.start_soon(one)
+        return out
+
+
+def run_latency(url: str, n: int) -> list[int]:
+    return anyio.run(latency_block, url, n)
+
+
+def run_throughput(url: str, sessions: int, seconds: float) -> float:
+    return anyio.run(throughput, url, sessions, seconds)
+
+
+def run_sessions(url: str, sessions: int) -> list[int]:
+    return anyio.run(many_sessions, url, sessions)
+
+
+def raise_files() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 8192 if hard == resource.RLIM_INFINITY else min(hard, 8192)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def stats(values: list[Any]) -> dict[str, float]:
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"p50": pick(0.5), "p99": pick(0.99), "n": len(ordered)}

@@ -1,0 +1,206 @@
+"""The HTTP proxy under hostile traffic: request-target smuggling, hop-by-hop headers, huge bodies,
+too many requests, a dead upstream. The upstream is a raw recording server of our own on 127.0.0.1
+(:class:`RawUpstream`) so each test sees the exact bytes the proxy sent; the proxy is the real CLI.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.capture.proxy_helpers import ProxyProcess, RawUpstream, poll, raw_http
+from tests.conftest import free_port, read_events
+
+GET = b"GET %s HTTP/1.1\r\nHost: client.example\r\n\r\n"
+
+
+@pytest.fixture
+def upstreams():
+    """The configured upstream, and another server the proxy must never reach (the SSRF target)."""
+    up, other = RawUpstream(), RawUpstream()
+    yield up, other
+    up.close()
+    other.close()
+
+
+def test_the_upstream_sees_the_configured_origin_and_the_path_bytes_as_sent(upstreams, tmp_path: Path) -> None:
+    up, other = upstreams
+    with ProxyProcess(up.url, tmp_path / "home") as proxy:
+        passed = [
+            b"/mcp%3Fa=b", b"/a%2Fb", b"/x%23frag", b"/x/%2e%2e/y", b"/x/%2E%2E/%2e%2e/etc%2Fpasswd",
+            b"/mcp?q=%2F&r=%3F&s=%23", b"/mcp?a=b?c", b"//127.0.0.1:%d/secret" % other.port,
+            b"/@127.0.0.1:%d/secret" % other.port, b"/a%0d%0aX-Injected:%201", b"/mcp",
+        ]
+        for target in passed:
+            status, _, _ = raw_http(proxy.port, GET % target)
+            assert status == 200, target
+            seen = up.requests[-1]
+            assert seen["target"] == target  # byte for byte: nothing decoded, normalised or re-encoded
+            assert seen["headers"][b"host"] == b"127.0.0.1:%d" % up.port  # the upstream's own Host
+            assert b"x-injected" not in seen["headers"]
+        # the proxy's root stands for the upstream's configured path
+        assert raw_http(proxy.port, GET % b"/")[0] == 200 and up.requests[-1]["target"] == b"/mcp"
+        forwarded = len(up.requests)
+        refused = [
+            b"@127.0.0.1:%d/secret" % other.port,  # userinfo trick: origin + target would be another host
+            b"http://127.0.0.1:%d/secret" % other.port,  # absolute-form
+            b"https://example.com/x",
+            b"127.0.0.1:%d" % other.port,  # authority-form
+            b"*",
+            b"/x#frag",  # a fragment never belongs in a request target
+            b"/x/../secret", b"/x/./y", b"/..",  # dot segments the upstream would resolve differently
+            b"/a%zz", b"/a%", b"/a\\b", b"/a\"b", b"/a{b}",  # bad escapes, characters outside RFC 3986
+        ]
+        for target in refused:
+            status, _, body = raw_http(proxy.port, GET % target)
+            assert status == 400, (target, status, body)
+            assert b"Traceback" not in body
+        # CR/LF and spaces in the target end the request line early: refused, nothing smuggled
+        for raw in (b"GET /a\r\nX-Injected: 1 HTTP/1.1\r\nHost: h\r\n\r\n",
+                    b"GET /a HTTP/1.1 /b HTTP/1.1\r\nHost: h\r\n\r\n",
+                    b"GET /a\rb HTTP/1.1\r\nHost: h\r\n\r\n"):
+            assert raw_http(proxy.port, raw)[0] in (0, 400)
+        # a body framed two ways (CL.TE): whatever the proxy makes of it, no second request reaches the upstream
+        smuggle = (b"POST /mcp HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n")
+        raw_http(proxy.port, smuggle)
+        assert poll(lambda: proxy.proc.poll() is None)  # still serving
+        assert raw_http(proxy.port, GET % b"/after")[0] == 200
+    # nothing refused reached the upstream, and the smuggled request was never parsed out
+    assert [r["target"] for r in up.requests[forwarded:]] == [b"/after"]
+    assert other.connections == 0  # the other host was never contacted
+
+
+def test_hop_by_hop_headers_are_dropped_both_ways(tmp_path: Path) -> None:
+    def answer(request):
+        return 200, [b"connection: x-upstream-hop, keep-alive", b"x-upstream-hop: 1", b"keep-alive: timeout=5",
+                     b"x-end-to-end: 2", b"proxy-authenticate: Basic"], b"{}"
+
+    up = RawUpstream(answer)
+    try:
+        with ProxyProcess(up.url, tmp_path / "home") as proxy:
+            status, headers, _ = raw_http(proxy.port, (
+                b"POST /mcp HTTP/1.1\r\nHost: client.example\r\nContent-Type: application/json\r\n"
+                b"Connection: keep-alive, X-Secret-Hop, x-other-HOP\r\nX-Secret-Hop: 1\r\nX-Other-Hop: 2\r\n"
+                b"Keep-Alive: timeout=5\r\nTE: trailers\r\nUpgrade: websocket\r\nProxy-Authorization: Basic eA==\r\n"
+                b"Proxy-Connection: keep-alive\r\nTrailer: x\r\nX-End-To-End: 1\r\nAuthorization: Bearer t\r\n"
+                b"Mcp-Session-Id: s-1\r\nContent-Length: 2\r\n\r\n{}"))
+            assert status == 200
+    finally:
+        up.close()
+    seen = up.requests[-1]["headers"]
+    for name in (b"x-secret-hop", b"x-other-hop", b"keep-alive", b"te", b"upgrade", b"proxy-authorization",
+                 b"proxy-connection", b"trailer", b"transfer-encoding"):
+        assert name not in seen, name
+    assert seen.get(b"connection", b"keep-alive").lower() == b"keep-alive"  # the proxy's own, if any
+    assert seen[b"x-end-to-end"] == b"1" and seen[b"authorization"] == b"Bearer t" and seen[b"mcp-session-id"] == b"s-1"
+    assert seen[b"content-length"] == b"2" and up.requests[-1]["body"] == b"{}"
+    for name in (b"x-upstream-hop", b"keep-alive", b"proxy-authenticate"):
+        assert name not in headers, name
+    assert headers[b"x-end-to-end"] == b"2"
+
+
+def _send_body(port: int, head: bytes, total: int, chunked: bool) -> tuple[int, int]:
+    """Stream ``total`` bytes of body after ``head`` while reading the reply; (status, bytes sent)."""
+    sent = 0
+    status: list[int] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(head)
+
+        def read() -> None:
+            buf = b""
+            try:
+                while b"\r\n" not in buf:
+                    data = s.recv(4096)
+                    if not data:
+                        break
+                    buf += data
+            except OSError:
+                pass
+            status.append(int(buf.split()[1]) if buf.startswith(b"HTTP/1.1 ") else 0)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        block = b"x" * (1 << 20)
+        try:
+            while sent < total and not status:
+                piece = b"%x\r\n%s\r\n" % (len(block), block) if chunked else block
+                s.sendall(piece)
+                sent += len(block)
+        except OSError:  # the proxy closed the connection after its 413
+            pass
+        reader.join(timeout=30)
+    return (status[0] if status else 0), sent
+
+
+def test_a_256_mib_body_gets_413_without_the_proxy_holding_it(upstreams, tmp_path: Path) -> None:
+    up, _ = upstreams
+    size = 256 * 1024 * 1024
+    with ProxyProcess(up.url, tmp_path / "home") as proxy:
+        assert raw_http(proxy.port, GET % b"/warm")[0] == 200
+        before = proxy.rss("VmHWM")
+        head = b"POST /mcp HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+        status, sent = _send_body(proxy.port, head + b"Content-Length: %d\r\n\r\n" % size, size, chunked=False)
+        assert status == 413 and sent < size
+        status, sent = _send_body(proxy.port, head + b"Transfer-Encoding: chunked\r\n\r\n", size, chunked=True)
+        assert status == 413 and sent < size  # no length declared: refused once past the limit
+        grown = proxy.rss("VmHWM") - before
+        assert grown < 50 * 1024 * 1024, grown  # the peak, not just the end state
+        assert raw_http(proxy.port, GET % b"/after")[0] == 200
+    assert [r["target"] for r in up.requests] == [b"/warm", b"/after"]  # nothing of the big bodies went on
+
+
+def test_body_limit_is_configurable_and_a_body_under_it_passes_whole(upstreams, tmp_path: Path) -> None:
+    up, _ = upstreams
+    body = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"' + b"p" * 60_000 + b'"}}'
+    post = b"POST /mcp HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+    with ProxyProcess(up.url, tmp_path / "home", "--max-body", "64KiB") as proxy:
+        assert raw_http(proxy.port, post % (len(body), body))[0] == 200
+        assert up.requests[-1]["body"] == body
+        bigger = body + b" " * 10_000
+        assert raw_http(proxy.port, post % (len(bigger), bigger))[0] == 413
+    with ProxyProcess(up.url, tmp_path / "home2", MCPLENS_PROXY_MAX_BODY="1k") as proxy:
+        assert raw_http(proxy.port, post % (len(body), body))[0] == 413
+    assert len(up.requests) == 1
+
+
+def test_past_the_in_flight_maximum_a_clear_503_and_a_log_line_never_a_stall(upstreams, tmp_path: Path) -> None:
+    up, _ = upstreams
+    with ProxyProcess(up.url, tmp_path / "home", "--max-in-flight", "3") as proxy:
+        streams = []
+        for _ in range(3):  # three sessions' GET streams, held open by the upstream
+            s = socket.create_connection(("127.0.0.1", proxy.port), timeout=20)
+            s.sendall(GET % b"/mcp/stream")
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            streams.append(s)
+        t0 = time.monotonic()
+        status, headers, body = raw_http(proxy.port, GET % b"/mcp")
+        assert status == 503 and headers[b"retry-after"] == b"1" and time.monotonic() - t0 < 5
+        assert b"in flight" in body
+        streams.pop().close()  # one stream ends: room again
+        assert poll(lambda: raw_http(proxy.port, GET % b"/mcp")[0] == 200)
+        for s in streams:
+            s.close()
+        assert poll(lambda: "3 requests in flight" in proxy.stderr())
+    assert up.requests[-1]["target"] == b"/mcp"
+
+
+def test_start_up_and_upstream_down_lines_on_stderr_rate_limited(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/mcp"
+    home = tmp_path / "home"
+    with ProxyProcess(dead, home) as proxy:
+        assert poll(lambda: f"listening on http://127.0.0.1:{proxy.port}, fronting {dead}" in proxy.stderr())
+        post = (b"POST /mcp HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n"
+                b'{"jsonrpc":"2.0","id":1,"method":"ping"}')
+        for _ in range(5):
+            status, _, body = raw_http(proxy.port, post)
+            assert status == 502 and b"upstream unreachable" in body
+        assert poll(lambda: "unreachable" in proxy.stderr())
+    lines = [ln for ln in proxy.stderr().splitlines() if "unreachable" in ln]
+    assert len(lines) == 1 and dead.rsplit("/", 1)[0] in lines[0]  # five failures, one line (rate-limited)
+    pings = [e for e in read_events(home) if e.get("mcp.method.name") == "ping"]
+    assert len(pings) == 5 and all(e["mcplens.error.category"] == "connection_failure" for e in pings)
