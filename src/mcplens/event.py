@@ -108,6 +108,12 @@ CAT_AUTH: Final = "auth"
 CAT_INVALID_PARAMS: Final = "invalid_params"
 CAT_NOT_FOUND: Final = "not_found"
 CAT_INTERNAL: Final = "internal"
+CAT_RATE_LIMITED: Final = "rate_limited"  # the server or its upstream refused for rate (HTTP 429, a quota)
+CAT_UPSTREAM_4XX: Final = "upstream_4xx"  # an upstream HTTP API rejected the request (other 4xx)
+CAT_UPSTREAM_5XX: Final = "upstream_5xx"  # an upstream HTTP API failed (5xx other than 502/503/504)
+#: every category, in the order a user reads them
+CATEGORIES: Final = (CAT_TIMEOUT, CAT_CONNECTION, CAT_AUTH, CAT_RATE_LIMITED, CAT_INVALID_PARAMS, CAT_NOT_FOUND,
+                     CAT_UPSTREAM_4XX, CAT_UPSTREAM_5XX, CAT_INTERNAL)
 
 # health records (event.kind == "mcplens.health"): the pipeline's own counters
 HEALTH_KIND: Final = "mcplens.health"

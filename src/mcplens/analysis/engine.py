@@ -54,7 +54,7 @@ SECRET_KINDS = frozenset(
         "REDACTED:SESSION",
     }
 )
-_ERROR = "status NOT IN ('ok', 'cancelled')"
+_ERROR = rollup.ERROR
 
 
 @dataclass(frozen=True)

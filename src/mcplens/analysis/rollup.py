@@ -43,6 +43,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from mcplens import event as ev
 from mcplens.analysis.classify import DATA_ACCESS, OUTBOUND, ToolClasses
 
 #: beside the batches: ``parquet/rollups/<batch>.<tag>.<table>.parquet``, named in the batch's manifest;
@@ -62,7 +63,9 @@ Exec = Callable[..., Any]
 Rows = Callable[..., list[dict[str, Any]]]
 
 SESSION: Final = "coalesce(session_id, client_id || '@' || instance_id, instance_id)"
-ERROR: Final = "status NOT IN ('ok', 'cancelled')"
+#: what counts as an error everywhere in the analysis: any status but ``ev.NOT_FAILURES`` (rate-limited and
+#: unauthorized calls have their own signals; the server did not fail them)
+ERROR: Final = "status NOT IN (" + ", ".join(f"'{s}'" for s in ev.NOT_FAILURES) + ")"
 
 
 def _calls(relation: str, is_new: bool) -> str:
