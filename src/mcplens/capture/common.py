@@ -19,11 +19,13 @@ from urllib.parse import urlsplit
 
 from mcplens import _json
 from mcplens import event as ev
+from mcplens.capture import sessions
 
 #: ids only need to be unique, not secret: the PRNG (reseeded in forked children) skips a syscall
 _bits = random.getrandbits
 MODERN_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
 MODERN_PROTOCOL = "io.modelcontextprotocol/protocolVersion"
+MODERN_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
 JSONRPC_INVALID_PARAMS = -32602
 JSONRPC_METHOD_NOT_FOUND = -32601
 JSONRPC_INTERNAL = -32603
@@ -425,6 +427,15 @@ def status_of(exchange: Exchange) -> tuple[str, str | None, str | None, str | No
     return ev.OK, None, None, None
 
 
+def client_capabilities(method: str, params: dict[str, Any], meta: dict[str, Any] | None) -> list[str] | None:
+    """The top-level capabilities a client declared: ``initialize``'s, or a 2026-era request's ``_meta``.
+    Tool lists can depend on them (a server shows some tools only to clients with sampling)."""
+    caps = params.get("capabilities") if method == "initialize" else (meta or {}).get(MODERN_CAPABILITIES)
+    if not isinstance(caps, dict):
+        return None
+    return sorted(str(k) for k, v in caps.items() if v is not None and v is not False)[:32]
+
+
 def build_event(exchange: Exchange, base: dict[str, Any]) -> dict[str, Any]:
     """The event for one exchange, as seen: arguments, error text, URI and ids still raw.
 
@@ -500,8 +511,11 @@ def build_event(exchange: Exchange, base: dict[str, Any]) -> dict[str, Any]:
     client_key = "|".join([client_name or "", client_version or "", exchange.client_address or ""])
     if client_key.strip("|"):
         e[ev.CLIENT_ID] = client_key
-    if exchange.session_raw:
-        e[ev.SESSION_ID] = exchange.session_raw
+    if not exchange.is_notification or exchange.session_raw:
+        sessions.derive(e, exchange.session_raw, meta, client_key, exchange.client_address)
+    caps = client_capabilities(method, params, meta)
+    if caps is not None:
+        e[ev.CLIENT_CAPABILITIES] = caps
     if exchange.client_address:
         e[ev.CLIENT_ADDRESS] = exchange.client_address
     if exchange.transport:
