@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from mcplens import event as ev
-from mcplens.analysis.classify import DATA_ACCESS, OTHER, OUTBOUND, ToolClasses
+from mcplens.analysis.classify import DATA_ACCESS, HIGH, LOW, MEDIUM, OTHER, OUTBOUND, ToolClasses
 from mcplens.capture.common import RATE_LIMITED_CODE, Exchange, status_of
 from mcplens.capture.ratelimit import RateLimiter, parse_rate
 from mcplens.config import Settings
@@ -54,10 +54,25 @@ def test_classification() -> None:
     assert c.classify("query_database") == DATA_ACCESS
     assert c.classify("send_email") == OUTBOUND
     assert c.classify("browse") == OUTBOUND
-    assert c.classify("fetch_page") == OTHER or c.classify("fetch_page") == DATA_ACCESS
+    assert c.classify("fetch_page") == OTHER  # read-only, and no data word in its name
     assert c.classify("add") == OTHER
     c2 = ToolClasses(outbound=("add",), ignore=("send_*",))
     assert c2.classify("add") == OUTBOUND and c2.classify("send_email") == OTHER
+
+
+def test_read_sensitivity_comes_with_its_reason() -> None:
+    c = ToolClasses(hints={"web_lookup": ("readOnly", "openWorld")}, data_access=("pull_*",),
+                    sensitive=("notes_read",))
+    assert c.sensitivity("fetch_customer_profile")[0] == HIGH
+    assert "customer" in c.sensitivity("fetch_customer_profile")[1]
+    assert c.sensitivity("run_sql")[0] == HIGH
+    assert c.sensitivity("search_knowledge_base") == (LOW, c.sensitivity("search_knowledge_base")[1])
+    assert "knowledge" in c.sensitivity("search_knowledge_base")[1]
+    assert c.sensitivity("web_lookup")[0] == LOW and "openWorld" in c.sensitivity("web_lookup")[1]
+    assert c.sensitivity("get-sum")[0] == LOW
+    assert c.sensitivity("lookup_tickets")[0] == MEDIUM
+    assert c.sensitivity("pull_invoices") == (HIGH, "configured as data access ([insights.tools] data_access)")
+    assert c.classify("notes_read") == DATA_ACCESS and c.sensitivity("notes_read")[0] == HIGH
 
 
 def test_injection_patterns() -> None:
