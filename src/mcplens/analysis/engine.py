@@ -189,7 +189,8 @@ class Analysis:
         self.n, self.lo = int(row["n"]), row["lo"]
         self.now = until if until is not None else (row["hi"] + 1e-6 if row["hi"] is not None else time.time())
         self.classes = self._classes()
-        self.servers = [r["server"] for r in run("SELECT DISTINCT server FROM req ORDER BY 1")]
+        # a proxy learns the server's name from the handshake reply: what came before it has none
+        self.servers = [r["server"] for r in run("SELECT DISTINCT server FROM req WHERE server IS NOT NULL ORDER BY 1")]
         self.findings: list[Finding] = []
         self.from_rollups = False
         if self.n:
@@ -275,30 +276,32 @@ class Analysis:
             [self.now, float(unit), b0, self.now],
         )
         best: dict[tuple[Any, Any], dict[str, Any]] = {}
+        # the baseline ends where the longest window starts: a burst of half an hour is not its own baseline
+        lead = windows[-1] // unit
+        base_units = int(th.baseline // unit)
         for w in windows:
             k = w // unit
-            base_units = int(th.baseline // unit)
             need = max(5, math.ceil(min_calls * math.sqrt(w / 3600)))
             rows = self.run(
-                f"""WITH x AS (SELECT *, ago < {k} AS recent, (ago - {k}) // {k} AS win FROM spike_units
-                               WHERE ago < {k + base_units}),
+                f"""WITH x AS (SELECT *, ago < {k} AS recent, ago >= {lead} AS base, (ago - {lead}) // {k} AS win
+                               FROM spike_units WHERE ago < {lead + base_units} AND (ago < {k} OR ago >= {lead})),
                     busy AS (SELECT server, who, max(n) AS busiest FROM (
-                               SELECT server, who, win, sum(n) AS n FROM x WHERE NOT recent GROUP BY ALL)
+                               SELECT server, who, win, sum(n) AS n FROM x WHERE base GROUP BY ALL)
                              GROUP BY ALL)
                 SELECT x.server, x.who, any_value(client_name) AS client_name,
-                       coalesce(sum(n) FILTER (WHERE NOT recent), 0) AS base_calls,
+                       coalesce(sum(n) FILTER (WHERE base), 0) AS base_calls,
                        sum(n) FILTER (WHERE recent) AS recent_calls,
                        coalesce(any_value(busy.busiest), 0) AS busiest,
-                       coalesce(sum(n) FILTER (WHERE ago >= {day_units} AND ago % {day_units} < {k}), 0)
+                       coalesce(sum(n) FILTER (WHERE base AND ago >= {day_units} AND ago % {day_units} < {k}), 0)
                            AS same_window,
                        min(first) AS first_seen
                 FROM x LEFT JOIN busy ON busy.server IS NOT DISTINCT FROM x.server AND busy.who = x.who
                 GROUP BY x.server, x.who HAVING sum(n) FILTER (WHERE recent) >= ?""",
                 [need],
             )
-            r0 = self.now - w
+            b1 = self.now - windows[-1]  # where the baseline ends
             for r in rows:
-                history = r0 - max(r["first_seen"], r0 - th.baseline)
+                history = b1 - max(r["first_seen"], b1 - th.baseline)
                 if history < th.min_history:
                     continue
                 n_windows = max(1, round(history / w))  # whole windows of history: events spread over them
@@ -789,8 +792,23 @@ class Analysis:
             "SELECT server, instance_id, started, last_seen, pid, transport, last_request, last_health, requests, "
             "exited FROM ru_instances ORDER BY 1, started, instance_id"
         )
-        per: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+        # an instance's events before the server named itself (a proxy's version probe) are its own
+        named = {r["instance_id"]: r["server"] for r in rows if r["server"] is not None}
+        merged: dict[Any, dict[str, Any]] = {}
         for r in rows:
+            key = r["instance_id"]
+            if key in merged:
+                m = merged[key]
+                m["started"], m["last_seen"] = min(m["started"], r["started"]), max(m["last_seen"], r["last_seen"])
+                for k in ("last_request", "last_health"):
+                    m[k] = max((x for x in (m[k], r[k]) if x is not None), default=None)
+                m["requests"] = (m["requests"] or 0) + (r["requests"] or 0)
+                m["exited"] = (m["exited"] or 0) + (r["exited"] or 0)
+                m["transport"] = m["transport"] or r["transport"]
+            else:
+                merged[key] = dict(r, server=named.get(key))
+        per: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+        for r in sorted(merged.values(), key=lambda r: (r["started"], str(r["instance_id"]))):
             if r["server"] is None and not r["requests"]:
                 continue  # a process that never named its server and served nothing: nothing to judge
             per[r["server"]].append(r)
