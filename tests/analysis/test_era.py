@@ -1,4 +1,4 @@
-"""REAL: the 2026-07-28 protocol era (stateless HTTP, no session id) still shows loops and read-then-send.
+"""REAL: the 2026-07-28 era (stateless HTTP, no session id) still shows loops, chains and read-then-send.
 
 A real ``mcp.Client`` in ``auto`` mode talks to a real instrumented server over streamable HTTP on
 127.0.0.1. Conversations are told apart by a ``_meta`` conversation id where the client sends one,
@@ -26,8 +26,8 @@ def test_loops_and_read_then_send_are_seen_without_a_session_id(home: Path) -> N
             for i in range(7):  # seven conversations of one client, each with its own id
                 meta = {"com.example/conversationId": f"conv-{i}"}
                 await c.call_tool("search_handbook", {"q": f"topic {i}"}, meta=meta)
-                if i == 3:  # one of them reads a customer and sends it out
-                    await c.call_tool("lookup_customer", {"ident": "c-77"}, meta=meta)
+                await c.call_tool("lookup_customer", {"ident": f"c-{i}"}, meta=meta)
+                if i == 3:  # one of them sends what it read out
                     await c.call_tool("deliver_digest", {"to": "x@example.net", "body": "gold " * 300}, meta=meta)
         other = types.Implementation(name="looping-agent", version="1.0")
         async with mcp.Client(url, client_info=other, mode="auto") as c:  # no conversation id: stitched
@@ -56,5 +56,7 @@ def test_loops_and_read_then_send_are_seen_without_a_session_id(home: Path) -> N
     assert exfil.subject == "lookup_customer -> deliver_digest" and exfil.severity == "critical"
     assert exfil.evidence["sessions"] == 1 and exfil.evidence["read_sensitivity"] == "high"
     assert "customer" in exfil.evidence["sensitivity_reason"]
+    [chain] = [f for f in findings if f.detector == "chain"]
+    assert chain.subject == "search_handbook -> lookup_customer" and chain.evidence["sessions"] == 7
     [loop] = [f for f in findings if f.detector == "loop"]
     assert loop.subject == "lookup_customer" and loop.evidence["longest_run"] == 6
