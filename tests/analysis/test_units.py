@@ -93,3 +93,11 @@ def test_injection_counts_and_the_replacing_processor() -> None:
     out = make_processor()(dict(e))
     assert out[ev.ARGUMENTS] == {"q": ["fine", "[INJECTION:IGNORE_INSTRUCTIONS]"]}
     assert out[ev.REDACTIONS] == {"EMAIL": 1}  # counting is the stage's job
+
+
+def test_spike_windows_come_from_the_config() -> None:
+    from mcplens.analysis.engine import Thresholds
+
+    th = Thresholds.from_dict({"spike_windows": [10, 30], "crash_warning": 2})
+    assert th.spike_windows == (10, 30) and th.crash_warning == 2
+    assert Thresholds().spike_windows == (5, 15, 60)
