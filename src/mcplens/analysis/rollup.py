@@ -111,7 +111,9 @@ def compute(
     """
     p = prefix
     if history is None:  # one pass over a window: nothing to subtract, so no per-session bookkeeping
-        execute(f"CREATE OR REPLACE TEMP VIEW {p}calls AS {_calls(new, True)}")
+        # a table, not a view: the pair query reads it several times, and a view over a time window of
+        # Parquet batches was re-read for each (seconds per 100k events)
+        execute(f"CREATE OR REPLACE TEMP TABLE {p}calls AS {_calls(new, True)}")
     else:
         execute(f"CREATE OR REPLACE TEMP TABLE {p}new_calls AS {_calls(new, True)}")
         execute(
@@ -202,11 +204,8 @@ def compute(
     for table, sql in tool_table_sql(new).items():
         execute(f"CREATE OR REPLACE TEMP TABLE {p}{table} AS {sql}")
     execute(f"DROP TABLE IF EXISTS {p}seq")
-    if history is None:
-        execute(f"DROP VIEW IF EXISTS {p}calls")
-    else:
-        execute(f"DROP TABLE IF EXISTS {p}calls")
-        execute(f"DROP TABLE IF EXISTS {p}new_calls")
+    execute(f"DROP TABLE IF EXISTS {p}calls")
+    execute(f"DROP TABLE IF EXISTS {p}new_calls")
 
 
 def tool_table_sql(relation: str) -> dict[str, str]:
