@@ -185,12 +185,13 @@ class Analysis:
         self.events_params = [v for _, v in bounds]
         literal = "".join(f" AND {c}{_sql_value(v)}" for c, v in bounds)
         run(_REQ.format(where=literal))
-        row = run("SELECT count(*) AS n, min(time) AS lo, max(time) AS hi FROM req")[0]
+        row = run("SELECT count(*) AS n, min(time) AS lo, max(time) AS hi, "
+                  "list(DISTINCT server ORDER BY server) FILTER (WHERE server IS NOT NULL) AS servers FROM req")[0]
         self.n, self.lo = int(row["n"]), row["lo"]
         self.now = until if until is not None else (row["hi"] + 1e-6 if row["hi"] is not None else time.time())
         self.classes = self._classes()
         # a proxy learns the server's name from the handshake reply: what came before it has none
-        self.servers = [r["server"] for r in run("SELECT DISTINCT server FROM req WHERE server IS NOT NULL ORDER BY 1")]
+        self.servers = list(row["servers"] or ())
         self.findings: list[Finding] = []
         self.from_rollups = False
         if self.n:

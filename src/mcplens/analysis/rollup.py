@@ -73,8 +73,8 @@ ERROR: Final = "status NOT IN (" + ", ".join(f"'{s}'" for s in ev.NOT_FAILURES) 
 def label(method: str, target: str) -> str:
     """SQL: what a request is about, kinds kept apart: a tool by its name, a prompt or resource
     prefixed (``prompt:fetch`` is not the tool ``fetch``), another method by itself."""
-    return (f"CASE WHEN {target} IS NULL OR {target} = {method} THEN {method} "
-            f"WHEN {method} = 'tools/call' THEN {target} "
+    return (f"CASE WHEN {method} = 'tools/call' THEN coalesce({target}, {method}) "
+            f"WHEN {target} IS NULL OR {target} = {method} THEN {method} "
             f"WHEN {method} = 'prompts/get' THEN 'prompt:' || {target} "
             f"WHEN {method} = 'resources/read' THEN 'resource:' || {target} "
             f"ELSE {method} || ':' || {target} END")
