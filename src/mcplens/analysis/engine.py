@@ -525,9 +525,10 @@ class Analysis:
         )
         rows = self.run(f"""
             WITH d AS (
-                SELECT server, tool, count(*) AS calls, avg(duration_s) * 1000 AS mean_ms,
-                       quantile_cont(duration_s, [0.5, 0.95, 0.99]) AS lat, sum(duration_s) AS total_s
-                FROM req WHERE method IN {_SERVED} GROUP BY 1, 2),
+                SELECT server, {rollup.label('method', 'target')} AS tool, calls, mean_ms, lat, total_s FROM (
+                    SELECT server, method, target, count(*) AS calls, avg(duration_s) * 1000 AS mean_ms,
+                           quantile_cont(duration_s, [0.5, 0.95, 0.99]) AS lat, sum(duration_s) AS total_s
+                    FROM req WHERE method IN {_SERVED} GROUP BY 1, 2, 3)),
             p AS ({sizes})
             SELECT d.*, s.p95 AS p95_bytes, s.vmax AS max_bytes, t.p95 AS p95_tokens, t.vsum AS total_tokens
             FROM d LEFT JOIN p s ON (s.server, s.tool) IS NOT DISTINCT FROM (d.server, d.tool) AND s.measure = 'size'
@@ -1156,7 +1157,8 @@ def analyze(
         return []
     th = opts.thresholds
     a.spikes("client", th.client_spike_factor, th.client_spike_min_calls, "client_spike")
-    a.spikes("tool", th.tool_spike_factor, th.tool_spike_min_calls, "tool_spike")
+    # tools/call only: the tool's label is its name (cheaper than the view's CASE over every row)
+    a.spikes("coalesce(target, method)", th.tool_spike_factor, th.tool_spike_min_calls, "tool_spike")
     a.chains()
     a.loops()
     a.fail_together()
