@@ -55,10 +55,16 @@ RESPONSE_TOOL_HINTS: Final = "mcplens.response.tool_hints"
 
 # who asked, over what
 SESSION_ID: Final = "mcp.session.id"  # pseudonymous
+#: how the session id was derived: "transport" (the MCP session header), "pipe" (one stdio process),
+#: "connection" (one in-memory connection), "meta" (a conversation id the client sent in ``_meta`` or
+#: baggage), "idle_gap" (2026-07-28 era, no session id: client + address, a new session after an idle gap)
+SESSION_SOURCE: Final = "mcplens.session.source"
 CLIENT_ID: Final = "mcplens.client.id"  # pseudonymous
 CLIENT_NAME: Final = "mcplens.client.name"
 CLIENT_VERSION: Final = "mcplens.client.version"
 CLIENT_ADDRESS: Final = "client.address"  # pseudonymous (HTTP only)
+#: the top-level capabilities a client declared (initialize, or a 2026-era request's ``_meta``), sorted
+CLIENT_CAPABILITIES: Final = "mcplens.client.capabilities"
 TRANSPORT: Final = "network.transport"  # "pipe" (stdio), "tcp" (HTTP), "inproc" (in-memory)
 PROTOCOL_VERSION: Final = "mcp.protocol.version"
 TRACE_ID: Final = "trace_id"
@@ -108,6 +114,12 @@ CAT_AUTH: Final = "auth"
 CAT_INVALID_PARAMS: Final = "invalid_params"
 CAT_NOT_FOUND: Final = "not_found"
 CAT_INTERNAL: Final = "internal"
+CAT_RATE_LIMITED: Final = "rate_limited"  # the server or its upstream refused for rate (HTTP 429, a quota)
+CAT_UPSTREAM_4XX: Final = "upstream_4xx"  # an upstream HTTP API rejected the request (other 4xx)
+CAT_UPSTREAM_5XX: Final = "upstream_5xx"  # an upstream HTTP API failed (5xx other than 502/503/504)
+#: every category, in the order a user reads them
+CATEGORIES: Final = (CAT_TIMEOUT, CAT_CONNECTION, CAT_AUTH, CAT_RATE_LIMITED, CAT_INVALID_PARAMS, CAT_NOT_FOUND,
+                     CAT_UPSTREAM_4XX, CAT_UPSTREAM_5XX, CAT_INTERNAL)
 
 # health records (event.kind == "mcplens.health"): the pipeline's own counters
 HEALTH_KIND: Final = "mcplens.health"
@@ -152,10 +164,12 @@ COLUMNS: Final[dict[str, str]] = {
     RESPONSE_TOOL_HASHES: "JSON",
     RESPONSE_TOOL_HINTS: "JSON",
     SESSION_ID: "VARCHAR",
+    SESSION_SOURCE: "VARCHAR",
     CLIENT_ID: "VARCHAR",
     CLIENT_NAME: "VARCHAR",
     CLIENT_VERSION: "VARCHAR",
     CLIENT_ADDRESS: "VARCHAR",
+    CLIENT_CAPABILITIES: "VARCHAR[]",
     TRANSPORT: "VARCHAR",
     PROTOCOL_VERSION: "VARCHAR",
     TRACE_ID: "VARCHAR",

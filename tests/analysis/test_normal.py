@@ -1,4 +1,4 @@
-"""A normal workload raises nothing above info; the CLI prints and exports the findings."""
+"""A normal workload (100k calls over 7.5 days) raises nothing above info; the CLI prints and exports the findings."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.analysis import workload
 @pytest.fixture(scope="module")
 def normal_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("normal")
-    workload.write(home, workload.normal(100_000))  # SYNTHETIC, through the real writer
+    workload.write(home, workload.normal(100_000, days=7.5))  # SYNTHETIC, through the real writer: 7.5 days
     return home
 
 

@@ -76,14 +76,15 @@ def found(home: Path, detector: str) -> list[Finding]:
     return [f for f in insights(LocalStore(home)) if f.detector == detector]
 
 
-def history(home: Path, until: float, per_hour: dict[str, float], hours: float = 6, **kw: Any) -> None:
+def history(home: Path, until: float, per_hour: dict[str, float], hours: float = 6, server: str = "scenario",
+            **kw: Any) -> None:
     """SYNTHETIC baseline: ``per_hour`` calls of each tool, evenly over ``hours`` before ``until``."""
     evs = []
     for tool, rate in per_hour.items():
         n = int(rate * hours)
         for i in range(n):
             t = until - hours * HOUR + (i + 0.5) * hours * HOUR / n
-            evs.append(workload.call(t, tool, session=f"hist-{tool}-{int(t // 600)}", **kw))
+            evs.append(workload.call(t, tool, session=f"hist-{tool}-{int(t // 600)}", server=server, **kw))
     workload.write(home, sorted(evs, key=lambda e: e["time"]), instance="0000history0000")
 
 

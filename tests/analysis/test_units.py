@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from mcplens import event as ev
-from mcplens.analysis.classify import DATA_ACCESS, OTHER, OUTBOUND, ToolClasses
+from mcplens.analysis.classify import DATA_ACCESS, HIGH, LOW, MEDIUM, OTHER, OUTBOUND, ToolClasses
 from mcplens.capture.common import RATE_LIMITED_CODE, Exchange, status_of
 from mcplens.capture.ratelimit import RateLimiter, parse_rate
 from mcplens.config import Settings
@@ -54,10 +54,25 @@ def test_classification() -> None:
     assert c.classify("query_database") == DATA_ACCESS
     assert c.classify("send_email") == OUTBOUND
     assert c.classify("browse") == OUTBOUND
-    assert c.classify("fetch_page") == OTHER or c.classify("fetch_page") == DATA_ACCESS
+    assert c.classify("fetch_page") == OTHER  # read-only, and no data word in its name
     assert c.classify("add") == OTHER
     c2 = ToolClasses(outbound=("add",), ignore=("send_*",))
     assert c2.classify("add") == OUTBOUND and c2.classify("send_email") == OTHER
+
+
+def test_read_sensitivity_comes_with_its_reason() -> None:
+    c = ToolClasses(hints={"web_lookup": ("readOnly", "openWorld")}, data_access=("pull_*",),
+                    sensitive=("notes_read",))
+    assert c.sensitivity("fetch_customer_profile")[0] == HIGH
+    assert "customer" in c.sensitivity("fetch_customer_profile")[1]
+    assert c.sensitivity("run_sql")[0] == HIGH
+    assert c.sensitivity("search_knowledge_base") == (LOW, c.sensitivity("search_knowledge_base")[1])
+    assert "knowledge" in c.sensitivity("search_knowledge_base")[1]
+    assert c.sensitivity("web_lookup")[0] == LOW and "openWorld" in c.sensitivity("web_lookup")[1]
+    assert c.sensitivity("get-sum")[0] == LOW
+    assert c.sensitivity("lookup_tickets")[0] == MEDIUM
+    assert c.sensitivity("pull_invoices") == (HIGH, "configured as data access ([insights.tools] data_access)")
+    assert c.classify("notes_read") == DATA_ACCESS and c.sensitivity("notes_read")[0] == HIGH
 
 
 def test_injection_patterns() -> None:
@@ -78,3 +93,11 @@ def test_injection_counts_and_the_replacing_processor() -> None:
     out = make_processor()(dict(e))
     assert out[ev.ARGUMENTS] == {"q": ["fine", "[INJECTION:IGNORE_INSTRUCTIONS]"]}
     assert out[ev.REDACTIONS] == {"EMAIL": 1}  # counting is the stage's job
+
+
+def test_spike_windows_come_from_the_config() -> None:
+    from mcplens.analysis.engine import Thresholds
+
+    th = Thresholds.from_dict({"spike_windows": [10, 30], "crash_warning": 2})
+    assert th.spike_windows == (10, 30) and th.crash_warning == 2
+    assert Thresholds().spike_windows == (5, 15, 60)

@@ -10,6 +10,13 @@ Rules, in order (the first that answers wins):
    export, dump, record, customer, file, secret ...) -> data access.
 
 A ``readOnlyHint`` tool is never outbound by name alone (a read-only tool promises no side effect).
+
+How *sensitive* a data-access tool's reads are (:meth:`ToolClasses.sensitivity`), which sets the
+severity of a read-then-send: ``high`` when configured (``data_access`` or ``sensitive``) or named
+for secrets, people, customers, databases or files; ``low`` for public or reference content (docs,
+knowledge base, wiki, web search) or an ``openWorld`` read, and for a bare read verb (``get``,
+``search``, ``list``) that names nothing sensitive; ``medium`` for other records. Each answer comes
+with the reason, which the finding shows.
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ from typing import Final
 DATA_ACCESS: Final = "data_access"
 OUTBOUND: Final = "outbound"
 OTHER: Final = "other"
+HIGH: Final = "high"
+MEDIUM: Final = "medium"
+LOW: Final = "low"
 
 _OUTBOUND = re.compile(
     r"(send|post|email|e_?mail|mail|upload|webhook|http|publish|share|notify|slack|tweet|sms|fetch_?url|"
@@ -35,11 +45,27 @@ _DATA = re.compile(
 )
 
 
+_HIGH = re.compile(
+    r"(secret|credential|passw|token|api_?key|private|customer|client_?data|patient|employee|user|profile|"
+    r"account|contact|person|people|payment|card|salary|payroll|ssn|pii|personal|inbox|email|mail|message|"
+    r"health|medical|bank|finance|query|sql|database|\bdb|db_|dump|export|file|env|config|ssh)",
+    re.I,
+)
+_LOW = re.compile(
+    r"(doc|knowledge|\bkb|kb_|wiki|faq|help|manual|guide|handbook|public|web|news|weather|time|"
+    r"sum|echo|example|sample|demo|catalog|glossary|dictionary|translate)",
+    re.I,
+)
+_MEDIUM = re.compile(r"(record|table|row|order|invoice|ticket|issue|note|memory|graph|entit|node|calendar|"
+                     r"event|report|repo|log|director|folder|path)", re.I)
+
+
 @dataclass(frozen=True)
 class ToolClasses:
     data_access: tuple[str, ...] = ()
     outbound: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
+    sensitive: tuple[str, ...] = ()  # data-access tools whose reads are sensitive (glob patterns)
     #: tool -> annotations seen in tools/list (readOnly, destructive, openWorld)
     hints: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -55,9 +81,29 @@ class ToolClasses:
             return OUTBOUND
         if "readOnly" not in hints and _OUTBOUND.search(tool):
             return OUTBOUND
-        if _DATA.search(tool):
+        if _DATA.search(tool) or _any(tool, self.sensitive):
             return DATA_ACCESS
         return OTHER
+
+    def sensitivity(self, tool: str) -> tuple[str, str]:
+        """(high | medium | low, why) for a data-access tool's reads."""
+        if _any(tool, self.sensitive):
+            return HIGH, "configured as sensitive ([insights.tools] sensitive)"
+        if _any(tool, self.data_access):
+            return HIGH, "configured as data access ([insights.tools] data_access)"
+        hints = self.hints.get(tool, ())
+        high = _HIGH.search(tool)
+        if high:
+            return HIGH, f"its name says it reads {high.group(0).lower()!r} data"
+        if "openWorld" in hints:
+            return LOW, "it reads the open world (openWorldHint): public content"
+        low = _LOW.search(tool)
+        if low:
+            return LOW, f"its name says it reads reference or public content ({low.group(0).lower()!r})"
+        medium = _MEDIUM.search(tool)
+        if medium:
+            return MEDIUM, f"its name says it reads {medium.group(0).lower()!r} records"
+        return LOW, "a generic read (its name and annotations name nothing sensitive)"
 
 
 def _any(tool: str, patterns: tuple[str, ...]) -> bool:

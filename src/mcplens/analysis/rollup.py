@@ -25,7 +25,9 @@ Tables (``ru_<name>``):
   some example sessions;
 * ``buckets``: server, method, tool, bucket (``floor(time / bucket)``), error category (errors only),
   calls and errors: every request, so error spikes and volume need no scan;
-* ``instances``: server, instance, pid, first and last event time;
+* ``instances``: server, instance, pid, transport, first and last event time, the last request and the
+  last health record (a clean stop writes one after its last request), requests, and the calls cut
+  off by the server exiting (``ServerExited``);
 * ``values`` and ``statuses``: for the per-tool table (``mcplens report``), each distinct payload
   size and token estimate, and each status, with its count per (server, method, target).
 
@@ -43,6 +45,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from mcplens import event as ev
 from mcplens.analysis.classify import DATA_ACCESS, OUTBOUND, ToolClasses
 
 #: beside the batches: ``parquet/rollups/<batch>.<tag>.<table>.parquet``, named in the batch's manifest;
@@ -51,7 +54,7 @@ ROLLUP_DIR: Final = "rollups"
 EXAMPLES: Final = 20  # example sessions kept per read-then-send pair
 TABLES: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances", "values", "statuses")
 #: bump when a table's meaning changes: batches rolled up by another version are rolled up again
-VERSION: Final = 1
+VERSION: Final = 2  # 2: rate-limited/unauthorized are not errors (ev.NOT_FAILURES); instances know clean stops
 #: the default bucket of the error-spike detector; rollups are kept at this size, so a run whose
 #: bucket is a multiple of it can use them
 BUCKET: Final = 300.0
@@ -62,7 +65,19 @@ Exec = Callable[..., Any]
 Rows = Callable[..., list[dict[str, Any]]]
 
 SESSION: Final = "coalesce(session_id, client_id || '@' || instance_id, instance_id)"
-ERROR: Final = "status NOT IN ('ok', 'cancelled')"
+#: what counts as an error everywhere in the analysis: any status but ``ev.NOT_FAILURES`` (rate-limited and
+#: unauthorized calls have their own signals; the server did not fail them)
+ERROR: Final = "status NOT IN (" + ", ".join(f"'{s}'" for s in ev.NOT_FAILURES) + ")"
+
+
+def label(method: str, target: str) -> str:
+    """SQL: what a request is about, kinds kept apart: a tool by its name, a prompt or resource
+    prefixed (``prompt:fetch`` is not the tool ``fetch``), another method by itself."""
+    return (f"CASE WHEN {method} = 'tools/call' THEN coalesce({target}, {method}) "
+            f"WHEN {target} IS NULL OR {target} = {method} THEN {method} "
+            f"WHEN {method} = 'prompts/get' THEN 'prompt:' || {target} "
+            f"WHEN {method} = 'resources/read' THEN 'resource:' || {target} "
+            f"ELSE {method} || ':' || {target} END")
 
 
 def _calls(relation: str, is_new: bool) -> str:
@@ -96,7 +111,9 @@ def compute(
     """
     p = prefix
     if history is None:  # one pass over a window: nothing to subtract, so no per-session bookkeeping
-        execute(f"CREATE OR REPLACE TEMP VIEW {p}calls AS {_calls(new, True)}")
+        # a table, not a view: the pair query reads it several times, and a view over a time window of
+        # Parquet batches was re-read for each (seconds per 100k events)
+        execute(f"CREATE OR REPLACE TEMP TABLE {p}calls AS {_calls(new, True)}")
     else:
         execute(f"CREATE OR REPLACE TEMP TABLE {p}new_calls AS {_calls(new, True)}")
         execute(
@@ -176,18 +193,19 @@ def compute(
     )
     execute(
         f"""CREATE OR REPLACE TEMP TABLE {p}instances AS
-            SELECT server_name AS server, instance_id, any_value(pid) AS pid, min(time) AS started,
-                   max(time) AS last_seen
+            SELECT server_name AS server, instance_id, any_value(pid) AS pid, any_value(transport) AS transport,
+                   min(time) AS started, max(time) AS last_seen,
+                   max(time) FILTER (WHERE kind = 'request') AS last_request,
+                   max(time) FILTER (WHERE kind = '{ev.HEALTH_KIND}') AS last_health,
+                   count(*) FILTER (WHERE kind = 'request') AS requests,
+                   count(*) FILTER (WHERE error_type = 'ServerExited') AS exited
             FROM {new} WHERE instance_id IS NOT NULL GROUP BY 1, 2"""
     )
     for table, sql in tool_table_sql(new).items():
         execute(f"CREATE OR REPLACE TEMP TABLE {p}{table} AS {sql}")
     execute(f"DROP TABLE IF EXISTS {p}seq")
-    if history is None:
-        execute(f"DROP VIEW IF EXISTS {p}calls")
-    else:
-        execute(f"DROP TABLE IF EXISTS {p}calls")
-        execute(f"DROP TABLE IF EXISTS {p}new_calls")
+    execute(f"DROP TABLE IF EXISTS {p}calls")
+    execute(f"DROP TABLE IF EXISTS {p}new_calls")
 
 
 def tool_table_sql(relation: str) -> dict[str, str]:
@@ -240,8 +258,9 @@ MERGE: Final[dict[str, str]] = {
     f"list_sort(flatten(list(examples)))[1:{EXAMPLES}] AS examples FROM {{src}} GROUP BY ALL",
     "buckets": "SELECT server, method, tool, bucket, category, sum(calls) AS calls, sum(errors) AS errors "
     "FROM {src} GROUP BY ALL",
-    "instances": "SELECT server, instance_id, any_value(pid) AS pid, min(started) AS started, "
-    "max(last_seen) AS last_seen FROM {src} GROUP BY 1, 2",
+    "instances": "SELECT server, instance_id, any_value(pid) AS pid, any_value(transport) AS transport, "
+    "min(started) AS started, max(last_seen) AS last_seen, max(last_request) AS last_request, "
+    "max(last_health) AS last_health, sum(requests) AS requests, sum(exited) AS exited FROM {src} GROUP BY 1, 2",
     "values": "SELECT server, method, target, measure, value, sum(n) AS n FROM {src} GROUP BY ALL",
     "statuses": "SELECT server, method, target, status, sum(n) AS n FROM {src} GROUP BY ALL",
 }

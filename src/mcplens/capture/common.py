@@ -19,11 +19,13 @@ from urllib.parse import urlsplit
 
 from mcplens import _json
 from mcplens import event as ev
+from mcplens.capture import sessions
 
 #: ids only need to be unique, not secret: the PRNG (reseeded in forked children) skips a syscall
 _bits = random.getrandbits
 MODERN_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
 MODERN_PROTOCOL = "io.modelcontextprotocol/protocolVersion"
+MODERN_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
 JSONRPC_INVALID_PARAMS = -32602
 JSONRPC_METHOD_NOT_FOUND = -32601
 JSONRPC_INTERNAL = -32603
@@ -161,21 +163,29 @@ def parse_traceparent(meta: Any) -> tuple[str | None, str | None]:
     return bits[1], bits[2]
 
 
-_TIMEOUT = re.compile(r"time[d ]?\s?out|deadline exceeded|timeout", re.I)
+_TIMEOUT = re.compile(r"time[d ]?\s?out|deadline exceeded|timeout|etimedout", re.I)
 _CONNECTION = re.compile(
-    r"connection (refused|reset|error|aborted|closed)|connect(ion)?error|unreachable|name resolution|"
-    r"could not connect|broken pipe|econnrefused|no route to host|temporarily unavailable|dns|"
-    r"service unavailable|bad gateway|gateway timeout|upstream (returned|responded) 50[234]|\b50[234]\b",
+    r"connection (refused|reset|error|aborted|closed|issue|problem|lost|failed|failure|dropped)|"
+    r"connect(ion)?error|unreachable|name resolution|(could not|cannot|can't|unable to|failed to) connect|"
+    r"broken pipe|econnrefused|econnreset|enotfound|eai_again|epipe|getaddrinfo|socket hang up|no route to host|"
+    r"temporarily unavailable|\bdns\b|service unavailable|bad gateway|gateway timeout|network (error|is down)",
     re.I,
 )
 _AUTH = re.compile(
-    r"unauthori[sz]ed|forbidden|permission denied|invalid (api )?key|api key|credential|\b401\b|\b403\b|"
-    r"authenticat|access denied|token (expired|invalid)|invalid token",
+    r"unauthori[sz]ed|forbidden|permission denied|not permitted|insufficient (scope|permission)|"
+    r"invalid (api )?key|api key|credential|authenticat|access denied|token (expired|invalid)|invalid token",
     re.I,
 )
-_INVALID = re.compile(r"validation error|invalid (param|argument|input)|missing required|field required|"
-                      r"must be|should be a valid|typeerror|valueerror", re.I)
+_RATE = re.compile(r"rate.?limit|too many requests|quota (exceeded|exhausted)|throttl", re.I)
+_INVALID = re.compile(r"validation error|invalid (param|argument|input|request)|missing required|field required|"
+                      r"must be|should be a valid|typeerror|valueerror|bad request", re.I)
 _NOT_FOUND = re.compile(r"unknown tool|unknown resource|unknown prompt|not found|no such|does not exist", re.I)
+#: an HTTP status quoted in a message: "status code 404", "HTTP 503", "returned 429", httpx's "'404 Not Found'"
+_HTTP_STATUS = re.compile(
+    r"(?:status(?:[ _]code)?|http(?:/\d(?:\.\d)?)?|returned|responded(?: with)?|response|error|code)\W{0,3}"
+    r"([1-5]\d\d)\b|'([45]\d\d) [A-Z][a-z]",
+    re.I,
+)
 
 _TYPE_CATEGORIES = {
     "TimeoutError": ev.CAT_TIMEOUT,
@@ -184,7 +194,15 @@ _TYPE_CATEGORIES = {
     "ConnectionError": ev.CAT_CONNECTION,
     "ConnectionRefusedError": ev.CAT_CONNECTION,
     "ConnectionResetError": ev.CAT_CONNECTION,
+    "ConnectionAbortedError": ev.CAT_CONNECTION,
+    "BrokenPipeError": ev.CAT_CONNECTION,
     "ConnectError": ev.CAT_CONNECTION,
+    "RemoteProtocolError": ev.CAT_CONNECTION,
+    "NetworkError": ev.CAT_CONNECTION,
+    "ReadError": ev.CAT_CONNECTION,
+    "WriteError": ev.CAT_CONNECTION,
+    "gaierror": ev.CAT_CONNECTION,
+    "ServerExited": ev.CAT_CONNECTION,
     "PermissionError": ev.CAT_AUTH,
     "ValidationError": ev.CAT_INVALID_PARAMS,
     "ValueError": ev.CAT_INVALID_PARAMS,
@@ -193,15 +211,68 @@ _TYPE_CATEGORIES = {
     "FileNotFoundError": ev.CAT_NOT_FOUND,
     "LookupError": ev.CAT_NOT_FOUND,
 }
+#: words in an exception class name no table lists (a library's own ``FooTimeoutError``, ``ApiAuthError``)
+_TYPE_WORDS = (
+    (re.compile(r"timeout|timedout", re.I), ev.CAT_TIMEOUT),
+    (re.compile(r"ratelimit|toomanyrequests|throttl|quota", re.I), ev.CAT_RATE_LIMITED),
+    (re.compile(r"connect|network|unreachable|socket", re.I), ev.CAT_CONNECTION),
+    (re.compile(r"auth|permission|forbidden|credential|accessdenied", re.I), ev.CAT_AUTH),
+    (re.compile(r"notfound|nosuch|missing", re.I), ev.CAT_NOT_FOUND),
+    (re.compile(r"validation|invalid|schema", re.I), ev.CAT_INVALID_PARAMS),
+)
+#: JSON-RPC codes with a meaning of their own (the spec's, the MCP SDKs', mcplens's rate limiter)
+_RPC_CATEGORIES = {
+    JSONRPC_METHOD_NOT_FOUND: ev.CAT_NOT_FOUND,
+    JSONRPC_RESOURCE_NOT_FOUND: ev.CAT_NOT_FOUND,
+    JSONRPC_INVALID_PARAMS: ev.CAT_INVALID_PARAMS,
+    -32600: ev.CAT_INVALID_PARAMS,  # invalid request
+    -32700: ev.CAT_INVALID_PARAMS,  # parse error
+    -32001: ev.CAT_TIMEOUT,  # the TypeScript SDK's RequestTimeout
+    -32000: ev.CAT_CONNECTION,  # the TypeScript SDK's ConnectionClosed
+    RATE_LIMITED_CODE: ev.CAT_RATE_LIMITED,
+}
+
+
+def http_category(status: int) -> str | None:
+    """The category of an HTTP status (RFC 9110) an upstream API answered with."""
+    if status in (401, 403, 407):
+        return ev.CAT_AUTH
+    if status in (404, 410):
+        return ev.CAT_NOT_FOUND
+    if status in (408, 504):
+        return ev.CAT_TIMEOUT
+    if status == 429:
+        return ev.CAT_RATE_LIMITED
+    if status in (502, 503):
+        return ev.CAT_CONNECTION
+    if status in (400, 422):
+        return ev.CAT_INVALID_PARAMS
+    if 400 <= status < 500:
+        return ev.CAT_UPSTREAM_4XX
+    if 500 <= status < 600:
+        return ev.CAT_UPSTREAM_5XX
+    return None
 
 
 def categorize(code: int | None, message: str | None, exception_type: str | None) -> str:
-    """Where to start debugging: read from the exception type, the JSON-RPC code, the message."""
+    """Where to start debugging, in the words users know (timeout, connection, auth, rate limited,
+    invalid params, not found, upstream 4xx/5xx, internal): read from the exception type, an HTTP
+    status the message quotes, the message's words, then the JSON-RPC code."""
     text = message or ""
-    if exception_type in _TYPE_CATEGORIES:
-        return _TYPE_CATEGORIES[exception_type]
+    if exception_type:
+        short = exception_type.rsplit(".", 1)[-1]
+        if short in _TYPE_CATEGORIES:
+            return _TYPE_CATEGORIES[short]
+        for pattern, category in _TYPE_WORDS:
+            if pattern.search(short):
+                return category
+    for m in _HTTP_STATUS.finditer(text):
+        category = http_category(int(m.group(1) or m.group(2)))
+        if category is not None:
+            return category
     for pattern, category in (
         (_TIMEOUT, ev.CAT_TIMEOUT),
+        (_RATE, ev.CAT_RATE_LIMITED),
         (_CONNECTION, ev.CAT_CONNECTION),
         (_AUTH, ev.CAT_AUTH),
         (_NOT_FOUND, ev.CAT_NOT_FOUND),
@@ -209,10 +280,8 @@ def categorize(code: int | None, message: str | None, exception_type: str | None
     ):
         if pattern.search(text):
             return category
-    if code in (JSONRPC_METHOD_NOT_FOUND, JSONRPC_RESOURCE_NOT_FOUND):
-        return ev.CAT_NOT_FOUND
-    if code == JSONRPC_INVALID_PARAMS:
-        return ev.CAT_INVALID_PARAMS
+    if code is not None and code in _RPC_CATEGORIES:
+        return _RPC_CATEGORIES[code]
     return ev.CAT_INTERNAL
 
 
@@ -359,6 +428,7 @@ def status_of(exchange: Exchange) -> tuple[str, str | None, str | None, str | No
         category = {
             ev.TIMEOUT: ev.CAT_TIMEOUT,
             ev.UNAUTHORIZED: ev.CAT_AUTH,
+            ev.RATE_LIMITED: ev.CAT_RATE_LIMITED,
         }.get(status, categorize(exchange.error_code, exchange.error_message, exchange.exception_type))
         if status in (ev.CANCELLED, ev.UNSUPPORTED):  # protocol, not a failure: nowhere to debug
             category = None
@@ -368,7 +438,7 @@ def status_of(exchange: Exchange) -> tuple[str, str | None, str | None, str | No
         category = categorize(exchange.error_code, exchange.error_message, exchange.exception_type)
         return ev.EXCEPTION, exchange.exception_type, code, category
     if exchange.error_code == RATE_LIMITED_CODE:
-        return ev.RATE_LIMITED, str(RATE_LIMITED_CODE), str(RATE_LIMITED_CODE), None
+        return ev.RATE_LIMITED, str(RATE_LIMITED_CODE), str(RATE_LIMITED_CODE), ev.CAT_RATE_LIMITED
     if exchange.error_code is not None:
         code = str(exchange.error_code)
         return ev.JSONRPC_ERROR, code, code, categorize(exchange.error_code, exchange.error_message, None)
@@ -376,6 +446,15 @@ def status_of(exchange: Exchange) -> tuple[str, str | None, str | None, str | No
     if exchange.method == "tools/call" and isinstance(result, dict) and result.get("isError") is True:
         return ev.TOOL_ERROR, "tool_error", None, categorize(None, _tool_error_text(result), None)
     return ev.OK, None, None, None
+
+
+def client_capabilities(method: str, params: dict[str, Any], meta: dict[str, Any] | None) -> list[str] | None:
+    """The top-level capabilities a client declared: ``initialize``'s, or a 2026-era request's ``_meta``.
+    Tool lists can depend on them (a server shows some tools only to clients with sampling)."""
+    caps = params.get("capabilities") if method == "initialize" else (meta or {}).get(MODERN_CAPABILITIES)
+    if not isinstance(caps, dict):
+        return None
+    return sorted(str(k) for k, v in caps.items() if v is not None and v is not False)[:32]
 
 
 def build_event(exchange: Exchange, base: dict[str, Any]) -> dict[str, Any]:
@@ -454,8 +533,11 @@ def build_event(exchange: Exchange, base: dict[str, Any]) -> dict[str, Any]:
     client_key = "|".join([client_name or "", client_version or "", exchange.client_address or ""])
     if client_key.strip("|"):
         e[ev.CLIENT_ID] = client_key
-    if exchange.session_raw:
-        e[ev.SESSION_ID] = exchange.session_raw
+    if not exchange.is_notification or exchange.session_raw:
+        sessions.derive(e, exchange.session_raw, meta, client_key, exchange.client_address)
+    caps = client_capabilities(method, params, meta)
+    if caps is not None:
+        e[ev.CLIENT_CAPABILITIES] = caps
     if exchange.client_address:
         e[ev.CLIENT_ADDRESS] = exchange.client_address
     if exchange.transport:

@@ -50,8 +50,8 @@ def friendly_name(key: str) -> str:
 #: friendly name -> (event key, DuckDB type), in ``event.COLUMNS`` order
 FIELDS: Final[dict[str, tuple[str, str]]] = {friendly_name(k): (k, t) for k, t in ev.COLUMNS.items()}
 
-#: A cancelled request is the client changing its mind, not the server failing.
-NOT_ERRORS: Final = (ev.OK, ev.CANCELLED)
+#: statuses that are not the server failing: the one definition lives in event.py
+NOT_ERRORS: Final = ev.NOT_FAILURES
 
 SORTS: Final = ("calls", "errors", "error_rate", "p50", "p95", "p99", "mean", "payload", "tokens")
 
