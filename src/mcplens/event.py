@@ -59,6 +59,8 @@ SESSION_ID: Final = "mcp.session.id"  # pseudonymous
 #: "connection" (one in-memory connection), "meta" (a conversation id the client sent in ``_meta`` or
 #: baggage), "idle_gap" (2026-07-28 era, no session id: client + address, a new session after an idle gap)
 SESSION_SOURCE: Final = "mcplens.session.source"
+#: session sources mcplens derived itself, not a protocol session: no ``mcp.session.id`` for them
+DERIVED_SESSION_SOURCES: Final = ("meta", "idle_gap")
 CLIENT_ID: Final = "mcplens.client.id"  # pseudonymous
 CLIENT_NAME: Final = "mcplens.client.name"
 CLIENT_VERSION: Final = "mcplens.client.version"

@@ -29,8 +29,7 @@ MAX_CLIENTS: Final = 4096
 TRANSPORT: Final = "transport"
 PIPE: Final = "pipe"
 CONNECTION: Final = "connection"
-META: Final = "meta"
-IDLE: Final = "idle_gap"
+META, IDLE = ev.DERIVED_SESSION_SOURCES
 
 _CONVERSATION_KEY = re.compile(r"(^|[/.:_-])(conversation|session|thread|chat)[_.-]?id$", re.I)
 _BAGGAGE_KEYS = ("session.id", "conversation.id", "gen_ai.conversation.id", "thread.id")

@@ -87,6 +87,11 @@ def stateless_era(e: dict[str, Any]) -> bool:
     return isinstance(version, str) and version >= STATELESS_ERA
 
 
+def protocol_session(e: dict[str, Any]) -> bool:
+    """Whether the event's session is one the protocol has (``mcp.session.id``), not one mcplens derived."""
+    return not stateless_era(e) and e.get(ev.SESSION_SOURCE) not in ev.DERIVED_SESSION_SOURCES
+
+
 def incoming_context(meta: Any) -> Any:
     """The client's context from ``params._meta``: trace context and baggage (either alone)."""
     if not isinstance(meta, dict) or not ("traceparent" in meta or "baggage" in meta):
@@ -391,7 +396,7 @@ class OTelSink:
 
     def attributes(self, e: dict[str, Any]) -> dict[str, Any]:
         attrs = {k: e[k] for k in _SPAN_FIELDS if isinstance(e.get(k), str | int | float | bool)}
-        if stateless_era(e):
+        if not protocol_session(e):
             attrs.pop(ev.SESSION_ID, None)
         if e.get(ev.STATUS) not in (None, ev.OK) and e.get(ev.ERROR_TYPE) is not None:
             attrs[ev.ERROR_TYPE] = str(e[ev.ERROR_TYPE])
@@ -461,7 +466,7 @@ class OTelSink:
             self.operation.record(duration, attrs)
         session = e.get(ev.SESSION_ID)
         start = e.get(ev.TIME)
-        if isinstance(session, str) and isinstance(start, int | float) and not stateless_era(e):
+        if isinstance(session, str) and isinstance(start, int | float) and protocol_session(e):
             end = start + (duration if isinstance(duration, int | float) else 0.0)
             with self._lock:
                 s = self._sessions.get(session)
