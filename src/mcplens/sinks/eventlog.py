@@ -18,6 +18,7 @@ segment in ``live/``; the reading side treats it as closed once the pid is gone.
 from __future__ import annotations
 
 import bisect
+import itertools
 import os
 import time
 from pathlib import Path
@@ -25,6 +26,10 @@ from typing import Any
 
 from mcplens import _json, resources
 from mcplens import event as ev
+
+#: segment numbers, shared by every sink of this process: two sinks of one instance opened in the
+#: same second (a pipeline closed and opened again) must never pick the same file name
+_SEGMENT_NUMBERS = itertools.count(1)
 
 LIVE = "live"
 CLOSED = "closed"
@@ -85,7 +90,6 @@ class EventLogSink:
         self._instance = instance_id
         self._max_bytes = max_bytes
         self._max_age = max_age
-        self._seq = 0
         self._fd: int | None = None
         self._path: Path | None = None
         self._ident: tuple[int, int] | None = None
@@ -100,10 +104,17 @@ class EventLogSink:
         live = self._root / LIVE
         live.mkdir(parents=True, exist_ok=True)
         (self._root / CLOSED).mkdir(parents=True, exist_ok=True)
-        self._seq += 1
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        self._path = live / f"{stamp}-{os.getpid()}-{self._instance[:12]}-{self._seq:04d}.jsonl"
-        self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        while True:  # a name no segment has had, live or closed (closing renames over a same-named file)
+            name = f"{stamp}-{os.getpid()}-{self._instance[:12]}-{next(_SEGMENT_NUMBERS):04d}.jsonl"
+            if (self._root / CLOSED / name).exists():
+                continue
+            try:
+                self._fd = os.open(live / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                continue
+            break
+        self._path = live / name
         st = os.fstat(self._fd)
         self._ident = (st.st_dev, st.st_ino)
         self._opened_at = time.monotonic()
