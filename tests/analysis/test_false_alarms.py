@@ -6,13 +6,16 @@ the stdio proxy (``mcplens proxy -- node ...``) one process per session, 20 shor
 driven by the mcp 2.x client in ``auto`` mode (it probes ``server/discover``, which these older
 servers reject, then falls back to ``initialize``); two clients with different capabilities on
 server-everything (it shows ``trigger-sampling-request`` only to clients that support sampling), one
-of them running the sum-then-sample workflow; and an instrumented FastMCP server in-process.
+of them running the sum-then-sample workflow; an instrumented FastMCP server in-process; and an
+instrumented FastMCP server behind bearer-JWT auth over streamable HTTP, used with a valid token.
 Nothing is synthetic. One module-scoped run feeds every assertion.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ from mcplens.analysis.findings import Finding
 from mcplens.store.local import LocalStore
 from tests.analysis import workload
 from tests.capture.proxy_helpers import env_for, needs_node, npm_peer, proxy_cmd
+from tests.conftest import REPO, free_port, stop, subprocess_env, wait_port
 from tests.servers import fastmcp_server
 
 pytestmark = needs_node
@@ -96,6 +100,27 @@ async def _fastmcp() -> None:
         await c.get_prompt("greet", {"name": "team"})
 
 
+async def _authorized(url: str, token: str, i: int) -> None:
+    async with fastmcp.Client(url, auth=token) as c:
+        await c.list_tools()
+        for j in range(3):
+            await c.call_tool("add", {"a": i, "b": j})
+
+
+def _auth_server_traffic(home: Path, tmp: Path) -> None:
+    """Three sessions of an authorised client against a FastMCP server behind JWT auth, then a clean stop."""
+    port, token_file = free_port(), tmp / "token"
+    proc = subprocess.Popen([sys.executable, "-m", "tests.servers.fastmcp_auth_server", "--http", str(port),
+                             str(token_file)], cwd=REPO, env=subprocess_env(home),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, proc, timeout=60)
+        for i in range(3):
+            anyio.run(_authorized, f"http://127.0.0.1:{port}/mcp", token_file.read_text(), i)
+    finally:
+        stop(proc)
+
+
 @pytest.fixture(scope="module")
 def ordinary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("ordinary") / "mcplens-home"
@@ -125,6 +150,7 @@ def ordinary(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for p in pipelines():  # the in-process server stops cleanly, as a process exiting would
             if Path(p.settings.home) == home:
                 p.close()
+    _auth_server_traffic(home, tmp_path_factory.mktemp("auth"))
     assert os.path.isdir(home)
     return home
 
@@ -146,14 +172,15 @@ def test_it_was_the_traffic_described(ordinary: Path) -> None:
                        "count(*) FILTER (WHERE method = 'tools/call') AS calls FROM events "
                        "WHERE kind = 'request' AND server_name IS NOT NULL GROUP BY 1 ORDER BY 1")
     procs = {r["server"]: r["procs"] for r in rows}
-    assert sum(n for s, n in procs.items() if s != "fastmcp-fixture") == 20, rows
-    assert procs["fastmcp-fixture"] == 1 and len(procs) == 4
+    assert sum(n for s, n in procs.items() if not s.startswith("fastmcp-")) == 20, rows
+    assert procs["fastmcp-fixture"] == 1 and procs["fastmcp-auth"] == 1 and len(procs) == 5
     # the mcp 2.x client probed each older server (and FastMCP) first; that negotiation is no finding
     probes = store.query("SELECT status FROM events WHERE method = 'server/discover'")
-    assert len(probes) == 21
+    assert len(probes) == 20 + 1 + 3  # one per session: proxied, in-process, over HTTP with auth
     assert not [f for f in _all(ordinary) if "server/discover" in f.subject or "server/discover" in f.title]
-    statuses = {r["status"] for r in store.query("SELECT DISTINCT status FROM events WHERE method = 'tools/call'")}
-    assert statuses == {"ok"}
+    statuses = store.query("SELECT server_name, target, status, error_type, error_message FROM events "
+                           "WHERE method = 'tools/call' AND status <> 'ok'")
+    assert statuses == []
     caps = store.query("SELECT DISTINCT client_capabilities::VARCHAR AS c FROM events WHERE method = 'initialize' "
                        "AND server_name = 'mcp-servers/everything'")
     assert len(caps) == 2, caps  # two capability views of one server
