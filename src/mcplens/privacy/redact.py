@@ -225,6 +225,8 @@ class Redactor:
         self._keys: dict[str, str | None] = {}
         self._clean_keys: set[str] = set()
         self._ambiguous_keys: dict[str, bool] = {}
+        #: keys whose value no key rule touches and whose name is clean: the value's own scan decides
+        self._plain_keys: set[str] = set()
 
     # ------------------------------------------------------------ keys
 
@@ -376,29 +378,39 @@ class Redactor:
                 c["DEPTH"] += 1
                 return "[DEPTH]"
             out: dict[str, Any] = {}
+            plain_keys = self._plain_keys
             for k, x in v.items():
                 ks = k if isinstance(k, str) else str(k)
-                rule = self.key_rule(ks)
-                if rule is _ALLOW or rule == _ALLOW:
-                    out[ks] = x
-                    continue
-                if (rule == "USER_ID" or rule == "PERSON") and isinstance(x, (dict, list)):
-                    rule = None  # {"user": {...}}, {"recipient": {...}}: walk it, its own keys decide
-                elif rule is None and self._ambiguous(ks) and P.looks_like_person_name(x):
-                    rule = "NAME"  # {"name": "Ada Lovelace"}, but {"name": "my-repo"} is kept
-                if rule is not None and x is not None and x is not True and x is not False and x != "":
-                    c["REDACTED:" + rule] += 1
-                    out[ks] = P.key_placeholder(rule)
-                    continue
-                if ks in self._clean_keys or not ks:
+                if ks in plain_keys:  # no key rule, not a name key, nothing in it to redact: as below
                     nk = ks
                 else:
-                    sub: Counter[str] = Counter()
-                    nk = self._text(ks, sub)
-                    if sub:
-                        c.update(sub)
-                    elif len(self._clean_keys) < 16384:
-                        self._clean_keys.add(ks)  # only keys with nothing to redact are remembered
+                    rule = self.key_rule(ks)
+                    if rule is _ALLOW or rule == _ALLOW:
+                        out[ks] = x
+                        continue
+                    ambiguous = rule is None and self._ambiguous(ks)
+                    if (rule == "USER_ID" or rule == "PERSON") and isinstance(x, (dict, list)):
+                        rule = None  # {"user": {...}}, {"recipient": {...}}: walk it, its own keys decide
+                    elif ambiguous and P.looks_like_person_name(x):
+                        rule = "NAME"  # {"name": "Ada Lovelace"}, but {"name": "my-repo"} is kept
+                    if rule is not None and x is not None and x is not True and x is not False and x != "":
+                        c["REDACTED:" + rule] += 1
+                        out[ks] = P.key_placeholder(rule)
+                        continue
+                    if ks in self._clean_keys or not ks:
+                        nk = ks
+                    else:
+                        sub: Counter[str] = Counter()
+                        nk = self._text(ks, sub)
+                        if sub:
+                            c.update(sub)
+                        elif len(self._clean_keys) < 16384:
+                            self._clean_keys.add(ks)  # only keys with nothing to redact are remembered
+                    if (
+                        rule is None and not ambiguous and ks and ks in self._clean_keys
+                        and self.key_rule(ks) is None and len(plain_keys) < 16384
+                    ):
+                        plain_keys.add(ks)
                 if self._plain:
                     tx = type(x)
                     if tx is str:
