@@ -100,7 +100,9 @@ class PrivacyStage:
         if not self.policy.keeps_arguments(tool):
             self._counts["ARGUMENTS_OMITTED"] += 1
             return
-        if _arguments_size(raw, e.get(ev.ARGS)) > self.policy.max_arguments_bytes:
+        limit = self.policy.max_arguments_bytes
+        request = e.get(ev.REQUEST_SIZE)  # the compact JSON size of the params that hold the arguments
+        if not (type(request) is int and request <= limit) and _arguments_size(raw, e.get(ev.ARGS)) > limit:
             self._counts["ARGUMENTS_TOO_LARGE"] += 1
             return
         clean, fired = self.redactor(tool).value(raw)
