@@ -145,3 +145,21 @@ def test_no_key_no_ids(tmp_path: Path) -> None:
     assert out is not None and "mcp.session.id" not in out and "client.address" not in out
     assert Pseudonymizer(b"short")("s", "x") is None  # a weak key is no key
     assert Counter(Pseudonymizer(b"k" * 32)("s", "x")[:2]) == Counter("s_")
+
+
+def test_features_byte_tables_answer_as_the_regexes_do() -> None:
+    """features() answers _TRIGGER, _RUN16 and the six-digit gate of ASCII text with byte tables:
+    on random ASCII text they agree with the regexes they stand for."""
+    import random
+
+    from mcplens.privacy import patterns as P
+
+    rng = random.Random(5)
+    alphabet = "aZ09 .-_/+@:=\\\t\n()'\"#%"
+    for _ in range(20000):
+        s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 50)))
+        b = s.encode("ascii")
+        assert bool(b.translate(None, P._NOT_TRIGGER)) == (P._TRIGGER.search(s) is not None), s
+        assert (P._RUN16_BYTES in b.translate(P._RUN_MAP)) == (P._RUN16.search(s) is not None), s
+        if len(b.translate(None, P._NOT_DIGIT)) < 6:
+            assert P._NUM6.search(s) is None, s

@@ -54,6 +54,14 @@ _WORDS = re.compile(
     r"ignor|disregard|forget|overrid|system|you\s+are\s+now|from\s+now|act\s+as|developer\s+mode|exfiltrat|"
     r"send|upload|(?:do\s+not|don'?t)\s+(?:tell|inform|mention)|secretly|without\s+(?:the\s+)?user"
 )
+#: a literal every match of _WORDS contains (a cheaper superset test: ``in`` beats the alternation)
+_NEEDLES: Final = ("ignor", "disregard", "forget", "overrid", "system", "now", "act", "developer", "exfiltrat",
+                   "send", "upload", "tell", "inform", "mention", "secretly", "without")
+#: the characters of a _B64 run as ``a``, everything else as a space: a run is ``_B64_RUN`` in the result
+_B64_MAP: Final = bytes(
+    ord("a") if chr(i).isascii() and (chr(i).isalnum() or chr(i) in "+/") else ord(" ") for i in range(256)
+)
+_B64_RUN: Final = b"a" * 24
 #: no phrase above is shorter than this
 _SHORTEST = 8
 
@@ -93,11 +101,24 @@ def _strings(value: Any, out: list[str], budget: list[int]) -> None:
     if isinstance(value, str):
         out.append(value if len(value) <= budget[0] else value[: budget[0]])
         budget[0] -= len(value)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _strings(v, out, budget)
+        return
+    if isinstance(value, dict):
+        items: Any = value.values()
     elif isinstance(value, list):
-        for v in value:
+        items = value
+    else:
+        return
+    for v in items:  # plain strings and scalars inline: a call per value cost more than the scan
+        t = type(v)
+        if t is str:
+            left = budget[0]
+            if left <= 0:
+                return
+            out.append(v if len(v) <= left else v[:left])
+            budget[0] = left - len(v)
+        elif t is int or t is float or t is bool or v is None:
+            continue
+        else:
             _strings(v, out, budget)
 
 
@@ -118,6 +139,20 @@ def count_in(value: Any) -> Counter[str]:
     texts: list[str] = []
     _strings(value, texts, [MAX_SCAN])
     total: Counter[str] = Counter()
+    if not texts:
+        return total
+    # one prefilter over all the strings at once: every string :func:`_kinds` would look into has
+    # its trigger word (or non-ASCII text, or a base64 run) in the joined text too, so when the
+    # joined text has none, no string has any (a word across two strings only costs the slow path)
+    joined = "\n".join(texts)
+    if joined.isascii():
+        low = joined.lower()
+        for needle in _NEEDLES:
+            if needle in low:
+                break
+        else:
+            if len(joined) < 24 or _B64_RUN not in joined.encode("ascii").translate(_B64_MAP):
+                return total
     for t in texts:
         for kind in _kinds(t):
             total[f"INJECTION:{kind}"] += 1

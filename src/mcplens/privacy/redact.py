@@ -224,6 +224,9 @@ class Redactor:
         self._plain = self._callback is None and not self._custom  # leaves may take the fast path
         self._keys: dict[str, str | None] = {}
         self._clean_keys: set[str] = set()
+        self._ambiguous_keys: dict[str, bool] = {}
+        #: keys whose value no key rule touches and whose name is clean: the value's own scan decides
+        self._plain_keys: set[str] = set()
 
     # ------------------------------------------------------------ keys
 
@@ -245,6 +248,17 @@ class Redactor:
         if len(self._keys) < 16384:
             self._keys[key] = kind
         return kind
+
+    def _ambiguous(self, key: str) -> bool:
+        """:func:`patterns.ambiguous_name_key`, cached like the key rules (it normalises the key)."""
+        try:
+            return self._ambiguous_keys[key]
+        except KeyError:
+            pass
+        found = P.ambiguous_name_key(key)
+        if len(self._ambiguous_keys) < 16384:
+            self._ambiguous_keys[key] = found
+        return found
 
     # ------------------------------------------------------------ text
 
@@ -364,29 +378,39 @@ class Redactor:
                 c["DEPTH"] += 1
                 return "[DEPTH]"
             out: dict[str, Any] = {}
+            plain_keys = self._plain_keys
             for k, x in v.items():
                 ks = k if isinstance(k, str) else str(k)
-                rule = self.key_rule(ks)
-                if rule is _ALLOW or rule == _ALLOW:
-                    out[ks] = x
-                    continue
-                if (rule == "USER_ID" or rule == "PERSON") and isinstance(x, (dict, list)):
-                    rule = None  # {"user": {...}}, {"recipient": {...}}: walk it, its own keys decide
-                elif rule is None and P.ambiguous_name_key(ks) and P.looks_like_person_name(x):
-                    rule = "NAME"  # {"name": "Ada Lovelace"}, but {"name": "my-repo"} is kept
-                if rule is not None and x is not None and x is not True and x is not False and x != "":
-                    c["REDACTED:" + rule] += 1
-                    out[ks] = P.key_placeholder(rule)
-                    continue
-                if ks in self._clean_keys or not ks:
+                if ks in plain_keys:  # no key rule, not a name key, nothing in it to redact: as below
                     nk = ks
                 else:
-                    sub: Counter[str] = Counter()
-                    nk = self._text(ks, sub)
-                    if sub:
-                        c.update(sub)
-                    elif len(self._clean_keys) < 16384:
-                        self._clean_keys.add(ks)  # only keys with nothing to redact are remembered
+                    rule = self.key_rule(ks)
+                    if rule is _ALLOW or rule == _ALLOW:
+                        out[ks] = x
+                        continue
+                    ambiguous = rule is None and self._ambiguous(ks)
+                    if (rule == "USER_ID" or rule == "PERSON") and isinstance(x, (dict, list)):
+                        rule = None  # {"user": {...}}, {"recipient": {...}}: walk it, its own keys decide
+                    elif ambiguous and P.looks_like_person_name(x):
+                        rule = "NAME"  # {"name": "Ada Lovelace"}, but {"name": "my-repo"} is kept
+                    if rule is not None and x is not None and x is not True and x is not False and x != "":
+                        c["REDACTED:" + rule] += 1
+                        out[ks] = P.key_placeholder(rule)
+                        continue
+                    if ks in self._clean_keys or not ks:
+                        nk = ks
+                    else:
+                        sub: Counter[str] = Counter()
+                        nk = self._text(ks, sub)
+                        if sub:
+                            c.update(sub)
+                        elif len(self._clean_keys) < 16384:
+                            self._clean_keys.add(ks)  # only keys with nothing to redact are remembered
+                    if (
+                        rule is None and not ambiguous and ks and ks in self._clean_keys
+                        and self.key_rule(ks) is None and len(plain_keys) < 16384
+                    ):
+                        plain_keys.add(ks)
                 if self._plain:
                     tx = type(x)
                     if tx is str:
@@ -406,6 +430,17 @@ class Redactor:
             if depth >= self.rules.max_depth:
                 c["DEPTH"] += 1
                 return "[DEPTH]"
+            if self._plain:
+                out_list: list[Any] = []
+                append = out_list.append
+                max_string = self.max_string
+                for x in v:  # the same leaf fast path as a dict's values
+                    if type(x) is str and x and len(x) <= max_string and x[0] not in "{[":
+                        fx = P.features(x)
+                        append(self._text(x, c, fx) if fx else x)
+                    else:
+                        append(self._value(x, path, c, depth + 1))
+                return out_list
             if self._callback is None:
                 return [self._value(x, path, c, depth + 1) for x in v]
             return [self._value(x, (*path, str(i)), c, depth + 1) for i, x in enumerate(v)]

@@ -32,6 +32,10 @@ _TEXT_FIELDS = (
     ev.ERROR_MESSAGE, ev.CLIENT_NAME, ev.CLIENT_VERSION, ev.METHOD, ev.TARGET, ev.TOOL_NAME, ev.PROMPT_NAME,
 )
 
+#: the clean-text cache: strings up to this long, at most this many (then no more are added)
+_CACHE_CHARS = 256
+_CACHE_ENTRIES = 4096
+
 
 def _arguments_size(raw: Any, shape: Any) -> int:
     """The arguments' JSON size, from the per-value sizes the event already carries when it can:
@@ -55,6 +59,11 @@ class PrivacyStage:
         self._redactors: dict[str | None, Redactor] = {}
         self._counts: Counter[str] = Counter()
         self._uri: tuple[str, str] | None = None  # (raw, mask) of the event's resource URI
+        #: short texts the default redactor returned unchanged with nothing fired (method, tool and
+        #: client names, argument names: the same few on every event). Redaction is a pure function
+        #: of the string and the rules, so a string found here needs no second pass; only clean
+        #: strings are remembered, never one that held anything to redact.
+        self._clean: set[str] = set()
 
     def redactor(self, tool: str | None) -> Redactor:
         r = self._redactors.get(tool)
@@ -84,16 +93,21 @@ class PrivacyStage:
             return
         # before redaction, whatever the policy keeps; it reads the first injection.MAX_SCAN
         # characters only, so a huge argument costs no more than a 64 KB one
-        self._counts.update(injection.count_in(raw))
+        found = injection.count_in(raw)
+        if found:
+            self._counts.update(found)
         tool = e.get(ev.TARGET)
         if not self.policy.keeps_arguments(tool):
             self._counts["ARGUMENTS_OMITTED"] += 1
             return
-        if _arguments_size(raw, e.get(ev.ARGS)) > self.policy.max_arguments_bytes:
+        limit = self.policy.max_arguments_bytes
+        request = e.get(ev.REQUEST_SIZE)  # the compact JSON size of the params that hold the arguments
+        if not (type(request) is int and request <= limit) and _arguments_size(raw, e.get(ev.ARGS)) > limit:
             self._counts["ARGUMENTS_TOO_LARGE"] += 1
             return
         clean, fired = self.redactor(tool).value(raw)
-        self._counts.update(fired)
+        if fired:
+            self._counts.update(fired)
         e[ev.ARGUMENTS] = clean
         self.argument_names(e)
 
@@ -102,25 +116,29 @@ class PrivacyStage:
         shape = e.get(ev.ARGS)
         if not isinstance(shape, dict):
             return
-        redactor = self.redactor(None)
-        out: dict[str, Any] = {}
-        for name, size in shape.items():
-            clean, fired = redactor.text(str(name))
-            if fired:
-                self._counts.update(fired)
-            out[clean] = size
-        e[ev.ARGS] = out
+        text = self._text
+        e[ev.ARGS] = {text(str(name)): size for name, size in shape.items()}
 
     def texts(self, e: dict[str, Any]) -> None:
-        redactor = self.redactor(None)
+        text = self._text
         for key in _TEXT_FIELDS:
             value = e.get(key)
             if isinstance(value, str):
                 if self._uri is not None and key == ev.ERROR_MESSAGE:
                     value = self._mask_uri_echo(value)
-                clean, fired = redactor.text(value)
-                self._counts.update(fired)
-                e[key] = clean
+                e[key] = text(value)
+
+    def _text(self, value: str) -> str:
+        """``value`` through the default redactor, its redactions counted; clean short ones cached."""
+        clean_set = self._clean
+        if value in clean_set:
+            return value
+        clean, fired = self.redactor(None).text(value)
+        if fired:
+            self._counts.update(fired)
+        elif clean == value and len(value) <= _CACHE_CHARS and len(clean_set) < _CACHE_ENTRIES:
+            clean_set.add(value)
+        return clean
 
     def resource(self, e: dict[str, Any]) -> None:
         """A resource URI becomes the server's own template it matched, else its bare shape.
@@ -134,7 +152,8 @@ class PrivacyStage:
         if not isinstance(uri, str):
             return
         _, fired = self.redactor(None).uri(uri)
-        self._counts.update(fired)
+        if fired:
+            self._counts.update(fired)
         shape = template if isinstance(template, str) else uri_shape(uri)
         self._uri = (uri, shape or "[URI]")
         e[ev.RESOURCE_URI] = shape
