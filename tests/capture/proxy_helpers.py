@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import queue
 import shutil
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, subprocess_env
+from tests.conftest import REPO, free_port, stop, subprocess_env, wait_port
 
 NODE_BIN = REPO / "node_modules" / ".bin"
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (the npm peers need it)")
@@ -324,3 +326,16 @@ def poll(condition: Any, timeout: float = 15.0, interval: float = 0.05) -> Any:
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def everything_http(tmp_path: Path) -> Iterator[str]:
+    """npm server-everything over streamable HTTP on 127.0.0.1 (not instrumented): its URL."""
+    port = free_port()
+    proc = subprocess.Popen([str(npm_peer("mcp-server-everything")), "streamableHttp"], cwd=tmp_path,
+                            env=dict(os.environ, PORT=str(port)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, proc)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        stop(proc)

@@ -27,7 +27,7 @@ import uvicorn
 from mcplens.capture.proxy_http import HttpProxy
 from mcplens.config import Settings
 from mcplens.pipeline import Pipeline
-from tests.capture.proxy_helpers import ProxyProcess, RawUpstream, needs_node, npm_peer, poll, raw_http
+from tests.capture.proxy_helpers import ProxyProcess, RawUpstream, everything_http, needs_node, poll, raw_http
 from tests.conftest import REPO, free_port, read_events, stop, subprocess_env, wait_port
 
 MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
@@ -192,18 +192,6 @@ def python_server(home: Path) -> Iterator[str]:
     proc = subprocess.Popen([os.sys.executable, "-m", "tests.capture.proxy_peers", "--http", str(port)], cwd=REPO,
                             env=subprocess_env(home, MCPLENS_DISABLED="1"), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port, proc)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        stop(proc)
-
-
-@contextlib.contextmanager
-def everything_http(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen([str(npm_peer("mcp-server-everything")), "streamableHttp"], cwd=tmp_path,
-                            env=dict(os.environ, PORT=str(port)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, proc)
         yield f"http://127.0.0.1:{port}/mcp"

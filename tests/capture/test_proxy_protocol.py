@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ import mcp_types
 import pytest
 from mcp import StdioServerParameters
 
-from tests.capture.proxy_helpers import ProxyProcess, env_for, needs_node, npm_peer, poll, proxy_cmd
+from tests.capture.proxy_helpers import ProxyProcess, env_for, everything_http, needs_node, npm_peer, poll, proxy_cmd
 from tests.conftest import REPO, free_port, read_events, stop, subprocess_env, wait_port
 
 CLIENT = mcp_types.Implementation(name="probe-agent", version="2.0")
@@ -67,18 +66,6 @@ def python_http(home: Path) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tests.capture.proxy_peers", "--http", str(port)], cwd=REPO,
                             env=env_for(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port, proc)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        stop(proc)
-
-
-@contextlib.contextmanager
-def everything_http(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen([str(npm_peer("mcp-server-everything")), "streamableHttp"], cwd=tmp_path,
-                            env=dict(os.environ, PORT=str(port)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, proc)
         yield f"http://127.0.0.1:{port}/mcp"
