@@ -183,6 +183,14 @@ def files_text(home: Path) -> str:
     return "\n".join(out)
 
 
+def _health_by_instance(home: Path) -> list[list[dict[str, Any]]]:
+    by: dict[str, list[dict[str, Any]]] = {}
+    for e in read_events(home, health=True):
+        if e.get("event.kind") == "mcplens.health":
+            by.setdefault(str(e.get("mcplens.instance.id")), []).append(e)
+    return list(by.values())
+
+
 def parquet_text(home: Path) -> str:
     """Parquet is compressed: read every file back through DuckDB and render its rows as text."""
     import duckdb
@@ -237,7 +245,9 @@ def test_wide_corpus_leaks_nothing(
     for pipeline in pipelines():  # close this test's writer: its live segment becomes compactable
         if Path(pipeline.settings.home) == home:
             pipeline.close()
-    assert len(events) >= sent, (len(events), sent)  # every request was recorded
+    # every request was recorded, or shed and counted by a writer starved of CPU (a busy test machine)
+    dropped = sum(max((h.get("mcplens.health.dropped") or 0) for h in hs) for hs in _health_by_instance(home))
+    assert len(events) + dropped >= sent and len(events) >= 0.9 * sent, (len(events), dropped, sent)
     assert any(e.get("mcplens.redactions") for e in events)
     if way == "proxy":
         assert all(e.get("mcplens.capture") == "proxy" for e in events if e.get("event.kind") == "request")
