@@ -285,9 +285,9 @@ def test_disk_full_then_free_leaves_no_torn_line_and_exact_counts(tmp_path: Path
     with small_disk(tmp_path, monkeypatch) as (mnt, fill, free):
         pipeline = Pipeline(Settings(home=mnt / "home", flush_interval=60, handle_sigterm=False))
         try:
-            def build(i: int) -> dict[str, Any]:
-                return {"event.kind": "request", "event.id": f"{i:08d}", "mcp.method.name": "tools/call",
-                        "pad": "p" * 300}
+            def build(i: int) -> list[dict[str, Any]]:
+                return [{"event.kind": "request", "event.id": f"{i:08d}", "mcp.method.name": "tools/call",
+                         "pad": "p" * 300}]
 
             def submit(start: int, n: int) -> None:
                 for i in range(start, start + n):
@@ -319,20 +319,20 @@ def test_a_blocked_exporter_drops_and_counts_and_holds_up_nothing(tmp_path: Path
     class Stuck:
         name = "stuck"
 
-        def write_batch(self, events: list[dict[str, Any]]) -> None:
+        def export(self, events: list[dict[str, Any]]) -> None:
             release.wait()  # a full pipe, a dead collector
 
-        def close(self) -> None:
+        def shutdown(self) -> None:
             release.wait()
 
     settings = Settings(home=tmp_path / "home", flush_interval=60, handle_sigterm=False,
                         exporter_queue_size=10, exporter_shutdown_timeout=0.5)
     pipeline = Pipeline(settings)
-    pipeline.add_sink(Stuck())
+    pipeline.add_exporter(Stuck())
     try:
         for batch in range(10):
             for i in range(10):
-                pipeline.submit(lambda n: {"event.kind": "request", "event.id": f"{n:04d}"}, batch * 10 + i)
+                pipeline.submit(lambda n: [{"event.kind": "request", "event.id": f"{n:04d}"}], batch * 10 + i)
             assert pipeline.drain() == 10  # the event log is written whatever the exporter does
         t0 = time.monotonic()
         pipeline.close()

@@ -40,6 +40,8 @@ class Instrumentation:
     _lowlevel: Any = field(default=None, repr=False)
     _middleware: Any = field(default=None, repr=False)
     _limiter: Any = field(default=None, repr=False)
+    #: the pipeline this server's events go through (None when not active)
+    pipeline: Any = field(default=None, repr=False)
 
     def flush(self) -> None:
         flush()
@@ -112,7 +114,7 @@ def instrument(server: Any, **options: Any) -> Instrumentation:
         if isinstance(existing, Instrumentation) and existing.active:
             logger.info("mcplens: %r is already instrumented; the second instrument() is a no-op", name)
             return existing
-        from mcplens.capture.sdk import CaptureMiddleware, EventBuilder, hook_http
+        from mcplens.capture.sdk import EventBuilder, capture_middleware, hook_http
         from mcplens.pipeline import get_pipeline
 
         pipeline = get_pipeline(settings)
@@ -122,13 +124,17 @@ def instrument(server: Any, **options: Any) -> Instrumentation:
         build = EventBuilder(pipeline, server_name, server_version, capture)
         build.learn_resources(server)
         hook_http(server, pipeline, build)  # 401/403 from the HTTP auth layer never reach the middleware
+        hooks = []
         if settings.exporters:  # opt-in exporters (log, otel, prometheus, sentry); none by default
-            from mcplens import sinks
+            from mcplens import exporters
 
-            exporters = sinks.setup(pipeline, settings, service_name=server_name, service_version=server_version)
-            middleware = sinks.capture_middleware(pipeline, build, low, capture, exporters)
-        else:
-            middleware = CaptureMiddleware(pipeline, build)
+            started = exporters.start(pipeline, settings, service_name=server_name, service_version=server_version)
+            for exporter in started.values():
+                exporter.instrumenting(low, capture)
+                hook = exporter.request_hook()
+                if hook is not None:
+                    hooks.append(hook)
+        middleware = capture_middleware(pipeline, build, hooks)
         low.middleware.insert(0, middleware)
         limiter = None
         if settings.rate_limit:  # right after the capture, so refused calls are recorded as rate_limited
@@ -136,7 +142,8 @@ def instrument(server: Any, **options: Any) -> Instrumentation:
 
             limiter = RateLimitMiddleware(RateLimiter(settings.rate_limit))
             low.middleware.insert(1, limiter)
-        handle = Instrumentation(server, active=True, _lowlevel=low, _middleware=middleware, _limiter=limiter)
+        handle = Instrumentation(server, active=True, _lowlevel=low, _middleware=middleware, _limiter=limiter,
+                                 pipeline=pipeline)
         setattr(low, _ATTR, handle)
         return handle
 

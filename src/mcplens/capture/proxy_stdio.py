@@ -69,7 +69,7 @@ class StdioCapture:
         self.conv = Conversation(session_raw=f"pipe:{pipeline.instance_id}")
         self._offset = time.time() - perf_counter()
 
-    def __call__(self, raw: Raw) -> dict[str, Any] | None:
+    def __call__(self, raw: Raw) -> list[dict[str, Any]]:
         direction, line, t, kind, size = raw
         start = t + self._offset
         rec = self.recorder
