@@ -152,7 +152,7 @@ class Settings:
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise TypeError(f"unknown mcplens option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        clean = {
+        clean: dict[str, Any] = {
             k: (Path(v).expanduser() if k in ("home", "config", "log_file") else v)
             for k, v in overrides.items()
             if v is not None

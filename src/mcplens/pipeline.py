@@ -17,8 +17,9 @@ most about one flush interval:
 
 Per raw capture, on the writer thread, the chain is: the capture's **builder** returns the
 events of that capture (zero, one or several: a proxy line can complete several calls); each
-event goes through the **processors** (enrichment an exporter adds, e.g. OTel trace ids), then
-the **privacy stage**; the batch then goes to the event log and, read-only, to the exporters.
+event goes through the **privacy stage**, then the **processors** (enrichment an exporter adds
+to the sanitized event, e.g. OTel trace ids); the batch then goes to the event log and,
+read-only, to the exporters.
 Every capture path enqueues with :meth:`Pipeline.submit`, once per raw capture.
 
 A raising exporter or an unwritable directory is counted, never raised.
@@ -59,7 +60,8 @@ HEALTH_EXPORTER_DROPPED = "mcplens.health.exporter_dropped"
 class Exporter(Protocol):
     """What the pipeline needs of an exporter (``mcplens.exporters.base.Exporter`` implements it)."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def export(self, events: Sequence[Mapping[str, Any]]) -> None: ...
 
@@ -70,7 +72,7 @@ class Exporter(Protocol):
 
 #: Turns one raw capture into the events it makes (zero, one or several), on the writer thread.
 Builder = Callable[[Any], Sequence[dict[str, Any]]]
-#: An enrichment step before the privacy stage: returns the event (changed) or None to drop it.
+#: An enrichment step after the privacy stage, before any sink: returns the event (changed) or None.
 Processor = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
 
@@ -220,7 +222,7 @@ class Pipeline:
         self._eventlog = EventLogSink(
             settings.home, self.instance_id, max_bytes=settings.segment_max_bytes, max_age=settings.segment_max_age
         )
-        #: enrichment before the privacy stage (an exporter's, e.g. OTel trace ids), in order added
+        #: enrichment of sanitized events before any sink (an exporter's, e.g. OTel trace ids)
         self.processors: list[Processor] = []
         self.exporters: list[Exporter] = []
         self._workers: list[ExporterWorker] = []
@@ -269,7 +271,7 @@ class Pipeline:
         self._workers.append(ExporterWorker(exporter, self.settings.exporter_queue_size, self.fault))
 
     def add_processor(self, processor: Processor) -> None:
-        """Run ``processor`` over every event before the privacy stage, after those added before."""
+        """Run ``processor`` over every sanitized event before any sink, after those added before."""
         self.processors.append(processor)
 
     def set_base(self, **fields: Any) -> None:
@@ -337,17 +339,15 @@ class Pipeline:
                     continue
                 for e in built:
                     measured += (e.get(ev.REQUEST_SIZE) or 0) + (e.get(ev.RESPONSE_SIZE) or 0)
-                    if processors:
-                        e = self._process(e)
-                        if e is None:
-                            continue
                     try:
-                        e = privacy(e)
+                        kept = privacy(e)
                     except Exception as exc:  # noqa: BLE001 - an event the stage could not clean is not kept
                         self.fault("the privacy stage", exc)
                         continue
-                    if e is not None:
-                        batch.append(e)
+                    if kept is not None and processors:
+                        kept = self._process(kept)
+                    if kept is not None:
+                        batch.append(kept)
             if seen:
                 self._learn(measured / seen + CAPTURE_OVERHEAD)
             if shed:

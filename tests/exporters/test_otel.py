@@ -219,7 +219,7 @@ def test_events_without_a_live_span_get_one_after_the_fact(otel: Memory) -> None
          "mcp.method.name": "tools/call", "gen_ai.tool.name": "search", "mcplens.status": "exception",
          "error.type": "0", "mcplens.error.message": "backend [EMAIL] unreachable", "network.transport": "pipe",
          "trace_id": "0af7651916cd43dd8448eb211c80319c", "parent_span_id": "b7ad6b7169203331"}
-    enriched = exporter.processor()(dict(e))  # the processor, before the privacy stage
+    enriched = exporter.processor()(dict(e))  # the processor, before any sink
     exporter.export([enriched])  # after it: ends the span with the event's attributes
     (span,) = [s for s in server_spans(otel) if s.name == "tools/call search"]
     assert span.context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C and span.parent.span_id == 0xB7AD6B7169203331

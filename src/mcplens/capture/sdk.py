@@ -51,7 +51,7 @@ def _dump(value: Any) -> Any:
     return value
 
 
-class _ClaimWatch(dict):  # type: ignore[type-arg]
+class _ClaimWatch(dict[Any, Any]):
     """Stands in for the SDK's registry of claimed stdio descriptors and notes when fd 0 is served.
 
     The SDK's ``stdio_server()`` registers fd 0 here for as long as it serves; the writer thread
@@ -103,8 +103,8 @@ class RequestHook:
     ``enter(ctx)`` runs before the handler and returns a token; ``exit(token)`` runs after it,
     still on the request path, and returns what travels with the raw capture to the writer
     thread; ``attach(event, carried)`` runs there once the capture is built (``event`` is its
-    event, or None when it made none or was dropped at the queue), before the processors and
-    the privacy stage. A hook that raises costs its own work only: the call goes on untouched.
+    event, or None when it made none or was dropped at the queue), before the privacy stage
+    and the processors. A hook that raises costs its own work only: the call goes on untouched.
     """
 
     def enter(self, ctx: Any) -> Any:
@@ -133,6 +133,7 @@ class CaptureMiddleware:
 
     async def __call__(self, ctx: Any, call_next: CallNext) -> Any:
         t0 = perf_counter()
+        error: BaseException | None
         try:
             result = await call_next(ctx)
         except BaseException as exc:
@@ -168,6 +169,7 @@ class HookedCaptureMiddleware(CaptureMiddleware):
             token = hook.enter(ctx)
         except Exception:  # noqa: BLE001 - fail open: no span, the call goes on
             token = None
+        error: BaseException | None
         try:
             result = await call_next(ctx)
         except BaseException as exc:

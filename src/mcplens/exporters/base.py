@@ -9,7 +9,7 @@ privacy stage, so the event log and every exporter see the same event.
 
 Everything an exporter hooks into lives in its own class:
 
-- :meth:`Exporter.processor`: an enrichment step before the privacy stage;
+- :meth:`Exporter.processor`: an enrichment step on the sanitized event, before any sink;
 - :meth:`Exporter.request_hook`: a part of the in-process request path
   (:class:`mcplens.capture.sdk.RequestHook`), e.g. a live SERVER span;
 - :meth:`Exporter.instrumenting`: called once when ``instrument()`` hooks a server (the OTel
@@ -89,7 +89,7 @@ class Exporter:
 
     # -- optional hooks: none by default ----------------------------------------------------------
     def processor(self) -> Processor | None:
-        """An enrichment step run on every event before the privacy stage (writer thread)."""
+        """An enrichment step run on every sanitized event before any sink sees it (writer thread)."""
         return None
 
     def request_hook(self) -> RequestHook | None:

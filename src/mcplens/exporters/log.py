@@ -50,7 +50,7 @@ class JsonFormatter(logging.Formatter):
         return _json.compact(out)
 
 
-def message(e: dict[str, Any]) -> str:
+def message(e: Mapping[str, Any]) -> str:
     """A short human line: ``tools/call add ok 1.2 ms``."""
     parts = [str(e.get(ev.METHOD) or e.get(ev.EVENT_KIND) or "event")]
     target = e.get(ev.TARGET)
@@ -66,7 +66,7 @@ def message(e: dict[str, Any]) -> str:
 class _OwnerOnlyFileHandler(logging.handlers.WatchedFileHandler):
     """The log file holds events: created (and re-created after a rotation) owner-readable only."""
 
-    def _open(self):  # type: ignore[no-untyped-def]
+    def _open(self) -> Any:
         return open(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors,
                     opener=lambda p, f: os.open(p, f, 0o600))
 

@@ -6,8 +6,8 @@ parented on the ``traceparent`` in ``params._meta`` (so a client's trace continu
 it the current context while the handler runs, so HTTP clients and database drivers
 instrumented with OpenTelemetry appear as its children. Only attributes that are safe before
 the privacy stage are set on the hot path (a protocol method name). The exporter's processor
-puts the span's ids on the event before the privacy stage; the span is ended by the exporter,
-after the privacy stage, with the request's real end time and the *sanitized*
+puts the span's ids on the sanitized event before the event log writes it; the span is ended
+by the exporter, after the privacy stage, with the request's real end time and the *sanitized*
 event's attributes: session id and client address are pseudonyms, the error message is
 redacted, and arguments (``gen_ai.tool.call.arguments``) only with ``export_arguments=True``,
 then the redacted ones. Events without a live span (the proxy) get a span started after the
@@ -82,12 +82,12 @@ STATELESS_ERA = "2026-07-28"
 _BAGGAGE = W3CBaggagePropagator()
 
 
-def stateless_era(e: dict[str, Any]) -> bool:
+def stateless_era(e: Mapping[str, Any]) -> bool:
     version = e.get(ev.PROTOCOL_VERSION)
     return isinstance(version, str) and version >= STATELESS_ERA
 
 
-def protocol_session(e: dict[str, Any]) -> bool:
+def protocol_session(e: Mapping[str, Any]) -> bool:
     """Whether the event's session is one the protocol has (``mcp.session.id``), not one mcplens derived."""
     return not stateless_era(e) and e.get(ev.SESSION_SOURCE) not in ev.DERIVED_SESSION_SOURCES
 
@@ -230,10 +230,10 @@ def ensure_providers(service_name: str | None, service_version: str | None) -> t
 
             exporter = _counted(_metric_exporter())
             readers = [PeriodicExportingMetricReader(exporter)] if exporter is not None else []
-            provider = MeterProvider(resource=_resource(service_name, service_version), metric_readers=readers,
-                                     shutdown_on_exit=False)
-            otel_metrics.set_meter_provider(provider)
-            _owned.append(provider)
+            meters = MeterProvider(resource=_resource(service_name, service_version), metric_readers=readers,
+                                   shutdown_on_exit=False)
+            otel_metrics.set_meter_provider(meters)
+            _owned.append(meters)
             mp = otel_metrics.get_meter_provider()
         return tp, mp
 
@@ -317,7 +317,7 @@ class OTelSpans(RequestHook):
 class OTelExporter(Exporter):
     """Spans and MCP duration histograms from sanitized events.
 
-    Its :meth:`processor` (writer thread, before the privacy stage) puts the span's trace and span
+    Its :meth:`processor` (writer thread, after the privacy stage, before any sink) puts the span's trace and span
     ids on each request event, starting a span after the fact for events captured without a
     live one (the proxies); :meth:`export` only reads: it ends each span with the sanitized
     event's attributes and records the metrics.
@@ -380,7 +380,7 @@ class OTelExporter(Exporter):
             self._pending[event_id] = (span, end_ns, time.monotonic())
 
     def enrich(self, e: dict[str, Any]) -> dict[str, Any]:
-        """The processor: the span's trace and span ids on the event, before the privacy stage.
+        """The processor: the span's trace and span ids on the sanitized event, before any sink.
 
         An event captured without a live span (the proxies) gets one started now, after the fact,
         from its start time and trace context, under a name safe before redaction; export
@@ -452,7 +452,7 @@ class OTelExporter(Exporter):
         self._sweep()
 
     def _finish(self, span: Any, e: Mapping[str, Any], attrs: dict[str, Any], end_ns: int) -> None:
-        # the span was named before the privacy stage, from what was safe then
+        # a live span was named on the request path, before the privacy stage, from what was safe then
         span.update_name(span_name(str(e.get(ev.METHOD)), e.get(ev.TOOL_NAME) or e.get(ev.PROMPT_NAME)))
         span.set_attributes(attrs)
         if e.get(ev.STATUS) not in (None, ev.OK, ev.CANCELLED):

@@ -111,7 +111,7 @@ class Metrics:
             except Exception:  # noqa: BLE001 - a platform without /proc: no process metrics
                 pass
 
-    def observe(self, e: dict[str, Any]) -> None:
+    def observe(self, e: Mapping[str, Any]) -> None:
         """Count one sanitized request event."""
         if e.get(ev.EVENT_KIND) != "request":
             return
