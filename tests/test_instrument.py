@@ -152,7 +152,7 @@ def test_kill_switch_leaves_the_server_untouched(home: Path, monkeypatch: pytest
 
 
 def test_response_size_is_the_reply_as_sent_on_stdio(home: Path) -> None:
-    client = RawStdioClient("tests.servers.sdk_server", home)
+    client = RawStdioClient.module("tests.servers.sdk_server", home)
     client.handshake()
     client.request("tools/list")
     client.request("tools/call", {"name": "add", "arguments": {"a": 2, "b": 2}})

@@ -29,20 +29,8 @@ import pytest
 
 from mcplens.config import Settings, from_env
 from mcplens.pipeline import Pipeline
-from tests.conftest import REPO, read_events
+from tests.conftest import REPO, poll, read_events
 from tests.pipeline_driver import ITEMS, Pipelined
-
-
-def wait_for(check: Any, timeout: float, step: float = 0.02) -> Any:
-    """Poll ``check()`` until it returns something truthy or ``timeout`` passes (then fail)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {check.__doc__ or check}")
-        time.sleep(step)
 
 
 def requests_on_disk(home: Path) -> list[dict[str, Any]]:
@@ -175,7 +163,7 @@ def test_log_exporter_on_a_stderr_nobody_reads(home: Path, ending: str) -> None:
         t0 = time.monotonic()
         client.burst("echo", {"data": "x" * 100}, calls)
         assert time.monotonic() - t0 < 30
-        wait_for(lambda: len(requests_on_disk(home)) >= calls, 5.0)
+        assert poll(lambda: len(requests_on_disk(home)) >= calls, 5.0)
         t0 = time.monotonic()
         if ending == "eof":
             assert client.proc.stdin is not None
@@ -201,8 +189,8 @@ def test_unreachable_otlp_collector_neither_delays_exit_nor_goes_uncounted(home:
     try:
         client.handshake()
         client.burst("echo", {"data": "x"}, 50)
-        wait_for(lambda: last_health(home).get("mcplens.health.exporter_dropped", 0) > 0
-                 if read_events(home, health=True) else None, 10.0)
+        assert poll(lambda: last_health(home).get("mcplens.health.exporter_dropped", 0) > 0
+                    if read_events(home, health=True) else None, 10.0)
         client.burst("echo", {"data": "y"}, 50)  # spans still queued in the SDK at exit
         t0 = time.monotonic()
         assert finish(client, timeout=15) == 0
@@ -219,11 +207,11 @@ def test_deleted_data_directory_is_recreated_within_one_interval(home: Path) -> 
     try:
         client.handshake()
         client.burst("echo", {"data": "before"}, 50)
-        wait_for(lambda: len(requests_on_disk(home)) == 52, 5.0)  # initialize, initialized, 50 calls
+        assert poll(lambda: len(requests_on_disk(home)) == 52, 5.0)  # initialize, initialized, 50 calls
         shutil.rmtree(home / "events")
         client.call("echo", {"data": "after"})
         t0 = time.monotonic()
-        wait_for(lambda: requests_on_disk(home), 5.0)
+        assert poll(lambda: requests_on_disk(home), 5.0)
         resumed = time.monotonic() - t0
         client.burst("echo", {"data": "after"}, 49)
         assert finish(client) == 0

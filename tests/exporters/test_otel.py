@@ -302,11 +302,11 @@ def test_baggage_in_meta_is_current_in_the_handler(home: Path, with_trace: bool)
     meta: dict[str, Any] = {"baggage": "tenant=acme,plan=pro"}
     if with_trace:
         meta["traceparent"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    client = RawStdioClient("tests.exporters.server", home, MCPLENS_EXPORTERS="otel", OTEL_TRACES_EXPORTER="none",
-                            OTEL_METRICS_EXPORTER="none")
+    client = RawStdioClient.module("tests.exporters.server", home, MCPLENS_EXPORTERS="otel",
+                                   OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none")
     try:
         client.handshake()
-        reply = client.request("tools/call", {"name": "bag", "arguments": {}, "_meta": meta})
+        reply = client.ask("tools/call", {"name": "bag", "arguments": {}, "_meta": meta})
         client.close_stdin()
         assert client.wait() == 0
     finally:
