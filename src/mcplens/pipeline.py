@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from mcplens import event as ev
 from mcplens.config import Settings
-from mcplens.sinks.eventlog import EventLogSink, health_record
+from mcplens.store.local.writer import EventLogSink, health_record
 
 logger = logging.getLogger("mcplens")
 

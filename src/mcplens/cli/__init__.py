@@ -451,7 +451,7 @@ def report_bad_files(store: Store) -> None:
 
 
 def cmd_check(store: Store, args: argparse.Namespace) -> int:
-    from mcplens.store.check import check
+    from mcplens.store.local.check import check
 
     with progress("checking the data directory"):
         result = check(args.home_dir, fix=args.fix)
@@ -557,7 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def open_store(home: Path) -> Store:
-    from mcplens.store.local import LocalStore
+    from mcplens.store.local.reader import LocalStore
 
     return LocalStore(home)
 

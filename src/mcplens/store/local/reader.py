@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from mcplens import event as ev
-from mcplens.analysis.rollup import ROLLUP_DIR
-from mcplens.sinks.eventlog import CLOSED, LIVE, PARQUET, events_dir
+from mcplens.store.local.rollup import ROLLUP_DIR
+from mcplens.store.local.writer import CLOSED, LIVE, PARQUET, events_dir
 from mcplens.store.base import (
     FIELDS,
     NOT_ERRORS,
@@ -216,7 +216,7 @@ class Manifest:
     batch: str
     parquet: Path
     segments: dict[str, int]  # source segment name -> its size in bytes when compacted
-    rollups: dict[str, Any] | None = None  # analysis/rollup.py's settings and files, when rolled up
+    rollups: dict[str, Any] | None = None  # store/local/rollup.py's settings and files, when rolled up
 
     def rollup_files(self) -> list[Path]:
         return [self.parquet.parent / n for n in ((self.rollups or {}).get("files") or {}).values()]
@@ -476,7 +476,7 @@ class LocalStore(Store):
     def _tool_table_rolled(self, server: str | None, tool: str | None) -> list[dict[str, Any]] | None:
         """The whole store's table from the rollups, or None when a batch has none (or a read raced
         a compaction): the caller then scans, as for a time window."""
-        from mcplens.analysis import rollup
+        from mcplens.store.local import rollup
 
         clauses, params = ["true"], []
         if server is not None:
@@ -610,12 +610,12 @@ class LocalStore(Store):
         return batch, int(n)
 
     def _roll_up_all(self, manifests: list[Manifest]) -> _RolledUp:
-        """Give every committed batch its rollups, all over again if any lacks them (see analysis/rollup.py).
+        """Give every committed batch its rollups, all over again if any lacks them (see store/local/rollup.py).
 
         Deltas add up only if each was computed over the batches before it, so one missing (a batch
         from an older mcplens, or another rollup version) means redoing them all, oldest first.
         """
-        from mcplens.analysis import rollup
+        from mcplens.store.local import rollup
 
         rolled = _RolledUp()
         if all(rollup.complete(m.rollups) for m in manifests):
@@ -689,7 +689,7 @@ class _RolledUp:
         self.redone = 0
 
     def add(self, con: Any, batch: Path) -> dict[str, Any]:
-        from mcplens.analysis import rollup
+        from mcplens.store.local import rollup
 
         con.execute(events_view_sql("new_events", [batch], []))
         if self.parquet:
