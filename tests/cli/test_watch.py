@@ -102,8 +102,8 @@ def test_ctrl_c_exits_quietly_with_130(tmp_path: Path, webhook: str) -> None:  #
 
 
 def test_watch_output_and_log_lines_are_terminal_safe(tmp_path: Path) -> None:
-    from tests.store.factory import request, write
     from tests.cli.test_cli import HOSTILE, _assert_terminal_safe
+    from tests.store.factory import request, write
 
     home = tmp_path / "h"
     now = time.time()

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from mcplens import event as ev
-from mcplens.store.local import rollup
-from mcplens.classify import DATA_ACCESS, HIGH, MEDIUM, ToolClasses
 from mcplens.analysis.findings import CRITICAL, INFO, RANK, WARNING, Finding, sort_findings
+from mcplens.classify import DATA_ACCESS, HIGH, MEDIUM, ToolClasses
+from mcplens.store.local import rollup
 
 Run = Callable[..., list[dict[str, Any]]]
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from mcplens import event as ev
-from mcplens.store.local.writer import EventLogSink
-from mcplens.store.local import reader as local
 from mcplens.store.base import FIELDS, SORTS, TimeWindow, parse_time
+from mcplens.store.local import reader as local
 from mcplens.store.local.reader import LocalStore, Snapshot, segment_pid
+from mcplens.store.local.writer import EventLogSink
 from tests.store.factory import health, qcont, request, write
 
 NOW = time.time()

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from mcplens import event as ev
-from mcplens.store.local import rollup
-from mcplens.classify import ToolClasses
 from mcplens.analysis.engine import Analysis, Options, insights
+from mcplens.classify import ToolClasses
+from mcplens.store.local import rollup
 from mcplens.store.local.reader import MANIFEST_SUFFIX, LocalStore
 from tests.analysis import workload
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcplens.store.local.writer import CLOSED, LIVE, PARQUET, events_dir
 from mcplens.store.local.reader import MANIFEST_SUFFIX, LocalStore, _duckdb, _path_lit, pid_alive, segment_pid
+from mcplens.store.local.writer import CLOSED, LIVE, PARQUET, events_dir
 
 QUARANTINE = "quarantine"
 

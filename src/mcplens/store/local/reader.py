@@ -39,8 +39,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from mcplens import event as ev
-from mcplens.store.local.rollup import ROLLUP_DIR
-from mcplens.store.local.writer import CLOSED, LIVE, PARQUET, events_dir
 from mcplens.store.base import (
     FIELDS,
     NOT_ERRORS,
@@ -50,6 +48,8 @@ from mcplens.store.base import (
     shape_event,
     sort_tool_rows,
 )
+from mcplens.store.local.rollup import ROLLUP_DIR
+from mcplens.store.local.writer import CLOSED, LIVE, PARQUET, events_dir
 
 MANIFEST_SUFFIX: Final = ".manifest.json"
 RETRY_SECONDS: Final = 120.0  # how long a reader keeps re-listing a store that changes under it
