@@ -119,6 +119,8 @@ def events() -> list[tuple[str, list[dict[str, Any]]]]:
         for e in evs:
             n += 1
             e[ev.EVENT_ID] = f"{n:032x}"
+            if ev.REQUEST_ID in e:  # the factory numbers requests per process: fixed here
+                e[ev.REQUEST_ID] = str(n)
             e[ev.PID] = 4000 + sum(map(ord, inst)) % 1000
             if e.get(ev.EVENT_KIND) == ev.HEALTH_KIND:
                 i = int(e[ev.TIME]) % 97
