@@ -26,6 +26,7 @@ from typing import Any
 
 from mcplens import safetext
 from mcplens.config import default_home
+from mcplens.store import open_store
 from mcplens.store.base import SORTS, Store, TimeWindow
 
 #: seconds of look-back for ``tail``: an event is stamped with its *start* time but written when
@@ -554,12 +555,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="move unreadable files into events/quarantine/ (never deletes anything)")
     p.set_defaults(func=cmd_check)
     return parser
-
-
-def open_store(home: Path) -> Store:
-    from mcplens.store.local.reader import LocalStore
-
-    return LocalStore(home)
 
 
 def _data_error(e: BaseException) -> bool:

@@ -16,6 +16,7 @@ import pytest
 
 from mcplens import event as ev
 from mcplens.store.base import FIELDS, SORTS, TimeWindow, parse_time
+from mcplens.store.local import compact
 from mcplens.store.local import reader as local
 from mcplens.store.local.reader import LocalStore, Snapshot, segment_pid
 from mcplens.store.local.writer import EventLogSink
@@ -263,7 +264,7 @@ def test_reads_during_compaction_never_lose_or_duplicate(home: Path, monkeypatch
         write(home, [request(NOW - j, instance=f"i{i}") for j in range(50)], instance=f"i{i}")
         total += 50
     seg_size = next((home / "events" / "closed").iterdir()).stat().st_size
-    monkeypatch.setattr(local, "BATCH_MAX_BYTES", seg_size * 10)  # several commits, readers straddle them
+    monkeypatch.setattr(compact, "BATCH_MAX_BYTES", seg_size * 10)  # several commits, readers straddle them
     store = LocalStore(home)
     seen: list[int] = []
     stop = threading.Event()

@@ -174,7 +174,7 @@ def _quarantine(root: Path, quarantine: Path, pr: Problem) -> None:
     os.replace(pr.path, dest)
     pr.moved_to = dest
     if pr.manifest is not None and pr.manifest.exists():
-        from mcplens.store.local.reader import _write_manifest
+        from mcplens.store.local.compact import _write_manifest
 
         data = json.loads(pr.manifest.read_text("utf-8"))
         data["rollups"] = None  # the batch's events are intact; its rollups are redone by compact
