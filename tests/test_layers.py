@@ -124,9 +124,25 @@ def find_cycle(g: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+#: lazy imports (inside a function) that close a cycle, each allowed on purpose until it is broken;
+#: :func:`test_every_allowance_is_still_needed` fails once one is gone, so the list only shrinks
+ALLOWED_LAZY_EDGES = {
+    # LocalStore.compact() runs compact.compact(store), which reads through the reader (2026-11-28:
+    # reshape-read is told; break it by moving what compact needs from reader into a module of its own)
+    ("mcplens.store.local.reader", "mcplens.store.local.compact"),
+}
+
+
 def test_no_import_cycle() -> None:
-    cycle = find_cycle(graph())
+    g = {name: deps - {d for n, d in ALLOWED_LAZY_EDGES if n == name} for name, deps in graph().items()}
+    cycle = find_cycle(g)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_every_allowance_is_still_needed() -> None:
+    g = graph()
+    gone = [edge for edge in ALLOWED_LAZY_EDGES if edge[0] in g and edge[1] not in g[edge[0]]]
+    assert not gone, f"no longer imported: remove from ALLOWED_LAZY_EDGES: {gone}"
 
 
 def violations(subjects: tuple[str, ...], forbidden: tuple[str, ...]) -> list[str]:
@@ -141,17 +157,7 @@ def violations(subjects: tuple[str, ...], forbidden: tuple[str, ...]) -> list[st
     return out
 
 
-#: the local store before reshape-read's move (store/local.py reads analysis/rollup.py): the
-#: store rule holds once store/local/ is a package
-_OLD_STORE = (SRC / ROOT / "store" / "local.py").is_file()
-
-
-@pytest.mark.parametrize(("subjects", "forbidden", "why"), [
-    pytest.param(*rule, marks=pytest.mark.xfail(_OLD_STORE, reason="store/local.py moves in reshape-read",
-                                                  strict=True))
-    if rule[0] == ("store",) else rule
-    for rule in RULES
-], ids=[",".join(r[0]) or "mcplens" for r in RULES])
+@pytest.mark.parametrize(("subjects", "forbidden", "why"), RULES, ids=[",".join(r[0]) or "mcplens" for r in RULES])
 def test_lower_layers_never_import_higher_ones(subjects: tuple[str, ...], forbidden: tuple[str, ...],
                                                why: str) -> None:
     found = violations(subjects, forbidden)

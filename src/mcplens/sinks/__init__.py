@@ -1,2 +1,0 @@
-"""The event log writer (``eventlog``), on its way to ``mcplens.store.local``; exporters live in
-``mcplens.exporters``."""
