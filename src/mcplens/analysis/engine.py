@@ -15,7 +15,6 @@ import math
 import time
 import tomllib
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,9 @@ from typing import Any
 from mcplens import event as ev
 from mcplens.analysis.findings import CRITICAL, INFO, RANK, WARNING, Finding, sort_findings
 from mcplens.classify import DATA_ACCESS, HIGH, MEDIUM, ToolClasses
-from mcplens.store.local import rollup
-
-Run = Callable[..., list[dict[str, Any]]]
+from mcplens.store import sql
+from mcplens.store.base import Store, TimeWindow
+from mcplens.store.source import BUCKET, EXFIL_WINDOW, AnalysisSource
 
 #: redaction kinds that are credentials (an agent handling secrets), not personal data
 SECRET_KINDS = frozenset(
@@ -55,7 +54,7 @@ SECRET_KINDS = frozenset(
         "REDACTED:SESSION",
     }
 )
-_ERROR = rollup.ERROR
+_ERROR = sql.ERROR
 _SAME = "server IS NOT DISTINCT FROM ?"  # the server a finding is about (NULL: an unnamed server)
 
 
@@ -87,7 +86,7 @@ class Thresholds:
     error_rate_warning: float = 0.05  # over the recent window
     error_rate_critical: float = 0.20
     error_rate_min_calls: int = 50
-    bucket: float = rollup.BUCKET  # s: buckets for error spikes
+    bucket: float = BUCKET  # s: buckets for error spikes
     spike_min_errors: int = 5  # a tool "spikes" in a bucket with this many errors ...
     spike_min_rate: float = 0.5  # ... at this error rate or more ...
     spike_over_baseline: float = 3.0  # ... and this many times its own error rate over the window
@@ -96,7 +95,7 @@ class Thresholds:
     auth_warning: int = 5  # auth failures / unauthorized attempts of one client within one auth_bucket
     auth_critical: int = 20
     auth_bucket: float = 600.0
-    exfil_window: float = rollup.EXFIL_WINDOW  # s from a sensitive read to an outbound call
+    exfil_window: float = EXFIL_WINDOW  # s from a sensitive read to an outbound call
     exfil_common_share: float = 0.2  # read->send in this share of sessions is the workflow: info only
     restart_burst: int = 5  # (HTTP/in-process) instance starts of one server within restart_window, each short-lived
     restart_window: float = 600.0
@@ -146,13 +145,11 @@ def _r(x: float | None, n: int = 1) -> float | None:
     return None if x is None else round(float(x), n)
 
 
-#: a window with more requests counts sessions per chain approximately (HyperLogLog, ~2%)
-EXACT_SESSIONS_UP_TO = 200_000
-_SESSION = rollup.SESSION
+_SESSION = sql.SESSION_KEY
 _REQ = f"""
 CREATE OR REPLACE TEMP VIEW req AS
 SELECT time, server_name AS server, method, target,
-       {rollup.label('method', 'target')} AS tool, status, error_category,
+       {sql.label('method', 'target')} AS tool, status, error_category,
        duration_s, response_size, response_tokens, request_size,
        {_SESSION} AS session, coalesce(client_id, client_name, 'unknown') AS client, client_name, redactions
 FROM events WHERE kind = 'request' AND proxy_direction IS NULL {{where}}"""
@@ -162,83 +159,34 @@ FROM events WHERE kind = 'request' AND proxy_direction IS NULL {{where}}"""
 _SERVED = "('tools/call', 'resources/read', 'prompts/get')"
 
 
-def _sql_value(v: Any) -> str:
-    """Views take no parameters: the window's bounds and server name go in as literals."""
-    if isinstance(v, str):
-        return "'" + v.replace("'", "''") + "'"
-    return repr(float(v))
-
-
 class Analysis:
     """One run of every detector over one window."""
 
-    def __init__(
-        self, run: Run, options: Options, since: float | None, until: float | None, server: str | None = None
-    ) -> None:
-        self.run = run
+    def __init__(self, source: AnalysisSource, options: Options) -> None:
+        self.run = run = source
         self.th = options.thresholds
         self.opts = options
-        bounds = [(c, v) for c, v in (("time >= ", since), ("time < ", until), ("server_name = ", server))
-                  if v is not None]
-        self.server = server
+        self.server = source.server
+        bounds = source.bounds()
         self.events_where = "".join(f" AND {c}?" for c, _ in bounds)
         self.events_params = [v for _, v in bounds]
-        literal = "".join(f" AND {c}{_sql_value(v)}" for c, v in bounds)
-        run(_REQ.format(where=literal))
+        run(_REQ.format(where=source.where_literal()))
         row = run("SELECT count(*) AS n, min(time) AS lo, max(time) AS hi, "
                   "list(DISTINCT server ORDER BY server) FILTER (WHERE server IS NOT NULL) AS servers FROM req")[0]
         self.n, self.lo = int(row["n"]), row["lo"]
+        until = source.until
         self.now = until if until is not None else (row["hi"] + 1e-6 if row["hi"] is not None else time.time())
         self.classes = self._classes()
         # a proxy learns the server's name from the handshake reply: what came before it has none
         self.servers = list(row["servers"] or ())
         self.findings: list[Finding] = []
         self.from_rollups = False
-        if self.n:
-            self._tables(literal, whole_store=since is None and until is None)
-
-    def _tables(self, where: str, *, whole_store: bool) -> None:
-        """The ``ru_*`` tables: the stored rollups plus a delta for what is not compacted yet, when
-        they answer this run exactly (see rollup.applies), else computed from the window's events."""
-        th = self.th
-        stored = getattr(self.run, "rollups", None) if whole_store else None
-        if stored:
-            files = [m["files"]["buckets"] for m in stored]
-            tools = self.run(
-                "SELECT DISTINCT tool FROM read_parquet(?) WHERE method = 'tools/call' UNION "
-                "SELECT DISTINCT target FROM segment_events WHERE kind = 'request' AND method = 'tools/call'",
-                [files],
-            )
-            self.reads, self.sends = rollup.split(self.classes, [r["tool"] for r in tools])
-            if all(
-                rollup.applies(m, reads=self.reads, sends=self.sends, exfil_window=th.exfil_window, bucket=th.bucket)
-                for m in stored
-            ):
-                self._stored_tables(stored)
-                return
-        tools = self.run("SELECT DISTINCT tool FROM req WHERE method = 'tools/call'")
-        self.reads, self.sends = rollup.split(self.classes, [r["tool"] for r in tools])
-        self.run(f"CREATE OR REPLACE TEMP VIEW win_events AS SELECT * FROM events WHERE true {where}")
-        rollup.compute(self.run, "win_events", None, reads=self.reads, sends=self.sends,
-                       exfil_window=th.exfil_window, bucket=th.bucket, prefix="rw_",
-                       exact_sessions=self.n <= EXACT_SESSIONS_UP_TO)
-        self.bucket_size = th.bucket
-        for t in rollup.TABLES:
-            self.run(f"CREATE OR REPLACE TEMP TABLE ru_{t} AS {rollup.MERGE[t].format(src='rw_' + t)}")
-
-    def _stored_tables(self, stored: list[dict[str, Any]]) -> None:
-        has_delta = getattr(self.run, "has_segments", False)
-        if has_delta:  # events not compacted yet: their delta over the compacted history
-            rollup.compute(self.run, "segment_events", "batch_events", reads=self.reads, sends=self.sends,
-                           exfil_window=self.th.exfil_window, bucket=rollup.BUCKET, prefix="rd_")
-        server = "" if self.server is None else f" WHERE server IS NOT DISTINCT FROM {_sql_value(self.server)}"
-        for t in rollup.TABLES:
-            files = ", ".join(_sql_value(m["files"][t]) for m in stored)
-            src = f"(SELECT * FROM read_parquet([{files}])" + (f" UNION ALL BY NAME SELECT * FROM rd_{t}" if has_delta
-                                                                 else "") + f"){server}"
-            self.run(f"CREATE OR REPLACE TEMP TABLE ru_{t} AS {rollup.MERGE[t].format(src=src)}")
-        self.bucket_size = rollup.BUCKET
-        self.from_rollups = True
+        if self.n:  # the rollup tables (ru_*): stored at compaction, or computed from the window's events
+            info = source.rollup_tables(self.classes.split, exfil_window=self.th.exfil_window, bucket=self.th.bucket,
+                                        requests=self.n)
+            self.reads, self.sends = info.reads, info.sends
+            self.bucket_size = info.bucket
+            self.from_rollups = info.stored
 
     # ---- helpers -------------------------------------------------------------------------------
 
@@ -251,11 +199,11 @@ class Analysis:
         return subject if len(self.servers) <= 1 else f"{server}/{subject}"
 
     def _classes(self) -> ToolClasses:
-        hints = rollup.tool_hints(self.run, "events", self.events_where, self.events_params)
+        hints = sql.tool_hints(self.run, "events", self.events_where, self.events_params)
         return replace(self.opts.classes, hints={**hints, **self.opts.classes.hints})
 
-    def examples(self, sql: str, params: list[Any]) -> list[str]:
-        return [r["session"] for r in self.run(sql + f" LIMIT {int(self.th.examples)}", params)]
+    def examples(self, query: str, params: list[Any]) -> list[str]:
+        return [r["session"] for r in self.run(query + f" LIMIT {int(self.th.examples)}", params)]
 
     # ---- usage -----------------------------------------------------------------------------
 
@@ -519,13 +467,13 @@ class Analysis:
     def performance(self) -> None:
         th = self.th
         # durations from the events; payload and token percentiles from the rollups' value counts
-        sizes = rollup.percentiles_sql(
-            f"(SELECT {rollup.label('method', 'target')} AS tool, * FROM ru_values WHERE method IN {_SERVED})",
+        sizes = sql.percentiles_sql(
+            f"(SELECT {sql.label('method', 'target')} AS tool, * FROM ru_values WHERE method IN {_SERVED})",
             "server, tool",
         )
         rows = self.run(f"""
             WITH d AS (
-                SELECT server, {rollup.label('method', 'target')} AS tool, calls, mean_ms, lat, total_s FROM (
+                SELECT server, {sql.label('method', 'target')} AS tool, calls, mean_ms, lat, total_s FROM (
                     SELECT server, method, target, count(*) AS calls, avg(duration_s) * 1000 AS mean_ms,
                            quantile_cont(duration_s, [0.5, 0.95, 0.99]) AS lat, sum(duration_s) AS total_s
                     FROM req WHERE method IN {_SERVED} GROUP BY 1, 2, 3)),
@@ -696,7 +644,7 @@ class Analysis:
 
     def _error_spikes(self) -> None:
         th = self.th
-        label = rollup.label("method", "tool")
+        label = sql.label("method", "tool")
         rows = self.run(
             f"""
             WITH x AS (SELECT server, {label} AS tool, floor(bucket * ? / ?) AS bucket, category, calls, errors
@@ -1142,17 +1090,22 @@ class Analysis:
 DETECTORS = ("usage", "performance", "health", "security")
 
 
-def analyze(
-    run: Run,
-    options: Options | None = None,
-    *,
-    since: float | None = None,
-    until: float | None = None,
-    server: str | None = None,
-) -> list[Finding]:
-    """Every detector over ``[since, until)``; findings most severe first."""
+def tool_p99(source: AnalysisSource, since: float) -> list[dict[str, Any]]:
+    """Calls and p99 latency (ms) per served tool from ``since``, within the source's window and server
+    (the ``p99_latency`` alert rule)."""
+    return source(
+        f"SELECT {sql.label('method', 'target')} AS tool, count(*) AS calls, "
+        "quantile_cont(duration_s, 0.99) * 1000 AS p99 FROM events "
+        f"WHERE kind = 'request' AND proxy_direction IS NULL {source.where_literal()} "
+        f"AND time >= ? AND method IN {_SERVED} GROUP BY 1",
+        [since],
+    )
+
+
+def analyze(source: AnalysisSource, options: Options | None = None) -> list[Finding]:
+    """Every detector over the source's window and server; findings most severe first."""
     opts = options or Options()
-    a = Analysis(run, opts, since, until, server)
+    a = Analysis(source, opts)
     if a.n == 0:
         return []
     th = opts.thresholds
@@ -1170,7 +1123,7 @@ def analyze(
 
 
 def insights(
-    store: Any,
+    store: Store,
     options: Options | None = None,
     *,
     since: float | None = None,
@@ -1178,11 +1131,13 @@ def insights(
     server: str | None = None,
     attempts: int = 5,
 ) -> list[Finding]:
-    """:func:`analyze` over a :class:`~mcplens.store.local.reader.LocalStore`, retried if a compaction races it."""
+    """:func:`analyze` over ``[since, until)`` of a :class:`~mcplens.store.base.Store`, retried if a
+    compaction races it."""
+    window = None if since is None and until is None else TimeWindow(since, until)
     for attempt in range(attempts):
         try:
-            with store.reader(since=since) as run:
-                return analyze(run, options, since=since, until=until, server=server)
+            with store.analysis_source(window, server) as source:
+                return analyze(source, options)
         except Exception as e:  # noqa: BLE001
             if attempt + 1 >= attempts or type(e).__module__.split(".")[0] not in ("duckdb", "_duckdb"):
                 raise
