@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from mcplens import event as ev
-from mcplens.analysis.engine import Analysis, Options, insights
+from mcplens.analysis.core import Analysis, Options, insights
 from mcplens.classify import ToolClasses
 from mcplens.store.base import TimeWindow
 from mcplens.store.local import rollup
