@@ -105,6 +105,18 @@ def emit_json(obj: Any) -> None:
     print(safetext.dumps(obj, indent=1))
 
 
+def listing(rows: list[dict[str, Any]], as_json: bool, empty: str) -> list[dict[str, Any]] | None:
+    """A listing command's rows: printed as JSON (then None), else escaped for the terminal; ``empty``
+    is said instead of an empty table (then None)."""
+    if as_json:
+        emit_json(rows)
+        return None
+    if not rows:
+        print(empty)
+        return None
+    return safetext.safe(rows)
+
+
 def count_arg(text: str) -> int:
     """``-n``: a count, zero or more (argparse reports a bad one with the subcommand's usage)."""
     try:

@@ -6,7 +6,7 @@ import argparse
 
 from mcplens import safetext, views
 from mcplens.cli.common import health_footer, window_of
-from mcplens.cli.output import emit_json, fmt_bytes, fmt_int, fmt_ms, fmt_time, label, progress, table
+from mcplens.cli.output import emit_json, fmt_bytes, fmt_int, fmt_ms, fmt_time, label, listing, progress, table
 from mcplens.store.base import Store
 
 
@@ -48,12 +48,8 @@ def cmd_report(store: Store, args: argparse.Namespace) -> int:
 def cmd_health(store: Store, args: argparse.Namespace) -> int:
     with progress("reading health records"):
         rows = views.health(store, window_of(args))
-    if args.json:
-        emit_json(rows)
-        return 0
-    rows = safetext.safe(rows)
-    if not rows:
-        print("no health records yet (each instrumented process writes one periodically)")
+    rows = listing(rows, args.json, "no health records yet (each instrumented process writes one periodically)")
+    if rows is None:
         return 0
     # EVENTS: audit events this process recorded (in the store); the pipeline's own "enqueued"
     # counts what it was handed, which for the proxy is every relayed message, replies included

@@ -9,7 +9,7 @@ from typing import Any
 
 from mcplens import safetext, views
 from mcplens.cli.common import report_bad_files, window_of
-from mcplens.cli.output import emit_json, fmt_bytes, fmt_int, fmt_ms, fmt_time, progress, table, trim
+from mcplens.cli.output import emit_json, fmt_bytes, fmt_int, fmt_ms, fmt_time, listing, progress, table, trim
 from mcplens.store.base import Store
 
 #: seconds of look-back for ``tail``: an event is stamped with its *start* time but written when
@@ -70,12 +70,8 @@ def cmd_sessions(store: Store, args: argparse.Namespace) -> int:
     window = window_of(args)
     with progress("reading sessions"):
         rows = views.sessions(store, window, server=args.server, limit=args.limit)
-    if args.json:
-        emit_json(rows)
-        return 0
-    rows = safetext.safe(rows)
-    if not rows:
-        print("no sessions recorded")
+    rows = listing(rows, args.json, "no sessions recorded")
+    if rows is None:
         return 0
     body = [
         [short(r["session_id"]), " ".join(x for x in (r["client_name"], r["client_version"]) if x) or "-",

@@ -381,6 +381,11 @@ class LocalStore(Store):
 
     # ---- querying --------------------------------------------------------------------------
 
+    def _snapshot_since(self, since: float | None) -> Snapshot:
+        """The snapshot, without the segments last written before ``since`` (they hold nothing newer)."""
+        snap = self.snapshot()
+        return snap if since is None else snap.written_since(since - MTIME_SLACK)
+
     def _view_sql(self, snap: Snapshot, name: str = "events") -> str:
         return events_view_sql(name, snap.parquet, snap.segments)
 
@@ -395,9 +400,7 @@ class LocalStore(Store):
         deadline = time.monotonic() + RETRY_SECONDS
         attempt = 0
         while True:
-            snap = self.snapshot()
-            if since is not None:
-                snap = snap.written_since(since - MTIME_SLACK)
+            snap = self._snapshot_since(since)
             con = duckdb.connect()
             try:
                 con.execute(self._view_sql(snap))
@@ -426,9 +429,7 @@ class LocalStore(Store):
         A damaged file fails it too, and is left out of the next reader.
         """
         duckdb = _duckdb()
-        snap = self.snapshot()
-        if since is not None:
-            snap = snap.written_since(since - MTIME_SLACK)
+        snap = self._snapshot_since(since)
         con = duckdb.connect()
         try:
             con.execute(self._view_sql(snap))
