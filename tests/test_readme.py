@@ -9,7 +9,7 @@ from pathlib import Path
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text("utf-8")
 #: dotted references into the package's modules (event field names such as mcplens.status are not)
-_REF = re.compile(r"\bmcplens\.(?:analysis|privacy|capture|sinks|store|safetext|alerts|cli)(?:\.[A-Za-z_]\w*)+")
+_REF = re.compile(r"\bmcplens\.(?:analysis|privacy|capture|exporters|store|safetext|alerts|cli)(?:\.[A-Za-z_]\w*)+")
 
 
 def _resolve(dotted: str) -> object:
