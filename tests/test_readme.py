@@ -38,7 +38,7 @@ def test_every_module_reference_in_the_readme_exists() -> None:
 
 
 def test_every_insights_setting_is_documented() -> None:
-    from mcplens.analysis.engine import Thresholds
+    from mcplens.analysis.core import Thresholds
 
     section = README[README.index("**`[insights]` settings.**"):]
     section = section[: section.index("`[insights.tools]`")]

@@ -934,3 +934,12 @@ def key_kind(key: str) -> str | None:
 
 def key_placeholder(kind: str) -> str:
     return f"[REDACTED:{kind}]"
+
+
+#: every kind a key-name rule can give (counted as ``REDACTED:<KIND>``), for readers of the counters
+KEY_KINDS: frozenset[str] = frozenset(
+    k for k in (*_WORD_KIND.values(), *_PAIR_KIND.values(), *_WHOLE_KIND.values(), *(k for _, k in _SUBSTRINGS),
+                *(k for _, k in _SUFFIXES), *_ROLE_ATTR.values(), "DEVICE_ID", "LOCATION", "NATIONAL_ID", "PERSON",
+                "USERNAME")
+    if k
+)
