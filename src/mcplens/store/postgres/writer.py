@@ -17,7 +17,7 @@ the local segment writer under ``<home>/spool/postgres/``. While anything is spo
 are spooled behind it, and each write tries to **replay** the spool oldest first (a bounded time
 per call, so the writer thread keeps its pace); a segment is deleted only after its COPY committed.
 Spool left by a process that died (any segment whose pid is gone, or closed) is replayed by the next
-writer sharing the home. Reconnects back off (0.5 s doubling to 10 s) so a dead server costs one
+writer sharing the home. Reconnects back off (0.5 s doubling to 5 s) so a dead server costs one
 failed connect per backoff period, not one per batch. Nothing here raises to the pipeline except a
 spool write that failed too (the pipeline counts it as a write failure, as for the local store).
 """
@@ -48,7 +48,7 @@ _INSERT: Final = (f"INSERT INTO {SCHEMA}.events SELECT r.* FROM pg_temp.{STAGE} 
 STATEMENT_TIMEOUT: Final = 5.0
 CONNECT_TIMEOUT: Final = 3
 BACKOFF_MIN: Final = 0.5
-BACKOFF_MAX: Final = 10.0
+BACKOFF_MAX: Final = 5.0
 #: seconds one write may spend replaying the spool (the rest waits for the next write)
 REPLAY_BUDGET: Final = 1.0
 #: lines per COPY when replaying a spool segment
