@@ -17,7 +17,7 @@ from mcplens import event as ev
 from mcplens import histogram
 from mcplens.cli import main
 from mcplens.store.base import TimeWindow
-from mcplens.store.local import LocalStore
+from mcplens.store.local.reader import LocalStore
 from mcplens.store.postgres.store import PostgresStore
 from mcplens.store.postgres.writer import PostgresWriter
 from tests.analysis import workload

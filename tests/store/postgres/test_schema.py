@@ -84,8 +84,10 @@ def test_writer_role_cannot_select_and_reader_cannot_insert(pg: Database, tmp_pa
                 conn.execute(sql)
 
 
-def test_no_password_in_messages_logs_or_disclose(pg: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                  caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_password_in_messages_logs_or_disclose(
+    pg: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     wrong = pg.reader.replace(READER_PW, "Wr0ng-Passw0rd-xyz")
     capsys.readouterr()
     assert main(["report", "--store", wrong]) == 1

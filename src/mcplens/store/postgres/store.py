@@ -326,7 +326,7 @@ class PostgresStore(Store):
     def reader(self, *, since: float | None = None) -> Iterator[Any]:
         """An in-memory DuckDB with the window's events as the view ``events`` (the local store's own
         JSON-lines view, so types and NULLs are exactly what the local store reads)."""
-        from mcplens.store.local import Reader, _duckdb, events_view_sql
+        from mcplens.store.local.reader import Reader, _duckdb, events_view_sql
 
         keyed = ", ".join(f'"{n}" AS "{k}"' for n, k, _ in columns())
         where = "true" if since is None else "time >= %s"

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from mcplens import event as ev
-from mcplens.sinks.eventlog import CLOSED, LIVE, EventLogSink, encode_batch, events_dir
+from mcplens.store.local.writer import CLOSED, LIVE, EventLogSink, encode_batch, events_dir
 from mcplens.store.postgres import clean_error, mask_url
 from mcplens.store.postgres.schema import DAY, SCHEMA
 
@@ -256,7 +256,7 @@ class PostgresWriter:
 
     def _spool_files(self) -> list[Path]:
         """Closed segments, and live ones whose writer is gone, oldest first (names start with the time)."""
-        from mcplens.store.local import pid_alive, segment_pid
+        from mcplens.store.local.reader import pid_alive, segment_pid
 
         out = []
         for sub in (CLOSED, LIVE):

@@ -26,6 +26,7 @@ from typing import Any
 
 from mcplens import safetext
 from mcplens.config import default_home
+from mcplens.store import open_store
 from mcplens.store.base import SORTS, Store, TimeWindow
 
 #: seconds of look-back for ``tail``: an event is stamped with its *start* time but written when
@@ -451,7 +452,7 @@ def report_bad_files(store: Store) -> None:
 
 
 def cmd_check(store: Store, args: argparse.Namespace) -> int:
-    from mcplens.store.check import check
+    from mcplens.store.local.check import check
 
     with progress("checking the data directory"):
         result = check(args.home_dir, fix=args.fix)
@@ -560,19 +561,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def open_store(home: Path, url: str | None = None) -> Store:
-    if url:  # a postgresql:// URL (config.Settings validates the scheme for the writers)
-        from mcplens.store.postgres import is_postgres
-        from mcplens.store.postgres.store import PostgresStore
-
-        if not is_postgres(url):
-            raise UsageError("--store / $MCPLENS_STORE must be a postgresql:// URL")
-        return PostgresStore(url)
-    from mcplens.store.local import LocalStore
-
-    return LocalStore(home)
-
-
 def _data_error(e: BaseException) -> bool:
     """A DuckDB or I/O failure is about the data and gets one line; anything else is a bug to show."""
     return isinstance(e, OSError | RuntimeError) or type(e).__module__.split(".")[0] in ("duckdb", "_duckdb",
@@ -629,8 +617,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 emit_json([])
             return 0
     try:
-        store = open_store(home, store_url)
-    except UsageError as e:
+        store = open_store(store_url or home)
+    except ValueError as e:
         print(f"mcplens {args.command}: error: {e}", file=sys.stderr)
         return 2
     try:
