@@ -324,30 +324,50 @@ class PostgresStore(Store):
 
     @contextlib.contextmanager
     def reader(self, *, since: float | None = None) -> Iterator[Any]:
-        """An in-memory DuckDB with the window's events as the view ``events`` (the local store's own
-        JSON-lines view, so types and NULLs are exactly what the local store reads)."""
-        from mcplens.store.local.reader import Reader, _duckdb, events_view_sql
+        """An in-memory DuckDB holding the window's events as the table ``events`` (friendly columns,
+        the local store's types), for the detectors' DuckDB SQL.
 
-        keyed = ", ".join(f'"{n}" AS "{k}"' for n, k, _ in columns())
+        One ``COPY ... TO STDOUT`` in CSV (PostgreSQL's cheapest output: floats print round-trip
+        exact, JSON and arrays as JSON text) into a temp file, read by DuckDB's parallel CSV reader and
+        materialised once, so the dozen detector queries do not parse it again."""
+        from mcplens.store.local.reader import Reader, _duckdb
+
+        cols = columns()
+        out_cols = ", ".join(f'"{n}"::text' if t == "jsonb" else f'array_to_json("{n}")::text' if t == "text[]"
+                             else f'"{n}"' for n, _, t in cols)
+        duck_types = {n: t for n, (_, t) in _fields().items()}
+        read_types = ", ".join(f"'{n}': '{'VARCHAR' if duck_types[n] in ('JSON', 'VARCHAR[]') else duck_types[n]}'"
+                               for n, _, _ in cols)
+        select = ", ".join(f'CAST("{n}" AS JSON) AS "{n}"' if duck_types[n] == "JSON"
+                           else f'CAST(from_json("{n}", \'["VARCHAR"]\') AS VARCHAR[]) AS "{n}"'
+                           if duck_types[n] == "VARCHAR[]" else f'"{n}"' for n, _, _ in cols)
         where = "true" if since is None else "time >= %s"
-        fd, name = tempfile.mkstemp(prefix="mcplens-pg-", suffix=".jsonl")
+        fd, name = tempfile.mkstemp(prefix="mcplens-pg-", suffix=".csv")
         path = Path(name)
         try:
             with os.fdopen(fd, "wb") as out:
                 cur = self.conn().cursor()
-                sql = (f"COPY (SELECT jsonb_strip_nulls(to_jsonb(e))::text FROM (SELECT {keyed} FROM {_T} "
-                       f"WHERE {where}) e) TO STDOUT (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')")
+                sql = f"COPY (SELECT {out_cols} FROM {_T} WHERE {where}) TO STDOUT (FORMAT csv)"
                 with cur.copy(sql, [since] if since is not None else None) as cp:
                     for block in cp:
                         out.write(block)
             con = _duckdb().connect()
             try:
-                con.execute(events_view_sql("events", [], [path]))
+                lit = "'" + str(path).replace("'", "''") + "'"
+                con.execute(f"CREATE TEMP TABLE events AS SELECT {select} FROM read_csv({lit}, header=false, "
+                            f"columns={{{read_types}}}, quote='\"', escape='\"', allow_quoted_nulls=false, "
+                            "auto_detect=false)")
                 yield Reader(con)
             finally:
                 con.close()
         finally:
             path.unlink(missing_ok=True)
+
+
+def _fields() -> dict[str, tuple[str, str]]:
+    from mcplens.store.base import FIELDS
+
+    return FIELDS
 
 
 def _hour(t: float) -> float:
