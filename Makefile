@@ -35,6 +35,7 @@ postgres:
 
 test: $(STAMP) node_modules prometheus postgres
 	$(BIN)/ruff check src tests bench examples
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

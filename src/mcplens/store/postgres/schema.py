@@ -26,7 +26,6 @@ from __future__ import annotations
 import time
 from typing import Any, Final
 
-from mcplens import event as ev
 from mcplens import histogram
 
 SCHEMA: Final = "mcplens"
@@ -67,7 +66,6 @@ def _raw_type() -> str:
     return f"CREATE TYPE {SCHEMA}.raw_event AS ({cols})"
 
 
-_ERR = "status NOT IN (" + ", ".join(f"'{s}'" for s in ev.NOT_FAILURES) + ")"
 _IS_CALL = "kind = 'request' AND proxy_direction IS NULL"
 _KEY = "hour, server, method, target"
 

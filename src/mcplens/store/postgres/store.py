@@ -32,14 +32,15 @@ from mcplens import event as ev
 from mcplens.store.base import NOT_ERRORS, CompactResult, Store, TimeWindow, shape_event, sort_tool_rows
 from mcplens.store.postgres import connect, mask_url
 from mcplens.store.postgres.schema import HOUR, MEASURES, SCHEMA, columns
+from mcplens.store.sql import ERROR, NOT_HEALTH
 
 #: windows estimated to hold at most this many calls get exact percentiles; bigger ones the histograms
 EXACT_UP_TO: Final = 200_000
 
 _T = f"{SCHEMA}.events"
-_ERR: Final = "status NOT IN (" + ", ".join(f"'{s}'" for s in NOT_ERRORS) + ")"
+_ERR: Final = ERROR  # the shared definitions (store/sql.py) are valid PostgreSQL too
 _CALL: Final = "kind = 'request' AND proxy_direction IS NULL"
-_NOT_HEALTH: Final = f"kind IS DISTINCT FROM '{ev.HEALTH_KIND}'"
+_NOT_HEALTH: Final = NOT_HEALTH
 _KEYS: Final = ("server", "method", "target")
 
 
@@ -321,6 +322,15 @@ class PostgresStore(Store):
         return CompactResult((), 0, 0, 0)
 
     # ---- the insights' DuckDB view ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def analysis_source(self, window: TimeWindow | None = None, server: str | None = None) -> Iterator[Any]:
+        """The detectors' source: the window's events in an in-memory DuckDB (bulletin decision), the
+        rollup tables computed from them by :class:`~mcplens.store.source.DuckDBSource`."""
+        from mcplens.store.source import DuckDBSource
+
+        with self.reader(since=None if window is None else window.since) as run:
+            yield DuckDBSource(run, window, server)
 
     @contextlib.contextmanager
     def reader(self, *, since: float | None = None) -> Iterator[Any]:
