@@ -106,6 +106,8 @@ def main() -> None:
     ap.add_argument("--grow", type=int, default=0, help="grow the table to this many rows for the reads")
     ap.add_argument("--writers", type=int, default=8)
     ap.add_argument("--record", action="store_true")
+    ap.add_argument("--breakdown", type=int, default=0,
+                    help="only: one writer, N events, with/without the rollup trigger and indexes (where time goes)")
     ap.add_argument("--writer", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--url"), ap.add_argument("--home"), ap.add_argument("--go")
     ap.add_argument("--n", type=int), ap.add_argument("--seed", type=int)
@@ -117,12 +119,15 @@ def main() -> None:
 
     from tests.store.postgres.cluster import Cluster
 
-    from mcplens.analysis.engine import insights
+    from mcplens.analysis.core import insights
     from mcplens.store.base import TimeWindow
     from mcplens.store.local.reader import LocalStore
     from mcplens.store.postgres import connect, schema
     from mcplens.store.postgres.store import PostgresStore
 
+    if args.breakdown:
+        breakdown(args)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="mcplens-bench-pg-"))
     cluster = Cluster(settings={"fsync": "on", "full_page_writes": "on",
                                             "shared_buffers": "512MB", "max_wal_size": "4GB"}).init().start()
@@ -232,6 +237,58 @@ def main() -> None:
                     "engineers' tests and benchmarks at the time: figures are noisy, ratios within one run matter. "
                     "PostgreSQL 15 on the same cores, fsync and synchronous_commit on.\n\n"
                     + "".join(f"- {x}\n" for x in lines))
+
+
+def breakdown(args: argparse.Namespace) -> None:
+    """One writer process, the same events each time into a fresh database, rounds interleaved."""
+    from tests.store.postgres.cluster import Cluster
+
+    from mcplens.store.local.writer import EventLogSink
+    from mcplens.store.postgres import connect, schema
+    from mcplens.store.postgres.writer import PostgresWriter
+
+    variants = {
+        "full (indexes + rollup trigger)": [],
+        "no rollup trigger": ["ALTER TABLE mcplens.events DISABLE TRIGGER roll_up"],
+        "no trigger, no session index": ["ALTER TABLE mcplens.events DISABLE TRIGGER roll_up",
+                                         "DROP INDEX mcplens.events_session"],
+    }
+    cluster = Cluster(settings={"fsync": "on", "full_page_writes": "on"}).init().start()
+    tmp = Path(tempfile.mkdtemp(prefix="mcplens-bench-pgb-"))
+    res: dict[str, list[float]] = {k: [] for k in [*variants, "local segment writer"]}
+    now = time.time()
+    events = make_events(args.breakdown, 1, now - 86400, 86400)
+    try:
+        k = 0
+        for _ in range(3):
+            for name, sqls in variants.items():
+                k += 1
+                url = cluster.create_db(f"b{k}")
+                conn = connect(url)
+                schema.upgrade(conn)
+                for q in sqls:
+                    conn.execute(q)
+                w = PostgresWriter(url, tmp / f"h{k}", "bd")
+                t = time.perf_counter()
+                for i in range(0, len(events), 1000):
+                    w.write_batch(events[i:i + 1000])
+                res[name].append(len(events) / (time.perf_counter() - t))
+                w.close()
+                conn.close()
+            sink = EventLogSink(tmp / f"l{k}", "bd", max_bytes=1 << 30, max_age=600)
+            t = time.perf_counter()
+            for i in range(0, len(events), 1000):
+                sink.write_batch(events[i:i + 1000])
+            res["local segment writer"].append(len(events) / (time.perf_counter() - t))
+            sink.close()
+    finally:
+        cluster.destroy()
+    lines = [f"one writer, {args.breakdown:,} events, best of 3 interleaved: " + "; ".join(
+        f"{name} {max(v):,.0f} events/s" for name, v in res.items())]
+    print(lines[0])
+    if args.record:
+        with open(Path(__file__).parent / "RESULTS.md", "a", encoding="utf-8") as f:
+            f.write(f"\n`bench/postgres.py --breakdown {args.breakdown}` (same day, same shared machine): {lines[0]}\n")
 
 
 def _local(store: Any, label: str, week: Any, day: float, insights: Any) -> Any:
