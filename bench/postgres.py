@@ -283,6 +283,9 @@ def breakdown(args: argparse.Namespace) -> None:
             sink.close()
     finally:
         cluster.destroy()
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
     lines = [f"one writer, {args.breakdown:,} events, best of 3 interleaved: " + "; ".join(
         f"{name} {max(v):,.0f} events/s" for name, v in res.items())]
     print(lines[0])

@@ -37,7 +37,7 @@ class Replica:
         self.raw: RawStdioClient | None = None
         env = {"MCPLENS_STORE": store}
         if transport == "stdio":
-            self.raw = RawStdioClient(MODULES[framework], home, **env)
+            self.raw = RawStdioClient.module(MODULES[framework], home, **env)
         else:
             port = free_port()
             self.proc = subprocess.Popen([sys.executable, "-m", MODULES[framework], "--http", str(port)], cwd=REPO,
@@ -51,7 +51,7 @@ class Replica:
             if self.raw is not None:
                 self.raw.handshake(client=self.name)
                 while not halt.is_set():
-                    reply = self.raw.request("tools/call", {"name": "add", "arguments": {"a": self.ok, "b": 1}})
+                    reply = self.raw.ask("tools/call", {"name": "add", "arguments": {"a": self.ok, "b": 1}})
                     assert reply["result"]["isError"] is False, reply
                     self.ok += 1
                     time.sleep(PACE)
@@ -68,6 +68,13 @@ class Replica:
                 assert not result.is_error, result
                 self.ok += 1
                 await anyio.sleep(PACE)
+
+    def kill(self) -> None:
+        if self.raw is not None:
+            self.raw.kill()
+        elif self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def close(self) -> None:
         if self.raw is not None:
@@ -109,8 +116,14 @@ def test_eight_replicas_and_a_20s_outage_every_call_exactly_once(pg: Database, t
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(len(REPLICAS)) as pool:  # start them side by side: start-up is most of the wait
-        replicas = list(pool.map(lambda nft: Replica(nft[0], *nft[1], tmp_path / f"replica{nft[0]}", pg.writer),
-                                 enumerate(REPLICAS)))
+        futures = [pool.submit(Replica, n, f, t, tmp_path / f"replica{n}", pg.writer)
+                   for n, (f, t) in enumerate(REPLICAS)]
+    started = [fut.result() for fut in futures if fut.exception() is None]
+    if len(started) < len(REPLICAS):  # one failed to start: stop the others before failing
+        for r in started:
+            r.kill()
+        raise next(fut.exception() for fut in futures if fut.exception() is not None)  # type: ignore[misc]
+    replicas = started
     homes = [r.home for r in replicas]
     halt = threading.Event()
     threads = [threading.Thread(target=r.drive, args=(halt,), daemon=True) for r in replicas]
@@ -136,8 +149,14 @@ def test_eight_replicas_and_a_20s_outage_every_call_exactly_once(pg: Database, t
         halt.set()
         for t in threads:
             t.join(timeout=60)
-        for r in replicas:
-            r.close()
+        closing: list[BaseException] = []
+        for r in replicas:  # every one, even after one fails to exit cleanly
+            try:
+                r.close()
+            except BaseException as exc:  # noqa: BLE001 - raised below, after the others are stopped
+                r.kill()
+                closing.append(exc)
+        assert not closing, closing
     errors = [e for r in replicas for e in r.errors]
     assert not errors, errors
     assert _spooled(homes) == 0
