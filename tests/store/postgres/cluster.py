@@ -91,6 +91,10 @@ class Cluster:
         self._write(self.data / "postgresql.conf", text + "".join(f"{k} = {v}\n" for k, v in conf.items()))
         return self
 
+    @property
+    def running(self) -> bool:
+        return self._started
+
     def _write(self, path: Path, text: str) -> None:
         path.write_text(text, encoding="utf-8")
         if self.user is not None:

@@ -147,6 +147,8 @@ def test_eight_replicas_and_a_20s_outage_every_call_exactly_once(pg: Database, t
         _poll("the spools to drain", lambda: _spooled(homes) == 0, 60)
     finally:
         halt.set()
+        if not pg.cluster.running:  # failed mid-outage: later tests share the cluster
+            pg.cluster.start()
         for t in threads:
             t.join(timeout=60)
         closing: list[BaseException] = []
