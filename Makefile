@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean venv prometheus
+.PHONY: demo test lint bench clean venv prometheus postgres
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -27,7 +27,13 @@ prometheus:
 	@command -v prometheus >/dev/null 2>&1 || (if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus; \
 	else echo "prometheus not installed and not root: the Prometheus exporter tests will skip"; fi)
 
-test: $(STAMP) node_modules prometheus
+# PostgreSQL server binaries for the fleet-store tests (a throwaway cluster per run); needs root, else they skip
+postgres:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	(if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; \
+	else echo "PostgreSQL not installed and not root: the PostgreSQL store tests will skip"; fi)
+
+test: $(STAMP) node_modules prometheus postgres
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
