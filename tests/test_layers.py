@@ -52,12 +52,27 @@ def is_package(name: str, known: dict[str, Path]) -> bool:
     return name in known and known[name].name == "__init__.py"
 
 
-def imported(name: str, path: Path, known: dict[str, Path]) -> set[str]:
-    """The mcplens modules ``name`` imports, anywhere in the file, with the packages each runs."""
+def typing_only_nodes(tree: ast.AST) -> set[int]:
+    """The nodes inside ``if TYPE_CHECKING:`` blocks: imports for annotations, never run."""
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.body:
+                out.update(id(n) for n in ast.walk(child))
+    return out
+
+
+def imported(name: str, path: Path, known: dict[str, Path], *, with_typing: bool = True) -> set[str]:
+    """The mcplens modules ``name`` imports, anywhere in the file, with the packages each runs;
+    ``with_typing=False`` leaves out imports under ``if TYPE_CHECKING:`` (they never run, so they
+    close no cycle; they still count for the layer rules)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     package = name if is_package(name, known) else name.rpartition(".")[0]
     found: set[str] = set()
+    typing_only = typing_only_nodes(tree) if not with_typing else set()
     for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         targets: Iterable[str] = ()
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
@@ -86,9 +101,9 @@ def imported(name: str, path: Path, known: dict[str, Path]) -> set[str]:
 
 
 @functools.cache
-def graph() -> dict[str, set[str]]:
+def graph(*, with_typing: bool = True) -> dict[str, set[str]]:
     known = modules()
-    return {name: imported(name, path, known) for name, path in known.items()}
+    return {name: imported(name, path, known, with_typing=with_typing) for name, path in known.items()}
 
 
 def layer(name: str) -> str:
@@ -134,7 +149,8 @@ ALLOWED_LAZY_EDGES = {
 
 
 def test_no_import_cycle() -> None:
-    g = {name: deps - {d for n, d in ALLOWED_LAZY_EDGES if n == name} for name, deps in graph().items()}
+    g = {name: deps - {d for n, d in ALLOWED_LAZY_EDGES if n == name}
+         for name, deps in graph(with_typing=False).items()}
     cycle = find_cycle(g)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
@@ -177,5 +193,9 @@ def test_the_reader_sees_every_import_form(tmp_path: Path) -> None:
     src = tmp_path / "a.py"
     src.write_text("from .b import c\ndef f():\n    import mcplens.d\n    from mcplens import d as e\n")
     assert imported("mcplens.a", src, known) == {"mcplens.b", "mcplens.b.c", "mcplens.d"}
+    typed = tmp_path / "t.py"
+    typed.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from mcplens import d\n")
+    assert imported("mcplens.t", typed, known) == {"mcplens.d"}
+    assert imported("mcplens.t", typed, known, with_typing=False) == set()
     assert find_cycle({"x": {"y"}, "y": {"z"}, "z": {"x"}}) == ["x", "y", "z", "x"]
     assert find_cycle({"x": {"y"}, "y": set()}) is None

@@ -7,15 +7,15 @@ JSON as they are, and no backend's row type leaks into the CLI.
 from __future__ import annotations
 
 import json
-import re
-import time
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from mcplens import event as ev
+from mcplens.store.window import TimeWindow, parse_time
+
+__all__ = ["TimeWindow", "parse_time"]  # re-exported: the interface names both
 
 if TYPE_CHECKING:
     from mcplens.store.source import AnalysisSource
@@ -58,42 +58,6 @@ FIELDS: Final[dict[str, tuple[str, str]]] = {friendly_name(k): (k, t) for k, t i
 NOT_ERRORS: Final = ev.NOT_FAILURES
 
 SORTS: Final = ("calls", "errors", "error_rate", "p50", "p95", "p99", "mean", "payload", "tokens")
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)\s*$", re.IGNORECASE)
-_UNIT = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_time(text: str, *, now: float | None = None) -> float:
-    """``15m`` / ``2h`` / ``3d`` ago, or an ISO timestamp (local time unless it names a zone)."""
-    m = _DURATION.match(text)
-    if m:
-        return (time.time() if now is None else now) - float(m.group(1)) * _UNIT[m.group(2).lower()]
-    try:
-        return datetime.fromisoformat(text.strip()).timestamp()
-    except ValueError:
-        raise ValueError(
-            f"cannot read time {text!r}: use an age like 30s, 15m, 2h, 3d, 1w or an ISO timestamp "
-            "like 2026-11-23T14:00 (add Z or +01:00 for a zone)"
-        ) from None
-
-
-@dataclass(frozen=True)
-class TimeWindow:
-    """Half-open ``[since, until)`` on event start time; either end may be open."""
-
-    since: float | None = None
-    until: float | None = None
-
-    @classmethod
-    def parse(cls, since: str | None, until: str | None, *, now: float | None = None) -> TimeWindow | None:
-        if since is None and until is None:
-            return None
-        lo = parse_time(since, now=now) if since is not None else None
-        hi = parse_time(until, now=now) if until is not None else None
-        if lo is not None and hi is not None and hi <= lo:
-            raise ValueError(f"--until ({until}) is not after --since ({since})")
-        return cls(lo, hi)
-
 
 @dataclass(frozen=True)
 class CompactResult:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 from mcplens.store.sql import label, lit
 
 if TYPE_CHECKING:
-    from mcplens.store.base import TimeWindow
+    from mcplens.store.window import TimeWindow
 
 #: the default bucket of the error-spike detector; rollups are kept at this size, so a run whose
 #: bucket is a multiple of it can use them
