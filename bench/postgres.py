@@ -119,7 +119,7 @@ def main() -> None:
 
     from tests.store.postgres.cluster import Cluster
 
-    from mcplens.analysis.core import insights
+    from mcplens.analysis.run import insights
     from mcplens.store.base import TimeWindow
     from mcplens.store.local.reader import LocalStore
     from mcplens.store.postgres import connect, schema

@@ -45,9 +45,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
-from mcplens.analysis.core import Options, Thresholds, analyze, load_options
+from mcplens.analysis.core import Options, Thresholds, load_options
 from mcplens.analysis.findings import AREAS, RANK, SEVERITIES, WARNING, Finding
 from mcplens.analysis.performance import tool_p99
+from mcplens.analysis.run import analyze
 from mcplens.store.base import Store, TimeWindow, parse_time
 from mcplens.store.source import AnalysisSource
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from mcplens import event as ev
-from mcplens.analysis.core import insights
 from mcplens.analysis.findings import Finding
+from mcplens.analysis.run import insights
 from mcplens.store.local.reader import LocalStore
 from tests.analysis import workload
 from tests.store import factory

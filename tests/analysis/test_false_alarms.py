@@ -27,8 +27,8 @@ import pytest
 from mcp import StdioServerParameters
 
 import mcplens
-from mcplens.analysis.core import insights
 from mcplens.analysis.findings import Finding
+from mcplens.analysis.run import insights
 from mcplens.store.local.reader import LocalStore
 from tests.analysis import workload
 from tests.capture.proxy_helpers import env_for, needs_node, npm_peer, proxy_cmd

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from mcplens import cli
-from mcplens.analysis.core import Options, Thresholds, insights
+from mcplens.analysis.core import Options, Thresholds
+from mcplens.analysis.run import insights
 from mcplens.store.local.reader import LocalStore
 from tests.analysis import workload
 

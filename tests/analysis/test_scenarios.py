@@ -23,8 +23,8 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 import mcplens
-from mcplens.analysis.core import insights
 from mcplens.analysis.findings import Finding
+from mcplens.analysis.run import insights
 from mcplens.store.local.reader import LocalStore
 from tests.analysis import scenario_server, workload
 

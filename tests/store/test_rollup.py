@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 
 from mcplens import event as ev
-from mcplens.analysis.core import Analysis, Options, insights
+from mcplens.analysis.core import Analysis, Options
+from mcplens.analysis.run import insights
 from mcplens.classify import ToolClasses
+from mcplens.store import rollup
 from mcplens.store.base import TimeWindow
-from mcplens.store.local import rollup
 from mcplens.store.local.reader import MANIFEST_SUFFIX, LocalStore
 from tests.analysis import workload
 

@@ -1,8 +1,8 @@
 """Insights over the store: usage patterns, performance outliers, server health, security signals.
 
 One module per area (usage, performance, health, security) holds its detectors; :mod:`.core` holds
-the thresholds, the shared state of one run and :func:`insights`. The analysis reads the store only
-through :meth:`mcplens.store.base.Store.analysis_source`.
+the thresholds and the shared state of one run, :mod:`.run` runs them all (:func:`insights`).
+The analysis reads the store only through :meth:`mcplens.store.base.Store.analysis_source`.
 
 ``mcplens insights`` prints them; :func:`insights` returns them as :class:`Finding` objects. Each
 detector is one rule over the stored events with its thresholds in :class:`Thresholds`
@@ -28,8 +28,12 @@ __all__ = [
 
 
 def __getattr__(name: str):  # noqa: ANN202 - lazy: the engine imports nothing heavy, but keep the package light
-    if name in ("Options", "Thresholds", "analyze", "insights", "load_options"):
+    if name in ("Options", "Thresholds", "load_options"):
         from mcplens.analysis import core
 
         return getattr(core, name)
+    if name in ("analyze", "insights"):
+        from mcplens.analysis import run
+
+        return getattr(run, name)
     raise AttributeError(name)

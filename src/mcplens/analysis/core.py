@@ -6,7 +6,7 @@ They read what the store hands them (:class:`~mcplens.store.source.AnalysisSourc
 over ``events`` and the rollup tables, never a file.
 
 Detectors that follow sessions or count buckets (chains, loops, read-then-send, error spikes,
-volume, restarts) read the rollup tables (``ru_*``, store/local/rollup.py): stored at compaction when the run
+volume, restarts) read the rollup tables (``ru_*``, store/rollup.py): stored at compaction when the run
 covers the whole store, else computed from the window's events. The others read ``req``, a
 view of the request events; the time filters of the recent-window rules prune Parquet row groups.
 "Now" is the window's end, else the newest event: insights over yesterday's data read as they
@@ -21,11 +21,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from mcplens.analysis.findings import Finding, sort_findings
+from mcplens.analysis.findings import Finding
 from mcplens.classify import ToolClasses
 from mcplens.store import sql
-from mcplens.store.base import Store, TimeWindow
-from mcplens.store.source import BUCKET, EXFIL_WINDOW, AnalysisSource
+from mcplens.store.rollup import BUCKET, EXFIL_WINDOW
+from mcplens.store.source import AnalysisSource
 
 _ERROR = sql.ERROR
 _SAME = "server IS NOT DISTINCT FROM ?"  # the server a finding is about (NULL: an unnamed server)
@@ -177,42 +177,3 @@ class Analysis:
 
     def examples(self, query: str, params: list[Any]) -> list[str]:
         return [r["session"] for r in self.run(query + f" LIMIT {int(self.th.examples)}", params)]
-
-
-DETECTORS = ("usage", "performance", "health", "security")
-
-
-def analyze(source: AnalysisSource, options: Options | None = None) -> list[Finding]:
-    """Every detector over the source's window and server; findings most severe first."""
-    opts = options or Options()
-    a = Analysis(source, opts)
-    if a.n == 0:
-        return []
-    from mcplens.analysis import health, performance, security, usage
-
-    for area in (usage, performance, health, security):
-        area.detect(a)
-    return sort_findings(a.findings)
-
-
-def insights(
-    store: Store,
-    options: Options | None = None,
-    *,
-    since: float | None = None,
-    until: float | None = None,
-    server: str | None = None,
-    attempts: int = 5,
-) -> list[Finding]:
-    """:func:`analyze` over ``[since, until)`` of a :class:`~mcplens.store.base.Store`, retried if a
-    compaction races it."""
-    window = None if since is None and until is None else TimeWindow(since, until)
-    for attempt in range(attempts):
-        try:
-            with store.analysis_source(window, server) as source:
-                return analyze(source, options)
-        except Exception as e:  # noqa: BLE001
-            if attempt + 1 >= attempts or type(e).__module__.split(".")[0] not in ("duckdb", "_duckdb"):
-                raise
-            time.sleep(0.05 * 2**attempt)
-    raise AssertionError("unreachable")

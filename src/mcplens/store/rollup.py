@@ -46,7 +46,6 @@ from typing import Any, Final
 
 from mcplens import event as ev
 from mcplens.classify import ToolClasses
-from mcplens.store.source import BUCKET
 from mcplens.store.sql import ERROR, SESSION_KEY, tool_hints
 
 #: beside the batches: ``parquet/rollups/<batch>.<tag>.<table>.parquet``, named in the batch's manifest;
@@ -56,6 +55,11 @@ EXAMPLES: Final = 20  # example sessions kept per read-then-send pair
 TABLES: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances", "values", "statuses")
 #: bump when a table's meaning changes: batches rolled up by another version are rolled up again
 VERSION: Final = 2  # 2: rate-limited/unauthorized are not errors (ev.NOT_FAILURES); instances know clean stops
+#: the default bucket of the error-spike detector; rollups are kept at this size, so a run whose
+#: bucket is a multiple of it can use them
+BUCKET: Final = 300.0
+#: the default read-then-send window; rollups keep only sends this soon after a read
+EXFIL_WINDOW: Final = 600.0
 
 Exec = Callable[..., Any]
 Rows = Callable[..., list[dict[str, Any]]]

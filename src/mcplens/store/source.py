@@ -2,7 +2,7 @@
 
 The detectors are DuckDB SQL over a view ``events`` (friendly columns, store/base.FIELDS) and the
 rollup tables ``ru_<table>`` (chains, sessions, loops, exfil, buckets, instances, values, statuses;
-see store/local/rollup.py). A store hands them an :class:`AnalysisSource` for a window
+see store/rollup.py). A store hands them an :class:`AnalysisSource` for a window
 (:meth:`mcplens.store.base.Store.analysis_source`): no detector knows a file, a URL or how the
 tables were made.
 
@@ -19,16 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from mcplens.store import rollup
 from mcplens.store.sql import label, lit
 
 if TYPE_CHECKING:
     from mcplens.store.window import TimeWindow
 
-#: the default bucket of the error-spike detector; rollups are kept at this size, so a run whose
-#: bucket is a multiple of it can use them
-BUCKET: Final = 300.0
-#: the default read-then-send window; rollups keep only sends this soon after a read
-EXFIL_WINDOW: Final = 600.0
 #: a window with more requests counts sessions per chain approximately (HyperLogLog, ~2%)
 EXACT_SESSIONS_UP_TO: Final = 200_000
 
@@ -94,7 +90,6 @@ class DuckDBSource(AnalysisSource):
 
     def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int) -> RollupInfo:
         """The slow path: the tables computed from the window's events, no history needed."""
-        from mcplens.store.local import rollup
 
         where = self.where_literal()
         tools = self(f"SELECT DISTINCT {label('method', 'target')} AS tool FROM events "

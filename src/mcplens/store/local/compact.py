@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from mcplens.store import rollup
 from mcplens.store.base import CompactResult
-from mcplens.store.local import rollup
 from mcplens.store.local.reader import (
     MANIFEST_SUFFIX,
     Manifest,
@@ -33,9 +33,8 @@ from mcplens.store.local.reader import (
     read_json_sql,
     segment_pid,
 )
-from mcplens.store.local.rollup import ROLLUP_DIR
 from mcplens.store.local.writer import CLOSED, LIVE, PARQUET
-from mcplens.store.source import EXFIL_WINDOW
+from mcplens.store.rollup import EXFIL_WINDOW, ROLLUP_DIR
 
 if TYPE_CHECKING:
     from mcplens.store.local.reader import LocalStore
@@ -128,7 +127,7 @@ def _write_batch(pq: Path, sources: list[Path], rolled: _RolledUp) -> tuple[str,
 
 
 def _roll_up_all(manifests: list[Manifest]) -> _RolledUp:
-    """Give every committed batch its rollups, all over again if any lacks them (see store/local/rollup.py).
+    """Give every committed batch its rollups, all over again if any lacks them (see store/rollup.py).
 
     Deltas add up only if each was computed over the batches before it, so one missing (a batch
     from an older mcplens, or another rollup version) means redoing them all, oldest first.

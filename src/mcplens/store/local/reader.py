@@ -209,7 +209,7 @@ class Manifest:
     batch: str
     parquet: Path
     segments: dict[str, int]  # source segment name -> its size in bytes when compacted
-    rollups: dict[str, Any] | None = None  # store/local/rollup.py's settings and files, when rolled up
+    rollups: dict[str, Any] | None = None  # store/rollup.py's settings and files, when rolled up
 
     def rollup_files(self) -> list[Path]:
         return [self.parquet.parent / n for n in ((self.rollups or {}).get("files") or {}).values()]
@@ -479,7 +479,7 @@ class LocalStore(Store):
     def _tool_table_rolled(self, server: str | None, tool: str | None) -> list[dict[str, Any]] | None:
         """The whole store's table from the rollups, or None when a batch has none (or a read raced
         a compaction): the caller then scans, as for a time window."""
-        from mcplens.store.local import rollup
+        from mcplens.store import rollup
 
         clauses, params = ["true"], []
         if server is not None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mcplens.store.local import rollup
-from mcplens.store.source import BUCKET, DuckDBSource, RollupInfo, Split
+from mcplens.store import rollup
+from mcplens.store.rollup import BUCKET
+from mcplens.store.source import DuckDBSource, RollupInfo, Split
 from mcplens.store.sql import lit
 
 if TYPE_CHECKING:

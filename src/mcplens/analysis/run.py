@@ -1,0 +1,54 @@
+"""One insights run: every area's detectors over a store's window.
+
+Apart from :mod:`.core` (thresholds, one run's state, shared helpers), which the area modules
+import, so the arrows run area -> core and run -> area, never back.
+"""
+
+from __future__ import annotations
+
+import time
+
+from mcplens.analysis import health, performance, security, usage
+from mcplens.analysis.core import Analysis, Options
+from mcplens.analysis.findings import Finding, sort_findings
+from mcplens.store.base import Store, TimeWindow
+from mcplens.store.source import AnalysisSource
+
+#: the areas, in the order their detectors run
+AREAS = (usage, performance, health, security)
+
+
+
+
+def analyze(source: AnalysisSource, options: Options | None = None) -> list[Finding]:
+    """Every detector over the source's window and server; findings most severe first."""
+    opts = options or Options()
+    a = Analysis(source, opts)
+    if a.n == 0:
+        return []
+    for area in AREAS:
+        area.detect(a)
+    return sort_findings(a.findings)
+
+
+def insights(
+    store: Store,
+    options: Options | None = None,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    server: str | None = None,
+    attempts: int = 5,
+) -> list[Finding]:
+    """:func:`analyze` over ``[since, until)`` of a :class:`~mcplens.store.base.Store`, retried if a
+    compaction races it."""
+    window = None if since is None and until is None else TimeWindow(since, until)
+    for attempt in range(attempts):
+        try:
+            with store.analysis_source(window, server) as source:
+                return analyze(source, options)
+        except Exception as e:  # noqa: BLE001
+            if attempt + 1 >= attempts or type(e).__module__.split(".")[0] not in ("duckdb", "_duckdb"):
+                raise
+            time.sleep(0.05 * 2**attempt)
+    raise AssertionError("unreachable")
