@@ -25,6 +25,7 @@ in flight answers 503 at once, with a log line, rather than a stall.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import itertools
@@ -452,8 +453,6 @@ class HttpProxy:
                 return bytes(body)
 
     async def _exchange(self, scope: dict[str, Any], receive: Any, send: Any, url: Any) -> None:
-        import anyio
-
         body = await self._read_body(scope, receive, send)
         if body is None:
             return
@@ -471,23 +470,31 @@ class HttpProxy:
             client = scope.get("client")
             self._submit("req", sid, t0, method, body, session.decode("latin-1") if session else None,
                          version.decode("latin-1") if version else None, client[0] if client else None)
+        # a client that leaves ends the relay (and closes the upstream stream): a plain asyncio task
+        # watches for it; an anyio task group per request cost more than the rest of the relay
+        relay = asyncio.current_task()
+        left = [False]
+
+        async def watch_disconnect() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    outcome[0] = outcome[0] or "client_disconnected"
+                    left[0] = True
+                    if relay is not None:
+                        relay.cancel()  # delivered at the relay's pending await, inside the try below
+                    return
+
+        watcher = asyncio.ensure_future(watch_disconnect())
         try:  # whatever happens from here on, the capture hears of the end: nothing stays behind
-            async with anyio.create_task_group() as tg:
-
-                async def watch_disconnect() -> None:
-                    while True:
-                        message = await receive()
-                        if message["type"] == "http.disconnect":
-                            outcome[0] = outcome[0] or "client_disconnected"
-                            tg.cancel_scope.cancel()
-                            return
-
-                tg.start_soon(watch_disconnect)
-                try:
-                    await self._relay(method, url, headers, body, sid, send, outcome)
-                finally:
-                    if outcome[0] != "client_disconnected":
-                        tg.cancel_scope.cancel()
+            try:
+                await self._relay(method, url, headers, body, sid, send, outcome)
+            except asyncio.CancelledError:
+                if not left[0] or relay is None:
+                    raise  # cancelled from outside (shutdown): not ours to swallow
+                relay.uncancel()
+            finally:
+                watcher.cancel()
         except Exception as exc:  # noqa: BLE001 - the proxy's own fault: recorded, never a traceback to the client
             outcome[0] = outcome[0] or type(exc).__name__
             log.debug("mcplens proxy: relay failed", exc_info=True)
