@@ -399,7 +399,7 @@ class HttpProxy:
                 # so a fixed pool starves the next session (the proxy's own cap answers 503 instead)
                 self._upstream = self.make_upstream()
                 log.info("mcplens proxy: listening on %s, fronting %s (recording %s; bodies up to %d bytes; "
-                         "at most %d requests in flight)", self.listen or "?", self.upstream,
+                         "at most %d requests in flight)", self.listen or "?", self._origin + self._path.decode(),
                          "on" if self.pipeline is not None else "off", self.max_body, self.max_in_flight)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
