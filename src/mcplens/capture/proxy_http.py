@@ -604,7 +604,7 @@ def serve(upstream: str, listen: str, settings: Settings, *, record: bool = True
     try:
         import uvicorn
     except ImportError:
-        print("mcplens proxy --upstream needs uvicorn and httpx2: pip install 'mcplens[proxy]'", file=sys.stderr)
+        print("mcplens proxy --upstream needs uvicorn: pip install 'mcplens[proxy]'", file=sys.stderr)
         return 1
     _log_to_stderr()
     _more_descriptors()
