@@ -71,6 +71,8 @@ MAX_PROBES: Final = 1024
 DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024
 #: requests in flight at once (each open GET stream is one); past it, 503 at once
 DEFAULT_MAX_IN_FLIGHT: Final = 4096
+#: every this many requests the relay tells the capture which are in flight (see HttpCapture._on_live)
+LIVE_EVERY: Final = 256
 #: seconds between two log lines about the same trouble (upstream down, at capacity)
 LOG_EVERY: Final = 10.0
 #: an origin-form path (RFC 3986 pchars and "/", percent escapes well formed) and query
@@ -111,6 +113,7 @@ class HttpCapture:
         self.recorder = Recorder(pipeline, self.pairer)
         self._sessions: dict[str, Conversation] = {}
         self._streams: dict[int, _Stream] = {}
+        self.released_shed = 0  # streams released because the pipeline shed their end (see _on_live)
         self._offset = time.time() - perf_counter()
         #: refused server/discover probes, by client, until that client's session starts: the
         #: probe is recorded in the session it led to, not as a session of its own
@@ -163,6 +166,16 @@ class HttpCapture:
             if t - held[0][0] < PROBE_WAIT:
                 return
             self._release_probes(key, None)
+
+    def _on_live(self, sid: int, t: float, live: frozenset[int]) -> None:
+        """The relay's requests in flight when request ``sid`` began. A stream it no longer lists
+        but that is still here lost its end to the pipeline's shedding (a starved writer drops what
+        it cannot take, and counts it): released now, with its pending requests, so a shed item
+        never leaves state behind for good."""
+        for old in [k for k in self._streams if k <= sid and k not in live]:
+            stream = self._streams.pop(old)
+            self.pairer.unanswered(stream.conv, old, t)
+            self.released_shed += 1
 
     def _on_flush(self, sid: int, t: float) -> None:
         """Shutdown: whatever is held is recorded as it is."""
@@ -338,6 +351,8 @@ class HttpProxy:
         self.pipeline = pipeline
         self.capture = HttpCapture(pipeline, settings) if pipeline is not None else None
         self._ids = itertools.count(1)
+        self._live: set[int] = set()  # requests in flight, told to the capture now and then (_on_live)
+        self._last_sid = 0
         self._upstream: Upstream | None = None
         self._said: dict[str, list[float]] = {}  # trouble -> [last logged, occurrences since]
         self.listen: str | None = None  # where serve() listens, for the start-up line
@@ -460,7 +475,7 @@ class HttpProxy:
         t0 = perf_counter()
         headers = self.forwardable(scope["headers"])
         headers.append((b"host", self._host))
-        sid = next(self._ids)
+        sid = self._last_sid = next(self._ids)
         outcome: list[str | None] = [None]
         if self.pipeline is not None:
             names = {k.lower(): v for k, v in scope["headers"] if k.lower() in (b"mcp-session-id",
@@ -470,6 +485,9 @@ class HttpProxy:
             client = scope.get("client")
             self._submit("req", sid, t0, method, body, session.decode("latin-1") if session else None,
                          version.decode("latin-1") if version else None, client[0] if client else None)
+            self._live.add(sid)
+            if sid % LIVE_EVERY == 0:
+                self._submit("live", sid, t0, frozenset(self._live))
         # a client that leaves ends the relay (and closes the upstream stream): a plain asyncio task
         # watches for it; an anyio task group per request cost more than the rest of the relay
         relay = asyncio.current_task()
@@ -499,7 +517,11 @@ class HttpProxy:
             outcome[0] = outcome[0] or type(exc).__name__
             log.debug("mcplens proxy: relay failed", exc_info=True)
         finally:
+            live = self._live
+            live.discard(sid)
             self._submit("end", sid, perf_counter(), outcome[0] if outcome[0] != "done" else None)
+            if not live and self.pipeline is not None:  # idle: nothing may stay behind from a shed end
+                self._submit("live", self._last_sid, perf_counter(), frozenset())
 
     def make_upstream(self) -> Upstream:
         """The upstream client: keep-alive connections to the configured origin, no cap on their
