@@ -29,6 +29,7 @@ prometheus:
 
 test: $(STAMP) node_modules prometheus
 	$(BIN)/ruff check src tests bench examples
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

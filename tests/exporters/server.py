@@ -1,6 +1,6 @@
 """An MCPServer for the exporter tests: fast, slow, failing and HTTP-calling tools.
 
-``python -m tests.sinks.server --http PORT`` serves streamable HTTP; the exporters come from the
+``python -m tests.exporters.server --http PORT`` serves streamable HTTP; the exporters come from the
 ``MCPLENS_*`` environment (``MCPLENS_EXPORTERS=log,otel,prometheus,sentry`` ...).
 """
 

@@ -11,7 +11,7 @@ import mcp
 import pytest
 
 from tests.conftest import http_server
-from tests.sinks.helpers import receiver, sentry_items
+from tests.exporters.helpers import receiver, sentry_items
 
 pytest.importorskip("sentry_sdk")
 
@@ -22,7 +22,7 @@ def run_traffic(home: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> tupl
         monkeypatch.setenv("MCPLENS_SENTRY_DSN", base.replace("http://", "http://publickey@") + "/1")
         for k, v in env.items():
             monkeypatch.setenv(k, v)
-        with http_server("tests.sinks.server", home) as url:
+        with http_server("tests.exporters.server", home) as url:
 
             async def main() -> None:
                 async with mcp.Client(url, mode="legacy") as c:
@@ -66,8 +66,8 @@ def test_arguments_when_allowed_are_the_redacted_ones(home: Path, monkeypatch: p
 
 
 def test_guard_strips_what_an_application_setup_adds() -> None:
+    from mcplens.exporters.sentry import make_guard
     from mcplens.privacy.redact import Redactor
-    from mcplens.sinks.sentry import make_guard
 
     guard = make_guard(Redactor())
     event = {

@@ -24,9 +24,10 @@ lets a limiter that records no event count a refusal.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -37,6 +38,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from mcplens import event as ev
+from mcplens.exporters.base import Exporter, ExporterContext
 
 #: seconds; the OpenTelemetry MCP semantic conventions' advised buckets
 DURATION_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -109,7 +111,7 @@ class Metrics:
             except Exception:  # noqa: BLE001 - a platform without /proc: no process metrics
                 pass
 
-    def observe(self, e: dict[str, Any]) -> None:
+    def observe(self, e: Mapping[str, Any]) -> None:
         """Count one sanitized request event."""
         if e.get(ev.EVENT_KIND) != "request":
             return
@@ -172,6 +174,8 @@ class _StateCollector:
         yield c
 
 
+logger = logging.getLogger("mcplens")
+
 _metrics: Metrics | None = None
 _servers: dict[tuple[str, int], Any] = {}
 _lock = threading.Lock()
@@ -217,20 +221,28 @@ def record_rate_limit(client: Any = None, tool: str | None = None) -> None:
     m.rate_limited.labels(m.targets(tool) or OTHER).inc()
 
 
-class PrometheusSink:
-    """Updates the process's metrics from each sanitized batch."""
+class PrometheusExporter(Exporter):
+    """Updates the process's metrics from each sanitized batch; serves ``/metrics`` if given a port."""
 
     name = "prometheus"
 
-    def __init__(self, counters: Callable[[], dict[str, int]] | None = None) -> None:
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.port = port
+        self.host = host
         self.metrics = metrics()
-        if counters is not None:
-            self.metrics.watch(counters)
 
-    def write_batch(self, events: list[dict[str, Any]]) -> None:
+    @classmethod
+    def from_settings(cls, settings: Any) -> PrometheusExporter:
+        return cls(settings.prometheus_port or None, settings.prometheus_host)
+
+    def setup(self, ctx: ExporterContext | None = None) -> None:
+        if ctx is not None:
+            self.metrics.watch(ctx.counters)
+        if self.port:
+            host, port = start_http_server(self.port, self.host)
+            logger.info("mcplens: Prometheus metrics on http://%s:%d/metrics", host, port)
+
+    def export(self, events: Sequence[Mapping[str, Any]]) -> None:
         observe = self.metrics.observe
         for e in events:
             observe(e)
-
-    def close(self) -> None:
-        pass

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 import sentry_sdk
 
 from mcplens import event as ev
+from mcplens.exporters.base import Exporter, ExporterContext
 
 logger = logging.getLogger("mcplens")
 
@@ -139,18 +140,34 @@ def _ts(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=timezone.utc)  # noqa: UP017 - explicit for readers
 
 
-class SentrySink:
+class SentryExporter(Exporter):
+    """Failed calls as Sentry events, every call as a transaction; Sentry's own additions guarded."""
+
     name = "sentry"
 
-    def __init__(self, redactor: Any, *, dsn: str | None = None, export_arguments: bool = False) -> None:
-        self.guard = make_guard(redactor)
-        self.active = ensure_client(dsn, self.guard)
+    def __init__(self, redactor: Any = None, *, dsn: str | None = None, export_arguments: bool = False) -> None:
+        self.redactor = redactor
+        self.dsn = dsn
         self.export_arguments = export_arguments
+        self.active = False
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> SentryExporter:
+        return cls(dsn=settings.sentry_dsn, export_arguments=settings.export_arguments)
+
+    def setup(self, ctx: ExporterContext | None = None) -> None:
+        """Install the guard (with the privacy stage's redactor) and initialise Sentry if the app did not."""
+        if self.redactor is None:
+            if ctx is None or ctx.redactor is None:
+                raise ValueError("the sentry exporter needs the privacy stage's redactor")
+            self.redactor = ctx.redactor
+        self.guard = make_guard(self.redactor)
+        self.active = ensure_client(self.dsn, self.guard)
         if not self.active:
             logger.warning("mcplens: the sentry exporter is on but Sentry is not initialised and no "
                            "sentry_dsn / MCPLENS_SENTRY_DSN is set; nothing is sent")
 
-    def context(self, e: dict[str, Any]) -> dict[str, Any]:
+    def context(self, e: Mapping[str, Any]) -> dict[str, Any]:
         ctx = {k: e[k] for k in _CONTEXT_FIELDS if e.get(k) is not None}
         if self.export_arguments and e.get(ev.ARGUMENTS) is not None:
             ctx[ev.ARGUMENTS] = e[ev.ARGUMENTS]
@@ -158,7 +175,7 @@ class SentrySink:
             ctx[ev.ARGS] = e[ev.ARGS]  # names and sizes only
         return ctx
 
-    def write_batch(self, events: list[dict[str, Any]]) -> None:
+    def export(self, events: Sequence[Mapping[str, Any]]) -> None:
         if not self.active:
             return
         for e in events:
@@ -180,7 +197,7 @@ class SentrySink:
                 })
             self._transaction(e, name, ctx, tags)
 
-    def _transaction(self, e: dict[str, Any], name: str, ctx: dict[str, Any], tags: dict[str, str]) -> None:
+    def _transaction(self, e: Mapping[str, Any], name: str, ctx: dict[str, Any], tags: dict[str, str]) -> None:
         start = e.get(ev.TIME)
         if not isinstance(start, int | float):
             return
@@ -198,7 +215,7 @@ class SentrySink:
         tx.set_status("ok" if status == ev.OK else "cancelled" if status == ev.CANCELLED else "internal_error")
         tx.finish(end_timestamp=_ts(start + (duration if isinstance(duration, int | float) else 0.0)))
 
-    def close(self) -> None:
+    def flush(self) -> None:
         if self.active:
             client = sentry_sdk.get_client()
             try:

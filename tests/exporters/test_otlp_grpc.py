@@ -12,7 +12,7 @@ import mcp
 import pytest
 
 from tests.conftest import http_server
-from tests.sinks.helpers import attrs
+from tests.exporters.helpers import attrs
 
 grpc = pytest.importorskip("grpc")
 pytest.importorskip("opentelemetry.exporter.otlp.proto.grpc")
@@ -49,7 +49,7 @@ def test_spans_and_metrics_arrive_over_grpc(home: Path, monkeypatch: pytest.Monk
             "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_METRIC_EXPORT_INTERVAL": "500",
         }.items():
             monkeypatch.setenv(k, v)
-        with http_server("tests.sinks.server", home) as url:
+        with http_server("tests.exporters.server", home) as url:
 
             async def main() -> None:
                 async with mcp.Client(url, mode="legacy") as c:

@@ -117,7 +117,7 @@ def test_real_prometheus_scrapes_quantiles_and_error_ratio(
     metrics_port = free_port()
     monkeypatch.setenv("MCPLENS_EXPORTERS", "prometheus")
     monkeypatch.setenv("MCPLENS_PROMETHEUS_PORT", str(metrics_port))
-    with http_server("tests.sinks.server", home) as url, prometheus(tmp_path, f"127.0.0.1:{metrics_port}") as prom:
+    with http_server("tests.exporters.server", home) as url, prometheus(tmp_path, f"127.0.0.1:{metrics_port}") as prom:
         wait_for(prom, 'up{job="mcplens"}', 1.0)
 
         async def traffic() -> None:
@@ -178,7 +178,7 @@ def test_dashboard_queries_only_exported_series() -> None:
 
 
 def test_label_cardinality_is_capped() -> None:
-    from mcplens.sinks.prometheus import MAX_TARGETS, OTHER, Metrics
+    from mcplens.exporters.prometheus import MAX_TARGETS, OTHER, Metrics
 
     m = Metrics()
     for i in range(MAX_TARGETS + 50):
@@ -189,7 +189,7 @@ def test_label_cardinality_is_capped() -> None:
 
 
 def test_rate_limit_counter_takes_no_client_label() -> None:
-    from mcplens.sinks import prometheus
+    from mcplens.exporters import prometheus
 
     before = prometheus.metrics().rate_limited.labels("search")._value.get()
     prometheus.record_rate_limit("client-42", "search")

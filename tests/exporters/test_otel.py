@@ -17,9 +17,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import mcplens
 from mcplens.pipeline import pipelines
+from tests.exporters import server as exporter_server
+from tests.exporters.conftest import Memory
 from tests.servers import fastmcp_server
-from tests.sinks import server as exporter_server
-from tests.sinks.conftest import Memory
 
 EXPORTERS = {"exporters": ["otel"]}
 
@@ -86,7 +86,7 @@ def test_spans_follow_the_conventions_and_continue_the_client_trace(home: Path, 
 
 
 def test_duration_histograms_use_the_advised_buckets(home: Path, otel: Memory) -> None:
-    from mcplens.sinks.otel import DURATION_BUCKETS
+    from mcplens.exporters.otel import DURATION_BUCKETS
 
     server = exporter_server.build()
     mcplens.instrument(server, **EXPORTERS)
@@ -200,7 +200,7 @@ def test_downstream_http_call_is_a_child_of_the_server_span(home: Path, otel: Me
 
 
 def test_otlp_protocol_follows_the_standard_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mcplens.sinks import otel
+    from mcplens.exporters import otel
 
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
     assert type(otel._span_exporter()).__module__.startswith("opentelemetry.exporter.otlp.proto.grpc")
@@ -211,19 +211,22 @@ def test_otlp_protocol_follows_the_standard_variables(monkeypatch: pytest.Monkey
 
 
 def test_events_without_a_live_span_get_one_after_the_fact(otel: Memory) -> None:
-    from mcplens.sinks.otel import OTelSink
+    from mcplens.exporters.otel import OTelExporter
 
-    sink = OTelSink()
+    exporter = OTelExporter()
+    exporter.setup()
     e = {"event.id": "e1", "event.kind": "request", "time": 1795471200.0, "duration_s": 0.25,
          "mcp.method.name": "tools/call", "gen_ai.tool.name": "search", "mcplens.status": "exception",
          "error.type": "0", "mcplens.error.message": "backend [EMAIL] unreachable", "network.transport": "pipe",
          "trace_id": "0af7651916cd43dd8448eb211c80319c", "parent_span_id": "b7ad6b7169203331"}
-    sink.write_batch([e])
+    enriched = exporter.processor()(dict(e))  # the processor, before any sink
+    exporter.export([enriched])  # after it: ends the span with the event's attributes
     (span,) = [s for s in server_spans(otel) if s.name == "tools/call search"]
     assert span.context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C and span.parent.span_id == 0xB7AD6B7169203331
     assert span.start_time == 1795471200 * 10**9 and span.end_time - span.start_time == 250_000_000
     assert span.status.status_code == StatusCode.ERROR and span.status.description == "backend [EMAIL] unreachable"
-    assert span.attributes["error.type"] == "0" and e["span_id"] == f"{span.context.span_id:016x}"
+    assert span.attributes["error.type"] == "0" and enriched["span_id"] == f"{span.context.span_id:016x}"
+    assert enriched["trace_id"] == e["trace_id"]
 
 
 def test_span_name_and_attributes_carry_the_redacted_tool_name(home: Path, otel: Memory) -> None:
@@ -259,10 +262,10 @@ def test_a_stdio_server_exiting_exports_session_durations_without_shutdown_noise
     import sys
 
     from tests.conftest import REPO, subprocess_env
-    from tests.sinks.helpers import otlp_metrics, otlp_spans, receiver
+    from tests.exporters.helpers import otlp_metrics, otlp_spans, receiver
 
     with receiver() as (otlp, got):
-        proc = subprocess.Popen([sys.executable, "-m", "tests.sinks.server"], cwd=REPO,
+        proc = subprocess.Popen([sys.executable, "-m", "tests.exporters.server"], cwd=REPO,
                                 env=subprocess_env(home, **_otlp_env(otlp)), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert proc.stdin is not None and proc.stdout is not None
@@ -299,11 +302,11 @@ def test_baggage_in_meta_is_current_in_the_handler(home: Path, with_trace: bool)
     meta: dict[str, Any] = {"baggage": "tenant=acme,plan=pro"}
     if with_trace:
         meta["traceparent"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    client = RawStdioClient("tests.sinks.server", home, MCPLENS_EXPORTERS="otel", OTEL_TRACES_EXPORTER="none",
-                            OTEL_METRICS_EXPORTER="none")
+    client = RawStdioClient.module("tests.exporters.server", home, MCPLENS_EXPORTERS="otel",
+                                   OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none")
     try:
         client.handshake()
-        reply = client.request("tools/call", {"name": "bag", "arguments": {}, "_meta": meta})
+        reply = client.ask("tools/call", {"name": "bag", "arguments": {}, "_meta": meta})
         client.close_stdin()
         assert client.wait() == 0
     finally:
@@ -338,7 +341,7 @@ from opentelemetry import metrics
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 import mcplens
-from tests.sinks import server as exporter_server
+from tests.exporters import server as exporter_server
 
 reader = InMemoryMetricReader()
 provider = MeterProvider(metric_readers=[reader])

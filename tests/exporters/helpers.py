@@ -71,35 +71,31 @@ def receiver(status: int = 200, reply: bytes = b"") -> Iterator[tuple[str, Recei
         server.server_close()
 
 
+def _otlp(got: Received, path: str, request: Any, resources: str, scopes: str, items: str) -> list[Any]:
+    """(resource attributes, scope name, item) for every item of the OTLP/HTTP exports on ``path``."""
+    out = []
+    for body in got.on(path):
+        req = request()
+        req.ParseFromString(body)
+        for r in getattr(req, resources):
+            resource = {a.key: _value(a.value) for a in r.resource.attributes}
+            for scope in getattr(r, scopes):
+                out.extend((resource, scope.scope.name, item) for item in getattr(scope, items))
+    return out
+
+
 def otlp_spans(got: Received) -> list[Any]:
     """Every span in the OTLP/HTTP trace exports received, with its resource attributes."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-    out = []
-    for body in got.on("/v1/traces"):
-        req = ExportTraceServiceRequest()
-        req.ParseFromString(body)
-        for rs in req.resource_spans:
-            resource = {a.key: _value(a.value) for a in rs.resource.attributes}
-            for ss in rs.scope_spans:
-                for span in ss.spans:
-                    out.append((resource, ss.scope.name, span))
-    return out
+    return _otlp(got, "/v1/traces", ExportTraceServiceRequest, "resource_spans", "scope_spans", "spans")
 
 
 def otlp_metrics(got: Received) -> list[Any]:
+    """Every metric in the OTLP/HTTP metric exports received, with its resource attributes."""
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-    out = []
-    for body in got.on("/v1/metrics"):
-        req = ExportMetricsServiceRequest()
-        req.ParseFromString(body)
-        for rm in req.resource_metrics:
-            resource = {a.key: _value(a.value) for a in rm.resource.attributes}
-            for sm in rm.scope_metrics:
-                for m in sm.metrics:
-                    out.append((resource, sm.scope.name, m))
-    return out
+    return _otlp(got, "/v1/metrics", ExportMetricsServiceRequest, "resource_metrics", "scope_metrics", "metrics")
 
 
 def attrs(kvs: Any) -> dict[str, Any]:

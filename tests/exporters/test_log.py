@@ -12,9 +12,9 @@ import anyio
 import mcp
 
 import mcplens
-from mcplens.sinks.log import LOGGER, JsonFormatter, LogSink
+from mcplens.exporters.log import LOGGER, JsonFormatter, LogExporter
 from tests.conftest import REPO, subprocess_env
-from tests.sinks import server as exporter_server
+from tests.exporters import server as exporter_server
 
 
 def test_events_become_json_lines_with_fields_in_extra(home: Path, tmp_path: Path) -> None:
@@ -57,9 +57,10 @@ def test_formatter_and_an_application_configured_logger(tmp_path: Path) -> None:
     handler.setFormatter(JsonFormatter())
     logger.addHandler(handler)
     try:
-        sink = LogSink(logger=logger)  # the application's handler is used, none is added
-        assert sink._handler is None
-        sink.write_batch([{"event.kind": "request", "mcp.method.name": "ping", "mcplens.status": "ok",
+        exporter = LogExporter(logger=logger)
+        exporter.setup()  # the application's handler is used, none is added
+        assert exporter._handler is None
+        exporter.export([{"event.kind": "request", "mcp.method.name": "ping", "mcplens.status": "ok",
                            "duration_s": 0.002, "message": "not a LogRecord clash"}])
     finally:
         logger.removeHandler(handler)
@@ -78,7 +79,8 @@ def test_stdio_server_stdout_stays_protocol_only(home: Path) -> None:
     err = home.parent / "stderr.txt"
     with err.open("wb") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.sinks.server"], cwd=REPO, env=subprocess_env(home, MCPLENS_EXPORTERS="log"),
+            [sys.executable, "-m", "tests.exporters.server"], cwd=REPO,
+            env=subprocess_env(home, MCPLENS_EXPORTERS="log"),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
         )
         assert proc.stdin is not None and proc.stdout is not None

@@ -17,11 +17,13 @@ import logging.handlers
 import os
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from mcplens import _json
 from mcplens import event as ev
+from mcplens.exporters.base import Exporter, ExporterContext
 
 LOGGER = "mcplens.events"
 
@@ -48,7 +50,7 @@ class JsonFormatter(logging.Formatter):
         return _json.compact(out)
 
 
-def message(e: dict[str, Any]) -> str:
+def message(e: Mapping[str, Any]) -> str:
     """A short human line: ``tools/call add ok 1.2 ms``."""
     parts = [str(e.get(ev.METHOD) or e.get(ev.EVENT_KIND) or "event")]
     target = e.get(ev.TARGET)
@@ -64,7 +66,7 @@ def message(e: dict[str, Any]) -> str:
 class _OwnerOnlyFileHandler(logging.handlers.WatchedFileHandler):
     """The log file holds events: created (and re-created after a rotation) owner-readable only."""
 
-    def _open(self):  # type: ignore[no-untyped-def]
+    def _open(self) -> Any:
         return open(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors,
                     opener=lambda p, f: os.open(p, f, 0o600))
 
@@ -137,22 +139,30 @@ def make_handler(path: Path | None) -> logging.Handler:
     return handler
 
 
-class LogSink:
+class LogExporter(Exporter):
     """Emits each event as an INFO record (WARNING when its status is not ``ok``)."""
 
     name = "log"
 
     def __init__(self, path: Path | None = None, logger: logging.Logger | None = None) -> None:
+        self.path = path
         self.logger = logger or logging.getLogger(LOGGER)
         self._handler: logging.Handler | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> LogExporter:
+        return cls(settings.log_file)
+
+    def setup(self, ctx: ExporterContext | None = None) -> None:
+        """A JSON handler on the file or stderr, unless the application configured the logger."""
         if not self.logger.handlers:
-            self._handler = make_handler(path)
+            self._handler = make_handler(self.path)
             self.logger.addHandler(self._handler)
             self.logger.propagate = False  # a root handler on stdout must not get protocol-breaking lines
         if self.logger.level == logging.NOTSET:
             self.logger.setLevel(logging.INFO)
 
-    def write_batch(self, events: list[dict[str, Any]]) -> None:
+    def export(self, events: Sequence[Mapping[str, Any]]) -> None:
         log = self.logger
         if not log.isEnabledFor(logging.INFO):
             return
@@ -161,11 +171,15 @@ class LogSink:
             level = logging.INFO if status in (None, ev.OK) else logging.WARNING
             if not log.isEnabledFor(level):
                 continue
-            extra = {k: v for k, v in e.items() if k not in _RESERVED}
+            extra: dict[str, Any] = {k: v for k, v in e.items() if k not in _RESERVED}
             extra["mcplens_event"] = e
             log.log(level, "%s", message(e), extra=extra)
 
-    def close(self) -> None:
+    def flush(self) -> None:
+        if self._handler is not None:
+            self._handler.flush()
+
+    def shutdown(self) -> None:
         if self._handler is not None:
             self._handler.flush()
             self.logger.removeHandler(self._handler)

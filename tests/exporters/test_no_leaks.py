@@ -14,9 +14,9 @@ import mcp
 import pytest
 
 from tests.conftest import free_port, http_server
+from tests.exporters.helpers import attrs, otlp_metrics, otlp_spans, receiver, sentry_items
 from tests.privacy.corpus import ARGS, ERROR, JSON_STRING, SECRETS, Item
 from tests.privacy.test_no_leaks import fragments
-from tests.sinks.helpers import attrs, otlp_metrics, otlp_spans, receiver, sentry_items
 
 pytest.importorskip("prometheus_client")
 pytest.importorskip("sentry_sdk")
@@ -43,7 +43,7 @@ def test_no_secret_reaches_any_exporter(home: Path, tmp_path: Path, monkeypatch:
             "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test",
         }.items():
             monkeypatch.setenv(k, v)
-        with http_server("tests.sinks.server", home) as url:
+        with http_server("tests.exporters.server", home) as url:
 
             async def main() -> None:
                 async with mcp.Client(url, mode="legacy") as c:

@@ -1,16 +1,17 @@
 """OpenTelemetry: SERVER spans and duration histograms per the MCP semantic conventions (extra ``[otel]``).
 
-Spans. With ``"otel"`` among the exporters, :class:`OTelCaptureMiddleware` replaces the plain
-capture middleware: it starts a SERVER span named ``{mcp.method.name} {tool or prompt}``,
+Spans. With ``"otel"`` among the exporters, the capture middleware runs the exporter's request
+hook (:class:`OTelSpans`): it starts a SERVER span named ``{mcp.method.name} {tool or prompt}``,
 parented on the ``traceparent`` in ``params._meta`` (so a client's trace continues), and makes
 it the current context while the handler runs, so HTTP clients and database drivers
 instrumented with OpenTelemetry appear as its children. Only attributes that are safe before
-the privacy stage are set on the hot path (method, tool/prompt name). The span is ended on the
-writer thread, after the privacy stage, with the request's real end time and the *sanitized*
+the privacy stage are set on the hot path (a protocol method name). The exporter's processor
+puts the span's ids on the sanitized event before the event log writes it; the span is ended
+by the exporter, after the privacy stage, with the request's real end time and the *sanitized*
 event's attributes: session id and client address are pseudonyms, the error message is
 redacted, and arguments (``gen_ai.tool.call.arguments``) only with ``export_arguments=True``,
-then the redacted ones. Events without a live span (the proxy) get a span built after the fact
-from their start time, duration and trace context.
+then the redacted ones. Events without a live span (the proxy) get a span started after the
+fact by the processor, from their start time, duration and trace context.
 
 One span per request: the SDK's own ``OpenTelemetryMiddleware`` is taken out of
 ``server.middleware`` and FastMCP's native telemetry is set to ``off`` (see :func:`take_over`).
@@ -42,8 +43,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from time import perf_counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -55,14 +55,14 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status,
 
 from mcplens import _json
 from mcplens import event as ev
+from mcplens.capture.sdk import RequestHook
+from mcplens.exporters.base import Exporter, ExporterContext, Processor
 
 #: seconds; advised by the MCP semantic conventions for both duration histograms
 DURATION_BUCKETS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300]
 #: a session with no request for this long is considered over (its duration is then recorded)
 SESSION_IDLE = 1800.0
 INSTRUMENTATION = "mcplens"
-
-CallNext = Callable[[Any], Awaitable[Any]]
 
 #: event fields copied onto the span as they are (after the privacy stage)
 _SPAN_FIELDS = (
@@ -82,12 +82,12 @@ STATELESS_ERA = "2026-07-28"
 _BAGGAGE = W3CBaggagePropagator()
 
 
-def stateless_era(e: dict[str, Any]) -> bool:
+def stateless_era(e: Mapping[str, Any]) -> bool:
     version = e.get(ev.PROTOCOL_VERSION)
     return isinstance(version, str) and version >= STATELESS_ERA
 
 
-def protocol_session(e: dict[str, Any]) -> bool:
+def protocol_session(e: Mapping[str, Any]) -> bool:
     """Whether the event's session is one the protocol has (``mcp.session.id``), not one mcplens derived."""
     return not stateless_era(e) and e.get(ev.SESSION_SOURCE) not in ev.DERIVED_SESSION_SOURCES
 
@@ -215,7 +215,7 @@ def ensure_providers(service_name: str | None, service_version: str | None) -> t
 
             # not shut down by the SDK's own atexit hook: that runs before mcplens's pipeline has flushed
             # its last events (atexit is last-in, first-out), and an unreachable collector would hold up
-            # the exit with its retries (12-15 s); OTelSink.close shuts it down under the exporters' deadline
+            # the exit with its retries (12-15 s); OTelExporter.shutdown shuts it down under the exporters' deadline
             provider = TracerProvider(resource=_resource(service_name, service_version), shutdown_on_exit=False)
             exporter = _counted(_span_exporter())
             if exporter is not None:
@@ -230,10 +230,10 @@ def ensure_providers(service_name: str | None, service_version: str | None) -> t
 
             exporter = _counted(_metric_exporter())
             readers = [PeriodicExportingMetricReader(exporter)] if exporter is not None else []
-            provider = MeterProvider(resource=_resource(service_name, service_version), metric_readers=readers,
-                                     shutdown_on_exit=False)
-            otel_metrics.set_meter_provider(provider)
-            _owned.append(provider)
+            meters = MeterProvider(resource=_resource(service_name, service_version), metric_readers=readers,
+                                   shutdown_on_exit=False)
+            otel_metrics.set_meter_provider(meters)
+            _owned.append(meters)
             mp = otel_metrics.get_meter_provider()
         return tp, mp
 
@@ -272,103 +272,81 @@ def _sink_closed() -> None:
             pass
 
 
-# -- the hot path -------------------------------------------------------------------------------
-class OTelCaptureMiddleware:
-    """The outermost SDK middleware when OTel is on: a SERVER span around the handler, then the
-    same enqueue as :class:`mcplens.capture.sdk.CaptureMiddleware` with the span attached."""
+# -- the request path: a live SERVER span around the handler ----------------------------------------
+class OTelSpans(RequestHook):
+    """The OTel exporter's part of the in-process request path.
 
-    __slots__ = ("_queue", "_capacity", "_counters", "_build", "_tracer", "__weakref__")
+    ``enter`` starts a SERVER span parented on the client's ``_meta`` trace context and makes it
+    current while the handler runs; ``exit`` ends nothing, it notes the end time; ``attach`` (on
+    the writer thread, once the event is built) parks the span under the event's id for the
+    exporter's processor and export to finish. Nothing the client chose (tool, prompt or method
+    names) is put on the span before the privacy stage has run.
+    """
 
-    def __init__(self, pipeline: Any, build: Callable[[Any], dict[str, Any] | None], tracer: Any) -> None:
-        self._queue = pipeline._queue
-        self._capacity = pipeline._capacity
-        self._counters = pipeline.counters
-        self._build = build  # an OTelBuilder
+    __slots__ = ("_tracer", "_exporter")
+
+    def __init__(self, tracer: Any, exporter: OTelExporter) -> None:
         self._tracer = tracer
+        self._exporter = exporter
 
-    async def __call__(self, ctx: Any, call_next: CallNext) -> Any:
-        t0 = perf_counter()
-        span = token = None
-        try:
-            # nothing the client chose (tool, prompt or method names) before the privacy stage has run:
-            # the span gets its name and attributes from the sanitized event when it ends (_finish)
-            method = ctx.method if isinstance(ctx.method, str) and _PLAIN_METHOD.fullmatch(ctx.method) else "mcp"
-            meta = ctx.meta
-            parent = incoming_context(meta)
-            span = self._tracer.start_span(method, context=parent, kind=SpanKind.SERVER)
-            token = otel_context.attach(trace.set_span_in_context(span, parent))
-        except Exception:  # noqa: BLE001 - fail open: no span, the call goes on
-            pass
-        try:
-            result = await call_next(ctx)
-        except BaseException as exc:
-            result, error = None, exc
-        else:
-            error = None
+    def enter(self, ctx: Any) -> Any:
+        method = ctx.method if isinstance(ctx.method, str) and _PLAIN_METHOD.fullmatch(ctx.method) else "mcp"
+        parent = incoming_context(ctx.meta)
+        span = self._tracer.start_span(method, context=parent, kind=SpanKind.SERVER)
+        return span, otel_context.attach(trace.set_span_in_context(span, parent))
+
+    def exit(self, token: Any) -> Any:
         end_ns = time.time_ns()
-        if token is not None:
-            try:
-                otel_context.detach(token)
-            except Exception:  # noqa: BLE001
-                pass
-        try:
-            if len(self._queue) < self._capacity:
-                self._queue.append((self._build, ((
-                    ctx.method, ctx.params, ctx.request_id, ctx.meta, ctx.protocol_version,
-                    getattr(ctx.session, "_connection", None), ctx.request, t0, perf_counter(), result, error,
-                ), span, end_ns)))
-                self._counters["enqueued"] += 1
-            else:
-                self._counters["dropped"] += 1
-                if span is not None:
-                    span.end(end_ns)
-        except Exception:  # noqa: BLE001
-            pass
-        if error is not None:
-            raise error
-        return result
-
-
-class OTelBuilder:
-    """Builds the event as usual (writer thread), stamps the span's ids on it, parks the span."""
-
-    def __init__(self, build: Callable[[Any], dict[str, Any] | None], sink: OTelSink) -> None:
-        self._build = build
-        self._sink = sink
-
-    def __getattr__(self, name: str) -> Any:  # learn_resources, uris ... of the wrapped builder
-        return getattr(self._build, name)
-
-    def __call__(self, item: tuple[Any, Any, int]) -> dict[str, Any] | None:
-        raw, span, end_ns = item
-        try:
-            e = self._build(raw)
-        except BaseException:
-            if span is not None:
-                span.end(end_ns)
-            raise
-        if span is None:
-            return e
-        if e is None:
-            span.end(end_ns)  # an internal dispatch: not a request a client sent
+        if token is None:
             return None
-        sc = span.get_span_context()
-        if sc.is_valid:
-            e[ev.TRACE_ID] = f"{sc.trace_id:032x}"
-            e[ev.SPAN_ID] = f"{sc.span_id:016x}"
-        self._sink.park(e[ev.EVENT_ID], span, end_ns)
-        return e
+        span, attached = token
+        otel_context.detach(attached)
+        return span, end_ns
+
+    def attach(self, event: dict[str, Any] | None, carried: Any) -> None:
+        if carried is None:
+            return
+        span, end_ns = carried
+        if event is None:  # dropped at the queue, an internal dispatch, a builder fault: no event
+            span.end(end_ns)
+        else:
+            self._exporter.park(event[ev.EVENT_ID], span, end_ns)
 
 
-# -- the sink -----------------------------------------------------------------------------------
-class OTelSink:
-    """Ends parked spans with sanitized attributes, builds spans for proxy events, records metrics."""
+# -- the exporter ------------------------------------------------------------------------------
+class OTelExporter(Exporter):
+    """Spans and MCP duration histograms from sanitized events.
+
+    Its :meth:`processor` (writer thread, after the privacy stage, before any sink) puts the span's trace and span
+    ids on each request event, starting a span after the fact for events captured without a
+    live one (the proxies); :meth:`export` only reads: it ends each span with the sanitized
+    event's attributes and records the metrics.
+    """
 
     name = "otel"
+    extra = "otel"
 
     def __init__(self, *, service_name: str | None = None, service_version: str | None = None,
                  export_arguments: bool = False) -> None:
-        tp, mp = ensure_providers(service_name, service_version)
+        self.service_name = service_name
+        self.service_version = service_version
+        self.export_arguments = export_arguments
+        self._pending: dict[str, tuple[Any, int, float]] = {}
+        self._lock = threading.Lock()
+        self._sessions: dict[str, list[Any]] = {}  # id -> [first start, last end, attributes]
+        self._closed = False
+        self._started = False
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> OTelExporter:
+        return cls(export_arguments=settings.export_arguments)
+
+    def setup(self, ctx: ExporterContext | None = None) -> None:
+        """The tracer and meter (building providers from ``OTEL_*`` where the app set none)."""
+        if ctx is not None:
+            self.service_name = self.service_name or ctx.service_name
+            self.service_version = self.service_version or ctx.service_version
+        tp, mp = ensure_providers(self.service_name, self.service_version)
         from mcplens import __version__
 
         self.tracer = tp.get_tracer(INSTRUMENTATION, __version__)
@@ -383,60 +361,51 @@ class OTelSink:
             "mcp.server.session.duration", unit="s", description="MCP session duration as the server saw it",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
-        self.export_arguments = export_arguments
-        self._pending: dict[str, tuple[Any, int, float]] = {}
-        self._lock = threading.Lock()
-        self._sessions: dict[str, list[Any]] = {}  # id -> [first start, last end, attributes]
-        self._closed = False
-        _sink_opened()
+        if not self._started:
+            self._started = True
+            _sink_opened()
+
+    # -- hooks ----------------------------------------------------------------------------------
+    def request_hook(self) -> OTelSpans:
+        return OTelSpans(self.tracer, self)
+
+    def processor(self) -> Processor:
+        return self.enrich
+
+    def instrumenting(self, lowlevel_server: Any, framework: str) -> None:
+        take_over(lowlevel_server, framework == "fastmcp")
 
     def park(self, event_id: str, span: Any, end_ns: int) -> None:
         with self._lock:
             self._pending[event_id] = (span, end_ns, time.monotonic())
 
-    def attributes(self, e: dict[str, Any]) -> dict[str, Any]:
-        attrs = {k: e[k] for k in _SPAN_FIELDS if isinstance(e.get(k), str | int | float | bool)}
-        if not protocol_session(e):
-            attrs.pop(ev.SESSION_ID, None)
-        if e.get(ev.STATUS) not in (None, ev.OK) and e.get(ev.ERROR_TYPE) is not None:
-            attrs[ev.ERROR_TYPE] = str(e[ev.ERROR_TYPE])
-        if self.export_arguments and e.get(ev.ARGUMENTS) is not None:
-            attrs[ARGUMENTS_ATTR] = _json.compact(e[ev.ARGUMENTS])
-        return attrs
+    def enrich(self, e: dict[str, Any]) -> dict[str, Any]:
+        """The processor: the span's trace and span ids on the sanitized event, before any sink.
 
-    def write_batch(self, events: list[dict[str, Any]]) -> None:
-        if len(self.elsewhere) < len(MCP_HISTOGRAMS):  # another instrumentation may register late
-            self.elsewhere |= emitted_elsewhere(self._meter_provider)
-        for e in events:
-            kind = e.get(ev.EVENT_KIND)
-            if kind not in ("request", "notification"):
-                continue
-            with self._lock:
-                parked = self._pending.pop(e.get(ev.EVENT_ID), None)  # type: ignore[arg-type]
-            attrs = self.attributes(e)
-            if parked is not None:
-                span, end_ns, _ = parked
-                self._finish(span, e, attrs, end_ns)
-            else:
-                self._after_the_fact(e, attrs)
-            if kind == "request":
-                self._metrics(e)
-        self._sweep()
+        An event captured without a live span (the proxies) gets one started now, after the fact,
+        from its start time and trace context, under a name safe before redaction; export
+        renames it from the sanitized event and ends it at start + duration.
+        """
+        if e.get(ev.EVENT_KIND) not in ("request", "notification"):
+            return e
+        event_id = e.get(ev.EVENT_ID)
+        if not isinstance(event_id, str):
+            return e
+        with self._lock:
+            parked = self._pending.get(event_id)
+        span = parked[0] if parked is not None else self._after_the_fact(e, event_id)
+        if span is not None:
+            sc = span.get_span_context()
+            if sc.is_valid:
+                e[ev.TRACE_ID] = f"{sc.trace_id:032x}"
+                e[ev.SPAN_ID] = f"{sc.span_id:016x}"
+        return e
 
-    def _finish(self, span: Any, e: dict[str, Any], attrs: dict[str, Any], end_ns: int) -> None:
-        # the span was named from the raw request; a client-chosen tool name may have been redacted since
-        span.update_name(span_name(str(e.get(ev.METHOD)), e.get(ev.TOOL_NAME) or e.get(ev.PROMPT_NAME)))
-        span.set_attributes(attrs)
-        if e.get(ev.STATUS) not in (None, ev.OK, ev.CANCELLED):
-            message = e.get(ev.ERROR_MESSAGE)
-            span.set_status(Status(StatusCode.ERROR, message if isinstance(message, str) else None))
-        span.end(end_ns)
-
-    def _after_the_fact(self, e: dict[str, Any], attrs: dict[str, Any]) -> None:
+    def _after_the_fact(self, e: dict[str, Any], event_id: str) -> Any:
         """A span for an event captured without one (the proxy): start, duration, trace context."""
         start = e.get(ev.TIME)
         if not isinstance(start, int | float):
-            return
+            return None
         parent = None
         try:
             trace_id = int(str(e.get(ev.TRACE_ID)), 16)
@@ -449,15 +418,49 @@ class OTelSink:
         start_ns = int(start * 1e9)
         duration = e.get(ev.DURATION)
         end_ns = start_ns + int((duration if isinstance(duration, int | float) else 0) * 1e9)
-        span = self.tracer.start_span(span_name(str(e.get(ev.METHOD)), e.get(ev.TOOL_NAME) or e.get(ev.PROMPT_NAME)),
-                                      context=parent, kind=SpanKind.SERVER, start_time=start_ns)
-        sc = span.get_span_context()
-        if sc.is_valid:
-            e[ev.TRACE_ID] = f"{sc.trace_id:032x}"
-            e[ev.SPAN_ID] = f"{sc.span_id:016x}"
-        self._finish(span, e, attrs, end_ns)
+        method = e.get(ev.METHOD)
+        name = method if isinstance(method, str) and _PLAIN_METHOD.fullmatch(method) else "mcp"
+        span = self.tracer.start_span(name, context=parent, kind=SpanKind.SERVER, start_time=start_ns)
+        self.park(event_id, span, end_ns)
+        return span
 
-    def _metrics(self, e: dict[str, Any]) -> None:
+    def attributes(self, e: Mapping[str, Any]) -> dict[str, Any]:
+        attrs = {k: e[k] for k in _SPAN_FIELDS if isinstance(e.get(k), str | int | float | bool)}
+        if not protocol_session(e):
+            attrs.pop(ev.SESSION_ID, None)
+        if e.get(ev.STATUS) not in (None, ev.OK) and e.get(ev.ERROR_TYPE) is not None:
+            attrs[ev.ERROR_TYPE] = str(e[ev.ERROR_TYPE])
+        if self.export_arguments and e.get(ev.ARGUMENTS) is not None:
+            attrs[ARGUMENTS_ATTR] = _json.compact(e[ev.ARGUMENTS])
+        return attrs
+
+    def export(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """End each event's span with its sanitized attributes; record the metrics. Reads only."""
+        if len(self.elsewhere) < len(MCP_HISTOGRAMS):  # another instrumentation may register late
+            self.elsewhere |= emitted_elsewhere(self._meter_provider)
+        for e in events:
+            kind = e.get(ev.EVENT_KIND)
+            if kind not in ("request", "notification"):
+                continue
+            with self._lock:
+                parked = self._pending.pop(e.get(ev.EVENT_ID), None)  # type: ignore[arg-type]
+            if parked is not None:
+                span, end_ns, _ = parked
+                self._finish(span, e, self.attributes(e), end_ns)
+            if kind == "request":
+                self._metrics(e)
+        self._sweep()
+
+    def _finish(self, span: Any, e: Mapping[str, Any], attrs: dict[str, Any], end_ns: int) -> None:
+        # a live span was named on the request path, before the privacy stage, from what was safe then
+        span.update_name(span_name(str(e.get(ev.METHOD)), e.get(ev.TOOL_NAME) or e.get(ev.PROMPT_NAME)))
+        span.set_attributes(attrs)
+        if e.get(ev.STATUS) not in (None, ev.OK, ev.CANCELLED):
+            message = e.get(ev.ERROR_MESSAGE)
+            span.set_status(Status(StatusCode.ERROR, message if isinstance(message, str) else None))
+        span.end(end_ns)
+
+    def _metrics(self, e: Mapping[str, Any]) -> None:
         duration = e.get(ev.DURATION)
         attrs = {k: e[k] for k in _METRIC_FIELDS if isinstance(e.get(k), str)}
         if e.get(ev.STATUS) not in (None, ev.OK) and e.get(ev.ERROR_TYPE) is not None:
@@ -495,10 +498,13 @@ class OTelSink:
         """Spans the exporters failed to deliver (the pipeline counts them as exporter drops)."""
         return export_failures["spans"]
 
-    def close(self) -> None:
+    def flush(self) -> None:
+        force_flush()
+
+    def shutdown(self) -> None:
         self._sweep(everything=True)
         force_flush()  # the pipeline runs this under the exporters' deadline and moves on
-        if not self._closed:
+        if not self._closed and self._started:
             self._closed = True
             _sink_closed()
 
