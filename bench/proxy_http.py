@@ -77,6 +77,8 @@ class Stack:
         self._start([sys.executable, "-c", SERVER, str(port)], env, port)
         upstream = f"http://127.0.0.1:{port}/mcp"
         self.urls: dict[str, str] = {}
+        self.pids: dict[str, int] = {}  # contender -> its proxy process ("upstream" -> the server)
+        self.pids["upstream"] = self.procs[0].pid
         for name in names:
             if name == "direct":
                 self.urls[name] = upstream
@@ -90,6 +92,7 @@ class Stack:
             self._start([sys.executable, "-m", "mcplens.cli", "proxy", "--upstream", upstream, "--listen",
                          f"127.0.0.1:{p}"], penv, p)
             self.urls[name] = f"http://127.0.0.1:{p}/mcp"
+            self.pids[name] = self.procs[-1].pid
 
     def _start(self, cmd: list[str], env: dict[str, str], port: int) -> None:
         proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -184,6 +187,12 @@ async def many_sessions(url: str, sessions: int) -> list[int]:
             for _ in range(sessions):
                 tg.start_soon(one)
         return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (``/proc/PID/stat``; Linux only)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_latency(url: str, n: int) -> list[int]:

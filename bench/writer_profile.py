@@ -27,7 +27,16 @@ sys.path.insert(0, str(HERE))
 from overhead import ARGUMENTS_200B, make_sdk_search  # noqa: E402
 
 
-async def capture(calls: int, home: Path) -> tuple[list, object]:
+def arguments(i: int, vary: bool) -> dict:
+    """The 200-byte argument object; with ``vary``, its free-text values differ on every call (the
+    query, the note, the limit), so no per-string memo helps them; the enum-like ones repeat."""
+    if not vary:
+        return ARGUMENTS_200B
+    return {**ARGUMENTS_200B, "query": f"select id, title from tickets where id > {i * 7919} order by updated",
+            "limit": i % 97, "note": f"triage list {i} for review #{i * 31 % 1000}"}
+
+
+async def capture(calls: int, home: Path, vary: bool = False) -> tuple[list, object]:
     from mcp import Client
 
     import mcplens
@@ -37,8 +46,8 @@ async def capture(calls: int, home: Path) -> tuple[list, object]:
     pipeline = handle.pipeline
     async with Client(server) as client:
         pipeline.flush()
-        for _ in range(calls):
-            await client.call_tool("search", ARGUMENTS_200B)
+        for i in range(calls):
+            await client.call_tool("search", arguments(i, vary))
         seen = list(pipeline._queue)  # type: ignore[attr-defined]  # the writer sleeps (interval 60 s)
     pipeline.flush()
     return seen, pipeline
@@ -66,21 +75,32 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=20)
     p.add_argument("--profile", action="store_true")
     p.add_argument("--top", type=int, default=35)
+    p.add_argument("--vary", action="store_true",
+                   help="free-text argument values differ on every call, and every timed pass replays "
+                        "calls it has not seen before (so no memo of a string's verdict helps them)")
     a = p.parse_args()
     os.environ["MCPLENS_FLUSH_INTERVAL"] = "60"
     home = Path(tempfile.mkdtemp(prefix="mcplens-prof-"))
-    seen, pipeline = asyncio.run(capture(a.calls, home))
+    passes = 5
+    if a.vary:  # one chunk of distinct calls to warm up on, then a fresh chunk per timed pass
+        everything, pipeline = asyncio.run(capture(a.calls * (passes + 2), home, True))
+        chunks = [everything[k * a.calls:(k + 1) * a.calls] for k in range(passes + 2)]
+        a.repeat = 1
+    else:
+        seen, pipeline = asyncio.run(capture(a.calls, home))
+        chunks = [seen] * (passes + 2)
+    seen = chunks[0]
     replay(seen, pipeline, 2)  # warm caches
     if a.profile:
         prof = cProfile.Profile()
         prof.enable()
-        replay(seen, pipeline, a.repeat)
+        replay(chunks[1], pipeline, a.repeat)
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(a.top)
         pstats.Stats(prof).sort_stats("cumulative").print_stats(a.top)
     best = []
-    for _ in range(5):
-        n, ns = replay(seen, pipeline, a.repeat)
+    for k in range(passes):
+        n, ns = replay(chunks[k + 2], pipeline, a.repeat)
         best.append(ns / n / 1000)
     print(f"submissions per call: {len(seen) / a.calls:.2f}; events: {n // a.repeat}; "
           f"writer CPU per event: min {min(best):.1f} us, median {sorted(best)[2]:.1f} us")

@@ -1,14 +1,15 @@
 """``mcplens proxy --upstream URL``: a recording reverse proxy for streamable-HTTP MCP servers.
 
 A plain ASGI app (served by uvicorn) forwards every request (POST, GET SSE streams, DELETE, and
-any other path such as OAuth metadata) to the upstream with an ``httpx``-compatible async client
-(``httpx2``, which the mcp SDK ships). Request headers pass through except hop-by-hop ones and
-``Host``: the upstream gets its own Host, because the SDK answers a foreign one with 421.
+any other path such as OAuth metadata) to the upstream with a lean asyncio HTTP/1.1 client and
+its keep-alive pool (:mod:`mcplens.capture.upstream_http`: ``httpx`` cost as much CPU per call as
+the upstream server itself). Request headers pass through except hop-by-hop ones and ``Host``:
+the upstream gets its own Host, because the SDK answers a foreign one with 421.
 ``authorization`` and every MCP header (``mcp-session-id``, ``mcp-protocol-version``,
 ``mcp-method``, ``mcp-name``, ``last-event-id``) reach the upstream unchanged; none is recorded
 except the session id and protocol version, which the privacy stage pseudonymises / keeps.
 
-Replies stream back chunk by chunk as the upstream sends them (``aiter_raw``: no decoding, no
+Replies stream back chunk by chunk as the upstream sends them (transfer coding undone, content coding kept, no
 buffering), so an SSE stream stays live. The relay only enqueues ``(stream, chunk, clock)``;
 :class:`HttpCapture` parses bodies and SSE frames and pairs messages on the writer thread.
 
@@ -24,6 +25,7 @@ in flight answers 503 at once, with a log line, rather than a stall.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import itertools
@@ -49,6 +51,7 @@ from mcplens.capture.jsonrpc import (
     parse,
 )
 from mcplens.capture.proxy_recorder import Recorder
+from mcplens.capture.upstream_http import Upstream
 from mcplens.config import Settings
 from mcplens.pipeline import Pipeline
 
@@ -69,6 +72,8 @@ MAX_PROBES: Final = 1024
 DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024
 #: requests in flight at once (each open GET stream is one); past it, 503 at once
 DEFAULT_MAX_IN_FLIGHT: Final = 4096
+#: every this many requests the relay tells the capture which are in flight (see HttpCapture._on_live)
+LIVE_EVERY: Final = 256
 #: seconds between two log lines about the same trouble (upstream down, at capacity)
 LOG_EVERY: Final = 10.0
 #: an origin-form path (RFC 3986 pchars and "/", percent escapes well formed) and query
@@ -109,6 +114,7 @@ class HttpCapture:
         self.recorder = Recorder(pipeline, self.pairer)
         self._sessions: dict[str, Conversation] = {}
         self._streams: dict[int, _Stream] = {}
+        self.released_shed = 0  # streams released because the pipeline shed their end (see _on_live)
         self._offset = time.time() - perf_counter()
         #: refused server/discover probes, by client, until that client's session starts: the
         #: probe is recorded in the session it led to, not as a session of its own
@@ -162,6 +168,16 @@ class HttpCapture:
                 return
             self._release_probes(key, None)
 
+    def _on_live(self, sid: int, t: float, live: frozenset[int]) -> None:
+        """The relay's requests in flight when request ``sid`` began. A stream it no longer lists
+        but that is still here lost its end to the pipeline's shedding (a starved writer drops what
+        it cannot take, and counts it): released now, with its pending requests, so a shed item
+        never leaves state behind for good."""
+        for old in [k for k in self._streams if k <= sid and k not in live]:
+            stream = self._streams.pop(old)
+            self.pairer.unanswered(stream.conv, old, t)
+            self.released_shed += 1
+
     def _on_flush(self, sid: int, t: float) -> None:
         """Shutdown: whatever is held is recorded as it is."""
         for key in list(self._probes):
@@ -195,8 +211,11 @@ class HttpCapture:
                 continue
             if "id" in msg and isinstance(msg.get("method"), str):
                 stream.requests += 1
-            self.recorder.add(self.pairer.client_message(
-                stream.conv, msg, start=start, t=t, scope=sid, protocol_version=version, client_address=address))
+            x = self.pairer.client_message(
+                stream.conv, msg, start=start, t=t, scope=sid, protocol_version=version, client_address=address)
+            if x is not None and x.client_address is None:
+                x.client_address = address  # a server request's reply: the client that answered it
+            self.recorder.add(x)
 
     def _on_head(self, sid: int, t: float, status: int, content_type: str, encoding: str | None,
                  session: str | None) -> None:
@@ -333,19 +352,21 @@ class HttpProxy:
         self.pipeline = pipeline
         self.capture = HttpCapture(pipeline, settings) if pipeline is not None else None
         self._ids = itertools.count(1)
-        self._client: Any = None
-        self._base_url: Any = None
+        self._live: set[int] = set()  # requests in flight, told to the capture now and then (_on_live)
+        self._last_sid = 0
+        self._upstream: Upstream | None = None
         self._said: dict[str, list[float]] = {}  # trouble -> [last logged, occurrences since]
         self.listen: str | None = None  # where serve() listens, for the start-up line
-        self._urls: dict[tuple[bytes, bytes], Any] = {}
+        self._urls: dict[tuple[bytes, bytes], bytes] = {}
 
     # -- what may be forwarded ------------------------------------------------------------------
-    def upstream_url(self, raw_path: bytes, query: bytes) -> Any:
-        """The upstream URL for a request target, or None to refuse it (400).
+    def upstream_url(self, raw_path: bytes, query: bytes) -> bytes | None:
+        """The request target sent upstream for a request target, or None to refuse it (400).
 
         Only origin-form is accepted: the path and query are checked byte for byte and passed on
         as they came (``%2F``, ``%3F``, ``%23``, ``%2e%2e`` stay escaped), after the configured
-        origin. The proxy's own root ``/`` stands for the upstream's configured path.
+        origin. The proxy's own root ``/`` stands for the upstream's configured path. The upstream
+        client writes these bytes on its request line as they are, to the configured origin only.
         """
         cached = self._urls.get((raw_path, query))
         if cached is not None:
@@ -354,14 +375,10 @@ class HttpProxy:
             return None
         path = self._path if raw_path == b"/" else raw_path
         target = path + (b"?" + query if query else b"")
-        url = self._base_url.copy_with(raw_path=target)
-        # defence in depth: the URL the client library will send is exactly origin + these bytes
-        if url.raw_path != target or url.host != self._base_url.host or url.port != self._base_url.port:
-            return None
-        if len(self._urls) >= 1024:  # building a URL costs ~100 µs; MCP traffic uses one or two paths
+        if len(self._urls) >= 1024:  # the checks cost a few µs; MCP traffic uses one or two paths
             self._urls.clear()
-        self._urls[(raw_path, query)] = url
-        return url
+        self._urls[(raw_path, query)] = target
+        return target
 
     @staticmethod
     def forwardable(headers: list[tuple[bytes, bytes]], *, keep_length: bool = False) -> list[tuple[bytes, bytes]]:
@@ -391,25 +408,19 @@ class HttpProxy:
             await self._http(scope, receive, send)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
-        import httpx2
-
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 # no connection cap: every session holds a GET stream open for as long as it lives,
                 # so a fixed pool starves the next session (the proxy's own cap answers 503 instead)
-                self._client = httpx2.AsyncClient(
-                    timeout=httpx2.Timeout(30.0, read=None, pool=None), follow_redirects=False, trust_env=False,
-                    limits=httpx2.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=2.0),
-                )
-                self._base_url = httpx2.URL(self._origin + "/")
+                self._upstream = self.make_upstream()
                 log.info("mcplens proxy: listening on %s, fronting %s (recording %s; bodies up to %d bytes; "
                          "at most %d requests in flight)", self.listen or "?", self._origin + self._path.decode(),
                          "on" if self.pipeline is not None else "off", self.max_body, self.max_in_flight)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._client is not None:
-                    await self._client.aclose()
+                if self._upstream is not None:
+                    self._upstream.close()
                 self._submit("flush", 0, perf_counter())
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -458,8 +469,6 @@ class HttpProxy:
                 return bytes(body)
 
     async def _exchange(self, scope: dict[str, Any], receive: Any, send: Any, url: Any) -> None:
-        import anyio
-
         body = await self._read_body(scope, receive, send)
         if body is None:
             return
@@ -467,7 +476,7 @@ class HttpProxy:
         t0 = perf_counter()
         headers = self.forwardable(scope["headers"])
         headers.append((b"host", self._host))
-        sid = next(self._ids)
+        sid = self._last_sid = next(self._ids)
         outcome: list[str | None] = [None]
         if self.pipeline is not None:
             names = {k.lower(): v for k, v in scope["headers"] if k.lower() in (b"mcp-session-id",
@@ -477,41 +486,60 @@ class HttpProxy:
             client = scope.get("client")
             self._submit("req", sid, t0, method, body, session.decode("latin-1") if session else None,
                          version.decode("latin-1") if version else None, client[0] if client else None)
+            self._live.add(sid)
+            if sid % LIVE_EVERY == 0:
+                self._submit("live", sid, t0, frozenset(self._live))
+        # a client that leaves ends the relay (and closes the upstream stream): a plain asyncio task
+        # watches for it; an anyio task group per request cost more than the rest of the relay
+        relay = asyncio.current_task()
+        left = [False]
+
+        async def watch_disconnect() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    outcome[0] = outcome[0] or "client_disconnected"
+                    left[0] = True
+                    if relay is not None:
+                        relay.cancel()  # delivered at the relay's pending await, inside the try below
+                    return
+
+        watcher = asyncio.ensure_future(watch_disconnect())
         try:  # whatever happens from here on, the capture hears of the end: nothing stays behind
-            async with anyio.create_task_group() as tg:
-
-                async def watch_disconnect() -> None:
-                    while True:
-                        message = await receive()
-                        if message["type"] == "http.disconnect":
-                            outcome[0] = outcome[0] or "client_disconnected"
-                            tg.cancel_scope.cancel()
-                            return
-
-                tg.start_soon(watch_disconnect)
-                try:
-                    await self._relay(method, url, headers, body, sid, send, outcome)
-                finally:
-                    if outcome[0] != "client_disconnected":
-                        tg.cancel_scope.cancel()
+            try:
+                await self._relay(method, url, headers, body, sid, send, outcome)
+            except asyncio.CancelledError:
+                if not left[0] or relay is None:
+                    raise  # cancelled from outside (shutdown): not ours to swallow
+                relay.uncancel()
+            finally:
+                watcher.cancel()
         except Exception as exc:  # noqa: BLE001 - the proxy's own fault: recorded, never a traceback to the client
             outcome[0] = outcome[0] or type(exc).__name__
             log.debug("mcplens proxy: relay failed", exc_info=True)
         finally:
+            live = self._live
+            live.discard(sid)
             self._submit("end", sid, perf_counter(), outcome[0] if outcome[0] != "done" else None)
+            if not live and self.pipeline is not None:  # idle: nothing may stay behind from a shed end
+                self._submit("live", self._last_sid, perf_counter(), frozenset())
 
-    async def _relay(self, method: str, url: Any, headers: list[tuple[bytes, bytes]], body: bytes,
+    def make_upstream(self) -> Upstream:
+        """The upstream client: keep-alive connections to the configured origin, no cap on their
+        number (open GET streams each hold one), idle ones kept 2 s, at most 256 of them."""
+        parts = urlsplit(self.upstream)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return Upstream(parts.scheme, parts.hostname or "", port, max_idle=256, idle_expiry=2.0)
+
+    async def _relay(self, method: str, url: bytes, headers: list[tuple[bytes, bytes]], body: bytes,
                      sid: int, send: Any, outcome: list[str | None]) -> None:
-        client = self._client
-        request = client.build_request(method, url, headers=headers, content=body or None)
+        upstream = self._upstream
+        if upstream is None:  # served without the lifespan protocol
+            upstream = self._upstream = self.make_upstream()
         try:
-            try:
-                response = await client.send(request, stream=True)
-            except _stale_connection() as exc:
-                # a pooled connection the upstream had just closed (it answered nothing, so it
-                # never read the request): once more, on a fresh connection, as browsers do
-                log.debug("mcplens proxy: retrying %s after %r", method, exc)
-                response = await client.send(request, stream=True)
+            # a pooled connection the upstream had just closed (it answered nothing, so it never
+            # read the request) is retried once on a fresh connection, as browsers do
+            response = await upstream.request(method, url, headers, body)
         except Exception as exc:  # noqa: BLE001 - unreachable upstream: the client gets a 502
             outcome[0] = type(exc).__name__
             self.say("upstream", "mcplens proxy: upstream %s unreachable (%s on %s)", self._origin, type(exc).__name__,
@@ -521,14 +549,16 @@ class HttpProxy:
                          close=False)
             return
         try:
-            out = self.forwardable(response.headers.raw, keep_length=True)
-            self._submit("head", sid, perf_counter(), response.status_code,
-                         response.headers.get("content-type", ""), response.headers.get("content-encoding"),
-                         response.headers.get("mcp-session-id"))
-            await send({"type": "http.response.start", "status": response.status_code, "headers": out})
+            out = self.forwardable(response.headers, keep_length=True)
+            if self.pipeline is not None:
+                self._submit("head", sid, perf_counter(), response.status,
+                             _text(response.header(b"content-type")) or "",
+                             _text(response.header(b"content-encoding")), _text(response.header(b"mcp-session-id")))
+            await send({"type": "http.response.start", "status": response.status, "headers": out})
             try:
-                async for chunk in response.aiter_raw():
-                    self._submit("chunk", sid, perf_counter(), chunk)
+                async for chunk in response.body():
+                    if self.pipeline is not None:
+                        self._submit("chunk", sid, perf_counter(), chunk)
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             except Exception as exc:  # noqa: BLE001 - the upstream broke off mid-stream
                 # so does the client's response: returning without the last body message makes
@@ -539,16 +569,11 @@ class HttpProxy:
             with contextlib.suppress(Exception):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            import anyio
-
-            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                await response.aclose()  # a client that left closes the upstream stream too
+            response.close()  # a client that left (body not read whole) closes the upstream connection
 
 
-def _stale_connection() -> tuple[type[BaseException], ...]:
-    import httpx2
-
-    return (httpx2.RemoteProtocolError, httpx2.ReadError, httpx2.WriteError)
+def _text(value: bytes | None) -> str | None:
+    return value.decode("latin-1") if value is not None else None
 
 
 async def _plain(send: Any, status: int, message: bytes, *extra: tuple[bytes, bytes], close: bool = True) -> None:
@@ -606,7 +631,7 @@ def serve(upstream: str, listen: str, settings: Settings, *,
     try:
         import uvicorn
     except ImportError:
-        print("mcplens proxy --upstream needs uvicorn and httpx2: pip install 'mcplens[proxy]'", file=sys.stderr)
+        print("mcplens proxy --upstream needs uvicorn: pip install 'mcplens[proxy]'", file=sys.stderr)
         return 1
     _log_to_stderr()
     _more_descriptors()

@@ -133,12 +133,30 @@ def _replace(value: Any, kinds: Callable[[str], Counter[str]]) -> Any:
     return value
 
 
+#: short strings known to hold no injection phrase on their own (enum-like argument values and
+#: repeated queries come back call after call): skipped by :func:`count_in`. A string is added only
+#: once the scan found nothing in it; its verdict depends on nothing else, so it is never stale.
+_CLEAN: set[str] = set()
+_CLEAN_CHARS: Final = 256
+_CLEAN_ENTRIES: Final = 8192
+
+
+def _remember(texts: list[str]) -> None:
+    clean = _CLEAN
+    for t in texts:
+        if len(t) <= _CLEAN_CHARS and len(clean) < _CLEAN_ENTRIES:
+            clean.add(t)
+
+
 def count_in(value: Any) -> Counter[str]:
     """``INJECTION:<KIND>`` counts for every string in ``value`` (nested), over the first MAX_SCAN
     characters in all: what lies beyond is not scanned (a phrase past 64 KB of arguments is missed)."""
     texts: list[str] = []
     _strings(value, texts, [MAX_SCAN])
     total: Counter[str] = Counter()
+    if texts:
+        clean = _CLEAN
+        texts = [t for t in texts if t not in clean]
     if not texts:
         return total
     # one prefilter over all the strings at once: every string :func:`_kinds` would look into has
@@ -152,10 +170,14 @@ def count_in(value: Any) -> Counter[str]:
                 break
         else:
             if len(joined) < 24 or _B64_RUN not in joined.encode("ascii").translate(_B64_MAP):
+                _remember(texts)  # nothing in the joined text: nothing in any of them alone either
                 return total
     for t in texts:
-        for kind in _kinds(t):
+        found = _kinds(t)
+        for kind in found:
             total[f"INJECTION:{kind}"] += 1
+        if not found:
+            _remember([t])
     return total
 
 

@@ -227,6 +227,11 @@ class Redactor:
         self._ambiguous_keys: dict[str, bool] = {}
         #: keys whose value no key rule touches and whose name is clean: the value's own scan decides
         self._plain_keys: set[str] = set()
+        #: short leaf strings the scan returned unchanged with nothing fired (enum-like argument
+        #: values, repeated queries: the same few come back call after call). Redaction is a pure
+        #: function of the string and these rules, so one found here needs no second scan. Only
+        #: strings with nothing to redact are remembered, never one that held anything.
+        self._clean_leaves: set[str] = set()
 
     # ------------------------------------------------------------ keys
 
@@ -414,12 +419,11 @@ class Redactor:
                 if self._plain:
                     tx = type(x)
                     if tx is str:
-                        if not x:
+                        if not x or x in self._clean_leaves:
                             out[nk] = x
                             continue
                         if len(x) <= self.max_string and x[0] not in "{[":
-                            fx = P.features(x)
-                            out[nk] = self._text(x, c, fx) if fx else x  # no features: clean, kept as is
+                            out[nk] = self._leaf(x, c)
                             continue
                     elif tx is int and -(10**11) < x < 10**11 or tx is float or x is None or tx is bool:
                         out[nk] = x
@@ -434,10 +438,13 @@ class Redactor:
                 out_list: list[Any] = []
                 append = out_list.append
                 max_string = self.max_string
+                clean_leaves = self._clean_leaves
                 for x in v:  # the same leaf fast path as a dict's values
                     if type(x) is str and x and len(x) <= max_string and x[0] not in "{[":
-                        fx = P.features(x)
-                        append(self._text(x, c, fx) if fx else x)
+                        if x in clean_leaves:
+                            append(x)
+                            continue
+                        append(self._leaf(x, c))
                     else:
                         append(self._value(x, path, c, depth + 1))
                 return out_list
@@ -457,6 +464,21 @@ class Redactor:
             c["BLOB"] += 1
             return P.blob_placeholder(len(bytes(v)))
         return self._str(str(v), path, c, depth)
+
+    def _leaf(self, x: str, c: Counter[str]) -> str:
+        """A short leaf string through the scan; remembered when it came back unchanged, clean."""
+        f = P.features(x)
+        if not f:  # no features: clean, kept as is
+            out = x
+        else:
+            sub: Counter[str] = Counter()
+            out = self._text(x, sub, f)
+            if sub:
+                c.update(sub)
+                return out
+        if out == x and len(self._clean_leaves) < 8192:
+            self._clean_leaves.add(x)
+        return out
 
     def _call(self, path: tuple[str, ...], v: Any, c: Counter[str]) -> Any:
         assert self._callback is not None
