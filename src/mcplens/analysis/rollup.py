@@ -30,6 +30,9 @@ Tables (``ru_<name>``):
   off by the server exiting (``ServerExited``);
 * ``values`` and ``statuses``: for the per-tool table (``mcplens report``), each distinct payload
   size and token estimate, and each status, with its count per (server, method, target).
+* ``series``: the dashboard's time series (see :func:`series_sql`): per 5-minute bucket, server,
+  method, target and status the calls, errors and summed duration; latency and payload histograms
+  (``mcplens.histogram``) per bucket and target; calls per client.
 
 Assumption: a session's events reach later batches later in time (a segment is compacted after
 the ones its process wrote before it). A straggler older than events already rolled up (a dead
@@ -52,9 +55,10 @@ from mcplens.analysis.classify import DATA_ACCESS, OUTBOUND, ToolClasses
 #: files no manifest names (an interrupted or superseded roll-up) go at the next compaction
 ROLLUP_DIR: Final = "rollups"
 EXAMPLES: Final = 20  # example sessions kept per read-then-send pair
-TABLES: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances", "values", "statuses")
+TABLES: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances", "values", "statuses", "series")
 #: bump when a table's meaning changes: batches rolled up by another version are rolled up again
-VERSION: Final = 2  # 2: rate-limited/unauthorized are not errors (ev.NOT_FAILURES); instances know clean stops
+VERSION: Final = 3  # 2: rate-limited/unauthorized are not errors (ev.NOT_FAILURES); instances know clean stops
+# 3: the dashboard's ``series``
 #: the default bucket of the error-spike detector; rollups are kept at this size, so a run whose
 #: bucket is a multiple of it can use them
 BUCKET: Final = 300.0
@@ -203,6 +207,7 @@ def compute(
     )
     for table, sql in tool_table_sql(new).items():
         execute(f"CREATE OR REPLACE TEMP TABLE {p}{table} AS {sql}")
+    execute(f"CREATE OR REPLACE TEMP TABLE {p}series AS {series_sql(new, bucket)}")  # the dashboard's
     execute(f"DROP TABLE IF EXISTS {p}seq")
     execute(f"DROP TABLE IF EXISTS {p}calls")
     execute(f"DROP TABLE IF EXISTS {p}new_calls")
@@ -245,6 +250,42 @@ def percentiles_sql(values: str, keys: str) -> str:
         FROM q"""
 
 
+def series_sql(relation: str, bucket: float = BUCKET) -> str:
+    """The dashboard's time series of ``relation``'s tool-table requests (as ``mcplens report``
+    counts them), one long table so one entry in the manifest carries it; rows by ``measure``:
+
+    * ``calls``: per (server, method, target, bucket, status): ``n`` calls, ``errors``, ``vsum`` the
+      summed duration in seconds (for a mean);
+    * ``duration`` / ``size``: per (server, method, target, bucket, idx): ``n`` calls whose duration
+      (microseconds) or response size (bytes) falls in ``mcplens.histogram`` bucket ``idx``;
+    * ``client``: per (server, client, bucket, status): ``n`` calls.
+
+    Every row adds: the merge over batches (and the uncompacted tail) is a SUM grouped by the keys.
+    """
+    from mcplens.histogram import index_sql
+
+    b = f"floor(time / {float(bucket)!r})::BIGINT"
+    src = f"FROM {relation} WHERE kind = 'request' AND proxy_direction IS NULL"
+    null = "NULL::VARCHAR"
+    return f"""
+        SELECT server_name AS server, method, target, {null} AS client, {b} AS bucket, status,
+               'calls' AS measure, NULL::INTEGER AS idx, count(*)::BIGINT AS n,
+               count(*) FILTER (WHERE {ERROR})::BIGINT AS errors, sum(duration_s) AS vsum
+        {src} GROUP BY ALL
+        UNION ALL
+        SELECT server_name, method, target, {null}, {b}, {null}, 'duration', {index_sql('duration_s * 1e6')},
+               count(*), NULL::BIGINT, NULL::DOUBLE
+        {src} AND duration_s IS NOT NULL GROUP BY ALL
+        UNION ALL
+        SELECT server_name, method, target, {null}, {b}, {null}, 'size', {index_sql('response_size')},
+               count(*), NULL::BIGINT, NULL::DOUBLE
+        {src} AND response_size IS NOT NULL GROUP BY ALL
+        UNION ALL
+        SELECT server_name, {null}, {null}, client_name, {b}, status, 'client', NULL::INTEGER,
+               count(*), count(*) FILTER (WHERE {ERROR}), NULL::DOUBLE
+        {src} GROUP BY ALL"""
+
+
 #: how the tables of several batches (and the not-yet-compacted delta) combine into one
 MERGE: Final[dict[str, str]] = {
     "chains": "SELECT server, chain, sum(occurrences) AS occurrences, sum(sessions) AS sessions "
@@ -263,6 +304,8 @@ MERGE: Final[dict[str, str]] = {
     "max(last_health) AS last_health, sum(requests) AS requests, sum(exited) AS exited FROM {src} GROUP BY 1, 2",
     "values": "SELECT server, method, target, measure, value, sum(n) AS n FROM {src} GROUP BY ALL",
     "statuses": "SELECT server, method, target, status, sum(n) AS n FROM {src} GROUP BY ALL",
+    "series": "SELECT server, method, target, client, bucket, status, measure, idx, sum(n)::BIGINT AS n, "
+    "sum(errors)::BIGINT AS errors, sum(vsum) AS vsum FROM {src} GROUP BY ALL",
 }
 
 

@@ -1,0 +1,177 @@
+"""What each ``/api/`` endpoint returns: the same functions the CLI's ``--json`` prints, plus charts.
+
+The adapter between the dashboard and the reading side. Rows that the CLI also prints come from the
+very calls ``mcplens report/sessions/health/insights --json`` make (``store.tool_table`` ...), so a
+page and the CLI never disagree; when the shared ``views`` module lands these become calls to it.
+The chart data (``series``) and the pages the CLI has no command for (clients, flows, alerts) are
+read here, from rollups where a window can be long.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from mcplens.dashboard import series
+from mcplens.store.base import Store, TimeWindow
+
+
+def _compact(row: dict[str, Any]) -> dict[str, Any]:
+    """As ``mcplens sessions ID --json`` prints an event: no null fields."""
+    return {k: v for k, v in row.items() if v is not None}
+
+
+# ---- what the CLI prints with --json -----------------------------------------------------------
+
+
+def tools(store: Store, window: TimeWindow | None, server: str | None = None, sort: str = "calls",
+          tool: str | None = None) -> list[dict[str, Any]]:
+    """= ``mcplens report --json``."""
+    return store.tool_table(window, server, tool, sort)
+
+
+def sessions(store: Store, window: TimeWindow | None, server: str | None = None,
+             limit: int | None = 50) -> list[dict[str, Any]]:
+    """= ``mcplens sessions --json``."""
+    return store.sessions(window, server, limit)
+
+
+def session(store: Store, session_id: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """(matched session ids, events): the events are ``mcplens sessions ID --json`` when one matched."""
+    events = store.session_events(session_id)
+    matched = sorted({e["session"] for e in events})
+    return matched, ([_compact(e) for e in events] if len(matched) == 1 else [])
+
+
+def health(store: Store, window: TimeWindow | None) -> list[dict[str, Any]]:
+    """= ``mcplens health --json``."""
+    return store.health(window)
+
+
+def insights(store: Store, window: TimeWindow | None, server: str | None = None,
+             config: Path | None = None) -> list[dict[str, Any]]:
+    """= ``mcplens insights --json``."""
+    from mcplens.analysis.engine import insights as run_insights
+    from mcplens.analysis.engine import load_options
+
+    found = run_insights(store, load_options(config), since=window.since if window else None,
+                         until=window.until if window else None, server=server)
+    return [f.to_dict() for f in found]
+
+
+# ---- the dashboard's own ---------------------------------------------------------------------
+
+
+def overview(store: Store, window: TimeWindow | None, server: str | None = None) -> dict[str, Any]:
+    """Calls, errors, latency over time; sessions active per slot; the pipeline's own losses."""
+    out = series.traffic(store, window, server)
+    grid = series.Grid.of(out["time"][0], out["time"][-1] + out["step_s"])
+    where, params = ("", []) if server is None else (" AND server_name = ?", [server])
+    lo, hi = grid.b0 * series.BUCKET, (grid.b1 + 1) * series.BUCKET
+    rows = store.query(
+        f"SELECT floor((time - {lo!r}) / {grid.seconds!r})::BIGINT AS slot, approx_count_distinct(session_id) AS n "
+        f"FROM events WHERE kind = 'request' AND session_id IS NOT NULL AND time >= {lo!r} AND time < {hi!r}{where} "
+        "GROUP BY 1", params, since=lo)
+    active = [0] * len(out["time"])
+    for r in rows:
+        if 0 <= r["slot"] < len(active):
+            active[r["slot"]] = r["n"]
+    out["active_sessions"] = active
+    h = store.health(window)
+    out["pipeline"] = {k: sum(r[k] or 0 for r in h) for k in ("dropped", "faults", "write_failures")}
+    out["pipeline"]["instances"] = len(h)
+    out["totals"] = {"calls": sum(out["calls"]), "errors": sum(out["errors"])}
+    return out
+
+
+def tool_detail(store: Store, window: TimeWindow | None, tool: str, server: str | None = None) -> dict[str, Any]:
+    """One tool: its latency/payload over time and histograms, errors by category and message."""
+    out = series.traffic(store, window, server, tool)
+    where = "kind = 'request' AND proxy_direction IS NULL AND coalesce(target, method) = ? " \
+            "AND status NOT IN ('ok', 'cancelled', 'unsupported', 'rate_limited', 'unauthorized')"
+    params: list[Any] = [tool]
+    if window and window.since is not None:
+        where += " AND time >= ?"
+        params.append(window.since)
+    if window and window.until is not None:
+        where += " AND time < ?"
+        params.append(window.until)
+    if server is not None:
+        where += " AND server_name = ?"
+        params.append(server)
+    out["errors_by_kind"] = store.query(
+        "SELECT error_category AS category, error_type, error_message AS message, count(*) AS n, max(time) AS last "
+        f"FROM events WHERE {where} GROUP BY ALL ORDER BY n DESC, category, error_type LIMIT 50",
+        params, since=window.since if window else None)
+    return out
+
+
+def flows(store: Store, window: TimeWindow | None, server: str | None = None) -> dict[str, Any]:
+    """Which tool follows which within a session: edges with counts (the chains and what each
+    implies come from the insights' ``chain`` findings)."""
+    where, params = "kind = 'request' AND method = 'tools/call' AND session_id IS NOT NULL", []
+    if window and window.since is not None:
+        where += " AND time >= ?"
+        params.append(window.since)
+    if window and window.until is not None:
+        where += " AND time < ?"
+        params.append(window.until)
+    if server is not None:
+        where += " AND server_name = ?"
+        params.append(server)
+    rows = store.query(
+        f"""SELECT src, dst, count(*) AS n, count(DISTINCT sid) AS sessions FROM (
+                SELECT session_id AS sid, lag(target) OVER (PARTITION BY session_id ORDER BY time, event_id) AS src,
+                       target AS dst FROM events WHERE {where})
+            WHERE src IS NOT NULL GROUP BY ALL ORDER BY n DESC, src, dst LIMIT 200""",
+        params, since=window.since if window else None)
+    return {"edges": rows}
+
+
+def instances(store: Store, window: TimeWindow | None) -> dict[str, Any]:
+    """CPU and memory of each instance over time (from its health records) beside the call volume."""
+    where, params = "kind = 'mcplens.health'", []
+    if window and window.since is not None:
+        where += " AND time >= ?"
+        params.append(window.since)
+    if window and window.until is not None:
+        where += " AND time < ?"
+        params.append(window.until)
+    points = store.query(
+        "SELECT instance_id, server_name AS server, pid, time, process_cpu_time AS cpu_s, "
+        f"process_memory_usage AS memory_bytes, process_start_time AS started FROM events WHERE {where} "
+        "ORDER BY instance_id, time", params, since=window.since if window else None)
+    volume = series.traffic(store, window)
+    return {"points": points, "time": volume["time"], "calls": volume["calls"], "step_s": volume["step_s"]}
+
+
+def alerts(home: Path, config: Path | None) -> dict[str, Any]:
+    """The rules of ``--alerts FILE`` (the file ``mcplens watch --config`` reads) and the episodes
+    ``mcplens watch`` keeps beside the data (home/alerts/state.json): read only, never written."""
+    rules: list[dict[str, Any]] = []
+    problem = None
+    if config is not None:
+        from mcplens.alerts import load_config
+
+        try:
+            cfg = load_config(config)
+            rules = [{"name": r.name, "detector": r.detector, "threshold": r.threshold,
+                      "min_severity": r.min_severity, "cooldown_s": r.cooldown, "tool": r.tool} for r in cfg.rules]
+        except (OSError, ValueError) as e:
+            problem = f"cannot read {config}: {e}"
+    state: list[dict[str, Any]] = []
+    try:
+        data = json.loads((home / "alerts" / "state.json").read_text("utf-8"))
+        for item in data.get("alerts", []):
+            last = item.get("last_fired")
+            state.append({"rule": item.get("rule"), "key": item.get("key"), "active": bool(item.get("active")),
+                          "last_fired": last if isinstance(last, int | float) and last > 0 else None,
+                          "finding": item.get("finding")})
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, AttributeError) as e:
+        problem = f"cannot read the alert state: {e}"
+    return {"config": str(config) if config else None, "rules": rules, "state": state, "problem": problem,
+            "now": time.time()}
