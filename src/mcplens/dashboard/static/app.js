@@ -200,7 +200,7 @@
         chart('latency (ms)', t, [{ label: 'p50', values: o.p50_ms, fmt: fmtMs }, { label: 'p95', values: o.p95_ms, fmt: fmtMs }, { label: 'p99', values: o.p99_ms, fmt: fmtMs }]),
         chart('active sessions', t, [{ label: 'sessions', values: o.active_sessions, fmt: fmtInt }])),
       el('h2', {}, 'Top findings'),
-      el('div', { id: 'findings' }, el('div', { class: 'muted' }, 'analysing…')),
+      el('div', { id: 'findings' }, el('div', { class: 'muted pending' }, 'analysing…')),
     ];
     main.replaceChildren(...frag);
     const mine = generation;
@@ -271,7 +271,7 @@
       ], d.clients, { name: 'clients', rowKey: (r) => r.client || '' }) : empty('No calls in this window.'),
       grid(chart('calls per client', t, d.clients.slice(0, 8).map((c) => ({ label: c.client || '(unnamed)', values: c.series, fmt: fmtInt })))),
       el('h2', {}, 'Spikes, rate limits and auth failures'),
-      el('div', { id: 'findings' }, el('div', { class: 'muted' }, 'analysing…')));
+      el('div', { id: 'findings' }, el('div', { class: 'muted pending' }, 'analysing…')));
     const mine = generation;
     const found = (await api('insights')).filter((f) => ['client_spike', 'rate_limited', 'auth_failures'].includes(f.detector));
     if (mine !== generation) return;
@@ -315,7 +315,7 @@
       bar.style.left = (100 * (e.time - t0) / span).toFixed(3) + '%';
       bar.style.width = (100 * (e.duration_s || 0) / span).toFixed(3) + '%';
       track.appendChild(bar);
-      const args = e.request_args !== undefined ? e.request_args : e.request_arguments;
+      const args = e.request_arguments !== undefined ? e.request_arguments : e.request_args;
       return el('tr', { 'data-seq': i, 'data-event': e.event_id },
         el('td', { class: 'num' }, '+' + ((e.time - t0) * 1000).toFixed(1) + ' ms'),
         el('td', {}, e.proxy_direction === 'server_to_client' ? '←' : '→'),
