@@ -207,7 +207,7 @@ def compute(
     )
     for table, sql in tool_table_sql(new).items():
         execute(f"CREATE OR REPLACE TEMP TABLE {p}{table} AS {sql}")
-    execute(f"CREATE OR REPLACE TEMP TABLE {p}series AS {series_sql(new, bucket)}")  # the dashboard's
+    execute(f"CREATE OR REPLACE TEMP TABLE {p}series AS {series_sql(new, bucket, calls=f'{p}calls')}")  # dashboard
     execute(f"DROP TABLE IF EXISTS {p}seq")
     execute(f"DROP TABLE IF EXISTS {p}calls")
     execute(f"DROP TABLE IF EXISTS {p}new_calls")
@@ -250,7 +250,7 @@ def percentiles_sql(values: str, keys: str) -> str:
         FROM q"""
 
 
-def series_sql(relation: str, bucket: float = BUCKET) -> str:
+def series_sql(relation: str, bucket: float = BUCKET, calls: str | None = None) -> str:
     """The dashboard's time series of ``relation``'s tool-table requests (as ``mcplens report``
     counts them), one long table so one entry in the manifest carries it; rows by ``measure``:
 
@@ -258,14 +258,20 @@ def series_sql(relation: str, bucket: float = BUCKET) -> str:
       summed duration in seconds (for a mean);
     * ``duration`` / ``size``: per (server, method, target, bucket, idx): ``n`` calls whose duration
       (microseconds) or response size (bytes) falls in ``mcplens.histogram`` bucket ``idx``;
-    * ``client``: per (server, client, bucket, status): ``n`` calls.
+    * ``client``: per (server, client, bucket, status): ``n`` calls;
+    * ``sessions``: per (server, bucket): ``n`` sessions with a tool call in the bucket.
 
     Every row adds: the merge over batches (and the uncompacted tail) is a SUM grouped by the keys.
+    ``calls``: :func:`compute`'s table of tool calls with their sessions' history; a (session,
+    bucket) already in the history is not counted again, so ``sessions`` adds up exactly across
+    batches. Without it (the dashboard's own read of the uncompacted tail) a session whose bucket
+    straddles the last compaction counts twice in that one bucket.
     """
     from mcplens.histogram import index_sql
 
     b = f"floor(time / {float(bucket)!r})::BIGINT"
     src = f"FROM {relation} WHERE kind = 'request' AND proxy_direction IS NULL"
+    sessions = calls or f"({_calls(relation, True)})"
     null = "NULL::VARCHAR"
     return f"""
         SELECT server_name AS server, method, target, {null} AS client, {b} AS bucket, status,
@@ -283,7 +289,13 @@ def series_sql(relation: str, bucket: float = BUCKET) -> str:
         UNION ALL
         SELECT server_name, {null}, {null}, client_name, {b}, status, 'client', NULL::INTEGER,
                count(*), count(*) FILTER (WHERE {ERROR}), NULL::DOUBLE
-        {src} GROUP BY ALL"""
+        {src} GROUP BY ALL
+        UNION ALL
+        SELECT server, {null}, {null}, {null}, bucket, {null}, 'sessions', NULL::INTEGER, count(*), NULL::BIGINT,
+               NULL::DOUBLE
+        FROM (SELECT server, sk, floor(time / {float(bucket)!r})::BIGINT AS bucket FROM {sessions}
+              GROUP BY ALL HAVING bool_and(is_new))
+        GROUP BY ALL"""
 
 
 #: how the tables of several batches (and the not-yet-compacted delta) combine into one

@@ -65,20 +65,8 @@ def insights(store: Store, window: TimeWindow | None, server: str | None = None,
 
 
 def overview(store: Store, window: TimeWindow | None, server: str | None = None) -> dict[str, Any]:
-    """Calls, errors, latency over time; sessions active per slot; the pipeline's own losses."""
+    """Calls, errors, latency and active sessions over time (rollups); the pipeline's own losses."""
     out = series.traffic(store, window, server)
-    grid = series.Grid.of(out["time"][0], out["time"][-1] + out["step_s"])
-    where, params = ("", []) if server is None else (" AND server_name = ?", [server])
-    lo, hi = grid.b0 * series.BUCKET, (grid.b1 + 1) * series.BUCKET
-    rows = store.query(
-        f"SELECT floor((time - {lo!r}) / {grid.seconds!r})::BIGINT AS slot, approx_count_distinct(session_id) AS n "
-        f"FROM events WHERE kind = 'request' AND session_id IS NOT NULL AND time >= {lo!r} AND time < {hi!r}{where} "
-        "GROUP BY 1", params, since=lo)
-    active = [0] * len(out["time"])
-    for r in rows:
-        if 0 <= r["slot"] < len(active):
-            active[r["slot"]] = r["n"]
-    out["active_sessions"] = active
     h = store.health(window)
     out["pipeline"] = {k: sum(r[k] or 0 for r in h) for k in ("dropped", "faults", "write_failures")}
     out["pipeline"]["instances"] = len(h)

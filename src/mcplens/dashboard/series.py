@@ -14,15 +14,21 @@ from a histogram are within ``histogram.REL_ERROR`` (~4.4%) of the exact value.
 
 from __future__ import annotations
 
+import atexit
 import math
+import os
+import shutil
+import tempfile
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from mcplens import histogram
 from mcplens.analysis import rollup
-from mcplens.store.base import TimeWindow
+from mcplens.store.base import FIELDS, TimeWindow
 
 BUCKET: Final = rollup.BUCKET
 #: at most this many points per chart: the step grows in whole buckets to keep under it
@@ -70,37 +76,102 @@ def bounds(store: Any, window: TimeWindow | None) -> tuple[float, float]:
     return float(since), float(until)
 
 
-def _source(run: Any, grid: Grid) -> str:
-    """SQL relation of ``series`` rows in the grid: the rollups plus the tail, or a scan."""
-    stored = getattr(run, "rollups", None)
-    where = f"bucket BETWEEN {grid.b0} AND {grid.b1}"
-    if stored and all(rollup.complete(m) for m in stored):
-        files = ", ".join(_lit(m["files"]["series"]) for m in stored)
-        tail = rollup.series_sql("segment_events") if getattr(run, "has_segments", False) else None
-        parts = [f"SELECT * FROM read_parquet([{files}]) WHERE {where}"]
-        if tail:
-            parts.append(f"SELECT * FROM ({tail}) WHERE {where}")
-        return "(" + " UNION ALL BY NAME ".join(parts) + ")"
-    lo, hi = grid.b0 * BUCKET, (grid.b1 + 1) * BUCKET
-    scan = f"(SELECT * FROM events WHERE time >= {lo!r} AND time < {hi!r})"
-    return f"({rollup.series_sql(scan)})"
+class TailCache:
+    """The ``series`` rows of each uncompacted segment, computed once per file version.
+
+    A closed segment never changes and a live one only grows, so a long-running dashboard keeps
+    each segment's rows in a Parquet file of its own (in a private temporary directory) and reads
+    those instead of parsing the JSON lines again on every refresh.
+    """
+
+    def __init__(self) -> None:
+        self._dir: Path | None = None
+        self._files: dict[Path, tuple[tuple[int, int], Path]] = {}
+        self._lock = threading.Lock()
+
+    def files(self, con: Any, segments: list[Path]) -> list[Path]:
+        from mcplens.store.local import read_json_sql
+
+        out = []
+        with self._lock:
+            if self._dir is None:
+                self._dir = Path(tempfile.mkdtemp(prefix="mcplens-dashboard-"))  # 0700
+                atexit.register(shutil.rmtree, self._dir, True)
+            live = set(segments)
+            for gone in [p for p in self._files if p not in live]:
+                self._files.pop(gone)[1].unlink(missing_ok=True)
+            for seg in segments:
+                st = seg.stat()  # gone: FileNotFoundError, and the caller lists again
+                version = (st.st_size, st.st_mtime_ns)
+                have = self._files.get(seg)
+                if have is None or have[0] != version:
+                    out_path = self._dir / f"{os.urandom(8).hex()}.parquet"
+                    cols = ", ".join(f"{_ident(k)} AS {_ident(f)}" for f, (k, _) in FIELDS.items())
+                    raw = read_json_sql([seg])
+                    con.execute(f"CREATE OR REPLACE TEMP VIEW seg_events AS SELECT {cols} FROM ({raw})")
+                    con.execute(f"COPY ({rollup.series_sql('seg_events')}) TO {_lit(str(out_path))} (FORMAT parquet)")
+                    if have is not None:
+                        have[1].unlink(missing_ok=True)
+                    self._files[seg] = (version, out_path)
+                out.append(self._files[seg][1])
+        return out
+
+
+_TAIL = TailCache()
+
+_EMPTY = ("(SELECT NULL::VARCHAR AS server, NULL::VARCHAR AS method, NULL::VARCHAR AS target, NULL::VARCHAR AS client, "
+          "NULL::BIGINT AS bucket, NULL::VARCHAR AS status, NULL::VARCHAR AS measure, NULL::INTEGER AS idx, "
+          "NULL::BIGINT AS n, NULL::BIGINT AS errors, NULL::DOUBLE AS vsum WHERE false)")
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def query(store: Any, window: TimeWindow | None, sql: str, params: list[Any] | None = None,
           attempts: int = 5) -> tuple[Grid, list[dict[str, Any]]]:
-    """Run ``sql`` (with ``{src}`` the series rows and ``{step}``/``{b0}`` the grid) over the window."""
+    """Run ``sql`` (with ``{src}`` the series rows and ``{step}``/``{b0}`` the grid) over the window.
+
+    From one snapshot: every batch's stored ``series`` plus the segments' rows (cached), or, when
+    some batch has no usable rollups, a scan of the window's events.
+    """
     since, until = bounds(store, window)
     grid = Grid.of(since, until)
+    where = f"bucket BETWEEN {grid.b0} AND {grid.b1}"
     for attempt in range(attempts):
         try:
+            snap = store.snapshot().written_since(grid.b0 * BUCKET - 2.0) if hasattr(store, "snapshot") else None
+            if snap is not None and snap.rollups is not None and all(rollup.complete(m) for m in snap.rollups):
+                return grid, _from_rollups(snap, grid, where, sql, params or [])
             with store.reader(since=grid.b0 * BUCKET) as run:
-                src = _source(run, grid)
-                return grid, run(sql.format(src=src, step=grid.step, b0=grid.b0), params or [])
-        except Exception as e:  # noqa: BLE001 - a compaction committed meanwhile: read again
-            if attempt + 1 >= attempts or type(e).__module__.split(".")[0] not in ("duckdb", "_duckdb"):
+                lo, hi = grid.b0 * BUCKET, (grid.b1 + 1) * BUCKET
+                scan = f"(SELECT * FROM events WHERE time >= {lo!r} AND time < {hi!r})"
+                return grid, run(sql.format(src=f"({rollup.series_sql(scan)})", step=grid.step, b0=grid.b0),
+                                 params or [])
+        except Exception as e:  # noqa: BLE001 - a compaction committed meanwhile: list and read again
+            if attempt + 1 >= attempts or not (isinstance(e, FileNotFoundError)
+                                               or type(e).__module__.split(".")[0] in ("duckdb", "_duckdb")):
                 raise
             time.sleep(0.05 * 2**attempt)
     raise AssertionError("unreachable")
+
+
+def _from_rollups(snap: Any, grid: Grid, where: str, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        files = [m["files"]["series"] for m in snap.rollups]
+        files += [str(p) for p in _TAIL.files(con, list(snap.segments))]
+        src = _EMPTY
+        if files:
+            listed = ", ".join(_lit(f) for f in files)
+            src = f"(SELECT * FROM read_parquet([{listed}], union_by_name=true) WHERE {where})"
+        cur = con.execute(sql.format(src=src, step=grid.step, b0=grid.b0), params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    finally:
+        con.close()
 
 
 def _filters(server: str | None, tool: str | None) -> tuple[str, list[Any]]:
@@ -120,19 +191,22 @@ def traffic(store: Any, window: TimeWindow | None, server: str | None = None,
     and the window's latency and payload histograms (for the Tools page)."""
     where, params = _filters(server, tool)
     sql = f"""
-        SELECT (bucket - {{b0}}) // {{step}} AS slot, measure, idx, sum(n)::BIGINT AS n,
+        SELECT (bucket - {{b0}}) // {{step}} AS slot, measure, idx,
+               CASE WHEN measure = 'sessions' THEN bucket END AS sb, sum(n)::BIGINT AS n,
                sum(errors)::BIGINT AS errors, sum(vsum) AS vsum
-        FROM {{src}} WHERE measure IN ('calls', 'duration', 'size') {where}
+        FROM {{src}} WHERE measure IN ('calls', 'duration', 'size', 'sessions') {where}
         GROUP BY ALL"""
     grid, rows = query(store, window, sql, params)
     n = grid.slots
-    calls, errors, vsum = [0] * n, [0] * n, [0.0] * n
+    calls, errors, vsum, sessions = [0] * n, [0] * n, [0.0] * n, [0] * n
     hists: dict[str, list[dict[int, int]]] = {"duration": [{} for _ in range(n)], "size": [{} for _ in range(n)]}
     for r in rows:
         s = int(r["slot"])
         if not 0 <= s < n:
             continue
-        if r["measure"] == "calls":
+        if r["measure"] == "sessions":  # the busiest 5 minutes of the slot
+            sessions[s] = max(sessions[s], r["n"])
+        elif r["measure"] == "calls":
             calls[s] += r["n"]
             errors[s] += r["errors"] or 0
             vsum[s] += r["vsum"] or 0.0
@@ -156,6 +230,7 @@ def traffic(store: Any, window: TimeWindow | None, server: str | None = None,
         "p95_ms": [q(h, 0.95, 1e-3) for h in dur],
         "p99_ms": [q(h, 0.99, 1e-3) for h in dur],
         "payload_p95_bytes": [q(h, 0.95) for h in size],
+        "active_sessions": sessions,
     }
     if tool is not None:
         out["latency_histogram"] = _bars(histogram.merge(dur), 1e-3)

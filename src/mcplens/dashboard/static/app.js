@@ -93,7 +93,7 @@
       title, width, height: (opts && opts.height) || 180,
       scales: { x: { time: true } },
       series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: s.color || COLORS[i % COLORS.length], width: 1.5,
-        spanGaps: false, value: (u, v) => (v === null || v === undefined ? '-' : (s.fmt || String)(v)) }))],
+        spanGaps: false, points: { show: true, size: 3, width: 1 }, value: (u, v) => (v === null || v === undefined ? '-' : (s.fmt || String)(v)) }))],
       axes: [{}, { size: 60 }],
       legend: { live: true },
     }, [times, ...series.map((s) => s.values)], box);
@@ -192,7 +192,7 @@
         card('errors', fmtInt(o.totals.errors), 'errors'),
         card('error rate', fmtPct(o.totals.calls ? o.totals.errors / o.totals.calls : null), 'error_rate'),
         card('slowest tool p95 ms', fmtMs(p95), 'p95'),
-        card('sessions (peak per slot)', fmtInt(Math.max(0, ...o.active_sessions)), 'sessions'),
+        card("sessions (busiest 5 min)", fmtInt(Math.max(0, ...o.active_sessions)), 'sessions'),
         card('monitoring lost', `${fmtInt(o.pipeline.dropped)} dropped · ${fmtInt(o.pipeline.faults)} faults · ${fmtInt(o.pipeline.write_failures)} write failures`, 'pipeline')),
       grid(
         chart('calls and errors', t, [{ label: 'calls', values: o.calls, fmt: fmtInt }, { label: 'errors', values: o.errors, fmt: fmtInt }]),
