@@ -29,7 +29,7 @@ from tests.analysis import workload  # noqa: E402
 
 from mcplens.analysis.engine import insights  # noqa: E402
 from mcplens.store.base import TimeWindow  # noqa: E402
-from mcplens.store.local import MANIFEST_SUFFIX, LocalStore, _lit  # noqa: E402
+from mcplens.store.local.reader import MANIFEST_SUFFIX, LocalStore, _lit  # noqa: E402
 
 BASE = 1_000_000
 

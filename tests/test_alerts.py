@@ -13,7 +13,7 @@ import pytest
 
 from mcplens import cli
 from mcplens.alerts import Watcher, load_config
-from mcplens.store.local import LocalStore
+from mcplens.store.local.reader import LocalStore
 from tests.analysis import workload
 
 T = workload.T0

@@ -33,7 +33,8 @@ from typing import Any, Protocol
 
 from mcplens import event as ev
 from mcplens.config import Settings
-from mcplens.sinks.eventlog import EventLogSink, health_record
+from mcplens.store import open_writer
+from mcplens.store.local.writer import health_record
 
 logger = logging.getLogger("mcplens")
 
@@ -208,9 +209,7 @@ class Pipeline:
         self._marks: collections.deque[int] = collections.deque([0, 0], maxlen=2)
         self._reported: dict[str, int] = {}
         self._last_health = float("-inf")
-        self._eventlog = EventLogSink(
-            settings.home, self.instance_id, max_bytes=settings.segment_max_bytes, max_age=settings.segment_max_age
-        )
+        self._eventlog = open_writer(settings, self.instance_id)  # the durable sink: the store's write half
         self.sinks: list[Sink] = []
         self._workers: dict[int, SinkWorker] = {}
         self._base: dict[str, Any] = {ev.INSTANCE_ID: self.instance_id, ev.PID: os.getpid()}

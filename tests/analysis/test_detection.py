@@ -16,7 +16,7 @@ import pytest
 from mcplens import event as ev
 from mcplens.analysis.engine import insights
 from mcplens.analysis.findings import Finding
-from mcplens.store.local import LocalStore
+from mcplens.store.local.reader import LocalStore
 from tests.analysis import workload
 from tests.store import factory
 

@@ -15,7 +15,7 @@ import mcp
 import mcp_types as types
 
 from mcplens.analysis.engine import insights
-from mcplens.store.local import LocalStore
+from mcplens.store.local.reader import LocalStore
 from tests.conftest import http_server
 
 

@@ -29,7 +29,7 @@ from mcp import StdioServerParameters
 import mcplens
 from mcplens.analysis.engine import insights
 from mcplens.analysis.findings import Finding
-from mcplens.store.local import LocalStore
+from mcplens.store.local.reader import LocalStore
 from tests.analysis import workload
 from tests.capture.proxy_helpers import env_for, needs_node, npm_peer, proxy_cmd
 from tests.conftest import REPO, free_port, stop, subprocess_env, wait_port

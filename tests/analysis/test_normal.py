@@ -9,7 +9,7 @@ import pytest
 
 from mcplens import cli
 from mcplens.analysis.engine import Options, Thresholds, insights
-from mcplens.store.local import LocalStore
+from mcplens.store.local.reader import LocalStore
 from tests.analysis import workload
 
 

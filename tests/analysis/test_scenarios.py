@@ -25,7 +25,7 @@ from mcp.shared.exceptions import MCPError
 import mcplens
 from mcplens.analysis.engine import insights
 from mcplens.analysis.findings import Finding
-from mcplens.store.local import LocalStore
+from mcplens.store.local.reader import LocalStore
 from tests.analysis import scenario_server, workload
 
 HOUR = 3600.0

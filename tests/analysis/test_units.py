@@ -7,9 +7,9 @@ import base64
 import pytest
 
 from mcplens import event as ev
-from mcplens.analysis.classify import DATA_ACCESS, HIGH, LOW, MEDIUM, OTHER, OUTBOUND, ToolClasses
 from mcplens.capture.common import RATE_LIMITED_CODE, Exchange, status_of
 from mcplens.capture.ratelimit import RateLimiter, parse_rate
+from mcplens.classify import DATA_ACCESS, HIGH, LOW, MEDIUM, OTHER, OUTBOUND, ToolClasses
 from mcplens.config import Settings
 from mcplens.privacy.injection import count_in, make_processor, scan
 

@@ -204,3 +204,11 @@ def test_start_up_and_upstream_down_lines_on_stderr_rate_limited(tmp_path: Path)
     assert len(lines) == 1 and dead.rsplit("/", 1)[0] in lines[0]  # five failures, one line (rate-limited)
     pings = [e for e in read_events(home) if e.get("mcp.method.name") == "ping"]
     assert len(pings) == 5 and all(e["mcplens.error.category"] == "connection_failure" for e in pings)
+
+
+def test_start_up_line_leaves_out_the_upstream_query(tmp_path: Path) -> None:
+    """The query of --upstream is not forwarded, and may hold a token: it is not logged either."""
+    dead = f"http://127.0.0.1:{free_port()}/mcp"
+    with ProxyProcess(dead + "?access_token=tok-9d8c7b6a5f4e", tmp_path / "home") as proxy:
+        assert poll(lambda: f"fronting {dead} " in proxy.stderr())
+        assert "tok-9d8c" not in proxy.stderr()

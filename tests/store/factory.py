@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mcplens import event as ev
-from mcplens.sinks.eventlog import EventLogSink, health_record
+from mcplens.store.local.writer import EventLogSink, health_record
 
 _REQ = itertools.count(1)
 _ERRORS = {

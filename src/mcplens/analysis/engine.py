@@ -1,7 +1,7 @@
 """The detectors: SQL over the store, one readable rule each, thresholds in :class:`Thresholds`.
 
 Detectors that follow sessions or count buckets (chains, loops, read-then-send, error spikes,
-volume, restarts) read the rollup tables of analysis/rollup.py: stored at compaction when the run
+volume, restarts) read the rollup tables of store/local/rollup.py: stored at compaction when the run
 covers the whole store, else computed here from the window's events. The others read ``req``, a
 view of the request events; the time filters of the recent-window rules prune Parquet row groups.
 "Now" is the window's end, else the newest event: insights over yesterday's data read as they
@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from mcplens import event as ev
-from mcplens.analysis import rollup
-from mcplens.analysis.classify import DATA_ACCESS, HIGH, MEDIUM, ToolClasses
 from mcplens.analysis.findings import CRITICAL, INFO, RANK, WARNING, Finding, sort_findings
+from mcplens.classify import DATA_ACCESS, HIGH, MEDIUM, ToolClasses
+from mcplens.store.local import rollup
 
 Run = Callable[..., list[dict[str, Any]]]
 
@@ -1178,7 +1178,7 @@ def insights(
     server: str | None = None,
     attempts: int = 5,
 ) -> list[Finding]:
-    """:func:`analyze` over a :class:`~mcplens.store.local.LocalStore`, retried if a compaction races it."""
+    """:func:`analyze` over a :class:`~mcplens.store.local.reader.LocalStore`, retried if a compaction races it."""
     for attempt in range(attempts):
         try:
             with store.reader(since=since) as run:

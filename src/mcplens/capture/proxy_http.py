@@ -403,7 +403,7 @@ class HttpProxy:
                 )
                 self._base_url = httpx2.URL(self._origin + "/")
                 log.info("mcplens proxy: listening on %s, fronting %s (recording %s; bodies up to %d bytes; "
-                         "at most %d requests in flight)", self.listen or "?", self.upstream,
+                         "at most %d requests in flight)", self.listen or "?", self._origin + self._path.decode(),
                          "on" if self.pipeline is not None else "off", self.max_body, self.max_in_flight)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":

@@ -39,6 +39,7 @@ from mcplens.capture.jsonrpc import (
 from mcplens.capture.proxy_recorder import Recorder
 from mcplens.config import Settings
 from mcplens.pipeline import Pipeline
+from mcplens.safetext import text as safe_text
 
 CHUNK: Final = 65536
 #: a line longer than this is still relayed whole, but not parsed (recorded as ``too_large``)
@@ -301,6 +302,10 @@ class StdioProxy:
         except OSError as e:
             print(f"mcplens proxy: cannot start {self.command[0]!r}: {e}", file=sys.stderr)
             return 127 if isinstance(e, FileNotFoundError) else 126
+        # the program's name only: its arguments may carry tokens (``--api-key ...``)
+        program = safe_text(os.path.basename(self.command[0]))
+        print(f"mcplens proxy: started {program} (pid {proc.pid}); recording "
+              f"{'on' if self.pipeline is not None else 'off'}", file=sys.stderr, flush=True)
         previous = self._forward_signals()
         # the relay threads wait in os.read without the GIL; when bytes arrive while the writer
         # thread is building events, the default 5 ms switch interval would be added to that message
@@ -333,6 +338,9 @@ class StdioProxy:
             self._restore_signals(previous)
             if self.pipeline is not None:
                 self.pipeline.close()
+        if code != 0:
+            how = f"signal {-code}" if code < 0 else f"code {code}"
+            print(f"mcplens proxy: {program} (pid {proc.pid}) exited with {how}", file=sys.stderr, flush=True)
         return code
 
     def _forward_signals(self) -> dict[int, Any]:

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from mcplens import event as ev
-from mcplens.analysis import rollup
-from mcplens.analysis.classify import ToolClasses
 from mcplens.analysis.engine import Analysis, Options, insights
-from mcplens.store.local import MANIFEST_SUFFIX, LocalStore
+from mcplens.classify import ToolClasses
+from mcplens.store.local import rollup
+from mcplens.store.local.reader import MANIFEST_SUFFIX, LocalStore
 from tests.analysis import workload
 
 DAY = workload.DAY
@@ -190,7 +190,7 @@ def test_batches_are_rolled_up_in_commit_order_not_name_order(
     tmp_path: Path, parts: list[list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two compactions within one second get names that sort at random; history must be commit order."""
-    from mcplens.store import local
+    from mcplens.store.local import reader as local
 
     home = tmp_path / "same-second"
     suffixes = iter([b"\xff" * 4, b"\x00" * 4])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mcplens.sinks.eventlog import EventLogSink
-from mcplens.store.local import LocalStore
+from mcplens.store.local.reader import LocalStore
+from mcplens.store.local.writer import EventLogSink
 from tests.store.factory import request
 
 

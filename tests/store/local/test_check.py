@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from mcplens import cli
-from mcplens.store.local import LocalStore
+from mcplens.store.local.reader import LocalStore
 from tests.store.factory import request, write
-from tests.store.test_resilience import two_batches
+from tests.store.local.test_resilience import two_batches
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

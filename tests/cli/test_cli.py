@@ -15,7 +15,7 @@ import pytest
 
 from mcplens import cli
 from mcplens import event as ev
-from mcplens.store.local import LocalStore
+from mcplens.store.local.reader import LocalStore
 from tests.store.factory import health, request, write
 
 NOW = time.time()

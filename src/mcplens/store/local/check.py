@@ -1,6 +1,6 @@
 """``mcplens check``: find the files in a data directory that cannot be read, and move them aside.
 
-Readers already leave a bad file out and name it (store/local.py); this walks everything once,
+Readers already leave a bad file out and name it (store/local/reader.py); this walks everything once,
 thoroughly, so an operator can see what is damaged and fix it. Nothing is ever deleted: ``--fix``
 moves a file into ``events/quarantine/<time>/`` under its own relative path. A segment that is
 mostly readable keeps its good lines: the original goes to quarantine and the good lines are
@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcplens.sinks.eventlog import CLOSED, LIVE, PARQUET, events_dir
-from mcplens.store.local import MANIFEST_SUFFIX, LocalStore, _duckdb, _path_lit, pid_alive, segment_pid
+from mcplens.store.local.reader import MANIFEST_SUFFIX, LocalStore, _duckdb, _path_lit, pid_alive, segment_pid
+from mcplens.store.local.writer import CLOSED, LIVE, PARQUET, events_dir
 
 QUARANTINE = "quarantine"
 
@@ -174,7 +174,7 @@ def _quarantine(root: Path, quarantine: Path, pr: Problem) -> None:
     os.replace(pr.path, dest)
     pr.moved_to = dest
     if pr.manifest is not None and pr.manifest.exists():
-        from mcplens.store.local import _write_manifest
+        from mcplens.store.local.compact import _write_manifest
 
         data = json.loads(pr.manifest.read_text("utf-8"))
         data["rollups"] = None  # the batch's events are intact; its rollups are redone by compact

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from mcplens import event as ev
-from mcplens.analysis.classify import DATA_ACCESS, OUTBOUND, ToolClasses
+from mcplens.classify import DATA_ACCESS, OUTBOUND, ToolClasses
 
 #: beside the batches: ``parquet/rollups/<batch>.<tag>.<table>.parquet``, named in the batch's manifest;
 #: files no manifest names (an interrupted or superseded roll-up) go at the next compaction

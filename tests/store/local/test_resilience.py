@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from mcplens import cli
-from mcplens.store import local
-from mcplens.store.local import LocalStore
+from mcplens.store.local import reader as local
+from mcplens.store.local.reader import LocalStore
 from tests.store.factory import health, request, write
 
 NOW = time.time()

@@ -26,6 +26,7 @@ from typing import Any
 
 from mcplens import safetext
 from mcplens.config import default_home
+from mcplens.store import open_store
 from mcplens.store.base import SORTS, Store, TimeWindow
 
 #: seconds of look-back for ``tail``: an event is stamped with its *start* time but written when
@@ -451,7 +452,7 @@ def report_bad_files(store: Store) -> None:
 
 
 def cmd_check(store: Store, args: argparse.Namespace) -> int:
-    from mcplens.store.check import check
+    from mcplens.store.local.check import check
 
     with progress("checking the data directory"):
         result = check(args.home_dir, fix=args.fix)
@@ -558,12 +559,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="move unreadable files into events/quarantine/ (never deletes anything)")
     p.set_defaults(func=cmd_check)
     return parser
-
-
-def open_store(home: Path) -> Store:
-    from mcplens.store.local import LocalStore
-
-    return LocalStore(home)
 
 
 def _data_error(e: BaseException) -> bool:

@@ -17,7 +17,7 @@ import pytest
 
 from mcplens import cli
 from mcplens.alerts import Watcher, load_config
-from mcplens.store.local import LocalStore
+from mcplens.store.local.reader import LocalStore
 from tests.test_alerts import Hook, T, minute, rules, webhook  # noqa: F401 - webhook is a fixture
 
 MCPLENS = Path(sys.executable).parent / "mcplens"
@@ -102,8 +102,8 @@ def test_ctrl_c_exits_quietly_with_130(tmp_path: Path, webhook: str) -> None:  #
 
 
 def test_watch_output_and_log_lines_are_terminal_safe(tmp_path: Path) -> None:
+    from tests.cli.test_cli import HOSTILE, _assert_terminal_safe
     from tests.store.factory import request, write
-    from tests.test_cli import HOSTILE, _assert_terminal_safe
 
     home = tmp_path / "h"
     now = time.time()

@@ -28,7 +28,6 @@ duckdb is imported here only, never on the capture side, which runs inside someo
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import random
@@ -39,8 +38,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from mcplens import event as ev
-from mcplens.analysis.rollup import ROLLUP_DIR
-from mcplens.sinks.eventlog import CLOSED, LIVE, PARQUET, events_dir
 from mcplens.store.base import (
     FIELDS,
     NOT_ERRORS,
@@ -50,12 +47,12 @@ from mcplens.store.base import (
     shape_event,
     sort_tool_rows,
 )
+from mcplens.store.local.writer import CLOSED, LIVE, PARQUET, events_dir
 
 MANIFEST_SUFFIX: Final = ".manifest.json"
 RETRY_SECONDS: Final = 120.0  # how long a reader keeps re-listing a store that changes under it
 BACKOFF_MAX: Final = 0.5  # seconds: the longest pause between two re-listings
 MTIME_SLACK: Final = 2.0  # seconds: file times come from a coarser clock than time.time()
-BATCH_MAX_BYTES: Final = 256 * 1024 * 1024  # raw JSON per Parquet file; bounds one COPY's work
 
 
 def _duckdb() -> Any:
@@ -216,7 +213,7 @@ class Manifest:
     batch: str
     parquet: Path
     segments: dict[str, int]  # source segment name -> its size in bytes when compacted
-    rollups: dict[str, Any] | None = None  # analysis/rollup.py's settings and files, when rolled up
+    rollups: dict[str, Any] | None = None  # store/local/rollup.py's settings and files, when rolled up
 
     def rollup_files(self) -> list[Path]:
         return [self.parquet.parent / n for n in ((self.rollups or {}).get("files") or {}).values()]
@@ -476,7 +473,7 @@ class LocalStore(Store):
     def _tool_table_rolled(self, server: str | None, tool: str | None) -> list[dict[str, Any]] | None:
         """The whole store's table from the rollups, or None when a batch has none (or a read raced
         a compaction): the caller then scans, as for a time window."""
-        from mcplens.analysis import rollup
+        from mcplens.store.local import rollup
 
         clauses, params = ["true"], []
         if server is not None:
@@ -528,110 +525,10 @@ class LocalStore(Store):
     def count(self) -> int:
         return int(self.query("SELECT count(*) AS n FROM events")[0]["n"])
 
-    # ---- compaction ------------------------------------------------------------------------
-
     def compact(self) -> CompactResult:
-        if not self.root.is_dir():
-            return CompactResult((), 0, 0, 0)
-        fd = os.open(self.root / "compact.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return CompactResult((), 0, 0, 0, busy=True)
-            return self._compact_locked()
-        finally:
-            os.close(fd)  # releases the lock
+        from mcplens.store.local.compact import compact
 
-    def _compact_locked(self) -> CompactResult:
-        pq = self.root / PARQUET
-        pq.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(pq, 0o700)  # Parquet and rollups hold events: nothing under it is for other users
-        manifests = self.manifests()
-        committed = {m.parquet.name for m in manifests}
-        # a damaged manifest still commits its batch: never delete that Parquet as a leftover
-        committed |= {p.name.removesuffix(MANIFEST_SUFFIX) + ".parquet" for p in self.bad
-                      if p.name.endswith(MANIFEST_SUFFIX)}
-        rollup_files = {p for m in manifests for p in m.rollup_files()}
-        covered = _covered(manifests)
-        removed = 0
-        # Clean up after an interrupted run: sources already committed, Parquet never committed.
-        for p in [*_jsonl(self.root / LIVE), *_jsonl(self.root / CLOSED)]:
-            if covered(p):
-                removed += _unlink(p)
-        for name in os.listdir(pq):
-            if (name.endswith(".parquet") and name not in committed) or name.endswith(".tmp"):
-                removed += _unlink(pq / name)
-        for p in _listdir(pq / ROLLUP_DIR):
-            if p not in rollup_files:
-                removed += _unlink(p)
-
-        sources = sorted(_jsonl(self.root / CLOSED))
-        for p in sorted(_jsonl(self.root / LIVE)):
-            pid = segment_pid(p.name)
-            if pid is not None and not pid_alive(pid):  # writer killed before it could close
-                sources.append(p)
-        rolled = self._roll_up_all([m for m in manifests if self._parquet_problem(m.parquet) is None])
-        batches: list[str] = []
-        events = 0
-        for chunk in _chunks(sources):
-            batch, n = self._write_batch(pq, chunk, rolled)
-            batches.append(batch)
-            events += n
-        return CompactResult(tuple(batches), len(sources), events, removed, rolled_up=rolled.redone)
-
-    def _write_batch(self, pq: Path, sources: list[Path], rolled: _RolledUp) -> tuple[str, int]:
-        duckdb = _duckdb()
-        batch = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{os.urandom(4).hex()}"
-        out = pq / f"{batch}.parquet"
-        con = duckdb.connect()
-        try:
-            n = con.execute(
-                f"COPY ({read_json_sql(sources)}) TO {_lit(out)} (FORMAT parquet, COMPRESSION zstd)"
-            ).fetchone()[0]
-            os.chmod(out, 0o600)  # events: owner-only, like the segments (the directory is 0700 too)
-            _fsync(out)
-            rollups = rolled.add(con, out)
-            for name in (rollups or {}).get("files", {}).values():
-                os.chmod(pq / name, 0o600)
-        finally:
-            con.close()
-        manifest = {
-            "version": 1,
-            "parquet": out.name,
-            "segments": {p.name: p.stat().st_size for p in sources},
-            "events": n,
-            "created": time.time(),
-            "rollups": rollups,
-        }
-        _write_manifest(pq / f"{batch}{MANIFEST_SUFFIX}", manifest)  # the commit point
-        for p in sources:
-            _unlink(p)
-        return batch, int(n)
-
-    def _roll_up_all(self, manifests: list[Manifest]) -> _RolledUp:
-        """Give every committed batch its rollups, all over again if any lacks them (see analysis/rollup.py).
-
-        Deltas add up only if each was computed over the batches before it, so one missing (a batch
-        from an older mcplens, or another rollup version) means redoing them all, oldest first.
-        """
-        from mcplens.analysis import rollup
-
-        rolled = _RolledUp()
-        if all(rollup.complete(m.rollups) for m in manifests):
-            rolled.parquet = [m.parquet for m in manifests]
-            rolled.tools = sorted({t for m in manifests for t in (m.rollups or {}).get("tools", ())})
-            return rolled
-        con = _duckdb().connect()
-        try:
-            for m, path, data in sorted(_commit_order(manifests), key=lambda x: (x[2].get("created", 0), x[0].batch)):
-                data["rollups"] = rolled.add(con, m.parquet)
-                _write_manifest(path, data)
-                rolled.redone += 1
-        finally:
-            con.close()
-        return rolled
-
+        return compact(self)
 
 def _rows(cur: Any) -> list[dict[str, Any]]:
     """A DuckDB result as dicts by column name; none for a statement that returns no result."""
@@ -680,45 +577,6 @@ def _rollups(manifests: list[Manifest]) -> list[dict[str, Any]] | None:
     return out
 
 
-class _RolledUp:
-    """The batches rolled up so far in one compaction: the history of the next one."""
-
-    def __init__(self) -> None:
-        self.parquet: list[Path] = []
-        self.tools: list[str] = []
-        self.redone = 0
-
-    def add(self, con: Any, batch: Path) -> dict[str, Any]:
-        from mcplens.analysis import rollup
-
-        con.execute(events_view_sql("new_events", [batch], []))
-        if self.parquet:
-            con.execute(events_view_sql("hist_events", self.parquet, []))
-        meta = rollup.roll_up_batch(Reader(con), "new_events", "hist_events" if self.parquet else None, batch,
-                                    self.tools, rollup.EXFIL_WINDOW)
-        for f in meta["files"].values():
-            _fsync(batch.parent / f)
-        self.parquet.append(batch)
-        self.tools = meta["tools"]
-        return meta
-
-
-def _commit_order(manifests: list[Manifest]) -> Iterator[tuple[Manifest, Path, dict[str, Any]]]:
-    """Each manifest with its data, for ordering by commit time: names of one second sort at random."""
-    for m in manifests:
-        path = m.parquet.with_name(m.batch + MANIFEST_SUFFIX)
-        yield m, path, json.loads(path.read_text("utf-8"))
-
-
-def _write_manifest(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", opener=lambda p, f: os.open(p, f, 0o600)) as fh:
-        fh.write(json.dumps(data, indent=1))
-    _fsync(tmp)
-    os.replace(tmp, path)
-    _fsync(path.parent)
-
-
 def _moved(error: BaseException) -> bool:
     """DuckDB's word for a listed file that is no longer there (renamed or compacted meanwhile)."""
     return type(error).__name__ == "IOException" and "No files found" in str(error)
@@ -745,36 +603,3 @@ def _covered(manifests: list[Manifest]) -> Callable[[Path], bool]:
             return True  # gone: nothing to read or delete either way
 
     return covered
-
-
-def _chunks(paths: list[Path]) -> list[list[Path]]:
-    out: list[list[Path]] = []
-    size = 0
-    for p in paths:
-        try:
-            s = p.stat().st_size
-        except FileNotFoundError:
-            continue
-        if not out or size + s > BATCH_MAX_BYTES:
-            out.append([])
-            size = 0
-        out[-1].append(p)
-        size += s
-    return out
-
-
-def _unlink(p: Path) -> int:
-    try:
-        p.unlink()
-        return 1
-    except FileNotFoundError:
-        return 0
-
-
-def _fsync(p: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
