@@ -66,7 +66,7 @@ def run_command(args: argparse.Namespace) -> int:
         import uvicorn
 
         from mcplens.dashboard.app import create_app
-        from mcplens.store.local import LocalStore
+        from mcplens.store import open_store
     except ImportError as e:
         print(f"mcplens dashboard: {e}; pip install 'mcplens[dashboard]'", file=sys.stderr)
         return 1
@@ -84,7 +84,7 @@ def run_command(args: argparse.Namespace) -> int:
         return 1
     port = sock.getsockname()[1]
     token = secrets.token_urlsafe(24) if needs_token(host) else None
-    app = create_app(LocalStore(home), home=home, alerts_config=args.alerts, insights_config=args.config,
+    app = create_app(open_store(home), home=home, alerts_config=args.alerts, insights_config=args.config,
                      token=token, port=port)
     url = url_of(host, port)
     print(f"mcplens dashboard: {url} (data: {home}; Ctrl-C stops it)", flush=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from mcplens import safetext
+from mcplens import safetext, views
 from mcplens.dashboard import data
 from mcplens.store.base import SORTS, Store, TimeWindow
 
@@ -173,12 +173,13 @@ def create_app(store: Store, *, home: Path, alerts_config: Path | None = None, i
         sid = req.query_params.get("id")
         if not sid:
             raise ApiError(400, "give ?id=SESSION")
-        matched, events = data.session(store, sid)
-        if not matched:
-            raise ApiError(404, "no session matching that id")
-        if len(matched) > 1:
-            raise ApiError(409, f"that prefix matches {len(matched)} sessions; give more of the id")
-        return {"session": matched[0], "events": events}
+        try:
+            events = data.session(store, sid)
+        except views.NoSuchSession:
+            raise ApiError(404, "no session matching that id") from None
+        except views.AmbiguousSession as e:
+            raise ApiError(409, f"that prefix matches {len(e.matches)} sessions; give more of the id") from None
+        return {"session": events[0]["session"], "events": events}
 
     def insights(req: Request) -> Any:
         key = ("insights", req.query_params.get("since"), req.query_params.get("until"), server(req))

@@ -1,8 +1,7 @@
-"""What each ``/api/`` endpoint returns: the same functions the CLI's ``--json`` prints, plus charts.
+"""What each ``/api/`` endpoint returns: the CLI's ``--json`` rows, plus the charts' data.
 
-The adapter between the dashboard and the reading side. Rows that the CLI also prints come from the
-very calls ``mcplens report/sessions/health/insights --json`` make (``store.tool_table`` ...), so a
-page and the CLI never disagree; when the shared ``views`` module lands these become calls to it.
+Rows that the CLI also prints come from :mod:`mcplens.views`, the functions ``mcplens
+report/sessions/health/insights --json`` print, so a page and the CLI never disagree.
 The chart data (``series``) and the pages the CLI has no command for (clients, flows, alerts) are
 read here, from rollups where a window can be long.
 """
@@ -14,51 +13,41 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mcplens import views
 from mcplens.dashboard import series
 from mcplens.store.base import Store, TimeWindow
 
-
-def _compact(row: dict[str, Any]) -> dict[str, Any]:
-    """As ``mcplens sessions ID --json`` prints an event: no null fields."""
-    return {k: v for k, v in row.items() if v is not None}
-
-
-# ---- what the CLI prints with --json -----------------------------------------------------------
+# ---- what the CLI prints with --json: the same views functions -------------------------------
 
 
 def tools(store: Store, window: TimeWindow | None, server: str | None = None, sort: str = "calls",
           tool: str | None = None) -> list[dict[str, Any]]:
     """= ``mcplens report --json``."""
-    return store.tool_table(window, server, tool, sort)
+    return views.tools(store, window, server=server, tool=tool, sort=sort)
 
 
 def sessions(store: Store, window: TimeWindow | None, server: str | None = None,
              limit: int | None = 50) -> list[dict[str, Any]]:
     """= ``mcplens sessions --json``."""
-    return store.sessions(window, server, limit)
+    return views.sessions(store, window, server=server, limit=limit)
 
 
-def session(store: Store, session_id: str) -> tuple[list[str], list[dict[str, Any]]]:
-    """(matched session ids, events): the events are ``mcplens sessions ID --json`` when one matched."""
-    events = store.session_events(session_id)
-    matched = sorted({e["session"] for e in events})
-    return matched, ([_compact(e) for e in events] if len(matched) == 1 else [])
+def session(store: Store, session_id: str) -> list[dict[str, Any]]:
+    """= ``mcplens sessions ID --json``; raises views.NoSuchSession / views.AmbiguousSession."""
+    return views.session(store, session_id)
 
 
 def health(store: Store, window: TimeWindow | None) -> list[dict[str, Any]]:
     """= ``mcplens health --json``."""
-    return store.health(window)
+    return views.health(store, window)
 
 
 def insights(store: Store, window: TimeWindow | None, server: str | None = None,
              config: Path | None = None) -> list[dict[str, Any]]:
     """= ``mcplens insights --json``."""
-    from mcplens.analysis.engine import insights as run_insights
     from mcplens.analysis.engine import load_options
 
-    found = run_insights(store, load_options(config), since=window.since if window else None,
-                         until=window.until if window else None, server=server)
-    return [f.to_dict() for f in found]
+    return views.insights(store, window, server=server, options=load_options(config))
 
 
 # ---- the dashboard's own ---------------------------------------------------------------------

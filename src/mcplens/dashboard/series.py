@@ -2,7 +2,7 @@
 
 A chart over seven days of ten million events cannot re-read them on every refresh. Compaction
 keeps, per Parquet batch, 5-minute buckets of calls, errors and latency/payload histograms
-(``analysis/rollup.py: series_sql``, histograms from :mod:`mcplens.histogram`); a query here sums
+(``store/local/rollup.py: series_sql``, histograms from :mod:`mcplens.histogram`); a query here sums
 the batches' tables and adds the same table computed over the not-yet-compacted segments (the
 tail). When some batch has no usable rollups (an older mcplens wrote it; the next compaction
 redoes them) the window's events are scanned instead: same rows, just slower.
@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from mcplens import histogram
-from mcplens.analysis import rollup
 from mcplens.store.base import FIELDS, TimeWindow
+from mcplens.store.local import rollup
 
 BUCKET: Final = rollup.BUCKET
 #: at most this many points per chart: the step grows in whole buckets to keep under it
@@ -90,7 +90,7 @@ class TailCache:
         self._lock = threading.Lock()
 
     def files(self, con: Any, segments: list[Path]) -> list[Path]:
-        from mcplens.store.local import read_json_sql
+        from mcplens.store.local.reader import read_json_sql
 
         out = []
         with self._lock:
