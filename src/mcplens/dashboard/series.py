@@ -31,6 +31,7 @@ from mcplens.store.base import FIELDS, TimeWindow
 from mcplens.store.local import rollup
 
 BUCKET: Final = rollup.BUCKET
+HOUR: Final = rollup.HOUR
 #: at most this many points per chart: the step grows in whole buckets to keep under it
 MAX_POINTS: Final = 288
 
@@ -52,7 +53,14 @@ class Grid:
         b0 = math.floor(since / BUCKET)
         b1 = max(b0, math.ceil(until / BUCKET) - 1)
         step = max(1, math.ceil((b1 - b0 + 1) / MAX_POINTS))
+        if step > 1:  # slots of whole hours, on the hour: they read the hourly histograms
+            step = HOUR * math.ceil(step / HOUR)
+            b0 -= b0 % HOUR
         return cls(b0, b1, step)
+
+    @property
+    def hourly(self) -> bool:
+        return self.step % HOUR == 0 and self.b0 % HOUR == 0
 
     @property
     def slots(self) -> int:
@@ -190,13 +198,15 @@ def traffic(store: Any, window: TimeWindow | None, server: str | None = None,
     """Per slot: calls, errors, error rate, mean and p50/p95/p99 latency (ms), p95 payload (bytes);
     and the window's latency and payload histograms (for the Tools page)."""
     where, params = _filters(server, tool)
+    since, until = bounds(store, window)
+    wanted = "'duration_h', 'size_h'" if Grid.of(since, until).hourly else "'duration', 'size'"
     sql = f"""
         SELECT (bucket - {{b0}}) // {{step}} AS slot, measure, idx,
                CASE WHEN measure = 'sessions' THEN bucket END AS sb, sum(n)::BIGINT AS n,
                sum(errors)::BIGINT AS errors, sum(vsum) AS vsum
-        FROM {{src}} WHERE measure IN ('calls', 'duration', 'size', 'sessions') {where}
+        FROM {{src}} WHERE measure IN ('calls', 'sessions', {wanted}) {where}
         GROUP BY ALL"""
-    grid, rows = query(store, window, sql, params)
+    grid, rows = query(store, TimeWindow(since, until), sql, params)
     n = grid.slots
     calls, errors, vsum, sessions = [0] * n, [0] * n, [0.0] * n, [0] * n
     hists: dict[str, list[dict[int, int]]] = {"duration": [{} for _ in range(n)], "size": [{} for _ in range(n)]}
@@ -211,7 +221,7 @@ def traffic(store: Any, window: TimeWindow | None, server: str | None = None,
             errors[s] += r["errors"] or 0
             vsum[s] += r["vsum"] or 0.0
         else:
-            h = hists[r["measure"]][s]
+            h = hists[r["measure"].removesuffix("_h")][s]
             h[int(r["idx"])] = h.get(int(r["idx"]), 0) + r["n"]
 
     def q(h: dict[int, int], p: float, scale: float = 1.0) -> float | None:

@@ -62,6 +62,8 @@ VERSION: Final = 3  # 2: rate-limited/unauthorized are not errors (ev.NOT_FAILUR
 #: the default bucket of the error-spike detector; rollups are kept at this size, so a run whose
 #: bucket is a multiple of it can use them
 BUCKET: Final = 300.0
+#: the dashboard's hourly histograms (``series``), in buckets
+HOUR: Final = 12
 #: the default read-then-send window; rollups keep only sends this soon after a read
 EXFIL_WINDOW: Final = 600.0
 
@@ -258,6 +260,8 @@ def series_sql(relation: str, bucket: float = BUCKET, calls: str | None = None) 
       summed duration in seconds (for a mean);
     * ``duration`` / ``size``: per (server, method, target, bucket, idx): ``n`` calls whose duration
       (microseconds) or response size (bytes) falls in ``mcplens.histogram`` bucket ``idx``;
+    * ``duration_h`` / ``size_h``: the same per hour (``bucket`` is the hour's first bucket, so an
+      hour is ``HOUR`` buckets): a week's chart reads ~10x fewer rows than from the 5-minute ones;
     * ``client``: per (server, client, bucket, status): ``n`` calls;
     * ``sessions``: per (server, bucket): ``n`` sessions with a tool call in the bucket.
 
@@ -270,6 +274,7 @@ def series_sql(relation: str, bucket: float = BUCKET, calls: str | None = None) 
     from mcplens.histogram import index_sql
 
     b = f"floor(time / {float(bucket)!r})::BIGINT"
+    h = f"(floor(time / {float(bucket * HOUR)!r}) * {HOUR})::BIGINT"
     src = f"FROM {relation} WHERE kind = 'request' AND proxy_direction IS NULL"
     sessions = calls or f"({_calls(relation, True)})"
     null = "NULL::VARCHAR"
@@ -287,6 +292,14 @@ def series_sql(relation: str, bucket: float = BUCKET, calls: str | None = None) 
                count(*), NULL::BIGINT, NULL::DOUBLE
         {src} AND response_size IS NOT NULL GROUP BY ALL
         UNION ALL
+        SELECT server_name, method, target, {null}, {h}, {null}, 'duration_h', {index_sql('duration_s * 1e6')},
+               count(*), NULL::BIGINT, NULL::DOUBLE
+        {src} AND duration_s IS NOT NULL GROUP BY ALL
+        UNION ALL
+        SELECT server_name, method, target, {null}, {h}, {null}, 'size_h', {index_sql('response_size')},
+               count(*), NULL::BIGINT, NULL::DOUBLE
+        {src} AND response_size IS NOT NULL GROUP BY ALL
+        UNION ALL
         SELECT server_name, {null}, {null}, client_name, {b}, status, 'client', NULL::INTEGER,
                count(*), count(*) FILTER (WHERE {ERROR}), NULL::DOUBLE
         {src} GROUP BY ALL
@@ -295,7 +308,8 @@ def series_sql(relation: str, bucket: float = BUCKET, calls: str | None = None) 
                NULL::DOUBLE
         FROM (SELECT server, sk, floor(time / {float(bucket)!r})::BIGINT AS bucket FROM {sessions}
               GROUP BY ALL HAVING bool_and(is_new))
-        GROUP BY ALL"""
+        GROUP BY ALL
+        ORDER BY bucket"""
 
 
 #: how the tables of several batches (and the not-yet-compacted delta) combine into one
