@@ -40,7 +40,7 @@ HEADERS = [
     (b"cross-origin-resource-policy", b"same-origin"),
 ]
 #: the insights scan a window's events: kept this long per window so several tabs share one run
-INSIGHTS_TTL = 10.0
+INSIGHTS_TTL = 30.0
 
 
 def cookie_name(port: int) -> str:

@@ -33,7 +33,7 @@ from mcplens.store.local import rollup
 BUCKET: Final = rollup.BUCKET
 HOUR: Final = rollup.HOUR
 #: at most this many points per chart: the step grows in whole buckets to keep under it
-MAX_POINTS: Final = 288
+MAX_POINTS: Final = 300
 
 
 def _lit(text: str) -> str:
@@ -129,7 +129,7 @@ _TAIL = TailCache()
 
 _EMPTY = ("(SELECT NULL::VARCHAR AS server, NULL::VARCHAR AS method, NULL::VARCHAR AS target, NULL::VARCHAR AS client, "
           "NULL::BIGINT AS bucket, NULL::VARCHAR AS status, NULL::VARCHAR AS measure, NULL::INTEGER AS idx, "
-          "NULL::BIGINT AS n, NULL::BIGINT AS errors, NULL::DOUBLE AS vsum WHERE false)")
+          "NULL::BIGINT AS n, NULL::BIGINT AS errors, NULL::BIGINT AS vsum WHERE false)")
 
 
 def _ident(name: str) -> str:
@@ -199,12 +199,12 @@ def traffic(store: Any, window: TimeWindow | None, server: str | None = None,
     and the window's latency and payload histograms (for the Tools page)."""
     where, params = _filters(server, tool)
     since, until = bounds(store, window)
-    wanted = "'duration_h', 'size_h'" if Grid.of(since, until).hourly else "'duration', 'size'"
+    h = "_h" if Grid.of(since, until).hourly else ""
     sql = f"""
         SELECT (bucket - {{b0}}) // {{step}} AS slot, measure, idx,
                CASE WHEN measure = 'sessions' THEN bucket END AS sb, sum(n)::BIGINT AS n,
-               sum(errors)::BIGINT AS errors, sum(vsum) AS vsum
-        FROM {{src}} WHERE measure IN ('calls', 'sessions', {wanted}) {where}
+               sum(errors)::BIGINT AS errors, sum(vsum)::BIGINT AS vsum
+        FROM {{src}} WHERE measure IN ('calls{h}', 'sessions', 'duration{h}', 'size{h}') {where}
         GROUP BY ALL"""
     grid, rows = query(store, TimeWindow(since, until), sql, params)
     n = grid.slots
@@ -214,14 +214,15 @@ def traffic(store: Any, window: TimeWindow | None, server: str | None = None,
         s = int(r["slot"])
         if not 0 <= s < n:
             continue
-        if r["measure"] == "sessions":  # the busiest 5 minutes of the slot
+        measure = r["measure"].removesuffix("_h")
+        if measure == "sessions":  # the busiest 5 minutes of the slot
             sessions[s] = max(sessions[s], r["n"])
-        elif r["measure"] == "calls":
+        elif measure == "calls":
             calls[s] += r["n"]
             errors[s] += r["errors"] or 0
             vsum[s] += r["vsum"] or 0.0
         else:
-            h = hists[r["measure"].removesuffix("_h")][s]
+            h = hists[measure][s]
             h[int(r["idx"])] = h.get(int(r["idx"]), 0) + r["n"]
 
     def q(h: dict[int, int], p: float, scale: float = 1.0) -> float | None:
@@ -235,7 +236,7 @@ def traffic(store: Any, window: TimeWindow | None, server: str | None = None,
         "calls": calls,
         "errors": errors,
         "error_rate": [e / c if c else None for e, c in zip(errors, calls, strict=True)],
-        "mean_ms": [round(v / c * 1000, 3) if c and v else None for v, c in zip(vsum, calls, strict=True)],
+        "mean_ms": [round(v / c / 1000, 3) if c and v else None for v, c in zip(vsum, calls, strict=True)],
         "p50_ms": [q(h, 0.5, 1e-3) for h in dur],
         "p95_ms": [q(h, 0.95, 1e-3) for h in dur],
         "p99_ms": [q(h, 0.99, 1e-3) for h in dur],
@@ -257,15 +258,18 @@ def _bars(counts: dict[int, int], scale: float) -> list[dict[str, Any]]:
 def clients(store: Any, window: TimeWindow | None, server: str | None = None) -> dict[str, Any]:
     """Per client: calls per slot, totals by status; and its rate in the window before (the baseline)."""
     where, params = _filters(server, None)
+    lo, hi = bounds(store, window)
+    h = "_h" if Grid.of(lo, hi).hourly else ""
     sql = f"""
         SELECT client, (bucket - {{b0}}) // {{step}} AS slot, status, sum(n)::BIGINT AS n,
                sum(errors)::BIGINT AS errors
-        FROM {{src}} WHERE measure = 'client' {where} GROUP BY ALL"""
-    grid, rows = query(store, window, sql, params)
+        FROM {{src}} WHERE measure = 'client{h}' {where} GROUP BY ALL"""
+    grid, rows = query(store, TimeWindow(lo, hi), sql, params)
     since, until = grid.b0 * BUCKET, (grid.b1 + 1) * BUCKET
     # the baseline: the same length of time just before the window
     prev = TimeWindow(since - (until - since), since)
-    _, before = query(store, prev, "SELECT client, sum(n)::BIGINT AS n FROM {src} WHERE measure = 'client'"
+    h = "_h" if Grid.of(prev.since, prev.until).hourly else ""  # type: ignore[arg-type]
+    _, before = query(store, prev, f"SELECT client, sum(n)::BIGINT AS n FROM {{src}} WHERE measure = 'client{h}'"
                       + where + " GROUP BY ALL", params)
     base = {r["client"]: r["n"] for r in before}
     per: dict[Any, dict[str, Any]] = defaultdict(
