@@ -34,7 +34,8 @@ from mcplens.store.local import LocalStore  # noqa: E402
 DAY = 86400.0
 SPAN_DAYS = 8
 TAIL = 20_000  # uncompacted events at the newest end
-ENDPOINTS = ("overview", "tools", "tool", "clients", "sessions", "flows", "health", "instances", "insights")
+ENDPOINTS = ("overview", "tools", "tool", "tool_errors", "clients", "sessions", "flows", "health", "instances",
+             "insights")
 
 
 def _q(s: str) -> str:
@@ -156,7 +157,7 @@ def time_endpoints(home: Path, windows: list[str], repeats: int,
         for _ in range(repeats):  # interleaved: each round visits every (window, endpoint) once
             for w in windows:
                 for e in endpoints:
-                    extra = "&tool=tool_03" if e == "tool" else ""
+                    extra = "&tool=tool_03" if e in ("tool", "tool_errors") else ""
                     t0 = time.perf_counter()
                     con.request("GET", f"/api/{e}?since={w}{extra}")
                     r = con.getresponse()

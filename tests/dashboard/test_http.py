@@ -71,7 +71,7 @@ def test_chart_totals_match_the_tool_table(dashboard: Dashboard, demo_home: Path
 
 def test_bad_input_is_400_not_500(dashboard: Dashboard) -> None:
     for path in ("/api/tools?since=yesterday-ish", "/api/tools?sort=nope", "/api/sessions?limit=x", "/api/tool",
-                 "/api/session?id="):
+                 "/api/tool_errors", "/api/session?id="):
         status, _, body = request(dashboard.url, path)
         assert status == 400, (path, body)
         assert "error" in json.loads(body)

@@ -163,6 +163,12 @@ def create_app(store: Store, *, home: Path, alerts_config: Path | None = None, i
             raise ApiError(400, "give ?tool=NAME")
         return data.tool_detail(store, window(req), name, server(req))
 
+    def tool_errors(req: Request) -> Any:
+        name = req.query_params.get("tool")
+        if not name:
+            raise ApiError(400, "give ?tool=NAME")
+        return data.tool_errors(store, window(req), name, server(req))
+
     def sessions(req: Request) -> Any:
         raw = req.query_params.get("limit") or "50"
         if not raw.isdigit():
@@ -200,6 +206,7 @@ def create_app(store: Store, *, home: Path, alerts_config: Path | None = None, i
         Route("/api/overview", endpoint(lambda r: data.overview(store, window(r), server(r)))),
         Route("/api/tools", endpoint(tools)),
         Route("/api/tool", endpoint(tool)),
+        Route("/api/tool_errors", endpoint(tool_errors)),
         Route("/api/clients", endpoint(lambda r: data.series.clients(store, window(r), server(r)))),
         Route("/api/sessions", endpoint(sessions)),
         Route("/api/session", endpoint(session)),

@@ -54,18 +54,20 @@ def insights(store: Store, window: TimeWindow | None, server: str | None = None,
 
 
 def overview(store: Store, window: TimeWindow | None, server: str | None = None) -> dict[str, Any]:
-    """Calls, errors, latency and active sessions over time (rollups); the pipeline's own losses."""
+    """Calls, errors, latency and active sessions over time, from the rollups only (the page takes
+    the pipeline's own losses from ``/api/health``, which reads the health records)."""
     out = series.traffic(store, window, server)
-    h = store.health(window)
-    out["pipeline"] = {k: sum(r[k] or 0 for r in h) for k in ("dropped", "faults", "write_failures")}
-    out["pipeline"]["instances"] = len(h)
     out["totals"] = {"calls": sum(out["calls"]), "errors": sum(out["errors"])}
     return out
 
 
 def tool_detail(store: Store, window: TimeWindow | None, tool: str, server: str | None = None) -> dict[str, Any]:
-    """One tool: its latency/payload over time and histograms, errors by category and message."""
-    out = series.traffic(store, window, server, tool)
+    """One tool: its latency/payload over time and histograms (rollups)."""
+    return series.traffic(store, window, server, tool)
+
+
+def tool_errors(store: Store, window: TimeWindow | None, tool: str, server: str | None = None) -> list[dict[str, Any]]:
+    """One tool's failed calls grouped by category, type and message (a scan of the window's errors)."""
     where = "kind = 'request' AND proxy_direction IS NULL AND coalesce(target, method) = ? " \
             "AND status NOT IN ('ok', 'cancelled', 'unsupported', 'rate_limited', 'unauthorized')"
     params: list[Any] = [tool]
@@ -78,11 +80,10 @@ def tool_detail(store: Store, window: TimeWindow | None, tool: str, server: str 
     if server is not None:
         where += " AND server_name = ?"
         params.append(server)
-    out["errors_by_kind"] = store.query(
+    return store.query(
         "SELECT error_category AS category, error_type, error_message AS message, count(*) AS n, max(time) AS last "
         f"FROM events WHERE {where} GROUP BY ALL ORDER BY n DESC, category, error_type LIMIT 50",
         params, since=window.since if window else None)
-    return out
 
 
 def flows(store: Store, window: TimeWindow | None, server: str | None = None) -> dict[str, Any]:

@@ -183,7 +183,8 @@
 
   // ---- pages ------------------------------------------------------------------------------------
   async function overview() {
-    const [o, tools] = await Promise.all([api('overview'), api('tools')]);
+    const [o, tools, health] = await Promise.all([api('overview'), api('tools'), api('health')]);
+    const lost = (k) => health.reduce((a, r) => a + (r[k] || 0), 0);
     const t = o.time;
     const p95 = tools.length ? Math.max(...tools.map((r) => r.p95_ms || 0)) : null;
     const frag = [
@@ -193,7 +194,7 @@
         card('error rate', fmtPct(o.totals.calls ? o.totals.errors / o.totals.calls : null), 'error_rate'),
         card('slowest tool p95 ms', fmtMs(p95), 'p95'),
         card("sessions (busiest 5 min)", fmtInt(Math.max(0, ...o.active_sessions)), 'sessions'),
-        card('monitoring lost', `${fmtInt(o.pipeline.dropped)} dropped · ${fmtInt(o.pipeline.faults)} faults · ${fmtInt(o.pipeline.write_failures)} write failures`, 'pipeline')),
+        card('monitoring lost', `${fmtInt(lost('dropped'))} dropped · ${fmtInt(lost('faults'))} faults · ${fmtInt(lost('write_failures'))} write failures`, 'pipeline')),
       grid(
         chart('calls and errors', t, [{ label: 'calls', values: o.calls, fmt: fmtInt }, { label: 'errors', values: o.errors, fmt: fmtInt }]),
         chart('error rate', t, [{ label: 'error rate', values: o.error_rate, fmt: fmtPct }]),
@@ -238,7 +239,7 @@
         : empty('No calls in this window. Instrument a server (see the README) and make some tool calls.'),
       detail);
     if (selected) {
-      const d = await api('tool', { tool: selected });
+      const [d, errs] = await Promise.all([api('tool', { tool: selected }), api('tool_errors', { tool: selected })]);
       const t = d.time;
       detail.replaceChildren(
         el('h2', {}, 'Tool ', el('span', { 'data-tool': selected }, selected)),
@@ -247,10 +248,10 @@
           chart('calls and errors', t, [{ label: 'calls', values: d.calls, fmt: fmtInt }, { label: 'errors', values: d.errors, fmt: fmtInt }])),
         grid(hist('latency', d.latency_histogram || [], 'ms'), hist('payload', d.payload_histogram || [], 'B')),
         el('h2', {}, 'Errors by category and message'),
-        d.errors_by_kind.length ? table([
+        errs.length ? table([
           { key: 'category', title: 'category' }, { key: 'error_type', title: 'type', name: true },
           { key: 'message', title: 'message', name: true }, { key: 'n', title: 'count', num: true, fmt: fmtInt },
-          { key: 'last', title: 'last', fmt: fmtTime }], d.errors_by_kind, { name: 'errors' }) : empty('no errors'));
+          { key: 'last', title: 'last', fmt: fmtTime }], errs, { name: 'errors' }) : empty('no errors'));
     }
   }
 
