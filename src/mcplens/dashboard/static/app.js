@@ -357,11 +357,24 @@
     const pos = new Map(names.map((n, i) => [n, [cx + R * Math.cos(2 * Math.PI * i / names.length), cy + R * Math.sin(2 * Math.PI * i / names.length)]]));
     const max = Math.max(...edges.map((e) => e.n));
     const s = svg('svg', { class: 'flow', viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': 'tool transition graph' });
+    const defs = svg('defs');
+    const marker = svg('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 6, markerHeight: 6, orient: 'auto-start-reverse' });
+    marker.appendChild(svg('path', { d: 'M 0 0 L 10 5 L 0 10 z', class: 'arrowhead' }));
+    defs.appendChild(marker);
+    s.appendChild(defs);
     for (const e of edges) {
       const [x1, y1] = pos.get(e.src), [x2, y2] = pos.get(e.dst);
-      const line = svg('line', { x1, y1, x2: x1 === x2 && y1 === y2 ? x2 + 12 : x2, y2: x1 === x2 && y1 === y2 ? y2 - 12 : y2, 'stroke-width': 1 + 6 * e.n / max });
-      line.appendChild(svg('title', {}, `${e.src} → ${e.dst}: ${e.n}`));
-      s.appendChild(line);
+      const w = 1 + 6 * e.n / max;
+      let shape;
+      if (e.src === e.dst) {  // a tool calling itself again: a small loop beside the node
+        const dx = x1 >= cx ? 1 : -1;
+        shape = svg('path', { d: `M ${x1} ${y1 - 6} C ${x1 + dx * 30} ${y1 - 30}, ${x1 + dx * 30} ${y1 + 30}, ${x1} ${y1 + 6}`, fill: 'none', 'stroke-width': w, 'marker-end': 'url(#arrow)' });
+      } else {  // stop short of the target's circle so the arrowhead shows
+        const len = Math.hypot(x2 - x1, y2 - y1) || 1;
+        shape = svg('line', { x1, y1, x2: x2 - (x2 - x1) * 9 / len, y2: y2 - (y2 - y1) * 9 / len, 'stroke-width': w, 'marker-end': 'url(#arrow)' });
+      }
+      shape.appendChild(svg('title', {}, `${e.src} → ${e.dst}: ${e.n}`));
+      s.appendChild(shape);
     }
     for (const n of names) {
       const [x, y] = pos.get(n);
