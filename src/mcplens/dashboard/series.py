@@ -136,9 +136,10 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def query(store: Any, window: TimeWindow | None, sql: str, params: list[Any] | None = None,
-          attempts: int = 5) -> tuple[Grid, list[dict[str, Any]]]:
-    """Run ``sql`` (with ``{src}`` the series rows and ``{step}``/``{b0}`` the grid) over the window.
+def query(store: Any, window: TimeWindow | None, sql: str | list[str], params: list[Any] | None = None,
+          attempts: int = 5) -> tuple[Grid, Any]:
+    """Run ``sql`` (with ``{src}`` the series rows and ``{step}``/``{b0}`` the grid) over the window;
+    a list of statements runs on one snapshot and returns a list of row lists.
 
     From one snapshot: every batch's stored ``series`` plus the segments' rows (cached), or, when
     some batch has no usable rollups, a scan of the window's events.
@@ -149,13 +150,16 @@ def query(store: Any, window: TimeWindow | None, sql: str, params: list[Any] | N
     for attempt in range(attempts):
         try:
             snap = store.snapshot().written_since(grid.b0 * BUCKET - 2.0) if hasattr(store, "snapshot") else None
+            sqls = [sql] if isinstance(sql, str) else sql
             if snap is not None and snap.rollups is not None and all(rollup.complete(m) for m in snap.rollups):
-                return grid, _from_rollups(snap, grid, where, sql, params or [])
-            with store.reader(since=grid.b0 * BUCKET) as run:
-                lo, hi = grid.b0 * BUCKET, (grid.b1 + 1) * BUCKET
-                scan = f"(SELECT * FROM events WHERE time >= {lo!r} AND time < {hi!r})"
-                return grid, run(sql.format(src=f"({rollup.series_sql(scan)})", step=grid.step, b0=grid.b0),
-                                 params or [])
+                out = _from_rollups(snap, grid, where, sqls, params or [])
+            else:
+                with store.reader(since=grid.b0 * BUCKET) as run:
+                    lo, hi = grid.b0 * BUCKET, (grid.b1 + 1) * BUCKET
+                    scan = f"(SELECT * FROM events WHERE time >= {lo!r} AND time < {hi!r})"
+                    run(f"CREATE OR REPLACE TEMP TABLE dash_series AS {rollup.series_sql(scan)}")
+                    out = [run(q.format(src="dash_series", step=grid.step, b0=grid.b0), params or []) for q in sqls]
+            return grid, (out[0] if isinstance(sql, str) else out)
         except Exception as e:  # noqa: BLE001 - a compaction committed meanwhile: list and read again
             if attempt + 1 >= attempts or not (isinstance(e, FileNotFoundError)
                                                or type(e).__module__.split(".")[0] in ("duckdb", "_duckdb")):
@@ -164,7 +168,7 @@ def query(store: Any, window: TimeWindow | None, sql: str, params: list[Any] | N
     raise AssertionError("unreachable")
 
 
-def _from_rollups(snap: Any, grid: Grid, where: str, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+def _from_rollups(snap: Any, grid: Grid, where: str, sqls: list[str], params: list[Any]) -> list[list[dict[str, Any]]]:
     import duckdb
 
     con = duckdb.connect()
@@ -175,9 +179,12 @@ def _from_rollups(snap: Any, grid: Grid, where: str, sql: str, params: list[Any]
         if files:
             listed = ", ".join(_lit(f) for f in files)
             src = f"(SELECT * FROM read_parquet([{listed}], union_by_name=true) WHERE {where})"
-        cur = con.execute(sql.format(src=src, step=grid.step, b0=grid.b0), params)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        out = []
+        for sql in sqls:
+            cur = con.execute(sql.format(src=src, step=grid.step, b0=grid.b0), params)
+            names = [d[0] for d in cur.description]
+            out.append([dict(zip(names, r, strict=True)) for r in cur.fetchall()])
+        return out
     finally:
         con.close()
 
@@ -200,36 +207,46 @@ def traffic(store: Any, window: TimeWindow | None, server: str | None = None,
     where, params = _filters(server, tool)
     since, until = bounds(store, window)
     h = "_h" if Grid.of(since, until).hourly else ""
-    sql = f"""
-        SELECT (bucket - {{b0}}) // {{step}} AS slot, measure, idx,
-               CASE WHEN measure = 'sessions' THEN bucket END AS sb, sum(n)::BIGINT AS n,
-               sum(errors)::BIGINT AS errors, sum(vsum)::BIGINT AS vsum
-        FROM {{src}} WHERE measure IN ('calls{h}', 'sessions', 'duration{h}', 'size{h}') {where}
-        GROUP BY ALL"""
-    grid, rows = query(store, TimeWindow(since, until), sql, params)
+    slot = "(bucket - {b0}) // {step}"
+    counts = f"""
+        SELECT {slot} AS slot, sum(n)::BIGINT AS n, sum(errors)::BIGINT AS errors, sum(vsum)::BIGINT AS vsum
+        FROM {{src}} WHERE measure = 'calls{h}' {where} GROUP BY ALL"""
+    busiest = f"""
+        SELECT slot, max(n) AS n FROM (SELECT {slot} AS slot, bucket, sum(n) AS n FROM {{src}}
+                                       WHERE measure = 'sessions' {where} GROUP BY ALL) GROUP BY ALL"""
+    # nearest-rank quantiles of each slot's histogram, in SQL: the first bucket whose running count
+    # reaches ceil(q * total) (as histogram.quantile does), so only one row per slot comes back
+    ranks = ", ".join(f"min(idx) FILTER (WHERE cum >= greatest(1, ceil({q} * tot))) AS q{int(q * 100)}"
+                      for q in (0.5, 0.95, 0.99))
+    quantiles = f"""
+        WITH hh AS (SELECT {slot} AS slot, measure, idx, sum(n) AS n FROM {{src}}
+                    WHERE measure IN ('duration{h}', 'size{h}') {where} GROUP BY ALL),
+             c AS (SELECT *, sum(n) OVER (PARTITION BY slot, measure ORDER BY idx) AS cum,
+                          sum(n) OVER (PARTITION BY slot, measure) AS tot FROM hh)
+        SELECT slot, measure, {ranks} FROM c GROUP BY ALL"""
+    sqls = [counts, busiest, quantiles]
+    if tool is not None:  # the whole window's histograms
+        sqls.append(f"SELECT measure, idx, sum(n)::BIGINT AS n FROM {{src}} WHERE measure IN ('duration{h}', 'size{h}')"
+                    f" {where} GROUP BY ALL ORDER BY measure, idx")
+    grid, results = query(store, TimeWindow(since, until), sqls, params)
     n = grid.slots
-    calls, errors, vsum, sessions = [0] * n, [0] * n, [0.0] * n, [0] * n
-    hists: dict[str, list[dict[int, int]]] = {"duration": [{} for _ in range(n)], "size": [{} for _ in range(n)]}
-    for r in rows:
-        s = int(r["slot"])
+    calls, errors, vsum, sessions = [0] * n, [0] * n, [0] * n, [0] * n
+    pct: dict[str, list[float | None]] = {k: [None] * n for k in ("p50_ms", "p95_ms", "p99_ms", "payload_p95_bytes")}
+    for r in results[0]:
+        if 0 <= r["slot"] < n:
+            calls[r["slot"]], errors[r["slot"]], vsum[r["slot"]] = r["n"], r["errors"] or 0, r["vsum"] or 0
+    for r in results[1]:
+        if 0 <= r["slot"] < n:  # the busiest 5 minutes of the slot
+            sessions[r["slot"]] = r["n"]
+    for r in results[2]:
+        s = r["slot"]
         if not 0 <= s < n:
             continue
-        measure = r["measure"].removesuffix("_h")
-        if measure == "sessions":  # the busiest 5 minutes of the slot
-            sessions[s] = max(sessions[s], r["n"])
-        elif measure == "calls":
-            calls[s] += r["n"]
-            errors[s] += r["errors"] or 0
-            vsum[s] += r["vsum"] or 0.0
+        if r["measure"].startswith("duration"):
+            for k, col in (("p50_ms", "q50"), ("p95_ms", "q95"), ("p99_ms", "q99")):
+                pct[k][s] = round(histogram.value(r[col]) * 1e-3, 3)
         else:
-            h = hists[measure][s]
-            h[int(r["idx"])] = h.get(int(r["idx"]), 0) + r["n"]
-
-    def q(h: dict[int, int], p: float, scale: float = 1.0) -> float | None:
-        v = histogram.quantile(h, p) if h else None
-        return None if v is None else round(v * scale, 3)
-
-    dur, size = hists["duration"], hists["size"]
+            pct["payload_p95_bytes"][s] = round(histogram.value(r["q95"]), 3)
     out = {
         "step_s": grid.seconds,
         "time": grid.times(),
@@ -237,15 +254,13 @@ def traffic(store: Any, window: TimeWindow | None, server: str | None = None,
         "errors": errors,
         "error_rate": [e / c if c else None for e, c in zip(errors, calls, strict=True)],
         "mean_ms": [round(v / c / 1000, 3) if c and v else None for v, c in zip(vsum, calls, strict=True)],
-        "p50_ms": [q(h, 0.5, 1e-3) for h in dur],
-        "p95_ms": [q(h, 0.95, 1e-3) for h in dur],
-        "p99_ms": [q(h, 0.99, 1e-3) for h in dur],
-        "payload_p95_bytes": [q(h, 0.95) for h in size],
+        **pct,
         "active_sessions": sessions,
     }
     if tool is not None:
-        out["latency_histogram"] = _bars(histogram.merge(dur), 1e-3)
-        out["payload_histogram"] = _bars(histogram.merge(size), 1.0)
+        rows = results[3]
+        out["latency_histogram"] = _bars({r["idx"]: r["n"] for r in rows if r["measure"].startswith("duration")}, 1e-3)
+        out["payload_histogram"] = _bars({r["idx"]: r["n"] for r in rows if r["measure"].startswith("size")}, 1.0)
     return out
 
 
