@@ -75,6 +75,7 @@ def page(browser: Any) -> Iterator[Watched]:
     ctx = browser.new_context(viewport={"width": 1280, "height": 800})
     ctx.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("http://127.0.0.1",
                                                                                       "data:")) else route.abort())
+    ctx.set_default_timeout(90_000)  # a shared, loaded CI machine: pages wait on DuckDB
     w = Watched(ctx.new_page())
     yield w
     ctx.close()
