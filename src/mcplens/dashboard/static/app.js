@@ -528,7 +528,8 @@
     if (on) timer = setTimeout(render, REFRESH_MS);
   }
   document.addEventListener('visibilitychange', () => {
-    if (document.visibilityState === 'visible' && isLive()) render(); else schedule();
+    schedule();  // shows live/paused at once
+    if (document.visibilityState === 'visible' && isLive()) render();
   });
   window.addEventListener('popstate', render);
   document.getElementById('nav').addEventListener('click', (ev) => {
