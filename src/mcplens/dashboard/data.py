@@ -45,12 +45,14 @@ def health(store: Store, window: TimeWindow | None) -> list[dict[str, Any]]:
 def insights(store: Store, window: TimeWindow | None, server: str | None = None,
              config: Path | None = None) -> list[dict[str, Any]]:
     """= ``mcplens insights --json``."""
-    from mcplens.analysis.engine import load_options
+    from mcplens.analysis.core import load_options
 
     return views.insights(store, window, server=server, options=load_options(config))
 
 
 # ---- the dashboard's own ---------------------------------------------------------------------
+# (tool_errors, flows and instances run SQL over the store's ``events`` view: the local store's
+# ``query``; a store without one would need these rows from its own queries)
 
 
 def overview(store: Store, window: TimeWindow | None, server: str | None = None) -> dict[str, Any]:
@@ -66,7 +68,7 @@ def tool_detail(store: Store, window: TimeWindow | None, tool: str, server: str 
     return series.traffic(store, window, server, tool)
 
 
-def tool_errors(store: Store, window: TimeWindow | None, tool: str, server: str | None = None) -> list[dict[str, Any]]:
+def tool_errors(store: Any, window: TimeWindow | None, tool: str, server: str | None = None) -> list[dict[str, Any]]:
     """One tool's failed calls grouped by category, type and message (a scan of the window's errors)."""
     where = "kind = 'request' AND proxy_direction IS NULL AND coalesce(target, method) = ? " \
             "AND status NOT IN ('ok', 'cancelled', 'unsupported', 'rate_limited', 'unauthorized')"
@@ -86,10 +88,11 @@ def tool_errors(store: Store, window: TimeWindow | None, tool: str, server: str 
         params, since=window.since if window else None)
 
 
-def flows(store: Store, window: TimeWindow | None, server: str | None = None) -> dict[str, Any]:
+def flows(store: Any, window: TimeWindow | None, server: str | None = None) -> dict[str, Any]:
     """Which tool follows which within a session: edges with counts (the chains and what each
     implies come from the insights' ``chain`` findings)."""
-    where, params = "kind = 'request' AND method = 'tools/call' AND session_id IS NOT NULL", []
+    where = "kind = 'request' AND method = 'tools/call' AND session_id IS NOT NULL"
+    params: list[Any] = []
     if window and window.since is not None:
         where += " AND time >= ?"
         params.append(window.since)
@@ -108,9 +111,10 @@ def flows(store: Store, window: TimeWindow | None, server: str | None = None) ->
     return {"edges": rows}
 
 
-def instances(store: Store, window: TimeWindow | None) -> dict[str, Any]:
+def instances(store: Any, window: TimeWindow | None) -> dict[str, Any]:
     """CPU and memory of each instance over time (from its health records) beside the call volume."""
-    where, params = "kind = 'mcplens.health'", []
+    where = "kind = 'mcplens.health'"
+    params: list[Any] = []
     if window and window.since is not None:
         where += " AND time >= ?"
         params.append(window.since)

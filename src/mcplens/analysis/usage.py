@@ -1,0 +1,274 @@
+"""Usage detectors: who calls what, and how: spikes of a client or a tool, chains, loops, tools that
+fail together, tools listed but never called."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from mcplens.analysis.core import _ERROR, _SAME, _r, _t
+from mcplens.analysis.findings import CRITICAL, INFO, WARNING
+from mcplens.classify import DATA_ACCESS, HIGH, MEDIUM
+
+if TYPE_CHECKING:
+    from mcplens.analysis.core import Analysis
+
+
+def detect(a: Analysis) -> None:
+    th = a.th
+    spikes(a, "client", th.client_spike_factor, th.client_spike_min_calls, "client_spike")
+    # tools/call only: the tool's label is its name (cheaper than the view's CASE over every row)
+    spikes(a, "coalesce(target, method)", th.tool_spike_factor, th.tool_spike_min_calls, "tool_spike")
+    chains(a)
+    loops(a)
+    fail_together(a)
+    unused(a)
+
+
+def spikes(a: Analysis, column: str, factor: float, min_calls: int, detector: str) -> None:
+    """A client's or a tool's calls over each of ``spike_windows`` (5, 15, 60 min) against the same
+    window length in its own baseline on its own server: a burst of half an hour shows in the 15-min
+    window although the hour around it looks ordinary. Reported once, over the longest window that
+    fires (its rate is the most representative)."""
+    th = a.th
+    windows = sorted({int(w) * 60 for w in th.spike_windows if int(w) > 0}) or [3600]
+    unit = math.gcd(*windows)
+    day_units = max(1, round(86400 / unit))
+    b0 = a.now - windows[-1] - th.baseline
+    a.run(
+        f"""CREATE OR REPLACE TEMP TABLE spike_units AS
+            SELECT server, {column} AS who, floor((? - time) / ?)::BIGINT AS ago, count(*) AS n,
+                   any_value(client_name) AS client_name, min(time) AS first
+            FROM req WHERE time >= ? AND time < ? AND method = 'tools/call' GROUP BY ALL""",
+        [a.now, float(unit), b0, a.now],
+    )
+    best: dict[tuple[Any, Any], dict[str, Any]] = {}
+    # the baseline ends where the longest window starts: a burst of half an hour is not its own baseline
+    lead = windows[-1] // unit
+    base_units = int(th.baseline // unit)
+    for w in windows:
+        k = w // unit
+        need = max(5, math.ceil(min_calls * math.sqrt(w / 3600)))
+        rows = a.run(
+            f"""WITH x AS (SELECT *, ago < {k} AS recent, ago >= {lead} AS base, (ago - {lead}) // {k} AS win
+                           FROM spike_units WHERE ago < {lead + base_units} AND (ago < {k} OR ago >= {lead})),
+                busy AS (SELECT server, who, max(n) AS busiest FROM (
+                           SELECT server, who, win, sum(n) AS n FROM x WHERE base GROUP BY ALL)
+                         GROUP BY ALL)
+            SELECT x.server, x.who, any_value(client_name) AS client_name,
+                   coalesce(sum(n) FILTER (WHERE base), 0) AS base_calls,
+                   sum(n) FILTER (WHERE recent) AS recent_calls,
+                   coalesce(any_value(busy.busiest), 0) AS busiest,
+                   coalesce(sum(n) FILTER (WHERE base AND ago >= {day_units} AND ago % {day_units} < {k}), 0)
+                       AS same_window,
+                   min(first) AS first_seen
+            FROM x LEFT JOIN busy ON busy.server IS NOT DISTINCT FROM x.server AND busy.who = x.who
+            GROUP BY x.server, x.who HAVING sum(n) FILTER (WHERE recent) >= ?""",
+            [need],
+        )
+        b1 = a.now - windows[-1]  # where the baseline ends
+        for r in rows:
+            history = b1 - max(r["first_seen"], b1 - th.baseline)
+            if history < th.min_history:
+                continue
+            n_windows = max(1, round(history / w))  # whole windows of history: events spread over them
+            rate = r["base_calls"] / n_windows
+            days = math.floor(history / 86400)
+            if days >= 3:  # enough days to know this time of day: a busy morning is not a spike
+                rate = max(rate, r["same_window"] / days)
+            recent = r["recent_calls"]
+            # both: far above its usual rate, and above its busiest window so far (sessions are bursty)
+            if recent < factor * max(rate, 1 / n_windows) or recent <= th.spike_over_busiest * r["busiest"]:
+                continue
+            best[(r["server"], r["who"])] = dict(r, window=w, rate=rate, n_windows=n_windows, days=days)
+    for (server, who), r in sorted(best.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
+        w, rate = r["window"], r["rate"]
+        per_hour = 3600 / w
+        recent_rate = r["recent_calls"] * per_hour
+        ratio = r["recent_calls"] / rate if rate else float("inf")
+        r0 = a.now - w
+        evidence = dict(
+            server=server,
+            window_minutes=w // 60,
+            recent_calls=int(r["recent_calls"]),
+            recent_calls_per_hour=_r(recent_rate),
+            baseline_calls_per_hour=_r(rate * per_hour, 2),
+            factor=_r(ratio) if ratio != float("inf") else None,
+            baseline_hours=_r(r["n_windows"] * w / 3600),
+            busiest_baseline_window=int(r["busiest"]),
+            time_of_day_aware=r["days"] >= 3,
+            window=[_t(r0), _t(a.now)],
+        )
+        span = f"over {w // 60} min" if w != 3600 else "in the last hour"
+        # who: a client or a tool; the evidence names the other side (a client's tools, a tool's clients)
+        me, other = ("client", "tool") if detector == "client_spike" else ("tool", "client")
+        if me == "client":
+            evidence["client_name"] = r["client_name"]
+        evidence[f"{other}s"] = _top(a, other, f"{me} = ? AND {_SAME} AND time >= ?", [who, server, r0])
+        evidence["example_sessions"] = a.examples(
+            f"SELECT session, count(*) n FROM req WHERE {me} = ? AND {_SAME} AND time >= ? "
+            "GROUP BY 1 ORDER BY n DESC, session",
+            [who, server, r0],
+        )
+        if me == "client":
+            title = (f"client {r['client_name'] or who} jumped to {recent_rate:,.0f} calls/h {span} "
+                     f"from {rate * per_hour:,.1f}/h")
+            action = ("a runaway agent or abuse: look at its sessions; throttle it "
+                      "(instrument(rate_limit=...)) if it keeps on")
+        else:
+            title = (f"tool {who} spiked to {recent_rate:,.0f} calls/h {span}, {ratio:,.1f}x its baseline "
+                     f"{rate * per_hour:,.1f}/h")
+            action = "check whether one agent is looping or harvesting data (see the example sessions)"
+        a.add(detector, WARNING, a.scoped(server, who), title, action, **evidence)
+        if me == "client":
+            continue
+        if a.classes.classify(who) == DATA_ACCESS:
+            level, why = a.classes.sensitivity(who)
+            a.add(
+                "data_access_burst",
+                {HIGH: CRITICAL, MEDIUM: WARNING}.get(level, INFO),
+                a.scoped(server, who),
+                f"burst in data-access tool {who}: {ratio:,.1f}x its usual rate {span} ({level} sensitivity)",
+                "a burst of reads can be an exfiltration attempt driven by prompt injection: "
+                "review what these sessions read and where it went",
+                read_sensitivity=level,
+                sensitivity_reason=why,
+                **evidence,
+            )
+
+
+def _top(a: Analysis, column: str, where: str, params: list[Any]) -> dict[str, int]:
+    rows = a.run(
+        f"SELECT {column} AS k, count(*) AS n FROM req WHERE {where} GROUP BY 1 ORDER BY n DESC LIMIT 5", params
+    )
+    return {str(r["k"]): int(r["n"]) for r in rows}
+
+
+def chains(a: Analysis) -> None:
+    th = a.th
+    rows = a.run(
+        """
+        WITH g AS (SELECT server, chain, chain[1:len(chain) - 1] AS prefix, sum(occurrences) AS occurrences,
+                          sum(sessions) AS sessions FROM ru_chains GROUP BY server, chain),
+             tot AS (SELECT server, coalesce(sum(with_2_calls), 0) AS n FROM ru_sessions GROUP BY server),
+             c AS (SELECT *, occurrences / sum(occurrences) OVER (PARTITION BY server, prefix) AS confidence
+                   FROM g)
+        SELECT c.server, chain, occurrences, sessions, confidence, sessions / tot.n AS share, tot.n AS total
+        FROM c JOIN tot ON c.server IS NOT DISTINCT FROM tot.server
+        WHERE tot.n > 0 AND len(list_distinct(chain)) = len(chain) AND sessions >= ? AND sessions / tot.n >= ?
+          AND confidence >= ?
+        ORDER BY sessions DESC, len(chain) DESC, chain LIMIT 10""",
+        [th.chain_min_sessions, th.chain_min_share, th.chain_min_confidence],
+    )
+    longer = [r for r in rows if len(r["chain"]) == 3]
+    for r in rows:
+        chain = r["chain"]
+        # a pair that is only the start or end of a reported triple says nothing new
+        if len(chain) == 2 and any(
+            t["server"] == r["server"] and chain in (t["chain"][:2], t["chain"][1:])
+            and t["sessions"] >= r["sessions"] * 0.9 for t in longer
+        ):
+            continue
+        text = " -> ".join(chain)
+        first, rest = chain[0], ", ".join(chain[1:])
+        a.add(
+            "chain",
+            INFO,
+            a.scoped(r["server"], text),
+            f"agents chain {text} in {r['share']:.0%} of sessions",
+            f"consider one tool doing {' + '.join(chain)}, returning {rest}'s data with {first}, or "
+            f"caching {first}; if the order is forced by missing data, reorder the tools' outputs",
+            server=r["server"],
+            occurrences=int(r["occurrences"]),
+            sessions=int(r["sessions"]),
+            share=_r(r["share"], 3),
+            confidence=_r(r["confidence"], 3),
+            sessions_with_2plus_calls=int(r["total"]),
+        )
+
+
+def loops(a: Analysis) -> None:
+    rows = a.run(
+        """
+        SELECT server, tool, count(*) AS loops, sum(n) AS calls, max(n) AS longest, min(t0) AS first,
+               max(t1) AS last, list(session ORDER BY n DESC, session)[1:?] AS sessions
+        FROM ru_loops WHERE n >= ? GROUP BY server, tool ORDER BY calls DESC""",
+        [a.th.examples, a.th.loop_repeats],
+    )
+    for r in rows:
+        a.add(
+            "loop",
+            WARNING,
+            a.scoped(r["server"], r["tool"]),
+            f"{r['tool']} called with the same arguments up to {r['longest']}x in one session "
+            f"({r['loops']} session(s))",
+            "an agent stuck in a loop: cache the result, make the tool's answer say the work is "
+            "done, or cap repeats (rate_limit)",
+            server=r["server"],
+            sessions_looping=int(r["loops"]),
+            repeated_calls=int(r["calls"]),
+            longest_run=int(r["longest"]),
+            window=[_t(r["first"]), _t(r["last"])],
+            example_sessions=list(r["sessions"]),
+        )
+
+
+def fail_together(a: Analysis) -> None:
+    th = a.th
+    rows = a.run(
+        f"""
+        WITH eb AS (SELECT DISTINCT server, tool, floor(time / 60) AS b FROM req WHERE {_ERROR}),
+             n AS (SELECT server, tool, count(*) AS buckets FROM eb GROUP BY 1, 2)
+        SELECT a.server, a.tool AS a, b.tool AS b, count(*) AS together, na.buckets AS a_buckets,
+               nb.buckets AS b_buckets
+        FROM eb a JOIN eb b ON a.b = b.b AND a.server IS NOT DISTINCT FROM b.server AND a.tool < b.tool
+        JOIN n na ON na.tool = a.tool AND na.server IS NOT DISTINCT FROM a.server
+        JOIN n nb ON nb.tool = b.tool AND nb.server IS NOT DISTINCT FROM b.server
+        GROUP BY ALL HAVING count(*) >= ?
+           AND count(*) / (na.buckets + nb.buckets - count(*)) >= ?
+        ORDER BY together DESC LIMIT 10""",
+        [th.fail_together_min_buckets, th.fail_together_min_jaccard],
+    )
+    for r in rows:
+        j = r["together"] / (r["a_buckets"] + r["b_buckets"] - r["together"])
+        a.add(
+            "fail_together",
+            INFO,
+            a.scoped(r["server"], f"{r['a']} + {r['b']}"),
+            f"{r['a']} and {r['b']} fail in the same minutes ({j:.0%} overlap)",
+            "they likely share a dependency: check it first when either fails",
+            server=r["server"],
+            minutes_both_failed=int(r["together"]),
+            jaccard=_r(j, 2),
+            minutes_failed={r["a"]: int(r["a_buckets"]), r["b"]: int(r["b_buckets"])},
+        )
+
+
+def unused(a: Analysis) -> None:
+    rows = a.run(
+        f"""
+        SELECT server_name AS server, response_tool_names AS names FROM events
+        WHERE method = 'tools/list' AND response_tool_names IS NOT NULL {a.events_where}
+        QUALIFY row_number() OVER (PARTITION BY server_name ORDER BY time DESC) = 1""",
+        a.events_params,
+    )
+    for r in rows:
+        called = a.run(
+            "SELECT tool, sum(calls) AS n FROM ru_buckets WHERE method = 'tools/call' "
+            "AND server IS NOT DISTINCT FROM ? GROUP BY 1",
+            [r["server"]],
+        )
+        calls = sum(int(c["n"]) for c in called)
+        if calls < a.th.unused_min_calls:
+            continue
+        never = sorted(set(r["names"]) - {c["tool"] for c in called})
+        for name in never:
+            a.add(
+                "unused_tool",
+                INFO,
+                f"{r['server']}/{name}",
+                f"{name} is listed by {r['server']} but was never called ({calls:,} calls to other tools)",
+                "a candidate for removal: every listed tool costs context tokens in every session",
+                server=r["server"],
+                tool_calls_in_window=int(calls),
+            )

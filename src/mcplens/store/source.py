@@ -1,0 +1,108 @@
+"""What the analysis reads: a query runner over one window of events, from any store.
+
+The detectors are DuckDB SQL over a view ``events`` (friendly columns, store/base.FIELDS) and the
+rollup tables ``ru_<table>`` (chains, sessions, loops, exfil, buckets, instances, values, statuses;
+see store/local/rollup.py). A store hands them an :class:`AnalysisSource` for a window
+(:meth:`mcplens.store.base.Store.analysis_source`): no detector knows a file, a URL or how the
+tables were made.
+
+:class:`DuckDBSource` is the whole contract over any DuckDB connection that has an ``events`` view
+or table: a store that is not DuckDB (PostgreSQL) loads the window's rows into an in-memory DuckDB
+and wraps it. It builds the rollup tables from the window's events; the local store overrides that
+to read the ones stored at compaction when the run covers the whole store.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from mcplens.store.sql import label, lit
+
+if TYPE_CHECKING:
+    from mcplens.store.base import TimeWindow
+
+#: the default bucket of the error-spike detector; rollups are kept at this size, so a run whose
+#: bucket is a multiple of it can use them
+BUCKET: Final = 300.0
+#: the default read-then-send window; rollups keep only sends this soon after a read
+EXFIL_WINDOW: Final = 600.0
+#: a window with more requests counts sessions per chain approximately (HyperLogLog, ~2%)
+EXACT_SESSIONS_UP_TO: Final = 200_000
+
+Rows = list[dict[str, Any]]
+#: tools -> (data-access tools, outbound tools): the analysis's classification
+Split = Callable[[Sequence[str | None]], tuple[list[str], list[str]]]
+
+
+@dataclass(frozen=True)
+class RollupInfo:
+    bucket: float  # seconds per ``ru_buckets.bucket``
+    reads: list[str]  # the data-access tools the exfil table pairs ...
+    sends: list[str]  # ... with these outbound tools
+    stored: bool  # read from rollups stored at compaction (else computed from the window's events)
+
+
+class AnalysisSource(ABC):
+    """``source(sql, params) -> rows`` over one snapshot, plus the rollup tables on request.
+
+    ``events`` holds at least the window's events (it may hold more: the detectors filter on time
+    and server themselves). Temp views and tables the detectors create live until the source closes.
+    """
+
+    def __init__(self, window: TimeWindow | None, server: str | None) -> None:
+        self.window = window
+        self.server = server
+
+    @property
+    def since(self) -> float | None:
+        return None if self.window is None else self.window.since
+
+    @property
+    def until(self) -> float | None:
+        return None if self.window is None else self.window.until
+
+    def bounds(self) -> list[tuple[str, Any]]:
+        """The window and server as ``(condition, value)`` pairs over the events' columns."""
+        return [(c, v) for c, v in (("time >= ", self.since), ("time < ", self.until), ("server_name = ", self.server))
+                if v is not None]
+
+    def where_literal(self) -> str:
+        """The bounds as `` AND ...`` with literals, for views (which take no parameters)."""
+        return "".join(f" AND {c}{lit(v)}" for c, v in self.bounds())
+
+    @abstractmethod
+    def __call__(self, sql: str, params: list[Any] | None = None) -> Rows:
+        """Run DuckDB SQL; rows as dicts by column name (none for a statement without a result)."""
+
+    @abstractmethod
+    def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int) -> RollupInfo:
+        """Create ``ru_<table>`` for this window and server; ``requests``: how many the window holds."""
+
+
+class DuckDBSource(AnalysisSource):
+    """An :class:`AnalysisSource` over a DuckDB connection's ``run(sql, params) -> rows``."""
+
+    def __init__(self, run: Callable[..., Rows], window: TimeWindow | None, server: str | None) -> None:
+        super().__init__(window, server)
+        self._run = run
+
+    def __call__(self, sql: str, params: list[Any] | None = None) -> Rows:
+        return self._run(sql, params or [])
+
+    def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int) -> RollupInfo:
+        """The slow path: the tables computed from the window's events, no history needed."""
+        from mcplens.store.local import rollup
+
+        where = self.where_literal()
+        tools = self(f"SELECT DISTINCT {label('method', 'target')} AS tool FROM events "
+                     f"WHERE kind = 'request' AND proxy_direction IS NULL {where} AND method = 'tools/call'")
+        reads, sends = split([r["tool"] for r in tools])
+        self(f"CREATE OR REPLACE TEMP VIEW win_events AS SELECT * FROM events WHERE true {where}")
+        rollup.compute(self, "win_events", None, reads=reads, sends=sends, exfil_window=exfil_window,
+                       bucket=bucket, prefix="rw_", exact_sessions=requests <= EXACT_SESSIONS_UP_TO)
+        for t in rollup.TABLES:
+            self(f"CREATE OR REPLACE TEMP TABLE ru_{t} AS {rollup.MERGE[t].format(src='rw_' + t)}")
+        return RollupInfo(bucket, reads, sends, stored=False)
