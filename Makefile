@@ -40,6 +40,7 @@ chromium:
 
 test: $(STAMP) node_modules prometheus chromium
 	$(BIN)/ruff check src tests bench examples
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -74,13 +74,16 @@ def capture_events(n: int) -> list[dict[str, Any]]:
     class Keep:
         name = "keep"
 
-        def write_batch(self, events: list[dict[str, Any]]) -> None:
+        def export(self, events: list[dict[str, Any]]) -> None:
             kept.extend(e for e in events if e.get("mcp.method.name") == "tools/call")
 
-        def close(self) -> None:
+        def shutdown(self) -> None:
             pass
 
-    pipeline.add_sink(Keep())
+        def lost(self) -> int:
+            return 0
+
+    pipeline.add_exporter(Keep())
 
     async def main() -> None:
         async with mcp.Client(server, mode="legacy") as c:
@@ -124,20 +127,22 @@ def sink_costs(rounds: int, batch: int = 100) -> dict[str, float]:
     sentry_sdk.init(dsn="http://k@127.0.0.1:9/1", transport=Drop, traces_sample_rate=1.0,
                     auto_enabling_integrations=False)
 
+    from mcplens.exporters.log import LogExporter
+    from mcplens.exporters.otel import OTelExporter
+    from mcplens.exporters.prometheus import PrometheusExporter
+    from mcplens.exporters.sentry import SentryExporter
     from mcplens.privacy.redact import Redactor
-    from mcplens.sinks.log import LogSink
-    from mcplens.sinks.otel import OTelSink
-    from mcplens.sinks.prometheus import PrometheusSink
-    from mcplens.sinks.sentry import SentrySink
 
     events = capture_events(batch)
     tmp = Path(tempfile.mkdtemp(prefix="mcplens-bench-"))
     log = logging.getLogger("bench.mcplens.events")
-    handler_sink = LogSink(tmp / "events.jsonl", logger=log)
     sinks: dict[str, Any] = {
-        "none": None, "log": handler_sink, "prometheus": PrometheusSink(),
-        "otel": OTelSink(service_name="bench"), "sentry": SentrySink(Redactor()),
+        "none": None, "log": LogExporter(tmp / "events.jsonl", logger=log), "prometheus": PrometheusExporter(),
+        "otel": OTelExporter(service_name="bench"), "sentry": SentryExporter(Redactor()),
     }
+    for exporter in sinks.values():
+        if exporter is not None:
+            exporter.setup()
     samples: dict[str, list[float]] = {k: [] for k in sinks}
     rng = random.Random(1)
     for r in range(rounds + 3):
@@ -148,7 +153,10 @@ def sink_costs(rounds: int, batch: int = 100) -> dict[str, float]:
             sink = sinks[name]
             t0 = thread_time_ns()
             if sink is not None:
-                sink.write_batch(b)
+                process = sink.processor()  # the OTel span is started and its ids stamped here now
+                if process is not None:
+                    b = [process(e) for e in b]
+                sink.export(b)
             dt = thread_time_ns() - t0
             if r >= 3:
                 samples[name].append(dt / 1000 / len(b))
@@ -173,7 +181,7 @@ mcplens.instrument(server)
 def flush_all():
     mcplens.flush()
     try:
-        from mcplens.sinks import otel
+        from mcplens.exporters import otel
         otel.force_flush()
     except Exception:
         pass

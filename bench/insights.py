@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.analysis import workload  # noqa: E402
 
-from mcplens.analysis.engine import insights  # noqa: E402
+from mcplens.analysis.core import insights  # noqa: E402
 from mcplens.store.base import TimeWindow  # noqa: E402
 from mcplens.store.local.reader import MANIFEST_SUFFIX, LocalStore, _lit  # noqa: E402
 

@@ -429,7 +429,6 @@ async def production_bench(args: argparse.Namespace, otel: OtelSwitch, home: Pat
     from mcp.server._otel import OpenTelemetryMiddleware
 
     import mcplens
-    from mcplens.pipeline import get_pipeline
 
     server = make_server("bench-production", keep_otel=True)
     low = server._lowlevel_server
@@ -438,7 +437,7 @@ async def production_bench(args: argparse.Namespace, otel: OtelSwitch, home: Pat
     rest = [m for m in shipped if m is not otel_mw]
     handle = mcplens.instrument(server, home=home, handle_sigterm=False)  # default queue and flush interval
     assert handle.active, handle.reason
-    pipeline = get_pipeline(mcplens.Settings(home=home))
+    pipeline = handle.pipeline
     stacks = {"baseline": rest, "mcplens": [handle._middleware, *rest], "otel-provider": [otel_mw, *rest]}
     names = list(stacks)
     modes = ["auto", "legacy"]
@@ -531,7 +530,6 @@ async def side_by_side_bench(args: argparse.Namespace, otel: OtelSwitch, home: P
     from mcp.server._otel import OpenTelemetryMiddleware
 
     import mcplens
-    from mcplens.pipeline import get_pipeline
 
     sdk = make_sdk_search("sbs-sdk")
     low = sdk._lowlevel_server
@@ -546,7 +544,7 @@ async def side_by_side_bench(args: argparse.Namespace, otel: OtelSwitch, home: P
     fm_handle = mcplens.instrument(fm, home=home, handle_sigterm=False)
     assert fm_handle.active, fm_handle.reason
     lens_fm = fm_handle._middleware
-    pipeline = get_pipeline(mcplens.Settings(home=home))
+    pipeline = handle.pipeline
     original_get_tracer = fm_telemetry.otel_get_tracer
 
     def fastmcp_otel(on: bool) -> None:
@@ -870,7 +868,7 @@ async def amain(args: argparse.Namespace, cpu: int) -> str:
     from mcp.server.lowlevel import Server
 
     import mcplens
-    from mcplens.pipeline import close_all, get_pipeline
+    from mcplens.pipeline import close_all
 
     with tempfile.TemporaryDirectory(prefix="mcplens-bench-") as tmp:
         home = Path(tmp)
@@ -884,8 +882,7 @@ async def amain(args: argparse.Namespace, cpu: int) -> str:
         handle = mcplens.instrument(low, home=home, queue_size=args.queue_size, flush_interval=60.0,
                                     handle_sigterm=False)
         assert handle.active, handle.reason
-        settings = mcplens.Settings(home=home, queue_size=args.queue_size, flush_interval=60.0)
-        pipeline = get_pipeline(settings)
+        pipeline = handle.pipeline
         mw_lens = handle._middleware
         # first event loads the pseudonymisation key: do it before timing
         await mw_lens(ctx, lambda c: _const(result))

@@ -31,12 +31,10 @@ async def capture(calls: int, home: Path) -> tuple[list, object]:
     from mcp import Client
 
     import mcplens
-    from mcplens.pipeline import get_pipeline
-
     server = make_sdk_search("profile-sdk")
     handle = mcplens.instrument(server, home=home, handle_sigterm=False)
     assert handle.active, handle.reason
-    pipeline = get_pipeline(mcplens.Settings(home=home))
+    pipeline = handle.pipeline
     async with Client(server) as client:
         pipeline.flush()
         for _ in range(calls):
@@ -53,12 +51,10 @@ def replay(seen: list, pipeline: object, repeat: int) -> tuple[int, int]:
     for _ in range(repeat):
         batch = []
         for build, raw in seen:
-            e = build(raw)
-            if e is None:
-                continue
-            e = privacy(e)
-            if e is not None:
-                batch.append(e)
+            for e in build(raw):
+                e = privacy(e)
+                if e is not None:
+                    batch.append(e)
         events += len(batch)
         pipeline._eventlog.write_batch(batch)  # type: ignore[attr-defined]
     return events, thread_time_ns() - t0

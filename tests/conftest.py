@@ -5,18 +5,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -42,6 +45,18 @@ def read_events(home: Path, *, health: bool = False) -> list[dict[str, Any]]:
                 if health or e.get("event.kind") != "mcplens.health":
                     out.append(e)
     return out
+
+
+def poll(condition: Callable[[], T], timeout: float = 15.0, interval: float = 0.05) -> T:
+    """Call ``condition()`` until it returns something truthy (returned) or ``timeout`` seconds
+    pass (then the last value is returned, for the caller's assertion to show): the one way tests
+    wait for something to happen, never a bare ``time.sleep``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
 
 
 def all_bytes(home: Path) -> bytes:
@@ -104,62 +119,122 @@ def http_server(module: str, home: Path, timeout: float = 30.0) -> Iterator[str]
 
 
 class RawStdioClient:
-    """A bare newline-delimited JSON-RPC client over a server subprocess's stdin/stdout.
+    """THE raw newline-delimited JSON-RPC client of the tests, over a process's stdin/stdout.
 
-    Lets a test see the exact bytes a stdio server sent, and control how the pipe ends
-    (stdin EOF, SIGTERM, SIGKILL), which the SDK clients hide.
+    Lets a test see the exact bytes a stdio server (or the proxy) sent, write any bytes at all,
+    and control how the pipe ends (stdin EOF, SIGTERM, SIGKILL), which the SDK clients hide. A
+    reader thread owns stdout so a test never blocks past its timeout, whatever the peer does.
     """
 
-    def __init__(self, module: str, home: Path, **env: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", module], cwd=REPO, env=subprocess_env(home, **env),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        )
+    def __init__(self, command: list[str], env: dict[str, str], *, stderr: Any = subprocess.DEVNULL) -> None:
+        self.proc = subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=stderr)
+        self._lines: queue.Queue[bytes] = queue.Queue()
+        self.raw = bytearray()  # every stdout byte, in order
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         self._next = 0
+        #: request id -> bytes of its reply line (without the newline)
         self.reply_sizes: dict[int, int] = {}
 
-    def send(self, message: dict[str, Any]) -> None:
+    @classmethod
+    def module(cls, module: str, home: Path, **env: str) -> RawStdioClient:
+        """``python -m module`` with ``MCPLENS_HOME=home`` and ``env``."""
+        return cls([sys.executable, "-m", module], subprocess_env(home, **env))
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        buf = b""
+        while True:
+            try:
+                chunk = self.proc.stdout.read1(1 << 16)
+            except ValueError:  # the test closed stdout itself
+                chunk = b""
+            if not chunk:
+                if buf:
+                    self._lines.put(buf)
+                self._lines.put(b"")
+                return
+            self.raw += chunk
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                self._lines.put(line + b"\n")
+
+    def send(self, data: bytes | dict[str, Any] | list[Any]) -> None:
         assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(message).encode() + b"\n")
+        if not isinstance(data, bytes):
+            data = json.dumps(data, separators=(",", ":")).encode() + b"\n"
+        self.proc.stdin.write(data)
         self.proc.stdin.flush()
 
-    def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def line(self, timeout: float = 20.0) -> bytes:
+        """The next stdout line (with its newline); b"" at EOF."""
+        return self._lines.get(timeout=timeout)
+
+    def request(self, method: str, params: dict[str, Any] | None = None, timeout: float = 20.0) -> bytes:
+        """Send a request and return the raw reply line, skipping anything else the server sent."""
         self._next += 1
         rid = self._next
         msg: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
         if params is not None:
             msg["params"] = params
         self.send(msg)
-        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
         while True:
-            line = self.proc.stdout.readline()
+            line = self.line(max(0.1, deadline - time.monotonic()))
             if not line:
-                raise EOFError(f"server closed stdout while {method} #{rid} was pending")
-            reply = json.loads(line)
-            if reply.get("id") == rid:
+                raise EOFError(f"EOF while {method} #{rid} was pending")
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(obj, dict) and obj.get("id") == rid and "method" not in obj:
                 self.reply_sizes[rid] = len(line.rstrip(b"\r\n"))
-                return reply
+                return line
 
-    def handshake(self, client: str = "raw-agent") -> dict[str, Any]:
-        reply = self.request("initialize", {
-            "protocolVersion": "2025-11-25", "capabilities": {},
-            "clientInfo": {"name": client, "version": "1.0"},
-        })
+    def ask(self, method: str, params: dict[str, Any] | None = None, timeout: float = 20.0) -> dict[str, Any]:
+        """:meth:`request`, its reply parsed."""
+        reply: dict[str, Any] = json.loads(self.request(method, params, timeout))
+        return reply
+
+    def handshake(self, client: str = "raw-agent", capabilities: dict[str, Any] | None = None,
+                  version: str = "2025-11-25", timeout: float = 90.0) -> bytes:
+        """initialize and notifications/initialized; the deadline covers the server's start-up (several
+        servers starting at once on a busy machine take a while to import)."""
+        reply = self.request("initialize", {"protocolVersion": version, "capabilities": capabilities or {},
+                                            "clientInfo": {"name": client, "version": "1.0"}}, timeout)
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
         return reply
 
     def close_stdin(self) -> None:
         assert self.proc.stdin is not None
-        self.proc.stdin.close()
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
 
     def wait(self, timeout: float = 30.0) -> int:
         try:
             return self.proc.wait(timeout=timeout)
         finally:
-            if self.proc.stdout:
-                self.proc.stdout.close()
+            self._reader.join(timeout=5)
+
+    def close(self, timeout: float = 20.0) -> int:
+        """Close stdin and wait for the exit code."""
+        self.close_stdin()
+        return self.wait(timeout)
+
+    def stop(self, grace: float = 5.0) -> int:
+        """Close stdin; a server that does not exit on EOF (server-everything) gets SIGTERM."""
+        self.close_stdin()
+        try:
+            return self.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            return self.wait(20)
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait()
+            self.proc.wait(timeout=10)

@@ -36,11 +36,11 @@ class RaisingSink:
     def __init__(self) -> None:
         self.calls = 0
 
-    def write_batch(self, events: list[dict[str, Any]]) -> None:
+    def export(self, events: list[dict[str, Any]]) -> None:
         self.calls += 1
         raise RuntimeError("exporter down")
 
-    def close(self) -> None:
+    def shutdown(self) -> None:
         raise RuntimeError("still down")
 
 
@@ -48,7 +48,7 @@ def test_raising_sink_is_counted_and_events_still_stored(home: Path) -> None:
     server = sdk_server.build()
     mcplens.instrument(server, flush_interval=0.05)
     sink = RaisingSink()
-    pipeline_for(home).add_sink(sink)
+    pipeline_for(home).add_exporter(sink)
     results = anyio.run(call_many, server)
     assert_all_succeeded(results)
     mcplens.flush()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import inspect
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +105,28 @@ def test_unsupported_object_is_a_clear_type_error(thing: Any, home: Path) -> Non
 def test_unknown_option_is_rejected_before_touching_the_server(home: Path) -> None:
     server = sdk_server.build()
     before = list(server._lowlevel_server.middleware)
-    with pytest.raises(TypeError, match="unknown mcplens option"):
-        mcplens.instrument(server, flush_intervall=1)
+    with pytest.raises(TypeError, match="flush_intervall"):
+        mcplens.instrument(server, flush_intervall=1)  # type: ignore[call-arg]
     assert server._lowlevel_server.middleware == before
+
+
+def test_every_setting_is_a_typed_keyword_only_option_of_instrument() -> None:
+    """The typed signature and Settings never drift apart: each field is an option, keyword-only."""
+    params = inspect.signature(mcplens.instrument).parameters
+    options = {name: p for name, p in params.items() if name != "server"}
+    assert set(options) == {f.name for f in dataclasses.fields(mcplens.Settings)}
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is None for p in options.values())
+    assert all(p.annotation != inspect.Parameter.empty for p in params.values())
+    with pytest.raises(TypeError):
+        mcplens.instrument(sdk_server.build(), "/tmp/home")  # type: ignore[misc]
+
+
+def test_the_package_ships_its_type_information() -> None:
+    """py.typed marks the package as typed (PEP 561) and is declared as package data."""
+    root = Path(mcplens.__file__).parent
+    assert (root / "py.typed").is_file()
+    pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["mcplens"]
 
 
 def test_malformed_environment_names_the_variable(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -130,7 +152,7 @@ def test_kill_switch_leaves_the_server_untouched(home: Path, monkeypatch: pytest
 
 
 def test_response_size_is_the_reply_as_sent_on_stdio(home: Path) -> None:
-    client = RawStdioClient("tests.servers.sdk_server", home)
+    client = RawStdioClient.module("tests.servers.sdk_server", home)
     client.handshake()
     client.request("tools/list")
     client.request("tools/call", {"name": "add", "arguments": {"a": 2, "b": 2}})

@@ -29,20 +29,8 @@ import pytest
 
 from mcplens.config import Settings, from_env
 from mcplens.pipeline import Pipeline
-from tests.conftest import REPO, read_events
+from tests.conftest import REPO, poll, read_events
 from tests.pipeline_driver import ITEMS, Pipelined
-
-
-def wait_for(check: Any, timeout: float, step: float = 0.02) -> Any:
-    """Poll ``check()`` until it returns something truthy or ``timeout`` passes (then fail)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {check.__doc__ or check}")
-        time.sleep(step)
 
 
 def requests_on_disk(home: Path) -> list[dict[str, Any]]:
@@ -175,7 +163,7 @@ def test_log_exporter_on_a_stderr_nobody_reads(home: Path, ending: str) -> None:
         t0 = time.monotonic()
         client.burst("echo", {"data": "x" * 100}, calls)
         assert time.monotonic() - t0 < 30
-        wait_for(lambda: len(requests_on_disk(home)) >= calls, 5.0)
+        assert poll(lambda: len(requests_on_disk(home)) >= calls, 5.0)
         t0 = time.monotonic()
         if ending == "eof":
             assert client.proc.stdin is not None
@@ -201,8 +189,8 @@ def test_unreachable_otlp_collector_neither_delays_exit_nor_goes_uncounted(home:
     try:
         client.handshake()
         client.burst("echo", {"data": "x"}, 50)
-        wait_for(lambda: last_health(home).get("mcplens.health.exporter_dropped", 0) > 0
-                 if read_events(home, health=True) else None, 10.0)
+        assert poll(lambda: last_health(home).get("mcplens.health.exporter_dropped", 0) > 0
+                    if read_events(home, health=True) else None, 10.0)
         client.burst("echo", {"data": "y"}, 50)  # spans still queued in the SDK at exit
         t0 = time.monotonic()
         assert finish(client, timeout=15) == 0
@@ -219,11 +207,11 @@ def test_deleted_data_directory_is_recreated_within_one_interval(home: Path) -> 
     try:
         client.handshake()
         client.burst("echo", {"data": "before"}, 50)
-        wait_for(lambda: len(requests_on_disk(home)) == 52, 5.0)  # initialize, initialized, 50 calls
+        assert poll(lambda: len(requests_on_disk(home)) == 52, 5.0)  # initialize, initialized, 50 calls
         shutil.rmtree(home / "events")
         client.call("echo", {"data": "after"})
         t0 = time.monotonic()
-        wait_for(lambda: requests_on_disk(home), 5.0)
+        assert poll(lambda: requests_on_disk(home), 5.0)
         resumed = time.monotonic() - t0
         client.burst("echo", {"data": "after"}, 49)
         assert finish(client) == 0
@@ -285,9 +273,9 @@ def test_disk_full_then_free_leaves_no_torn_line_and_exact_counts(tmp_path: Path
     with small_disk(tmp_path, monkeypatch) as (mnt, fill, free):
         pipeline = Pipeline(Settings(home=mnt / "home", flush_interval=60, handle_sigterm=False))
         try:
-            def build(i: int) -> dict[str, Any]:
-                return {"event.kind": "request", "event.id": f"{i:08d}", "mcp.method.name": "tools/call",
-                        "pad": "p" * 300}
+            def build(i: int) -> list[dict[str, Any]]:
+                return [{"event.kind": "request", "event.id": f"{i:08d}", "mcp.method.name": "tools/call",
+                         "pad": "p" * 300}]
 
             def submit(start: int, n: int) -> None:
                 for i in range(start, start + n):
@@ -319,20 +307,20 @@ def test_a_blocked_exporter_drops_and_counts_and_holds_up_nothing(tmp_path: Path
     class Stuck:
         name = "stuck"
 
-        def write_batch(self, events: list[dict[str, Any]]) -> None:
+        def export(self, events: list[dict[str, Any]]) -> None:
             release.wait()  # a full pipe, a dead collector
 
-        def close(self) -> None:
+        def shutdown(self) -> None:
             release.wait()
 
     settings = Settings(home=tmp_path / "home", flush_interval=60, handle_sigterm=False,
                         exporter_queue_size=10, exporter_shutdown_timeout=0.5)
     pipeline = Pipeline(settings)
-    pipeline.add_sink(Stuck())
+    pipeline.add_exporter(Stuck())
     try:
         for batch in range(10):
             for i in range(10):
-                pipeline.submit(lambda n: {"event.kind": "request", "event.id": f"{n:04d}"}, batch * 10 + i)
+                pipeline.submit(lambda n: [{"event.kind": "request", "event.id": f"{n:04d}"}], batch * 10 + i)
             assert pipeline.drain() == 10  # the event log is written whatever the exporter does
         t0 = time.monotonic()
         pipeline.close()

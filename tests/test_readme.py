@@ -9,7 +9,7 @@ from pathlib import Path
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text("utf-8")
 #: dotted references into the package's modules (event field names such as mcplens.status are not)
-_REF = re.compile(r"\bmcplens\.(?:analysis|privacy|capture|sinks|store|safetext|alerts|cli)(?:\.[A-Za-z_]\w*)+")
+_REF = re.compile(r"\bmcplens\.(?:analysis|privacy|capture|exporters|store|safetext|alerts|cli)(?:\.[A-Za-z_]\w*)+")
 
 
 def _resolve(dotted: str) -> object:
@@ -38,7 +38,7 @@ def test_every_module_reference_in_the_readme_exists() -> None:
 
 
 def test_every_insights_setting_is_documented() -> None:
-    from mcplens.analysis.engine import Thresholds
+    from mcplens.analysis.core import Thresholds
 
     section = README[README.index("**`[insights]` settings.**"):]
     section = section[: section.index("`[insights.tools]`")]

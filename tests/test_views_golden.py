@@ -193,6 +193,35 @@ def test_json_output_unchanged_by_the_reshape(tmp_path: Path) -> None:
     assert len({f["detector"] for f in insights}) >= 12
 
 
+def test_views_are_what_the_cli_prints(tmp_path: Path) -> None:
+    """API = CLI --json: the dashboard serves these same functions."""
+    from mcplens import safetext, views
+    from mcplens.store import open_store
+    from mcplens.store.base import TimeWindow
+
+    build(tmp_path)
+    store = open_store(tmp_path)
+    lo, hi = _iso(NOW - 6 * H), _iso(NOW - H)
+    cases = {
+        "report": views.tools(store),
+        f"report --since {lo} --until {hi} --sort errors": views.tools(store, TimeWindow.parse(lo, hi), sort="errors"),
+        "sessions -n 15": views.sessions(store, limit=15),
+        "sessions looper": views.session(store, "looper"),
+        "health": views.health(store),
+        "insights --server files": views.insights(store, server="files"),
+    }
+    for argv, rows in cases.items():
+        assert run_cli(tmp_path, argv.split()) == (0, safetext.dumps(rows, indent=1) + "\n"), argv
+    tail = "".join(safetext.dumps(e) + "\n" for e in views.tail(store, limit=5, server="crm"))
+    assert run_cli(tmp_path, ["tail", "--once", "-n", "5", "--server", "crm"]) == (0, tail)
+    try:
+        views.session(store, "fx")
+    except views.AmbiguousSession as e:
+        assert e.matches == ["fx0", "fx1", "fx2", "fx3"]
+    else:
+        raise AssertionError("a prefix of four sessions is ambiguous")
+
+
 if __name__ == "__main__":
     import tempfile
 

@@ -7,12 +7,17 @@ standard library only, no framework, no DuckDB.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from mcplens import event
 from mcplens.config import Settings, disabled, from_env
+
+if TYPE_CHECKING:
+    from mcplens.privacy.policy import Policy, ToolPolicy
 
 
 def __getattr__(name: str) -> Any:
@@ -40,6 +45,8 @@ class Instrumentation:
     _lowlevel: Any = field(default=None, repr=False)
     _middleware: Any = field(default=None, repr=False)
     _limiter: Any = field(default=None, repr=False)
+    #: the pipeline this server's events go through (None when not active)
+    pipeline: Any = field(default=None, repr=False)
 
     def flush(self) -> None:
         flush()
@@ -82,19 +89,64 @@ def _resolve(server: Any) -> tuple[Any, str, str | None, str | None]:
 _lock = threading.Lock()
 
 
-def instrument(server: Any, **options: Any) -> Instrumentation:
+def instrument(
+    server: Any,
+    *,
+    home: str | os.PathLike[str] | None = None,
+    mode: Literal["local", "packaged"] | None = None,
+    opt_in_env: str | None = None,
+    privacy: Policy | None = None,
+    processors: Sequence[Callable[[dict[str, Any]], dict[str, Any] | None]] | None = None,
+    config: str | os.PathLike[str] | None = None,
+    rate_limit: str | None = None,
+    exporters: Sequence[str] | str | None = None,
+    log_file: str | os.PathLike[str] | None = None,
+    prometheus_host: str | None = None,
+    prometheus_port: int | None = None,
+    sentry_dsn: str | None = None,
+    export_arguments: bool | None = None,
+    server_name: str | None = None,
+    server_version: str | None = None,
+    queue_size: int | None = None,
+    queue_bytes: int | None = None,
+    flush_interval: float | None = None,
+    exporter_shutdown_timeout: float | None = None,
+    exporter_queue_size: int | None = None,
+    segment_max_bytes: int | None = None,
+    segment_max_age: float | None = None,
+    handle_sigterm: bool | None = None,
+) -> Instrumentation:
     """Record every request ``server`` handles. One line, fail-open, idempotent.
 
-    ``options`` override ``MCPLENS_*`` environment settings (see :class:`mcplens.Settings`):
-    ``home``, ``queue_size``, ``flush_interval``, ``server_name``, ``server_version``,
-    ``mode="packaged"`` (collect nothing until the end user opts in), ``privacy=Policy(...)``,
-    ``processors=[...]`` (run after the built-in privacy processors), ``rate_limit="60/min"``
+    Every option is keyword-only and overrides its ``MCPLENS_*`` environment setting (None: the
+    environment's, else the default; see :class:`mcplens.Settings`): ``home`` (the data
+    directory), ``mode="packaged"`` (collect nothing until the end user opts in, also through
+    ``opt_in_env``), ``privacy=Policy(...)``, ``processors=[...]`` (run after the built-in
+    privacy processors), ``config`` (a TOML file with a [privacy] table), ``rate_limit="60/min"``
     (a per-client token bucket; refused calls get JSON-RPC error -32029 and are recorded as
     ``rate_limited``), ``exporters=["log", "otel", "prometheus", "sentry"]`` (opt-in, fed after the
-    privacy stage) with ``log_file``, ``prometheus_port``, ``sentry_dsn``, ``export_arguments`` ...
-    Raises ``TypeError`` for an object that is not a supported server or an unknown option;
-    a second call on the same server returns the first handle and changes nothing.
+    privacy stage) with ``log_file``, ``prometheus_host``/``prometheus_port``, ``sentry_dsn``,
+    ``export_arguments``; ``server_name``/``server_version`` when the framework does not tell
+    them; and the pipeline's limits (``queue_size``, ``queue_bytes``, ``flush_interval``,
+    ``exporter_shutdown_timeout``, ``exporter_queue_size``, ``segment_max_bytes``,
+    ``segment_max_age``, ``handle_sigterm``).
+
+    Servers instrumented with the same data directory, policy, processors and exporters share
+    one pipeline; a server with another policy gets its own, so each one's events follow its own.
+    Raises ``TypeError`` for an object that is not a supported server or an unknown option, and
+    ``ValueError`` for a bad value; a second call on the same server returns the first handle
+    and changes nothing.
     """
+    options: dict[str, Any] = {
+        "home": home, "mode": mode, "opt_in_env": opt_in_env, "privacy": privacy, "processors": processors,
+        "config": config, "rate_limit": rate_limit, "exporters": exporters, "log_file": log_file,
+        "prometheus_host": prometheus_host, "prometheus_port": prometheus_port, "sentry_dsn": sentry_dsn,
+        "export_arguments": export_arguments, "server_name": server_name, "server_version": server_version,
+        "queue_size": queue_size, "queue_bytes": queue_bytes, "flush_interval": flush_interval,
+        "exporter_shutdown_timeout": exporter_shutdown_timeout, "exporter_queue_size": exporter_queue_size,
+        "segment_max_bytes": segment_max_bytes, "segment_max_age": segment_max_age,
+        "handle_sigterm": handle_sigterm,
+    }
     settings = from_env().with_overrides(**options)  # bad options fail here, before any change
     low, capture, name, version = _resolve(server)
     if low is None or not isinstance(getattr(low, "middleware", None), list):
@@ -112,7 +164,7 @@ def instrument(server: Any, **options: Any) -> Instrumentation:
         if isinstance(existing, Instrumentation) and existing.active:
             logger.info("mcplens: %r is already instrumented; the second instrument() is a no-op", name)
             return existing
-        from mcplens.capture.sdk import CaptureMiddleware, EventBuilder, hook_http
+        from mcplens.capture.sdk import EventBuilder, capture_middleware, hook_http
         from mcplens.pipeline import get_pipeline
 
         pipeline = get_pipeline(settings)
@@ -122,13 +174,17 @@ def instrument(server: Any, **options: Any) -> Instrumentation:
         build = EventBuilder(pipeline, server_name, server_version, capture)
         build.learn_resources(server)
         hook_http(server, pipeline, build)  # 401/403 from the HTTP auth layer never reach the middleware
+        hooks: list[Any] = []
         if settings.exporters:  # opt-in exporters (log, otel, prometheus, sentry); none by default
-            from mcplens import sinks
+            from mcplens.exporters import start as start_exporters
 
-            exporters = sinks.setup(pipeline, settings, service_name=server_name, service_version=server_version)
-            middleware = sinks.capture_middleware(pipeline, build, low, capture, exporters)
-        else:
-            middleware = CaptureMiddleware(pipeline, build)
+            started = start_exporters(pipeline, settings, service_name=server_name, service_version=server_version)
+            for exporter in started.values():
+                exporter.instrumenting(low, capture)
+                hook = exporter.request_hook()
+                if hook is not None:
+                    hooks.append(hook)
+        middleware = capture_middleware(pipeline, build, hooks)
         low.middleware.insert(0, middleware)
         limiter = None
         if settings.rate_limit:  # right after the capture, so refused calls are recorded as rate_limited
@@ -136,7 +192,8 @@ def instrument(server: Any, **options: Any) -> Instrumentation:
 
             limiter = RateLimitMiddleware(RateLimiter(settings.rate_limit))
             low.middleware.insert(1, limiter)
-        handle = Instrumentation(server, active=True, _lowlevel=low, _middleware=middleware, _limiter=limiter)
+        handle = Instrumentation(server, active=True, _lowlevel=low, _middleware=middleware, _limiter=limiter,
+                                 pipeline=pipeline)
         setattr(low, _ATTR, handle)
         return handle
 

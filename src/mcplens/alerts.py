@@ -45,9 +45,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
-from mcplens.analysis.engine import Options, Thresholds, analyze, load_options
+from mcplens.analysis.core import Options, Thresholds, analyze, load_options
 from mcplens.analysis.findings import AREAS, RANK, SEVERITIES, WARNING, Finding
-from mcplens.store.base import parse_time
+from mcplens.analysis.performance import tool_p99
+from mcplens.store.base import Store, TimeWindow, parse_time
+from mcplens.store.source import AnalysisSource
 
 log = logging.getLogger("mcplens.alerts")
 
@@ -145,12 +147,8 @@ def load_config(path: Path) -> AlertConfig:
     )
 
 
-def p99_findings(run: Callable[..., list[dict[str, Any]]], rule: Rule, now: float, recent: float) -> list[Finding]:
-    rows = run(
-        "SELECT tool, count(*) AS calls, quantile_cont(duration_s, 0.99) * 1000 AS p99 FROM req "
-        "WHERE time >= ? AND method IN ('tools/call', 'resources/read', 'prompts/get') GROUP BY 1",
-        [now - recent],
-    )
+def p99_findings(source: AnalysisSource, rule: Rule, now: float, recent: float) -> list[Finding]:
+    rows = tool_p99(source, now - recent)
     out = []
     for r in rows:
         if fnmatch.fnmatchcase(r["tool"], rule.tool) and r["p99"] is not None and r["p99"] >= (rule.threshold or 0):
@@ -202,7 +200,7 @@ class Watcher:
 
     def __init__(
         self,
-        store: Any,
+        store: Store,
         config: AlertConfig,
         *,
         clock: Callable[[], float] = time.time,
@@ -254,11 +252,11 @@ class Watcher:
         th: Thresholds = self.options.thresholds
         since = now - th.recent - th.baseline
         out: dict[tuple[str, str], Finding] = {}
-        with self.store.reader(since=since) as run:
-            found = analyze(run, self.options, since=since, until=now)
+        with self.store.analysis_source(TimeWindow(since, now)) as source:
+            found = analyze(source, self.options)
             for rule in self.config.rules:
                 if rule.detector == "p99_latency":
-                    rows = p99_findings(run, rule, now, th.recent) if found else []
+                    rows = p99_findings(source, rule, now, th.recent) if found else []
                 else:
                     rows = [f for f in found if rule.matches(f) and not _stale(f, now - th.recent)]
                 for f in rows:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -104,6 +105,12 @@ class ToolClasses:
         if medium:
             return MEDIUM, f"its name says it reads {medium.group(0).lower()!r} records"
         return LOW, "a generic read (its name and annotations name nothing sensitive)"
+
+    def split(self, tools: Sequence[str | None]) -> tuple[list[str], list[str]]:
+        """(data-access tools, outbound tools) among ``tools``, each sorted: the read-then-send pairs."""
+        kinds = {t: self.classify(t) for t in tools if t is not None}
+        return (sorted(t for t, k in kinds.items() if k == DATA_ACCESS),
+                sorted(t for t, k in kinds.items() if k == OUTBOUND))
 
 
 def _any(tool: str, patterns: tuple[str, ...]) -> bool:

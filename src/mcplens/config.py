@@ -77,7 +77,7 @@ class Settings:
     exporters: tuple[str, ...] = ()
     #: "log" exporter: JSON lines to this file (default: stderr; never stdout)
     log_file: Path | None = None
-    #: "prometheus" exporter: where /metrics listens (port 0: no server; see mcplens.sinks.prometheus)
+    #: "prometheus" exporter: where /metrics listens (port 0: no server; see mcplens.exporters.prometheus)
     prometheus_host: str = "127.0.0.1"
     prometheus_port: int = 9464
     #: "sentry" exporter: a DSN for mcplens to initialise sentry-sdk with (else the app's own init is used)
@@ -152,7 +152,7 @@ class Settings:
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise TypeError(f"unknown mcplens option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        clean = {
+        clean: dict[str, Any] = {
             k: (Path(v).expanduser() if k in ("home", "config", "log_file") else v)
             for k, v in overrides.items()
             if v is not None

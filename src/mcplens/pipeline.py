@@ -11,11 +11,18 @@ most about one flush interval:
 - what it cannot reach in time is **shed**: captures still queued from before the last two
   writes are dropped and counted, as are captures past the **byte budget**, so the backlog is
   bounded in age, in count and in bytes, never unbounded;
-- **exporters** get one thread and one bounded queue each (:class:`SinkWorker`): a slow or
+- **exporters** get one thread and one bounded queue each (:class:`ExporterWorker`): a slow or
   blocked exporter drops and counts its own overflow and never delays the event log or
   another exporter; on close they get ``exporter_shutdown_timeout`` seconds all together.
 
-A raising sink or an unwritable directory is counted, never raised.
+Per raw capture, on the writer thread, the chain is: the capture's **builder** returns the
+events of that capture (zero, one or several: a proxy line can complete several calls); each
+event goes through the **privacy stage**, then the **processors** (enrichment an exporter adds
+to the sanitized event, e.g. OTel trace ids); the batch then goes to the event log and,
+read-only, to the exporters.
+Every capture path enqueues with :meth:`Pipeline.submit`, once per raw capture.
+
+A raising exporter or an unwritable directory is counted, never raised.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from time import perf_counter
 from typing import Any, Protocol
 
@@ -50,23 +58,23 @@ MIN_CAPACITY = 16
 HEALTH_EXPORTER_DROPPED = "mcplens.health.exporter_dropped"
 
 
-class Sink(Protocol):
-    """Anything that takes finished events in batches.
+class Exporter(Protocol):
+    """What the pipeline needs of an exporter (``mcplens.exporters.base.Exporter`` implements it)."""
 
-    A sink runs on its own thread unless it sets ``inline = True``: then it runs on the writer
-    thread before the event log (the OTel sink, which stamps span ids on the event and only
-    hands spans to the SDK's own bounded export queue).
-    """
+    @property
+    def name(self) -> str: ...
 
-    name: str
+    def export(self, events: Sequence[Mapping[str, Any]]) -> None: ...
 
-    def write_batch(self, events: list[dict[str, Any]]) -> None: ...
+    def shutdown(self) -> None: ...
 
-    def close(self) -> None: ...
+    def lost(self) -> int: ...
 
 
-#: Builds an event from a raw capture, on the writer thread. Returns None to skip it.
-Builder = Callable[[Any], "dict[str, Any] | None"]
+#: Turns one raw capture into the events it makes (zero, one or several), on the writer thread.
+Builder = Callable[[Any], Sequence[dict[str, Any]]]
+#: An enrichment step after the privacy stage, before any sink: returns the event (changed) or None.
+Processor = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
 
 class Capacity:
@@ -98,16 +106,16 @@ class Capacity:
         return f"Capacity({self.value})"
 
 
-class SinkWorker:
+class ExporterWorker:
     """One exporter on its own thread, fed whole batches through a queue bounded in events.
 
     The writer thread only appends a batch here (or counts it as dropped when the queue is
     full), so an exporter blocked on a full pipe or a dead collector holds up nobody but itself.
     """
 
-    def __init__(self, sink: Sink, capacity: int, on_fault: Callable[[str, BaseException], None]) -> None:
-        self.sink = sink
-        self.name = str(getattr(sink, "name", type(sink).__name__))
+    def __init__(self, exporter: Exporter, capacity: int, on_fault: Callable[[str, BaseException], None]) -> None:
+        self.exporter = exporter
+        self.name = str(getattr(exporter, "name", "") or type(exporter).__name__)
         self._capacity = capacity
         self._fault = on_fault
         self._batches: collections.deque[list[dict[str, Any]]] = collections.deque()
@@ -116,7 +124,7 @@ class SinkWorker:
         self._closing = False
         self._busy_since: float | None = None  # when the write in progress began
         self.dropped = 0
-        self._thread = threading.Thread(target=self._run, name=f"mcplens-sink-{self.name}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"mcplens-exporter-{self.name}", daemon=True)
         self._thread.start()
 
     def offer(self, batch: list[dict[str, Any]]) -> None:
@@ -142,17 +150,17 @@ class SinkWorker:
                 batch = self._batches.popleft()
                 self._busy_since = time.monotonic()
             try:
-                self.sink.write_batch(batch)
+                self.exporter.export(batch)
             except Exception as exc:  # noqa: BLE001 - an exporter's failure is counted, never raised
-                self._fault(f"sink {self.name}", exc)
+                self._fault(f"exporter {self.name}", exc)
             with self._cond:
                 self._queued -= len(batch)
                 self._busy_since = None
                 self._cond.notify_all()
         try:
-            self.sink.close()
+            self.exporter.shutdown()
         except Exception as exc:  # noqa: BLE001
-            self._fault("closing a sink", exc)
+            self._fault("closing an exporter", exc)
 
     def wait_idle(self, deadline: float) -> bool:
         """Until every offered batch is written, or ``deadline`` (monotonic) passes."""
@@ -165,7 +173,7 @@ class SinkWorker:
         return True
 
     def stop(self, deadline: float, stuck_after: float) -> int:
-        """Finish the queue and close the sink by ``deadline``; returns the events given up on.
+        """Finish the queue and shut the exporter down by ``deadline``; returns the events given up on.
 
         An exporter already stuck in one write for ``stuck_after`` seconds (a pipe nobody reads)
         is given up on at once: it would not finish within the deadline either.
@@ -186,7 +194,10 @@ class SinkWorker:
 
 
 class Pipeline:
-    """One per process: a bounded deque, a writer thread, the sinks, and the counters."""
+    """A bounded deque, a writer thread, the processors, the event log, the exporters, the counters.
+
+    One per data directory and privacy configuration (see :func:`get_pipeline`).
+    """
 
     def __init__(self, settings: Settings) -> None:
         from mcplens.privacy.ids import lazy_pseudonymizer
@@ -210,8 +221,10 @@ class Pipeline:
         self._reported: dict[str, int] = {}
         self._last_health = float("-inf")
         self._eventlog = open_writer(settings, self.instance_id)  # the durable sink: the store's write half
-        self.sinks: list[Sink] = []
-        self._workers: dict[int, SinkWorker] = {}
+        #: enrichment of sanitized events before any sink (an exporter's, e.g. OTel trace ids)
+        self.processors: list[Processor] = []
+        self.exporters: list[Exporter] = []
+        self._workers: list[ExporterWorker] = []
         self._base: dict[str, Any] = {ev.INSTANCE_ID: self.instance_id, ev.PID: os.getpid()}
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -223,14 +236,20 @@ class Pipeline:
         atexit.register(self.close)
 
     # -- request path -------------------------------------------------------------------------
-    def submit(self, build: Builder, raw: Any) -> None:
-        """Enqueue a raw capture. O(1), never blocks, never raises to the caller."""
+    def submit(self, build: Builder, raw: Any) -> bool:
+        """Enqueue a raw capture: THE enqueue of every capture path, once per raw capture.
+
+        O(1), never blocks, never raises to the caller; False when the queue was full (the
+        capture is dropped and counted). ``build(raw)`` runs later on the writer thread and
+        returns the events the capture makes.
+        """
         q = self._queue
         if len(q) >= self._capacity.value:
             self.counters["dropped"] += 1
-            return
+            return False
         q.append((build, raw))
         self.counters["enqueued"] += 1
+        return True
 
     def fault(self, where: str, exc: BaseException | None = None) -> None:
         """Count one of our own failures; log the first of each kind at WARNING (stderr).
@@ -245,12 +264,14 @@ class Pipeline:
             logger.warning("mcplens: %s failed with %s (counted, the call was not affected)", where, kind)
 
     # -- writer side --------------------------------------------------------------------------
-    def add_sink(self, sink: Sink, *, first: bool = False) -> None:
-        """Feed ``sink`` every batch from now on (``first``: before the sinks already added)."""
-        if first:
-            self.sinks.insert(0, sink)
-        else:
-            self.sinks.append(sink)
+    def add_exporter(self, exporter: Exporter) -> None:
+        """Feed ``exporter`` every batch from now on, on a thread and a bounded queue of its own."""
+        self.exporters.append(exporter)
+        self._workers.append(ExporterWorker(exporter, self.settings.exporter_queue_size, self.fault))
+
+    def add_processor(self, processor: Processor) -> None:
+        """Run ``processor`` over every sanitized event before any sink, after those added before."""
+        self.processors.append(processor)
 
     def set_base(self, **fields: Any) -> None:
         """Fields stamped on health records (server name/version)."""
@@ -300,6 +321,7 @@ class Pipeline:
             seen = 0
             measured = 0
             privacy = self.privacy
+            processors = self.processors
             while q and seen < MAX_SLICE:
                 if deadline is not None and perf_counter() >= deadline:
                     out_of_time = True
@@ -310,20 +332,21 @@ class Pipeline:
                     break
                 seen += 1
                 try:
-                    e = build(raw)
+                    built = build(raw) or ()
                 except Exception as exc:  # noqa: BLE001 - a builder bug must not stop the writer
                     self.fault("event building", exc)
                     continue
-                if e is None:
-                    continue
-                measured += (e.get(ev.REQUEST_SIZE) or 0) + (e.get(ev.RESPONSE_SIZE) or 0)
-                try:
-                    e = privacy(e)
-                except Exception as exc:  # noqa: BLE001 - an event the stage could not clean is not kept
-                    self.fault("the privacy stage", exc)
-                    continue
-                if e is not None:
-                    batch.append(e)
+                for e in built:
+                    measured += (e.get(ev.REQUEST_SIZE) or 0) + (e.get(ev.RESPONSE_SIZE) or 0)
+                    try:
+                        kept = privacy(e)
+                    except Exception as exc:  # noqa: BLE001 - an event the stage could not clean is not kept
+                        self.fault("the privacy stage", exc)
+                        continue
+                    if kept is not None and processors:
+                        kept = self._process(kept)
+                    if kept is not None:
+                        batch.append(kept)
             if seen:
                 self._learn(measured / seen + CAPTURE_OVERHEAD)
             if shed:
@@ -331,6 +354,19 @@ class Pipeline:
             written = self._write(batch)
             self._marks.append(self.counters["enqueued"])
             return bool(q), written
+
+    def _process(self, e: dict[str, Any]) -> dict[str, Any] | None:
+        """The enrichment processors; one that raises is counted and skipped, the event kept."""
+        for processor in self.processors:
+            try:
+                out = processor(e)
+            except Exception as exc:  # noqa: BLE001
+                self.fault("an enrichment processor", exc)
+                continue
+            if out is None:
+                return None
+            e = out
+        return e
 
     def _learn(self, per_capture: float) -> None:
         """Set the queue's bound from the byte budget and the bytes recent captures held.
@@ -384,32 +420,19 @@ class Pipeline:
             return False
         return self._closed or time.monotonic() - self._last_health >= HEALTH_EVERY
 
-    def _worker(self, sink: Sink) -> SinkWorker:
-        w = self._workers.get(id(sink))
-        if w is None or w.sink is not sink:
-            w = self._workers[id(sink)] = SinkWorker(sink, self.settings.exporter_queue_size, self.fault)
-        return w
-
     def _count_exporter_drops(self) -> None:
         """Events the exporters' queues dropped, plus those an exporter reports it failed to send."""
         lost = 0
-        for sink in self.sinks:
+        for exporter in self.exporters:
             try:
-                lost += int(sink.lost()) if hasattr(sink, "lost") else 0
+                lost += int(exporter.lost()) if hasattr(exporter, "lost") else 0
             except Exception:  # noqa: BLE001
                 pass
-        self.counters["exporter_dropped"] = lost + sum(w.dropped for w in self._workers.values())
+        self.counters["exporter_dropped"] = lost + sum(w.dropped for w in self._workers)
 
     def _write(self, batch: list[dict[str, Any]]) -> int:
-        """Inline sinks, then the event log (with a health record if one is due), then the
-        exporters' own queues; returns the events that reached the event log."""
-        if batch:
-            for sink in self.sinks:
-                if getattr(sink, "inline", False):
-                    try:
-                        sink.write_batch(batch)
-                    except Exception as exc:  # noqa: BLE001
-                        self.fault(f"sink {getattr(sink, 'name', sink)!s}", exc)
+        """The event log (with a health record if one is due), then the exporters' own queues;
+        returns the events that reached the event log."""
         self._count_exporter_drops()
         count = len(batch)
         out = batch
@@ -432,9 +455,8 @@ class Pipeline:
             if health and written < count:
                 self._reported = {}  # the record did not make it: send another with the next batch
         if batch:
-            for sink in self.sinks:
-                if not getattr(sink, "inline", False):
-                    self._worker(sink).offer(batch)
+            for w in self._workers:
+                w.offer(batch)
         return written
 
     def flush(self) -> None:
@@ -444,7 +466,7 @@ class Pipeline:
             return
         self.drain()
         deadline = time.monotonic() + self.settings.exporter_shutdown_timeout
-        for w in list(self._workers.values()):
+        for w in list(self._workers):
             w.wait_idle(deadline)
         self.drain()  # a health record for faults the exporters counted meanwhile
 
@@ -463,62 +485,54 @@ class Pipeline:
         self._thread.join(timeout=5.0)
         self.drain()
         deadline = time.monotonic() + self.settings.exporter_shutdown_timeout
-        for sink in self.sinks:
-            if getattr(sink, "inline", False):
-                _close_by(sink, deadline, self.fault)
-        for w in list(self._workers.values()):
+        for w in list(self._workers):
             w.stop(deadline, stuck_after=self.settings.exporter_shutdown_timeout)
         self._count_exporter_drops()
         self._slice(None, shed=False)  # the last health record, with the exporters' losses
         try:
             self._eventlog.close()
         except Exception as exc:  # noqa: BLE001
-            self.fault("closing a sink", exc)
+            self.fault("closing the event log", exc)
 
 
-def _close_by(sink: Sink, deadline: float, fault: Callable[[str, BaseException], None]) -> None:
-    """``sink.close()`` on a helper thread, waited for until ``deadline`` at most."""
-
-    def run() -> None:
-        try:
-            sink.close()
-        except Exception as exc:  # noqa: BLE001
-            fault("closing a sink", exc)
-
-    t = threading.Thread(target=run, name="mcplens-sink-close", daemon=True)
-    t.start()
-    t.join(max(0.0, deadline - time.monotonic()))
-
-
-_pipelines: dict[str, Pipeline] = {}
+#: the process's pipelines with the key they were made for (see :func:`pipeline_key`)
+_pipelines: list[tuple[Any, Pipeline]] = []
 _pipeline_lock = threading.Lock()
 
 
+def pipeline_key(settings: Settings) -> tuple[Settings, Any]:
+    """What two captures must agree on to share a pipeline: everything the pipeline does with
+    events (data directory, privacy policy as it takes effect, processors, exporters, queue and
+    segment limits), not what only names a server or guards its requests."""
+    shared = replace(settings, server_name=None, server_version=None, rate_limit=None, mode="local",
+                     opt_in_env=None, handle_sigterm=True)
+    return shared, settings.effective_policy()
+
+
 def get_pipeline(settings: Settings) -> Pipeline:
-    """The process's pipeline for ``settings.home``, created on first use and then shared."""
-    key = str(settings.home)
+    """The pipeline for ``settings``: shared by every capture whose :func:`pipeline_key` is equal.
+
+    A second ``instrument(..., privacy=Policy(...))`` with another policy (or other processors
+    or exporters) gets a pipeline of its own over the same data directory, so its policy is the
+    one applied to its events, never silently replaced by the first one's.
+    """
+    key = pipeline_key(settings)
     with _pipeline_lock:
-        pipeline = _pipelines.get(key)
-        if pipeline is None or pipeline._closed:
-            pipeline = _pipelines[key] = Pipeline(settings)
-            _install_sigterm(settings)
+        for i, (k, pipeline) in enumerate(_pipelines):
+            if k == key:
+                if not pipeline._closed:
+                    return pipeline
+                del _pipelines[i]
+                break
+        pipeline = Pipeline(settings)
+        _pipelines.append((key, pipeline))
+        _install_sigterm(settings)
         return pipeline
-
-
-def pipeline_with_exporters(settings: Settings) -> Pipeline:
-    """The pipeline for a way in that has no server object (the proxies), with the exporters
-    ``settings.exporters`` names (``MCPLENS_EXPORTERS``) attached, as ``instrument()`` does."""
-    pipeline = get_pipeline(settings)
-    if getattr(settings, "exporters", None):
-        from mcplens import sinks
-
-        sinks.setup(pipeline, settings, service_name=settings.server_name, service_version=settings.server_version)
-    return pipeline
 
 
 def pipelines() -> list[Pipeline]:
     with _pipeline_lock:
-        return list(_pipelines.values())
+        return [p for _, p in _pipelines]
 
 
 def close_all() -> None:

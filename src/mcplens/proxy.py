@@ -91,14 +91,17 @@ def main(args: argparse.Namespace) -> int:
         except (ValueError, argparse.ArgumentTypeError) as e:
             print(f"mcplens proxy: MCPLENS_PROXY_MAX_BODY / MCPLENS_PROXY_MAX_IN_FLIGHT: {e}", file=sys.stderr)
             return 2
-        return serve(args.upstream, args.listen, settings, record=collecting(settings), max_body=max_body,
-                     max_in_flight=max_in_flight)
+        from mcplens.exporters import pipeline_with_exporters
+
+        return serve(args.upstream, args.listen, settings,
+                     open_pipeline=pipeline_with_exporters if collecting(settings) else None,
+                     max_body=max_body, max_in_flight=max_in_flight)
     if not command:
         print("mcplens proxy: nothing to run; usage: mcplens proxy [options] -- CMD [ARGS...] "
               "or mcplens proxy --upstream URL", file=sys.stderr)
         return 2
     from mcplens.capture.proxy_stdio import StdioProxy, exit_like
-    from mcplens.pipeline import pipeline_with_exporters
+    from mcplens.exporters import pipeline_with_exporters
 
     pipeline = pipeline_with_exporters(settings) if collecting(settings) else None
     return exit_like(StdioProxy(command, pipeline, settings).run())

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from mcplens import event as ev
-from mcplens.analysis.engine import insights
+from mcplens.analysis.core import insights
 from mcplens.analysis.findings import Finding
 from mcplens.store.local.reader import LocalStore
 from tests.analysis import workload

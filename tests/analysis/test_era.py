@@ -14,7 +14,7 @@ import anyio
 import mcp
 import mcp_types as types
 
-from mcplens.analysis.engine import insights
+from mcplens.analysis.core import insights
 from mcplens.store.local.reader import LocalStore
 from tests.conftest import http_server
 

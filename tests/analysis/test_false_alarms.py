@@ -27,7 +27,7 @@ import pytest
 from mcp import StdioServerParameters
 
 import mcplens
-from mcplens.analysis.engine import insights
+from mcplens.analysis.core import insights
 from mcplens.analysis.findings import Finding
 from mcplens.store.local.reader import LocalStore
 from tests.analysis import workload

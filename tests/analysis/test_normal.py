@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mcplens import cli
-from mcplens.analysis.engine import Options, Thresholds, insights
+from mcplens.analysis.core import Options, Thresholds, insights
 from mcplens.store.local.reader import LocalStore
 from tests.analysis import workload
 
@@ -45,7 +45,7 @@ def test_normal_after_compaction_is_the_same(normal_home: Path, tmp_path: Path) 
 def test_thresholds_come_from_the_config_file(normal_home: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text("[insights]\npayload_p95_bytes = 2000\n[insights.tools]\ndata_access = ['summarize']\n")
-    from mcplens.analysis.engine import load_options
+    from mcplens.analysis.core import load_options
 
     opts = load_options(cfg)
     assert opts.thresholds.payload_p95_bytes == 2000 and opts.classes.data_access == ("summarize",)

@@ -23,7 +23,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 import mcplens
-from mcplens.analysis.engine import insights
+from mcplens.analysis.core import insights
 from mcplens.analysis.findings import Finding
 from mcplens.store.local.reader import LocalStore
 from tests.analysis import scenario_server, workload

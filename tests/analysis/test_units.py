@@ -96,8 +96,24 @@ def test_injection_counts_and_the_replacing_processor() -> None:
 
 
 def test_spike_windows_come_from_the_config() -> None:
-    from mcplens.analysis.engine import Thresholds
+    from mcplens.analysis.core import Thresholds
 
     th = Thresholds.from_dict({"spike_windows": [10, 30], "crash_warning": 2})
     assert th.spike_windows == (10, 30) and th.crash_warning == 2
     assert Thresholds().spike_windows == (5, 15, 60)
+
+
+def test_secret_kinds_are_the_credential_kinds_the_privacy_stage_counts() -> None:
+    """Derived, not copied: every credential kind a text pattern or a key-name rule emits, and no kind
+    of personal data (a secrets_in_arguments finding must never be about an email address)."""
+    from mcplens.analysis.security import SECRET_KINDS
+    from mcplens.privacy import patterns
+
+    pattern_kinds = {p.kind for p in patterns.PATTERNS}
+    assert {"AWS_ACCESS_KEY", "GITHUB_TOKEN", "PROVIDER_KEY", "JWT", "AUTH_HEADER", "URL_CREDENTIALS",
+            "COOKIE", "PRIVATE_KEY"} <= SECRET_KINDS
+    assert {"REDACTED:PASSWORD", "REDACTED:API_KEY", "REDACTED:TOKEN", "REDACTED:SESSION"} <= SECRET_KINDS
+    personal = {"EMAIL", "PHONE", "CARD", "IBAN", "NATIONAL_ID", "IPV4", "IPV6", "MAC_ADDRESS", "USER", "BLOB"}
+    assert personal <= pattern_kinds and not personal & SECRET_KINDS
+    assert not {f"REDACTED:{k}" for k in ("EMAIL", "NAME", "USER_ID", "DEVICE_ID", "ADDRESS")} & SECRET_KINDS
+    assert all(k in pattern_kinds or k.removeprefix("REDACTED:") in patterns.KEY_KINDS for k in SECRET_KINDS)

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import queue
 import shutil
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,111 +30,6 @@ def npm_peer(name: str) -> Path:
 
 def proxy_cmd(home: Path, *command: str, extra: tuple[str, ...] = ()) -> list[str]:
     return [sys.executable, "-m", "mcplens.cli", "proxy", "--home", str(home), *extra, "--", *command]
-
-
-class RawPipe:
-    """A process driven through raw pipes: write bytes, read lines with a deadline.
-
-    A reader thread owns stdout so a test never blocks past its timeout, whatever the peer does.
-    """
-
-    def __init__(self, command: list[str], env: dict[str, str], *, stderr: Any = subprocess.DEVNULL) -> None:
-        self.proc = subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=stderr)
-        self._lines: queue.Queue[bytes] = queue.Queue()
-        self.raw = bytearray()  # every stdout byte, in order
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self._next = 0
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        buf = b""
-        while True:
-            try:
-                chunk = self.proc.stdout.read1(1 << 16)
-            except ValueError:  # the test closed stdout itself
-                chunk = b""
-            if not chunk:
-                if buf:
-                    self._lines.put(buf)
-                self._lines.put(b"")
-                return
-            self.raw += chunk
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                self._lines.put(line + b"\n")
-
-    def send(self, data: bytes | dict[str, Any] | list[Any]) -> None:
-        assert self.proc.stdin is not None
-        if not isinstance(data, bytes):
-            data = json.dumps(data, separators=(",", ":")).encode() + b"\n"
-        self.proc.stdin.write(data)
-        self.proc.stdin.flush()
-
-    def line(self, timeout: float = 20.0) -> bytes:
-        """The next stdout line (with its newline); b"" at EOF."""
-        return self._lines.get(timeout=timeout)
-
-    def request(self, method: str, params: dict[str, Any] | None = None, timeout: float = 20.0) -> bytes:
-        """Send a request and return the raw reply line, skipping anything else the server sent."""
-        self._next += 1
-        rid = self._next
-        msg: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
-        if params is not None:
-            msg["params"] = params
-        self.send(msg)
-        deadline = time.monotonic() + timeout
-        while True:
-            line = self.line(max(0.1, deadline - time.monotonic()))
-            if not line:
-                raise EOFError(f"EOF while {method} #{rid} was pending")
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(obj, dict) and obj.get("id") == rid and "method" not in obj:
-                return line
-
-    def handshake(self, client: str = "raw-agent", capabilities: dict[str, Any] | None = None,
-                  version: str = "2025-11-25") -> bytes:
-        reply = self.request("initialize", {"protocolVersion": version, "capabilities": capabilities or {},
-                                            "clientInfo": {"name": client, "version": "1.0"}})
-        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-        return reply
-
-    def close(self, timeout: float = 20.0) -> int:
-        """Close stdin and wait for the exit code."""
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            return self.proc.wait(timeout=timeout)
-        finally:
-            self._reader.join(timeout=5)
-
-    def stop(self, grace: float = 5.0) -> int:
-        """Close stdin; a server that does not exit on EOF (server-everything) gets SIGTERM."""
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            return self.proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            self.proc.terminate()
-            return self.proc.wait(timeout=20)
-        finally:
-            self._reader.join(timeout=5)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
 
 
 def env_for(home: Path, **extra: str) -> dict[str, str]:
@@ -190,25 +82,13 @@ class RawUpstream:
         buf = b""
         with conn:
             while True:
-                while b"\r\n\r\n" not in buf:
-                    try:
-                        data = conn.recv(65536)
-                    except OSError:
-                        return
-                    if not data:
-                        return
-                    buf += data
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                line, *header_lines = head.split(b"\r\n")
-                headers = [tuple(h.split(b":", 1)) for h in header_lines]
-                names = {k.strip().lower(): v.strip() for k, v in headers}
-                length = int(names.get(b"content-length", b"0"))
-                while len(buf) < length:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buf += data
-                body, buf = buf[:length], buf[length:]
+                try:
+                    message = read_message(conn, buf)
+                except OSError:
+                    return
+                if message is None:
+                    return
+                line, header_lines, names, body, buf = message
                 method, target, _ = line.split(b" ", 2)
                 request = {"line": line, "method": method, "target": target, "headers": names,
                            "raw_headers": header_lines, "body": body}
@@ -299,33 +179,36 @@ def raw_http(port: int, data: bytes, timeout: float = 20.0) -> tuple[int, dict[b
 
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(data)
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = s.recv(65536)
-            if not chunk:
-                return 0, {}, buf
-            buf += chunk
-        head, body = buf.split(b"\r\n\r\n", 1)
-        line, *lines = head.split(b"\r\n")
-        headers = {k.strip().lower(): v.strip() for k, v in (h.split(b":", 1) for h in lines)}
-        length = int(headers.get(b"content-length", b"0"))
-        while len(body) < length:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            body += chunk
+        message = read_message(s, partial=True)
+        if message is None:
+            return 0, {}, b""
+        line, _, headers, body, _ = message
         return int(line.split()[1]), headers, body
 
 
-def poll(condition: Any, timeout: float = 15.0, interval: float = 0.05) -> Any:
-    """Call ``condition()`` until it returns something truthy (returned) or the deadline passes
-    (the last value is returned, for the assertion to show)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
+def read_message(
+    sock: Any, buf: bytes = b"", *, partial: bool = False,
+) -> tuple[bytes, list[bytes], dict[bytes, bytes], bytes, bytes] | None:
+    """One HTTP/1.1 message from ``sock`` after ``buf``: (start line, header lines, headers by
+    lower-case name, body by Content-Length, the bytes after it); None if the peer closed before
+    its end (``partial``: a body cut short is returned as it is)."""
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(65536)
+        if not data:
+            return None
+        buf += data
+    head, buf = buf.split(b"\r\n\r\n", 1)
+    line, *header_lines = head.split(b"\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (h.split(b":", 1) for h in header_lines)}
+    length = int(headers.get(b"content-length", b"0"))
+    while len(buf) < length:
+        data = sock.recv(65536)
+        if not data:
+            if partial:
+                break
+            return None
+        buf += data
+    return line, header_lines, headers, buf[:length], buf[length:]
 
 
 @contextlib.contextmanager

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -14,7 +13,7 @@ import anyio
 import pytest
 from fastmcp import Client
 
-from tests.conftest import REPO, all_bytes, free_port, read_events, stop, subprocess_env, wait_port
+from tests.conftest import REPO, all_bytes, free_port, poll, read_events, stop, subprocess_env, wait_port
 
 WRONG = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.Zm9yZ2VkLXNpZ25hdHVyZS0xMjM0NTY3OA"
 HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
@@ -108,9 +107,7 @@ def test_fastmcp_resource_reads_keep_the_servers_template(home: Path, late: bool
 
     anyio.run(main)
     mcplens.flush()
-    deadline = time.monotonic() + 10
-    while len(reads := [e for e in read_events(home) if e["mcp.method.name"] == "resources/read"]) < 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    assert sorted(e["mcp.resource.uri"] for e in reads) == ["res://static/about", "res://{item}/detail"]
+    reads = poll(lambda: len(r := [e for e in read_events(home) if e["mcp.method.name"] == "resources/read"]) >= 2
+                 and r, timeout=10)
+    assert reads and sorted(e["mcp.resource.uri"] for e in reads) == ["res://static/about", "res://{item}/detail"]
     assert "widget-42" not in str(reads)

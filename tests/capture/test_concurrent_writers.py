@@ -15,7 +15,7 @@ CALLS_EACH = 2_600  # 10,400 tool calls in all
 def test_four_processes_ten_thousand_calls_each_event_once(home: Path) -> None:
     # small segments so every process also rotates several times while the others write
     clients = [
-        RawStdioClient("tests.servers.sdk_server", home, MCPLENS_SEGMENT_MAX_BYTES="300000")
+        RawStdioClient.module("tests.servers.sdk_server", home, MCPLENS_SEGMENT_MAX_BYTES="300000")
         for _ in range(PROCESSES)
     ]
     errors: list[BaseException] = []
@@ -24,7 +24,7 @@ def test_four_processes_ten_thousand_calls_each_event_once(home: Path) -> None:
         try:
             client.handshake(client=f"agent-{n}")
             for i in range(CALLS_EACH):
-                reply = client.request("tools/call", {"name": "add", "arguments": {"a": i, "b": n}})
+                reply = client.ask("tools/call", {"name": "add", "arguments": {"a": i, "b": n}})
                 assert reply["result"]["isError"] is False
             client.close_stdin()
             assert client.wait(timeout=60) == 0

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.capture.proxy_helpers import ProxyProcess, RawUpstream, poll, raw_http
-from tests.conftest import free_port, read_events
+from tests.capture.proxy_helpers import ProxyProcess, RawUpstream, raw_http
+from tests.conftest import free_port, poll, read_events
 
 GET = b"GET %s HTTP/1.1\r\nHost: client.example\r\n\r\n"
 

@@ -26,8 +26,8 @@ import mcp_types
 import pytest
 import uvicorn
 
-from tests.capture.proxy_helpers import env_for, needs_node, npm_peer, poll
-from tests.conftest import REPO, free_port, http_server, read_events, stop, wait_port
+from tests.capture.proxy_helpers import env_for, needs_node, npm_peer
+from tests.conftest import REPO, free_port, http_server, poll, read_events, stop, wait_port
 
 ID_KEY = "proxy-http-test-key-0123456789ab"
 EXCLUDED = {"event.id", "time", "duration_s", "trace_id", "span_id", "parent_span_id", "mcplens.instance.id",

@@ -27,8 +27,8 @@ import uvicorn
 from mcplens.capture.proxy_http import HttpProxy
 from mcplens.config import Settings
 from mcplens.pipeline import Pipeline
-from tests.capture.proxy_helpers import ProxyProcess, RawUpstream, everything_http, needs_node, poll, raw_http
-from tests.conftest import REPO, free_port, read_events, stop, subprocess_env, wait_port
+from tests.capture.proxy_helpers import ProxyProcess, RawUpstream, everything_http, needs_node, raw_http
+from tests.conftest import REPO, free_port, poll, read_events, stop, subprocess_env, wait_port
 
 MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 SESSIONS = 300

@@ -25,8 +25,8 @@ import mcp_types
 import pytest
 from mcp import StdioServerParameters
 
-from tests.capture.proxy_helpers import ProxyProcess, env_for, everything_http, needs_node, npm_peer, poll, proxy_cmd
-from tests.conftest import REPO, free_port, read_events, stop, subprocess_env, wait_port
+from tests.capture.proxy_helpers import ProxyProcess, env_for, everything_http, needs_node, npm_peer, proxy_cmd
+from tests.conftest import REPO, free_port, poll, read_events, stop, subprocess_env, wait_port
 
 CLIENT = mcp_types.Implementation(name="probe-agent", version="2.0")
 #: a call that runs long enough to be abandoned, per peer

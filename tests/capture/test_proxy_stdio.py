@@ -1,6 +1,6 @@
 """`mcplens proxy -- CMD`: real stdio peers and clients, byte-identical replies, recorded events, bad traffic.
 
-Every subprocess runs with deadlines (RawPipe reads with timeouts, waits are bounded).
+Every subprocess runs with deadlines (RawStdioClient reads with timeouts, waits are bounded).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import mcp
 import pytest
 from mcp import StdioServerParameters
 
-from tests.capture.proxy_helpers import RawPipe, env_for, needs_node, npm_peer, proxy_cmd
-from tests.conftest import REPO, read_events
+from tests.capture.proxy_helpers import env_for, needs_node, npm_peer, proxy_cmd
+from tests.conftest import REPO, RawStdioClient, poll, read_events
 
 ID_KEY = "proxy-test-key-0123456789abcdef"
 #: differ by construction between two recordings of one call: ids, clocks, which process and
@@ -34,12 +34,8 @@ def calls(home: Path, kinds: tuple[str, ...] = ("request", "notification")) -> l
 
 
 def wait_for_events(home: Path, n: int, timeout: float = 15.0) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        events = calls(home)
-        if len(events) >= n or time.monotonic() > deadline:
-            return events
-        time.sleep(0.05)
+    """The proxy writes its last batch as it exits: at least ``n`` events, or what there is by then."""
+    return poll(lambda: len(found := calls(home)) >= n and found, timeout) or calls(home)
 
 
 SCRIPT: list[tuple[str, dict[str, Any] | None]] = [
@@ -60,7 +56,7 @@ SCRIPT: list[tuple[str, dict[str, Any] | None]] = [
 ]
 
 
-def run_script(pipe: RawPipe) -> list[bytes]:
+def run_script(pipe: RawStdioClient) -> list[bytes]:
     replies = [pipe.handshake()]
     replies += [pipe.request(method, params) for method, params in SCRIPT]
     return replies
@@ -70,14 +66,15 @@ def test_proxy_records_what_in_process_capture_records_field_by_field(tmp_path: 
     """One run: sdk_server instrumented in-process (home B) and wrapped by the proxy (home A)."""
     proxy_home, inproc_home, bare_home = tmp_path / "proxy", tmp_path / "inproc", tmp_path / "bare"
     env = env_for(inproc_home, MCPLENS_ID_KEY=ID_KEY)  # the child inherits MCPLENS_HOME=B; --home A is the proxy's
-    pipe = RawPipe(proxy_cmd(proxy_home, sys.executable, "-m", "tests.servers.sdk_server"), env)
+    pipe = RawStdioClient(proxy_cmd(proxy_home, sys.executable, "-m", "tests.servers.sdk_server"), env)
     try:
         replies = run_script(pipe)
         assert pipe.close() == 0
     finally:
         pipe.kill()
     # the same script without the proxy, uninstrumented: the client gets the same bytes
-    direct = RawPipe([sys.executable, "-m", "tests.servers.sdk_server"], env_for(bare_home, MCPLENS_DISABLED="1"))
+    direct = RawStdioClient([sys.executable, "-m", "tests.servers.sdk_server"],
+                            env_for(bare_home, MCPLENS_DISABLED="1"))
     try:
         direct_replies = run_script(direct)
         assert direct.close() == 0
@@ -193,7 +190,7 @@ def test_server_everything_raw_bytes_and_server_initiated_traffic(tmp_path: Path
     caps = {"sampling": {}, "roots": {"listChanged": True}}
     seen: dict[str, list[bytes]] = {}
     for name, cmd in (("direct", _everything()), ("proxy", proxy_cmd(home, *_everything()))):
-        pipe = RawPipe(cmd, env_for(tmp_path / f"unused-{name}"))
+        pipe = RawStdioClient(cmd, env_for(tmp_path / f"unused-{name}"))
         try:
             out = [pipe.handshake(capabilities=caps)]
             out.append(pipe.request("tools/list"))
@@ -220,7 +217,7 @@ def test_server_everything_raw_bytes_and_server_initiated_traffic(tmp_path: Path
     assert any(e["event.kind"] == "notification" for e in server_side)
 
 
-def _answer_sampling(pipe: RawPipe) -> None:
+def _answer_sampling(pipe: RawStdioClient) -> None:
     """Call the tool that makes the server ask the client for a completion, and answer it."""
     pipe.send({"jsonrpc": "2.0", "id": 900, "method": "tools/call",
                "params": {"name": "trigger-sampling-request", "arguments": {"prompt": "hi", "maxTokens": 5}}})
@@ -269,9 +266,9 @@ def test_inspector_cli_output_is_identical_through_the_proxy(peer: str, tmp_path
 # ---- bad traffic: the raw fixture server misbehaves on request --------------------------------------
 
 
-def raw_proxy(tmp_path: Path, **env: str) -> tuple[RawPipe, Path, Path]:
+def raw_proxy(tmp_path: Path, **env: str) -> tuple[RawStdioClient, Path, Path]:
     home, log = tmp_path / "home", tmp_path / "server-log.json"
-    pipe = RawPipe(proxy_cmd(home, sys.executable, "-m", "tests.servers.raw_server"),
+    pipe = RawStdioClient(proxy_cmd(home, sys.executable, "-m", "tests.servers.raw_server"),
                    env_for(home, RAW_SERVER_LOG=str(log), **env), stderr=subprocess.PIPE)
     return pipe, home, log
 
@@ -454,7 +451,7 @@ def test_proxy_feeds_the_exporters_named_in_the_environment(tmp_path: Path) -> N
     """MCPLENS_EXPORTERS reaches the proxy as it reaches instrument(): here the JSON log exporter."""
     log = tmp_path / "events.log"
     env = env_for(tmp_path / "server", MCPLENS_EXPORTERS="log", MCPLENS_LOG_FILE=str(log))
-    pipe = RawPipe(proxy_cmd(tmp_path / "proxy", sys.executable, "-m", "tests.servers.sdk_server"), env)
+    pipe = RawStdioClient(proxy_cmd(tmp_path / "proxy", sys.executable, "-m", "tests.servers.sdk_server"), env)
     try:
         run_script(pipe)
         assert pipe.close() == 0
@@ -497,7 +494,7 @@ def test_huge_server_messages_are_relayed_whole_and_read_from_their_envelope(tmp
     """Replies over 1 MiB are not joined or parsed on their way (the relay would stall every
     message behind them): the writer reads id, outcome and exact size from their edges."""
     home = tmp_path / "home"
-    pipe = RawPipe(proxy_cmd(home, sys.executable, "-c", HUGE_SERVER), env_for(home))
+    pipe = RawStdioClient(proxy_cmd(home, sys.executable, "-c", HUGE_SERVER), env_for(home))
     sizes: dict[str, int] = {}
     try:
         for rid, name in enumerate(["py", "small", "ts", "failed", "note", "small"], start=1):

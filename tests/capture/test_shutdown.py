@@ -21,7 +21,7 @@ CALLS = 40
 def drive(client: RawStdioClient) -> None:
     client.handshake()
     for i in range(CALLS):
-        reply = client.request("tools/call", {"name": "add", "arguments": {"a": i, "b": 1}})
+        reply = client.ask("tools/call", {"name": "add", "arguments": {"a": i, "b": 1}})
         assert reply["result"]["structuredContent"] == {"result": i + 1}
 
 
@@ -34,7 +34,7 @@ def assert_all_recorded(home: Path) -> None:
 
 
 def test_stdin_eof_flushes_everything(home: Path) -> None:
-    client = RawStdioClient(MODULE, home, MCPLENS_FLUSH_INTERVAL="60")
+    client = RawStdioClient.module(MODULE, home, MCPLENS_FLUSH_INTERVAL="60")
     drive(client)
     client.close_stdin()
     assert client.wait() == 0
@@ -43,7 +43,7 @@ def test_stdin_eof_flushes_everything(home: Path) -> None:
 
 
 def test_sigterm_flushes_everything_and_still_terminates(home: Path) -> None:
-    client = RawStdioClient(MODULE, home, MCPLENS_FLUSH_INTERVAL="60")
+    client = RawStdioClient.module(MODULE, home, MCPLENS_FLUSH_INTERVAL="60")
     drive(client)
     client.proc.send_signal(signal.SIGTERM)
     assert client.wait() == -signal.SIGTERM  # dies of SIGTERM as it would uninstrumented
@@ -52,7 +52,7 @@ def test_sigterm_flushes_everything_and_still_terminates(home: Path) -> None:
 
 @pytest.mark.parametrize("interval", [0.25])
 def test_hard_kill_loses_at_most_one_interval(home: Path, interval: float) -> None:
-    client = RawStdioClient(MODULE, home, MCPLENS_FLUSH_INTERVAL=str(interval))
+    client = RawStdioClient.module(MODULE, home, MCPLENS_FLUSH_INTERVAL=str(interval))
     drive(client)
     time.sleep(interval * 2 + 0.3)  # more than one interval after the last reply
     client.kill()

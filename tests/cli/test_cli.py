@@ -15,6 +15,8 @@ import pytest
 
 from mcplens import cli
 from mcplens import event as ev
+from mcplens.cli import output
+from mcplens.cli.insights import print_findings
 from mcplens.store.local.reader import LocalStore
 from tests.store.factory import health, request, write
 
@@ -246,29 +248,29 @@ def test_spinner_only_on_a_terminal_and_only_when_slow(monkeypatch: pytest.Monke
 
     tty = Tty()
     monkeypatch.setattr(sys, "stderr", tty)
-    with cli.progress("reading", delay=0.05):
+    with output.progress("reading", delay=0.05):
         time.sleep(0.3)
     assert "reading" in tty.getvalue() and tty.getvalue().endswith("\r\x1b[K")
     quick = Tty()
     monkeypatch.setattr(sys, "stderr", quick)
-    with cli.progress("reading", delay=5):
+    with output.progress("reading", delay=5):
         pass
     assert quick.getvalue() == ""
     plain = io.StringIO()
     monkeypatch.setattr(sys, "stderr", plain)
-    with cli.progress("reading", delay=0):
+    with output.progress("reading", delay=0):
         time.sleep(0.2)
     assert plain.getvalue() == ""
 
 
 def test_formatting() -> None:
-    assert cli.fmt_bytes(12.3 * 1024) == "12.3 KB"
-    assert cli.fmt_bytes(512) == "512 B"
-    assert cli.fmt_bytes(3 * 1024**3) == "3.0 GB"
-    assert [cli.fmt_ms(v) for v in (0.4567, 12.34, 1234.5, None)] == ["0.46", "12.3", "1,234", "-"]
-    assert cli.label({"method": "prompts/get", "target": "summarize"}) == "prompts/get summarize"
-    assert cli.label({"method": "tools/call", "target": "search"}) == "search"
-    assert cli.label({"method": "ping", "target": None}) == "ping"
+    assert output.fmt_bytes(12.3 * 1024) == "12.3 KB"
+    assert output.fmt_bytes(512) == "512 B"
+    assert output.fmt_bytes(3 * 1024**3) == "3.0 GB"
+    assert [output.fmt_ms(v) for v in (0.4567, 12.34, 1234.5, None)] == ["0.46", "12.3", "1,234", "-"]
+    assert output.label({"method": "prompts/get", "target": "summarize"}) == "prompts/get summarize"
+    assert output.label({"method": "tools/call", "target": "search"}) == "search"
+    assert output.label({"method": "ping", "target": None}) == "ping"
 
 
 # ---- issue 13: a CLI that tells the truth ----------------------------------------------------
@@ -389,5 +391,5 @@ def test_example_sessions_are_listed_once(capsys: pytest.CaptureFixture[str]) ->
                 {"example_sessions": ["s1", "s2", "s1", "s3", "s2"]})
     assert f.evidence["example_sessions"] == ["s1", "s2", "s3"]
     assert f.to_dict()["evidence"]["example_sessions"] == ["s1", "s2", "s3"]
-    cli.print_findings([f])
+    print_findings([f.to_dict()])
     assert 'example_sessions=["s1", "s2", "s3"]' in capsys.readouterr().out

@@ -16,43 +16,49 @@ import sys
 from typing import Any
 
 
-def build_sdk() -> Any:
-    from mcp.server import MCPServer
-    from mcp.server.mcpserver.exceptions import ToolError
+def _surface(tool_error: type[Exception]) -> tuple[list[Any], list[Any], list[tuple[str, Any]]]:
+    """The handlers both servers register: (tools, prompts, (URI template, resource) pairs)."""
 
-    server = MCPServer("leak-sdk", version="1.0.0")
-
-    @server.tool()
     def lookup(payload: dict, fail: bool = False) -> str:
         """Echoes the payload; fails with it in the message when asked."""
         if fail:
-            raise ToolError(f"lookup failed for {payload}")
+            raise tool_error(f"lookup failed for {payload}")
         return "ok"
 
-    @server.tool()
     def report(message: str) -> str:
         """Fails with the given text as its error message (a backend error quoting its input)."""
-        raise ToolError(message)
+        raise tool_error(message)
 
-    @server.tool()
     def typed(count: int) -> int:
         """Strictly an integer: anything else makes the framework echo the input in its error."""
         return count
 
-    @server.prompt()
     def compose(text: str, fail: str = "") -> str:
         if fail:
             raise ValueError(f"cannot compose: {text}")
         return f"Write about: {text}"
 
-    @server.resource("user://{ident}/profile")
     def profile(ident: str) -> str:
         return "profile"
 
-    @server.resource("vault://{item}/open")
     def vault(item: str) -> str:
         raise ValueError(f"cannot open vault://{item}/open for {item}")
 
+    return [lookup, report, typed], [compose], [("user://{ident}/profile", profile), ("vault://{item}/open", vault)]
+
+
+def build_sdk() -> Any:
+    from mcp.server import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    server = MCPServer("leak-sdk", version="1.0.0")
+    tools, prompts, resources = _surface(ToolError)
+    for fn in tools:
+        server.tool()(fn)
+    for fn in prompts:
+        server.prompt()(fn)
+    for uri, fn in resources:
+        server.resource(uri)(fn)
     return server
 
 
@@ -61,38 +67,13 @@ def build_fastmcp() -> Any:
     from fastmcp.exceptions import ToolError
 
     server = FastMCP("leak-fastmcp", version="1.0.0")
-
-    @server.tool
-    def lookup(payload: dict, fail: bool = False) -> str:
-        """Echoes the payload; fails with it in the message when asked."""
-        if fail:
-            raise ToolError(f"lookup failed for {payload}")
-        return "ok"
-
-    @server.tool
-    def report(message: str) -> str:
-        """Fails with the given text as its error message."""
-        raise ToolError(message)
-
-    @server.tool
-    def typed(count: int) -> int:
-        """Strictly an integer."""
-        return count
-
-    @server.prompt
-    def compose(text: str, fail: str = "") -> str:
-        if fail:
-            raise ValueError(f"cannot compose: {text}")
-        return f"Write about: {text}"
-
-    @server.resource("user://{ident}/profile")
-    def profile(ident: str) -> str:
-        return "profile"
-
-    @server.resource("vault://{item}/open")
-    def vault(item: str) -> str:
-        raise ValueError(f"cannot open vault://{item}/open for {item}")
-
+    tools, prompts, resources = _surface(ToolError)
+    for fn in tools:
+        server.tool(fn)
+    for fn in prompts:
+        server.prompt(fn)
+    for uri, fn in resources:
+        server.resource(uri)(fn)
     return server
 
 

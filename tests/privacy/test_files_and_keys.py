@@ -14,9 +14,9 @@ import pytest
 
 import mcplens
 from mcplens import cli
+from mcplens.exporters.log import LogExporter
 from mcplens.pipeline import pipelines
 from mcplens.privacy import ids
-from mcplens.sinks.log import LogSink
 from tests.privacy import leak_server
 
 
@@ -57,13 +57,14 @@ def test_the_log_exporters_file_is_owner_only_also_after_rotation(tmp_path: Path
     old = os.umask(0o022)
     logger = logging.getLogger("tests.privacy.log-exporter")
     try:
-        sink = LogSink(path, logger=logger)
-        sink.write_batch([{"mcp.method.name": "ping", "mcplens.status": "ok"}])
+        sink = LogExporter(path, logger=logger)
+        sink.setup()
+        sink.export([{"mcp.method.name": "ping", "mcplens.status": "ok"}])
         assert mode(path) == 0o600
         path.rename(tmp_path / "events.log.1")  # logrotate moves it: the handler re-creates it
-        sink.write_batch([{"mcp.method.name": "ping", "mcplens.status": "ok"}])
+        sink.export([{"mcp.method.name": "ping", "mcplens.status": "ok"}])
         assert path.exists() and mode(path) == 0o600
-        sink.close()
+        sink.shutdown()
     finally:
         os.umask(old)
 

@@ -48,11 +48,11 @@ class Recorder:
 
 @pytest.fixture
 def recorder() -> Recorder:
-    """The in-memory OTel providers of tests/sinks (one per process: a second MeterProvider cannot be
+    """The in-memory OTel providers of tests/exporters (one per process: a second MeterProvider cannot be
     set), with a processor of ours added to see every span as it starts and ends."""
     from opentelemetry import trace
 
-    from tests.sinks import conftest as sinks
+    from tests.exporters import conftest as sinks
 
     if sinks._memory is None:
         sinks._memory = sinks.Memory()
@@ -90,7 +90,7 @@ def test_spans_never_carry_a_client_chosen_name_before_the_stage(
 
 def test_rate_limit_counter_labels_are_redacted() -> None:
     pytest.importorskip("prometheus_client")
-    from mcplens.sinks import prometheus
+    from mcplens.exporters import prometheus
 
     prometheus.record_rate_limit(client="alice", tool=SECRET_TOOL)
     from prometheus_client import generate_latest

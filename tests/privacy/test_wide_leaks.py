@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from mcp import StdioServerParameters
 import mcplens
 from mcplens import cli
 from mcplens.pipeline import pipelines
-from tests.conftest import REPO, all_bytes, read_events, subprocess_env
+from tests.conftest import REPO, all_bytes, poll, read_events, subprocess_env
 from tests.privacy import leak_server
 from tests.privacy.corpus import KEYED_LEAKS, SECRETS, SHAPED, WIDE, Leak, kv_line, prose
 
@@ -151,14 +150,8 @@ def proxy_target(framework: str, home: Path, errfile: Path) -> StdioServerParame
     )
 
 
-def wait_for_events(home: Path, n: int, timeout: float = 30.0) -> list[dict[str, Any]]:
-    """The proxy writes its last batch as it exits after the client closed the pipe: poll for it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        events = [e for e in read_events(home) if e.get("event.kind") in ("request", "notification")]
-        if len(events) >= n or time.monotonic() > deadline:
-            return events
-        time.sleep(0.1)
+def exchanges(home: Path) -> list[dict[str, Any]]:
+    return [e for e in read_events(home) if e.get("event.kind") in ("request", "notification")]
 
 
 def _unmeasured(row: Any) -> Any:
@@ -241,7 +234,8 @@ def test_wide_corpus_leaks_nothing(
 
     sent = anyio.run(main)
     mcplens.flush()
-    events = wait_for_events(home, sent)
+    # the proxy writes its last batch as it exits after the client closed the pipe: poll for it
+    events = poll(lambda: len(found := exchanges(home)) >= sent and found, timeout=30.0) or exchanges(home)
     for pipeline in pipelines():  # close this test's writer: its live segment becomes compactable
         if Path(pipeline.settings.home) == home:
             pipeline.close()

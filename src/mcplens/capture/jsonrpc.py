@@ -149,10 +149,10 @@ class Pairer:
             while len(table) > MAX_PENDING:
                 table.popitem(last=False)
             return None
-        pending = conv.server_pending.pop(_key(msg.get("id")), None)
-        if pending is None:
+        answered = conv.server_pending.pop(_key(msg.get("id")), None)
+        if answered is None:
             return None
-        x = self._from_pending(conv, pending, t)
+        x = self._from_pending(conv, answered, t)
         self._fill_reply(x, msg)
         x.extra[DIRECTION] = SERVER_TO_CLIENT
         return x
@@ -177,12 +177,12 @@ class Pairer:
                 conv.server_pending.popitem(last=False)
             return None, True
         key = _key(msg.get("id"))
-        pending = conv.client_pending.pop((scope, key), None)
-        if pending is None:
+        found = conv.client_pending.pop((scope, key), None)
+        if found is None:
             # the reply to a call already recorded as cancelled (the 2025 HTTP era answers -32800)
             return None, conv.cancelled.pop(key, False) is None
-        self._learn(conv, pending, msg)  # first: the handshake's own event carries the server's name
-        x = self._from_pending(conv, pending, t)
+        self._learn(conv, found, msg)  # first: the handshake's own event carries the server's name
+        x = self._from_pending(conv, found, t)
         self._fill_reply(x, msg)
         x.response_size = size
         self._name_resource(x)
@@ -247,7 +247,7 @@ class Pairer:
             return conv.client_info
         meta = params.get("_meta")
         if isinstance(meta, dict) and isinstance(meta.get(MODERN_CLIENT_INFO), dict):
-            return meta[MODERN_CLIENT_INFO]  # type: ignore[no-any-return]
+            return meta[MODERN_CLIENT_INFO]
         return conv.client_info
 
     def _name_resource(self, x: Exchange) -> None:

@@ -31,6 +31,7 @@ import logging
 import re
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any, Final
@@ -128,7 +129,7 @@ class HttpCapture:
         while len(self._sessions) > MAX_SESSIONS:
             self._sessions.pop(next(iter(self._sessions)))
 
-    def __call__(self, raw: tuple[Any, ...]) -> dict[str, Any] | None:
+    def __call__(self, raw: tuple[Any, ...]) -> list[dict[str, Any]]:
         kind, sid, t = raw[0], raw[1], raw[2]
         handler = getattr(self, f"_on_{kind}")
         handler(sid, t, *raw[3:])
@@ -593,9 +594,13 @@ def _more_descriptors() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
 
 
-def serve(upstream: str, listen: str, settings: Settings, *, record: bool = True, max_body: int = DEFAULT_MAX_BODY,
+def serve(upstream: str, listen: str, settings: Settings, *,
+          open_pipeline: Callable[[Settings], Pipeline] | None = None, max_body: int = DEFAULT_MAX_BODY,
           max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> int:
-    """Run the HTTP proxy until SIGINT/SIGTERM; flush the events on the way out."""
+    """Run the HTTP proxy until SIGINT/SIGTERM; flush the events on the way out.
+
+    ``open_pipeline`` gives the pipeline to record into (the caller wires the exporters);
+    None relays without recording."""
     import sys
 
     try:
@@ -610,11 +615,7 @@ def serve(upstream: str, listen: str, settings: Settings, *, record: bool = True
     sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         host, port = parse_listen(listen)
-        pipeline = None
-        if record:
-            from mcplens.pipeline import pipeline_with_exporters
-
-            pipeline = pipeline_with_exporters(settings)
+        pipeline = open_pipeline(settings) if open_pipeline is not None else None
         app = HttpProxy(upstream, pipeline, settings, max_body=max_body, max_in_flight=max_in_flight)
         app.listen = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     except ValueError as e:

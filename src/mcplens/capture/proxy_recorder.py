@@ -2,8 +2,8 @@
 
 The relay path of a proxy only enqueues raw bytes with a timestamp (``Pipeline.submit``); the
 builders it enqueues run here, on the writer thread. One raw item (a stdio line, an HTTP chunk)
-can complete zero, one or several calls, while a pipeline builder returns one event, so a
-:class:`Recorder` returns the first event and submits the others as ready-made events.
+can complete zero, one or several calls: a :class:`Recorder` collects the events it makes and
+:meth:`Recorder.finish` returns them all, as the builder's result (never enqueued again).
 """
 
 from __future__ import annotations
@@ -22,11 +22,6 @@ from mcplens.capture.jsonrpc import (
     Pairer,
 )
 from mcplens.pipeline import Pipeline
-
-
-def _ready(event: dict[str, Any]) -> dict[str, Any]:
-    """The builder of an event that is already built."""
-    return event
 
 
 class Recorder:
@@ -69,15 +64,11 @@ class Recorder:
             e[ev.CLIENT_ADDRESS] = client_address
         self._out.append(e)
 
-    def finish(self) -> dict[str, Any] | None:
-        """The first event made by this raw item; the rest go back on the queue ready-made."""
+    def finish(self) -> list[dict[str, Any]]:
+        """The events this raw item made (none, one or several), for the builder to return."""
         self._stamp_server()
         out, self._out = self._out, []
-        if not out:
-            return None
-        for extra in out[1:]:
-            self.pipeline.submit(_ready, extra)
-        return out[0]
+        return out
 
     def _stamp_server(self) -> None:
         """Health records carry the server's name once the handshake told it."""

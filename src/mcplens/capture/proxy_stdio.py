@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Sequence
 from time import perf_counter
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from mcplens import event as ev
 from mcplens.capture.jsonrpc import (
@@ -70,7 +70,7 @@ class StdioCapture:
         self.conv = Conversation(session_raw=f"pipe:{pipeline.instance_id}")
         self._offset = time.time() - perf_counter()
 
-    def __call__(self, raw: Raw) -> dict[str, Any] | None:
+    def __call__(self, raw: Raw) -> list[dict[str, Any]]:
         direction, line, t, kind, size = raw
         start = t + self._offset
         rec = self.recorder
@@ -86,7 +86,7 @@ class StdioCapture:
             rec.protocol_error("too_large", size, start, direction=direction, session_raw=self.conv.session_raw)
             return rec.finish()
         if kind == SKIM:
-            head, tail = line  # type: ignore[misc]
+            head, tail = cast(tuple[bytes, bytes], line)  # a SKIM item carries the message's two edges
             msg = skim(head, tail)
             if msg is None:
                 rec.protocol_error("too_large", size, start, direction=direction, session_raw=self.conv.session_raw)
@@ -140,7 +140,7 @@ class _LineCutter:
 
     def __init__(self, pipeline: Pipeline | None, build: StdioCapture | None, direction: str) -> None:
         self._submit = pipeline.submit if pipeline is not None else None
-        self._build = build
+        self._build: Any = build  # set whenever _submit is
         self._direction = direction
         self._parts: list[bytes] = []
         self._held = 0

@@ -96,9 +96,9 @@ def client_key(ctx: Any) -> str:
         sid = request.headers.get("mcp-session-id")
         if sid:
             return "s:" + sid
-        client = getattr(request, "client", None)
-        if getattr(client, "host", None):
-            return "a:" + client.host
+        host = getattr(getattr(request, "client", None), "host", None)
+        if host:
+            return "a:" + str(host)
     meta = getattr(ctx, "meta", None)
     info = meta.get(MODERN_CLIENT_INFO) if isinstance(meta, dict) else None
     if isinstance(info, dict) and info.get("name"):

@@ -5,8 +5,10 @@ unknown methods and validation failures included, and FastMCP 4.x serves through
 ``Server`` too (``FastMCP._mcp_server``), so one outermost middleware covers the low-level
 ``Server``, ``MCPServer`` and ``FastMCP`` in both protocol eras.
 
-The middleware itself only reads a clock twice and enqueues references; :func:`_build` turns
-them into an event later, on the writer thread.
+The middleware itself only reads a clock twice and enqueues references (``Pipeline.submit``,
+the one enqueue of every capture path); :class:`EventBuilder` turns them into events later, on
+the writer thread. An exporter that needs a part of the request path (the OTel SERVER span)
+gives a :class:`RequestHook`, run by :class:`HookedCaptureMiddleware`.
 
 Requests refused by the HTTP layer before they reach the SDK (bearer/JWT auth answering 401 or
 403) never pass through that middleware; :func:`hook_http` adds an ASGI middleware to the HTTP
@@ -22,7 +24,7 @@ import functools
 import json
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from time import perf_counter
 from typing import Any
 
@@ -34,7 +36,7 @@ from mcplens.capture.common import (
     UriTemplates,
     build_event,
 )
-from mcplens.pipeline import Pipeline
+from mcplens.pipeline import Builder, Pipeline
 
 CallNext = Callable[[Any], Awaitable[Any]]
 
@@ -49,7 +51,7 @@ def _dump(value: Any) -> Any:
     return value
 
 
-class _ClaimWatch(dict):  # type: ignore[type-arg]
+class _ClaimWatch(dict[Any, Any]):
     """Stands in for the SDK's registry of claimed stdio descriptors and notes when fd 0 is served.
 
     The SDK's ``stdio_server()`` registers fd 0 here for as long as it serves; the writer thread
@@ -95,24 +97,43 @@ def _watch_stdio() -> _ClaimWatch | None:
     return watch
 
 
+class RequestHook:
+    """An exporter's part of the in-process request path (the OTel SERVER span); fail-open.
+
+    ``enter(ctx)`` runs before the handler and returns a token; ``exit(token)`` runs after it,
+    still on the request path, and returns what travels with the raw capture to the writer
+    thread; ``attach(event, carried)`` runs there once the capture is built (``event`` is its
+    event, or None when it made none or was dropped at the queue), before the privacy stage
+    and the processors. A hook that raises costs its own work only: the call goes on untouched.
+    """
+
+    def enter(self, ctx: Any) -> Any:
+        return None
+
+    def exit(self, token: Any) -> Any:
+        return token
+
+    def attach(self, event: dict[str, Any] | None, carried: Any) -> None:
+        return None
+
+
 class CaptureMiddleware:
-    """The outermost SDK middleware. Hot path: two clock reads, a tuple, one deque append.
+    """The outermost SDK middleware. Hot path: two clock reads, a tuple, one ``Pipeline.submit``.
 
     It keeps what the event needs, not the request context: holding every context (and its
     per-request session) until the writer drains them kept enough objects alive to double the
-    garbage collector's work (bench/RESULTS.md). The enqueue is ``Pipeline.submit`` inlined.
+    garbage collector's work (bench/RESULTS.md).
     """
 
-    __slots__ = ("_queue", "_capacity", "_counters", "_build", "__weakref__")
+    __slots__ = ("_submit", "_build", "__weakref__")
 
-    def __init__(self, pipeline: Pipeline, build: Callable[[Any], dict[str, Any] | None]) -> None:
-        self._queue = pipeline._queue
-        self._capacity = pipeline._capacity
-        self._counters = pipeline.counters
+    def __init__(self, pipeline: Pipeline, build: Builder) -> None:
+        self._submit = pipeline.submit
         self._build = build
 
     async def __call__(self, ctx: Any, call_next: CallNext) -> Any:
         t0 = perf_counter()
+        error: BaseException | None
         try:
             result = await call_next(ctx)
         except BaseException as exc:
@@ -120,19 +141,114 @@ class CaptureMiddleware:
         else:
             error = None
         try:
-            if len(self._queue) < self._capacity:
-                self._queue.append((self._build, (
-                    ctx.method, ctx.params, ctx.request_id, ctx.meta, ctx.protocol_version,
-                    getattr(ctx.session, "_connection", None), ctx.request, t0, perf_counter(), result, error,
-                )))
-                self._counters["enqueued"] += 1
-            else:
-                self._counters["dropped"] += 1
+            self._submit(self._build, (
+                ctx.method, ctx.params, ctx.request_id, ctx.meta, ctx.protocol_version,
+                getattr(ctx.session, "_connection", None), ctx.request, t0, perf_counter(), result, error,
+            ))
         except Exception:  # noqa: BLE001 - fail open: the caller's outcome is untouched
             pass
         if error is not None:
             raise error
         return result
+
+
+class HookedCaptureMiddleware(CaptureMiddleware):
+    """:class:`CaptureMiddleware` with exporters' request hooks around the handler (a separate
+    class, so the plain one pays nothing for hooks it does not have)."""
+
+    __slots__ = ("_hook",)
+
+    def __init__(self, pipeline: Pipeline, build: Builder, hook: RequestHook) -> None:
+        super().__init__(pipeline, HookedBuilder(build, hook))
+        self._hook = hook
+
+    async def __call__(self, ctx: Any, call_next: CallNext) -> Any:
+        t0 = perf_counter()
+        hook = self._hook
+        try:
+            token = hook.enter(ctx)
+        except Exception:  # noqa: BLE001 - fail open: no span, the call goes on
+            token = None
+        error: BaseException | None
+        try:
+            result = await call_next(ctx)
+        except BaseException as exc:
+            result, error = None, exc
+        else:
+            error = None
+        carried = None
+        try:
+            carried = hook.exit(token)
+            raw = (ctx.method, ctx.params, ctx.request_id, ctx.meta, ctx.protocol_version,
+                   getattr(ctx.session, "_connection", None), ctx.request, t0, perf_counter(), result, error)
+            if not self._submit(self._build, (raw, carried)):
+                hook.attach(None, carried)  # dropped at the queue: the hook lets go of what it holds
+        except Exception:  # noqa: BLE001
+            pass
+        if error is not None:
+            raise error
+        return result
+
+
+class HookedBuilder:
+    """The builder of a hooked capture: builds as usual, then gives the hook what it carried."""
+
+    __slots__ = ("_build", "_hook")
+
+    def __init__(self, build: Builder, hook: RequestHook) -> None:
+        self._build = build
+        self._hook = hook
+
+    def __call__(self, item: tuple[Any, Any]) -> Sequence[dict[str, Any]]:
+        raw, carried = item
+        try:
+            events = self._build(raw)
+        except BaseException:
+            self._hook.attach(None, carried)
+            raise
+        self._hook.attach(events[0] if events else None, carried)
+        return events
+
+
+class Hooks(RequestHook):
+    """Several exporters' request hooks as one (in the order given)."""
+
+    __slots__ = ("_hooks",)
+
+    def __init__(self, hooks: Sequence[RequestHook]) -> None:
+        self._hooks = tuple(hooks)
+
+    def enter(self, ctx: Any) -> Any:
+        tokens = []
+        for h in self._hooks:
+            try:
+                tokens.append(h.enter(ctx))
+            except Exception:  # noqa: BLE001
+                tokens.append(None)
+        return tokens
+
+    def exit(self, token: Any) -> Any:
+        out = []
+        for h, t in zip(self._hooks, token or [None] * len(self._hooks), strict=True):
+            try:
+                out.append(h.exit(t))
+            except Exception:  # noqa: BLE001
+                out.append(None)
+        return out
+
+    def attach(self, event: dict[str, Any] | None, carried: Any) -> None:
+        for h, c in zip(self._hooks, carried or [None] * len(self._hooks), strict=True):
+            try:
+                h.attach(event, c)
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def capture_middleware(pipeline: Pipeline, build: Builder, hooks: Sequence[RequestHook] = ()) -> CaptureMiddleware:
+    """The middleware ``instrument()`` inserts: plain, or with the exporters' request hooks."""
+    if not hooks:
+        return CaptureMiddleware(pipeline, build)
+    return HookedCaptureMiddleware(pipeline, build, hooks[0] if len(hooks) == 1 else Hooks(hooks))
 
 
 #: what the middleware queues: method, params, request id, _meta, protocol version, connection,
@@ -199,10 +315,10 @@ class EventBuilder:
                 found = self.uris.match(uri)
         return found
 
-    def __call__(self, raw: Raw) -> dict[str, Any] | None:
+    def __call__(self, raw: Raw) -> list[dict[str, Any]]:
         method, params, request_id, meta, protocol_version, connection, request, t0, t1, result, exc = raw
         if _internal_dispatch(method, request):
-            return None
+            return []
         if method == "initialize" and isinstance(params, dict):
             requested = params.get("protocolVersion")
             protocol_version = requested if isinstance(requested, str) else None
@@ -226,7 +342,7 @@ class EventBuilder:
         if method == "resources/read" and isinstance(params, dict) and isinstance(params.get("uri"), str):
             x.uri_template = self._template_for(params["uri"])
         self._where(connection, request, meta, x, t0)
-        return build_event(x, self._base)
+        return [build_event(x, self._base)]
 
     def _where(self, connection: Any, request: Any, meta: Any, x: Exchange, t0: float) -> None:
         """Transport, session and client, from whatever this transport carries."""
@@ -373,7 +489,7 @@ class RefusalRecorder:
 
         await self.app(scope, tracked_receive, watched_send)
 
-    def _event(self, raw: tuple[dict[str, Any], bytes, int, float, float]) -> dict[str, Any] | None:
+    def _event(self, raw: tuple[dict[str, Any], bytes, int, float, float]) -> list[dict[str, Any]]:
         """On the writer thread: the refused request as an event (its first message, for a batch)."""
         scope, body, status, t0, t1 = raw
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or ()}
@@ -414,7 +530,7 @@ class RefusalRecorder:
         elif msg.get("method") == "initialize" and isinstance(params.get("clientInfo"), dict):
             x.client_info = params["clientInfo"]
         x.extra[ev.PROXY_HTTP_STATUS] = status
-        return build_event(x, self.build._base)
+        return [build_event(x, self.build._base)]
 
 
 async def _read_body(receive: Any) -> bytes:

@@ -178,6 +178,14 @@ def _whole(kind: str, check: Callable[[str], bool] | None = None) -> Replace:
     return replace
 
 
+def _swap(m: re.Match[str], group: str, placeholder: str) -> str:
+    """The whole match with only ``group`` replaced by ``placeholder`` (the text around it kept)."""
+    s, e = m.span(group)
+    base = m.start()
+    whole = m.group(0)
+    return whole[: s - base] + placeholder + whole[e - base :]
+
+
 def _group(kind: str, group: str = "v") -> Replace:
     """Replace only the named group, keep the text around it (e.g. ``Cookie: [COOKIE]``)."""
     placeholder = ph(kind)
@@ -186,10 +194,7 @@ def _group(kind: str, group: str = "v") -> Replace:
         v = m.group(group)
         if not v or v.startswith("["):
             return None
-        s, e = m.span(group)
-        base = m.start()
-        whole = m.group(0)
-        return whole[: s - base] + placeholder + whole[e - base :]
+        return _swap(m, group, placeholder)
 
     return replace
 
@@ -514,10 +519,7 @@ def _kv_replace(m: re.Match[str]) -> str | None:
         if v is not None:
             if not v or v.startswith("["):
                 return None
-            s, e = m.span(g)
-            base = m.start()
-            whole = m.group(0)
-            return whole[: s - base] + key_placeholder(kind) + whole[e - base :]
+            return _swap(m, g, key_placeholder(kind))
     return None
 
 
@@ -525,10 +527,7 @@ def _cli_replace(m: re.Match[str]) -> str | None:
     kind = key_kind(m.group("k"))
     if kind is None:
         return None
-    s, e = m.span("u")
-    base = m.start()
-    whole = m.group(0)
-    return whole[: s - base] + key_placeholder(kind) + whole[e - base :]
+    return _swap(m, "u", key_placeholder(kind))
 
 
 #: kinds whose placeholder is produced by a key-name rule inside text (counted as REDACTED:<KIND>)
@@ -935,3 +934,12 @@ def key_kind(key: str) -> str | None:
 
 def key_placeholder(kind: str) -> str:
     return f"[REDACTED:{kind}]"
+
+
+#: every kind a key-name rule can give (counted as ``REDACTED:<KIND>``), for readers of the counters
+KEY_KINDS: frozenset[str] = frozenset(
+    k for k in (*_WORD_KIND.values(), *_PAIR_KIND.values(), *_WHOLE_KIND.values(), *(k for _, k in _SUBSTRINGS),
+                *(k for _, k in _SUFFIXES), *_ROLE_ATTR.values(), "DEVICE_ID", "LOCATION", "NATIONAL_ID", "PERSON",
+                "USERNAME")
+    if k
+)

@@ -112,7 +112,7 @@ def from_mapping(data: Mapping[str, Any], where: str = "privacy") -> Policy:
             value = data[key]
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{where}.{key}: expected a non-negative integer, got {value!r}")
-            policy = replace(policy, **{key: value})
+            policy = replace(policy, **{key: value})  # type: ignore[arg-type]  # an int field, checked above
     return policy
 
 

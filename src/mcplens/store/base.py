@@ -10,11 +10,15 @@ import json
 import re
 import time
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from mcplens import event as ev
+
+if TYPE_CHECKING:
+    from mcplens.store.source import AnalysisSource
 
 #: Event keys whose friendly name is not simply the key with ``mcplens.`` dropped and dots as ``_``.
 _RENAMES: Final[dict[str, str]] = {
@@ -177,3 +181,10 @@ class Store(ABC):
     @abstractmethod
     def compact(self) -> CompactResult:
         """Fold finished raw segments into columnar storage; safe to run while others read."""
+
+    @abstractmethod
+    def analysis_source(
+        self, window: TimeWindow | None = None, server: str | None = None
+    ) -> AbstractContextManager[AnalysisSource]:
+        """What the detectors read over ``window`` (and ``server``): DuckDB SQL over ``events`` plus the
+        rollup tables (see :mod:`mcplens.store.source`); valid until the block ends."""

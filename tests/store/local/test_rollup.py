@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from mcplens import event as ev
-from mcplens.analysis.engine import Analysis, Options, insights
+from mcplens.analysis.core import Analysis, Options, insights
 from mcplens.classify import ToolClasses
+from mcplens.store.base import TimeWindow
 from mcplens.store.local import rollup
 from mcplens.store.local.reader import MANIFEST_SUFFIX, LocalStore
 from tests.analysis import workload
@@ -79,8 +80,8 @@ def _scan(store: LocalStore, options: Options | None = None) -> list[dict[str, A
 
 
 def _uses_rollups(store: LocalStore, options: Options | None = None) -> bool:
-    with store.reader() as run:
-        return Analysis(run, options or Options(), None, None).from_rollups
+    with store.analysis_source() as source:
+        return Analysis(source, options or Options()).from_rollups
 
 
 def test_rollups_and_a_scan_give_identical_findings(home: Path) -> None:
@@ -103,10 +104,11 @@ def test_rollups_and_a_scan_give_identical_findings(home: Path) -> None:
 
 def _tables(store: LocalStore, *, stored: bool) -> dict[str, list[tuple[Any, ...]]]:
     newest = store.query("SELECT max(time) AS t FROM events")[0]["t"]
-    with store.reader() as run:
-        a = Analysis(run, Options(), None if stored else 0.0, None if stored else newest + 1e-6)
+    window = None if stored else TimeWindow(0.0, newest + 1e-6)
+    with store.analysis_source(window) as source:
+        a = Analysis(source, Options())
         assert a.from_rollups is stored
-        return {t: sorted(tuple(map(str, r.values())) for r in run(f"SELECT * FROM ru_{t}")) for t in rollup.TABLES}
+        return {t: sorted(tuple(map(str, r.values())) for r in source(f"SELECT * FROM ru_{t}")) for t in rollup.TABLES}
 
 
 def test_every_rollup_table_equals_the_one_computed_from_the_events(home: Path) -> None:

@@ -4,6 +4,7 @@
 * :mod:`.reader`: :class:`LocalStore`, the reading side over segments and Parquet batches;
 * :mod:`.compact`: folding closed segments into Parquet batches, with their rollups;
 * :mod:`.rollup`: the per-batch rollup tables the insights read instead of scanning;
+* :mod:`.source`: what the analysis reads (stored rollups when they answer the run);
 * :mod:`.check`: ``mcplens check``, finding and moving aside unreadable files.
 
 Importing this package is cheap (the capture side imports the writer through it): the reader is

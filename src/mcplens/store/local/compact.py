@@ -35,6 +35,7 @@ from mcplens.store.local.reader import (
 )
 from mcplens.store.local.rollup import ROLLUP_DIR
 from mcplens.store.local.writer import CLOSED, LIVE, PARQUET
+from mcplens.store.source import EXFIL_WINDOW
 
 if TYPE_CHECKING:
     from mcplens.store.local.reader import LocalStore
@@ -161,7 +162,7 @@ class _RolledUp:
         if self.parquet:
             con.execute(events_view_sql("hist_events", self.parquet, []))
         meta = rollup.roll_up_batch(Reader(con), "new_events", "hist_events" if self.parquet else None, batch,
-                                    self.tools, rollup.EXFIL_WINDOW)
+                                    self.tools, EXFIL_WINDOW)
         for f in meta["files"].values():
             _fsync(batch.parent / f)
         self.parquet.append(batch)

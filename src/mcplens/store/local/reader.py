@@ -40,7 +40,6 @@ from typing import Any, Final
 from mcplens import event as ev
 from mcplens.store.base import (
     FIELDS,
-    NOT_ERRORS,
     CompactResult,
     Store,
     TimeWindow,
@@ -48,6 +47,8 @@ from mcplens.store.base import (
     sort_tool_rows,
 )
 from mcplens.store.local.writer import CLOSED, LIVE, PARQUET, events_dir
+from mcplens.store.source import AnalysisSource
+from mcplens.store.sql import ERROR, NOT_HEALTH, SESSION_ID, percentiles_sql
 
 MANIFEST_SUFFIX: Final = ".manifest.json"
 RETRY_SECONDS: Final = 120.0  # how long a reader keeps re-listing a store that changes under it
@@ -92,11 +93,6 @@ def read_json_sql(files: list[Path]) -> str:
     )
 
 
-_ERROR: Final = f"status NOT IN ({', '.join(_lit(s) for s in NOT_ERRORS)})"
-_NOT_HEALTH: Final = f"kind IS DISTINCT FROM '{ev.HEALTH_KIND}'"
-#: only a real (or stitched) session id makes a session: an event without one (a protocol error,
-#: a stateless call nothing could stitch) is not a session of its process or client
-_SESSION: Final = "session_id"
 _ORDER: Final = "ORDER BY time, event_id"
 
 _TOOL_TABLE: Final = """
@@ -385,6 +381,11 @@ class LocalStore(Store):
 
     # ---- querying --------------------------------------------------------------------------
 
+    def _snapshot_since(self, since: float | None) -> Snapshot:
+        """The snapshot, without the segments last written before ``since`` (they hold nothing newer)."""
+        snap = self.snapshot()
+        return snap if since is None else snap.written_since(since - MTIME_SLACK)
+
     def _view_sql(self, snap: Snapshot, name: str = "events") -> str:
         return events_view_sql(name, snap.parquet, snap.segments)
 
@@ -399,9 +400,7 @@ class LocalStore(Store):
         deadline = time.monotonic() + RETRY_SECONDS
         attempt = 0
         while True:
-            snap = self.snapshot()
-            if since is not None:
-                snap = snap.written_since(since - MTIME_SLACK)
+            snap = self._snapshot_since(since)
             con = duckdb.connect()
             try:
                 con.execute(self._view_sql(snap))
@@ -430,9 +429,7 @@ class LocalStore(Store):
         A damaged file fails it too, and is left out of the next reader.
         """
         duckdb = _duckdb()
-        snap = self.snapshot()
-        if since is not None:
-            snap = snap.written_since(since - MTIME_SLACK)
+        snap = self._snapshot_since(since)
         con = duckdb.connect()
         try:
             con.execute(self._view_sql(snap))
@@ -446,6 +443,15 @@ class LocalStore(Store):
             raise
         finally:
             con.close()
+
+    @contextlib.contextmanager
+    def analysis_source(
+        self, window: TimeWindow | None = None, server: str | None = None
+    ) -> Iterator[AnalysisSource]:
+        from mcplens.store.local.source import LocalSource
+
+        with self.reader(since=_since(window)) as run:
+            yield LocalSource(run, window, server)
 
     def tool_table(
         self,
@@ -462,7 +468,7 @@ class LocalStore(Store):
             if tool is not None:  # a name, or a method (the help says so): tools/call, tools/list ...
                 where += " AND (coalesce(target, method) GLOB ? OR method GLOB ?)"
                 params += [tool, tool]
-            rows = self.query(_TOOL_TABLE.format(where=where, err=_ERROR), params, since=_since(window))
+            rows = self.query(_TOOL_TABLE.format(where=where, err=ERROR), params, since=_since(window))
         for r in rows:
             statuses = r["statuses"] or {}
             if isinstance(statuses, list):
@@ -490,14 +496,14 @@ class LocalStore(Store):
                 for table, sql in rollup.tool_table_sql("segment_events").items():
                     files = ", ".join(_path_lit(m["files"][table]) for m in run.rollups)
                     src[table] = f"(SELECT * FROM read_parquet([{files}]) UNION ALL BY NAME {sql})"
-                percentiles = rollup.percentiles_sql(src.pop("values"), "server, method, target")
-                sql = _TOOL_TABLE_ROLLED.format(err=_ERROR, where=" AND ".join(clauses), percentiles=percentiles, **src)
+                percentiles = percentiles_sql(src.pop("values"), "server, method, target")
+                sql = _TOOL_TABLE_ROLLED.format(err=ERROR, where=" AND ".join(clauses), percentiles=percentiles, **src)
                 return run(sql, params)
         except _duckdb().Error:
             return None
 
     def events_since(self, ts: float, limit: int | None = None, *, server: str | None = None) -> list[dict[str, Any]]:
-        where, params = _where(TimeWindow(since=ts), server, _NOT_HEALTH, strict=True)
+        where, params = _where(TimeWindow(since=ts), server, NOT_HEALTH, strict=True)
         if limit is None:
             rows = self.query(f"SELECT * FROM events WHERE {where} {_ORDER}", params, since=ts)
             return [shape_event(r) for r in rows]
@@ -507,15 +513,16 @@ class LocalStore(Store):
     def sessions(
         self, window: TimeWindow | None = None, server: str | None = None, limit: int | None = 50
     ) -> list[dict[str, Any]]:
-        where, params = _where(window, server, f"{_NOT_HEALTH} AND {_SESSION} IS NOT NULL")
-        sql = _SESSIONS.format(where=where, err=_ERROR, session=_SESSION)
+        where, params = _where(window, server, f"{NOT_HEALTH} AND {SESSION_ID} IS NOT NULL")
+        sql = _SESSIONS.format(where=where, err=ERROR, session=SESSION_ID)
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
         return [{**r, "tools": r["tools"] or []} for r in self.query(sql, params, since=_since(window))]
 
     def session_events(self, session_id: str) -> list[dict[str, Any]]:
-        sql = f"SELECT *, {_SESSION} AS session FROM events WHERE {_NOT_HEALTH} AND starts_with({_SESSION}, ?) {_ORDER}"
+        sql = (f"SELECT *, {SESSION_ID} AS session FROM events WHERE {NOT_HEALTH} "
+               f"AND starts_with({SESSION_ID}, ?) {_ORDER}")
         return [shape_event(r) for r in self.query(sql, [session_id])]
 
     def health(self, window: TimeWindow | None = None) -> list[dict[str, Any]]:

@@ -42,14 +42,15 @@ around it can differ from what a scan finds.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from mcplens import event as ev
-from mcplens.classify import DATA_ACCESS, OUTBOUND, ToolClasses
+from mcplens.classify import ToolClasses
+from mcplens.store.source import BUCKET
+from mcplens.store.sql import ERROR, SESSION_KEY, tool_hints
 
 #: beside the batches: ``parquet/rollups/<batch>.<tag>.<table>.parquet``, named in the batch's manifest;
 #: files no manifest names (an interrupted or superseded roll-up) go at the next compaction
@@ -59,40 +60,19 @@ TABLES: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances",
 #: bump when a table's meaning changes: batches rolled up by another version are rolled up again
 VERSION: Final = 3  # 2: rate-limited/unauthorized are not errors (ev.NOT_FAILURES); instances know clean stops
 # 3: the dashboard's ``series``
-#: the default bucket of the error-spike detector; rollups are kept at this size, so a run whose
-#: bucket is a multiple of it can use them
-BUCKET: Final = 300.0
 #: the dashboard's hourly histograms (``series``), in buckets
 HOUR: Final = 12
-#: the default read-then-send window; rollups keep only sends this soon after a read
-EXFIL_WINDOW: Final = 600.0
 
 Exec = Callable[..., Any]
 Rows = Callable[..., list[dict[str, Any]]]
 
-SESSION: Final = "coalesce(session_id, client_id || '@' || instance_id, instance_id)"
-#: what counts as an error everywhere in the analysis: any status but ``ev.NOT_FAILURES`` (rate-limited and
-#: unauthorized calls have their own signals; the server did not fail them)
-ERROR: Final = "status NOT IN (" + ", ".join(f"'{s}'" for s in ev.NOT_FAILURES) + ")"
-
-
-def label(method: str, target: str) -> str:
-    """SQL: what a request is about, kinds kept apart: a tool by its name, a prompt or resource
-    prefixed (``prompt:fetch`` is not the tool ``fetch``), another method by itself."""
-    return (f"CASE WHEN {method} = 'tools/call' THEN coalesce({target}, {method}) "
-            f"WHEN {target} IS NULL OR {target} = {method} THEN {method} "
-            f"WHEN {method} = 'prompts/get' THEN 'prompt:' || {target} "
-            f"WHEN {method} = 'resources/read' THEN 'resource:' || {target} "
-            f"ELSE {method} || ':' || {target} END")
-
-
 def _calls(relation: str, is_new: bool) -> str:
     return f"""
         SELECT time, server_name AS server, coalesce(target, method) AS tool, status, request_size,
-               {SESSION} AS session, hash({SESSION}) AS sk,
-               hash({SESSION}, target, coalesce(request_arguments::VARCHAR, request_args::VARCHAR, '')) AS loopkey,
+               {SESSION_KEY} AS session, hash({SESSION_KEY}) AS sk,
+               hash({SESSION_KEY}, target, coalesce(request_arguments::VARCHAR, request_args::VARCHAR, '')) AS loopkey,
                {str(is_new).lower()} AS is_new
-        FROM {relation} WHERE kind = 'request' AND method = 'tools/call' AND {SESSION} IS NOT NULL"""
+        FROM {relation} WHERE kind = 'request' AND method = 'tools/call' AND {SESSION_KEY} IS NOT NULL"""
 
 
 def compute(
@@ -230,28 +210,6 @@ def tool_table_sql(relation: str) -> dict[str, str]:
     }
 
 
-def percentiles_sql(values: str, keys: str) -> str:
-    """p50, p95, max and sum per ``keys`` and measure from ``values`` rows (keys, measure, value, n).
-
-    Exactly what ``quantile_cont`` gives over the values themselves: the same positions
-    ``q * (n - 1)`` and the same interpolation between the two closest ranks.
-    """
-    return f"""
-        WITH v AS (SELECT {keys}, measure, value, sum(n) AS n FROM {values} GROUP BY ALL),
-        c AS (SELECT *, sum(n) OVER (PARTITION BY {keys}, measure ORDER BY value ROWS UNBOUNDED PRECEDING) AS cum,
-                     sum(n) OVER (PARTITION BY {keys}, measure) AS total FROM v),
-        q AS (SELECT {keys}, measure, max(value) AS vmax, sum(value * n) AS vsum,
-                     any_value(0.5::DOUBLE * (total - 1)) AS h50, any_value(0.95::DOUBLE * (total - 1)) AS h95,
-                     min(value) FILTER (WHERE cum > floor(0.5::DOUBLE * (total - 1))) AS lo50,
-                     min(value) FILTER (WHERE cum > ceil(0.5::DOUBLE * (total - 1))) AS hi50,
-                     min(value) FILTER (WHERE cum > floor(0.95::DOUBLE * (total - 1))) AS lo95,
-                     min(value) FILTER (WHERE cum > ceil(0.95::DOUBLE * (total - 1))) AS hi95
-              FROM c GROUP BY ALL)
-        SELECT {keys}, measure, vmax, vsum, lo50 + (h50 - floor(h50)) * (hi50 - lo50) AS p50,
-               lo95 + (h95 - floor(h95)) * (hi95 - lo95) AS p95
-        FROM q"""
-
-
 def series_sql(relation: str, bucket: float = BUCKET, calls: str | None = None) -> str:
     """The dashboard's time series of ``relation``'s tool-table requests (as ``mcplens report``
     counts them), one long table so one entry in the manifest carries it; rows by ``measure``:
@@ -370,31 +328,6 @@ def applies(meta: dict[str, Any], *, reads: Sequence[str], sends: Sequence[str],
     )
 
 
-def tool_hints(
-    rows: Rows, relation: str, where: str = "", params: list[Any] | None = None
-) -> dict[str, tuple[str, ...]]:
-    """Tool annotations from the latest tools/list replies (newer ones win)."""
-    found = rows(
-        f"SELECT response_tool_hints::VARCHAR AS h FROM {relation} WHERE method = 'tools/list' "
-        f"AND response_tool_hints IS NOT NULL {where} ORDER BY time DESC LIMIT 50",
-        params or [],
-    )
-    hints: dict[str, tuple[str, ...]] = {}
-    for r in reversed(found):
-        try:
-            for name, h in json.loads(r["h"]).items():
-                hints[name] = tuple(h)
-        except (ValueError, AttributeError, TypeError):
-            continue
-    return hints
-
-
-def split(classes: ToolClasses, tools: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(data-access tools, outbound tools) among ``tools``."""
-    kinds = {t: classes.classify(t) for t in tools if t is not None}
-    return sorted(t for t, k in kinds.items() if k == DATA_ACCESS), sorted(t for t, k in kinds.items() if k == OUTBOUND)
-
-
 def roll_up_batch(run: Rows, new: str, history: str | None, out: Path, known_tools: Sequence[str],
                   exfil_window: float) -> dict[str, Any]:
     """Compaction's half: the rollups of one batch written beside it; returns the manifest entry.
@@ -407,7 +340,7 @@ def roll_up_batch(run: Rows, new: str, history: str | None, out: Path, known_too
     called = [r["t"] for r in run(f"SELECT DISTINCT target AS t FROM {new} WHERE method = 'tools/call' "
                                   "AND kind = 'request' AND target IS NOT NULL")]
     tools = sorted({*known_tools, *called})
-    reads, sends = split(ToolClasses(hints=tool_hints(run, everything)), tools)
+    reads, sends = ToolClasses(hints=tool_hints(run, everything)).split(tools)
     compute(run, new, history, reads=reads, sends=sends, exfil_window=exfil_window)
     files = {}
     (out.parent / ROLLUP_DIR).mkdir(exist_ok=True)
