@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean venv prometheus chromium
+.PHONY: demo test lint bench clean venv prometheus chromium postgres
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -38,7 +38,13 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || (if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
 	else echo "chromium not installed and not root: the dashboard's browser tests will skip"; fi)
 
-test: $(STAMP) node_modules prometheus chromium
+# PostgreSQL server binaries for the fleet-store tests (a throwaway cluster per run); needs root, else they skip
+postgres:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	(if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; \
+	else echo "PostgreSQL not installed and not root: the PostgreSQL store tests will skip"; fi)
+
+test: $(STAMP) node_modules prometheus postgres chromium
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q

@@ -115,6 +115,7 @@ def instrument(
     segment_max_bytes: int | None = None,
     segment_max_age: float | None = None,
     handle_sigterm: bool | None = None,
+    store: str | None = None,
 ) -> Instrumentation:
     """Record every request ``server`` handles. One line, fail-open, idempotent.
 
@@ -129,7 +130,8 @@ def instrument(
     ``export_arguments``; ``server_name``/``server_version`` when the framework does not tell
     them; and the pipeline's limits (``queue_size``, ``queue_bytes``, ``flush_interval``,
     ``exporter_shutdown_timeout``, ``exporter_queue_size``, ``segment_max_bytes``,
-    ``segment_max_age``, ``handle_sigterm``).
+    ``segment_max_age``, ``handle_sigterm``); ``store="postgresql://..."`` writes to a shared
+    PostgreSQL database instead of the local files (the ``[postgres]`` extra; see store/postgres).
 
     Servers instrumented with the same data directory, policy, processors and exporters share
     one pipeline; a server with another policy gets its own, so each one's events follow its own.
@@ -145,7 +147,7 @@ def instrument(
         "queue_size": queue_size, "queue_bytes": queue_bytes, "flush_interval": flush_interval,
         "exporter_shutdown_timeout": exporter_shutdown_timeout, "exporter_queue_size": exporter_queue_size,
         "segment_max_bytes": segment_max_bytes, "segment_max_age": segment_max_age,
-        "handle_sigterm": handle_sigterm,
+        "handle_sigterm": handle_sigterm, "store": store,
     }
     settings = from_env().with_overrides(**options)  # bad options fail here, before any change
     low, capture, name, version = _resolve(server)

@@ -84,6 +84,9 @@ class Settings:
     sentry_dsn: str | None = None
     #: put the privacy stage's redacted arguments on OTel spans and Sentry events (off: names and sizes only)
     export_arguments: bool = False
+    #: where events go instead of the local files: a ``postgresql://`` URL (libpq; see store/postgres).
+    #: Not in repr: the URL may hold a password
+    store: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -96,6 +99,8 @@ class Settings:
 
             parse_rate(self.rate_limit)
         self._check_limits()
+        if self.store is not None and not str(self.store).lower().startswith(("postgresql://", "postgres://")):
+            raise ValueError("MCPLENS_STORE (option store=) must be a postgresql:// URL or unset (the local files)")
 
     def _check_limits(self) -> None:
         """Reject values that would stall or spin the writer, naming the variable that set them.

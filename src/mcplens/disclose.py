@@ -135,6 +135,13 @@ def render(settings: Settings, *, server: str = "This server") -> str:
             f"**Where it goes**: only to files under {_where_stored(settings.home)}. Nothing is sent over the "
             "network. Read it with `mcplens report`; delete that directory to erase it."
         )
+    if getattr(settings, "store", None):  # PostgreSQL (store/postgres): named by its variable, never its URL
+        where = (
+            "**Where it goes**: over the network to the operator's PostgreSQL database named by `MCPLENS_STORE` "
+            f"(while it is unreachable, events wait in files under {_where_stored(settings.home)}); read it with "
+            "`mcplens report --store ...`." + ("" if not sent else " The same sanitized records also go to:\n"
+                                              + "\n".join(sent))
+        )
     return f"""## Telemetry and privacy
 
 {server} uses [mcplens](https://pypi.org/project/mcplens/) to monitor its own requests. {switch}

@@ -153,6 +153,8 @@ class Pairer:
         if answered is None:
             return None
         x = self._from_pending(conv, answered, t)
+        if x.client_address is None:  # a server request has no address of its own: the client's that answered
+            x.client_address = client_address
         self._fill_reply(x, msg)
         x.extra[DIRECTION] = SERVER_TO_CLIENT
         return x

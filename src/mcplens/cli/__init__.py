@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--home", type=Path, help="data directory (default: $MCPLENS_HOME or the platform's)")
     common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument("--store", help="read a PostgreSQL store: postgresql://... (default: $MCPLENS_STORE)")
     win = argparse.ArgumentParser(add_help=False)
     win.add_argument("--since", help="15m, 2h, 3d, 1w ago, or an ISO timestamp")
     win.add_argument("--until", help="same forms as --since")
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mcplens.proxy import add_parser as add_proxy_parser
 
     add_proxy_parser(sub)
+    from mcplens.store.postgres.admin import add_parsers as add_postgres_parsers
+
+    add_postgres_parsers(sub)
 
     from mcplens.dashboard import add_parser as add_dashboard_parser
 
@@ -116,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _data_error(e: BaseException) -> bool:
     """A DuckDB or I/O failure is about the data and gets one line; anything else is a bug to show."""
-    return isinstance(e, OSError | RuntimeError) or type(e).__module__.split(".")[0] in ("duckdb", "_duckdb")
+    return isinstance(e, OSError | RuntimeError) or type(e).__module__.split(".")[0] in ("duckdb", "_duckdb",
+                                                                                          "psycopg")
 
 
 def _interrupted(e: BaseException) -> bool:
@@ -147,9 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"mcplens {args.command}: error: {e}", file=sys.stderr)
             return 2
     explicit = args.home is not None or bool(os.environ.get("MCPLENS_HOME"))
+    store_url = getattr(args, "store", None) or os.environ.get("MCPLENS_STORE") or None  # PostgreSQL: no home checks
     home = (args.home or default_home()).expanduser()
     args.home_dir = home
-    if explicit and not home.is_dir():  # a typo must not read as "nothing recorded yet"
+    if not store_url and explicit and not home.is_dir():  # a typo must not read as "nothing recorded yet"
         what = "is not a directory" if home.exists() else "does not exist"
         source = "--home" if args.home is not None else "$MCPLENS_HOME"
         print(f"mcplens {args.command}: error: data directory {safetext.text(str(home))} ({source}) {what}",
@@ -160,14 +166,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         what = "is not a file" if config.exists() else "does not exist"
         print(f"mcplens watch: error: config file {safetext.text(str(config))} {what}", file=sys.stderr)
         return 2
-    if not (home / "events").is_dir():
+    if not store_url and not (home / "events").is_dir():
         print(f"mcplens: no events recorded yet under {safetext.text(str(home))}; instrument a server first "
               "(see README)", file=sys.stderr)
         if args.command not in ("tail", "watch") or args.once:
             if args.json and args.command in ("report", "sessions", "health", "insights"):
                 emit_json([])
             return 0
-    store = open_store(home)
+    try:
+        store = open_store(store_url or home)
+    except ValueError as e:
+        print(f"mcplens {args.command}: error: {e}", file=sys.stderr)
+        return 2
     try:
         return args.func(store, args)
     except (UsageError, ValueError) as e:
@@ -187,6 +197,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0 if args.command == "tail" else 130
         if not _data_error(e):
             raise
+        if store_url:
+            from mcplens.store.postgres import clean_error, mask_url
+
+            print(f"mcplens: cannot read events from {safetext.text(mask_url(store_url))}: "
+                  f"{safetext.text(clean_error(e, store_url))}", file=sys.stderr)
+            return 1
         print(f"mcplens: cannot read events under {safetext.text(str(home))}: {str(e).splitlines()[0]}",
               file=sys.stderr)
         return 1

@@ -37,7 +37,15 @@ class DurableSink(Protocol):
 
 
 def open_writer(settings: Any, instance_id: str) -> DurableSink:
-    """The durable sink for one pipeline (``instance_id`` names its files); never imports DuckDB."""
+    """The durable sink for one pipeline (``instance_id`` names its files); never imports DuckDB.
+
+    ``settings.store`` set (a ``postgresql://`` URL): the PostgreSQL writer, which spools to the
+    local segment writer when the database is down (psycopg is imported only then)."""
+    if getattr(settings, "store", None):
+        from mcplens.store.postgres.writer import PostgresWriter
+
+        return PostgresWriter(settings.store, settings.home, instance_id, max_bytes=settings.segment_max_bytes,
+                              max_age=settings.segment_max_age)
     from mcplens.store.local.writer import EventLogSink
 
     return EventLogSink(
@@ -51,8 +59,15 @@ def _open_local(target: str) -> Store:
     return LocalStore(Path(target.removeprefix("file://")).expanduser())
 
 
+def _open_postgres(url: str) -> Store:
+    from mcplens.store.postgres.store import PostgresStore
+
+    return PostgresStore(url)
+
+
 #: URL scheme -> opener. ``file`` (and a plain path) is the local data directory.
-OPENERS: dict[str, Callable[[str], Store]] = {"file": _open_local}
+OPENERS: dict[str, Callable[[str], Store]] = {"file": _open_local, "postgresql": _open_postgres,
+                                              "postgres": _open_postgres}
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
