@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean venv prometheus postgres
+.PHONY: demo test lint bench clean venv prometheus chromium postgres
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,13 +19,24 @@ node_modules: package.json
 
 venv: $(STAMP)
 
+# the demo, then the dashboard over its data (Ctrl-C stops it). Without a terminal (CI, a pipe) or with
+# DASHBOARD=0 the demo ends after the report, as before.
+DEMO_HOME = $${MCPLENS_HOME:-$(CURDIR)/.mcplens-demo}
 demo: $(STAMP)
 	$(BIN)/python -m examples.demo
+	@if [ "$(DASHBOARD)" != 0 ] && [ -t 1 ]; then $(BIN)/mcplens dashboard --home "$(DEMO_HOME)"; \
+	else echo "see it in a browser: $(BIN)/mcplens dashboard --home $(DEMO_HOME)"; fi
 
 # Prometheus and promtool for the exporter tests (Debian package; needs root, else those tests skip)
 prometheus:
 	@command -v prometheus >/dev/null 2>&1 || (if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus; \
 	else echo "prometheus not installed and not root: the Prometheus exporter tests will skip"; fi)
+
+# Debian's Chromium for the dashboard's browser tests (driven by the playwright package; never
+# `playwright install`); needs root, else those tests skip
+chromium:
+	@command -v chromium >/dev/null 2>&1 || (if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else echo "chromium not installed and not root: the dashboard's browser tests will skip"; fi)
 
 # PostgreSQL server binaries for the fleet-store tests (a throwaway cluster per run); needs root, else they skip
 postgres:
@@ -33,7 +44,7 @@ postgres:
 	(if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; \
 	else echo "PostgreSQL not installed and not root: the PostgreSQL store tests will skip"; fi)
 
-test: $(STAMP) node_modules prometheus postgres
+test: $(STAMP) node_modules prometheus postgres chromium
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q

@@ -361,6 +361,7 @@ What next (the CLI is in the virtualenv: `source .venv/bin/activate` first)
 {env}  mcplens report --sort p99     the slowest tools first: query_database has a 1-2 s tail
   mcplens sessions              one line per client session; add a session id to see its calls
   mcplens tail                  follow events live while you use your own server
+  mcplens dashboard             all of it as web pages on http://127.0.0.1:8765/ (`make demo` starts it)
   Without MCPLENS_HOME (or --home) the CLI reads your real data directory, not the demo's.
 
 Monitor your own server: add one line after you create it (mcp SDK MCPServer/Server, or FastMCP):

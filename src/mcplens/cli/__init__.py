@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_postgres_parsers(sub)
 
+    from mcplens.dashboard import add_parser as add_dashboard_parser
+
+    add_dashboard_parser(sub)
+
     p = sub.add_parser("health", parents=[common], help="the capture pipeline's own counters per process")
     p.add_argument("--since", help="only processes that reported since (15m, 2h, ISO ...)")
     p.add_argument("--until", help="same forms as --since")

@@ -30,6 +30,9 @@ Tables (``ru_<name>``):
   off by the server exiting (``ServerExited``);
 * ``values`` and ``statuses``: for the per-tool table (``mcplens report``), each distinct payload
   size and token estimate, and each status, with its count per (server, method, target).
+* ``series``: the dashboard's time series (see :func:`series_sql`): per 5-minute bucket, server,
+  method, target and status the calls, errors and summed duration; latency and payload histograms
+  (``mcplens.histogram``) per bucket and target; calls per client.
 
 Assumption: a session's events reach later batches later in time (a segment is compacted after
 the ones its process wrote before it). A straggler older than events already rolled up (a dead
@@ -52,14 +55,17 @@ from mcplens.store.sql import ERROR, SESSION_KEY, tool_hints
 #: files no manifest names (an interrupted or superseded roll-up) go at the next compaction
 ROLLUP_DIR: Final = "rollups"
 EXAMPLES: Final = 20  # example sessions kept per read-then-send pair
-TABLES: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances", "values", "statuses")
+TABLES: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances", "values", "statuses", "series")
 #: bump when a table's meaning changes: batches rolled up by another version are rolled up again
-VERSION: Final = 2  # 2: rate-limited/unauthorized are not errors (ev.NOT_FAILURES); instances know clean stops
+VERSION: Final = 3  # 2: rate-limited/unauthorized are not errors (ev.NOT_FAILURES); instances know clean stops
+# 3: the dashboard's ``series``
 #: the default bucket of the error-spike detector; rollups are kept at this size, so a run whose
 #: bucket is a multiple of it can use them
 BUCKET: Final = 300.0
 #: the default read-then-send window; rollups keep only sends this soon after a read
 EXFIL_WINDOW: Final = 600.0
+#: the dashboard's hourly histograms (``series``), in buckets
+HOUR: Final = 12
 
 Exec = Callable[..., Any]
 Rows = Callable[..., list[dict[str, Any]]]
@@ -187,6 +193,7 @@ def compute(
     )
     for table, sql in tool_table_sql(new).items():
         execute(f"CREATE OR REPLACE TEMP TABLE {p}{table} AS {sql}")
+    execute(f"CREATE OR REPLACE TEMP TABLE {p}series AS {series_sql(new, bucket, calls=f'{p}calls')}")  # dashboard
     execute(f"DROP TABLE IF EXISTS {p}seq")
     execute(f"DROP TABLE IF EXISTS {p}calls")
     execute(f"DROP TABLE IF EXISTS {p}new_calls")
@@ -207,6 +214,59 @@ def tool_table_sql(relation: str) -> dict[str, str]:
     }
 
 
+def series_sql(relation: str, bucket: float = BUCKET, calls: str | None = None) -> str:
+    """The dashboard's time series of ``relation``'s tool-table requests (as ``mcplens report``
+    counts them), one long table so one entry in the manifest carries it; rows by ``measure``:
+
+    * ``calls``: per (server, method, target, bucket, status): ``n`` calls, ``errors``, ``vsum`` the
+      summed duration in whole microseconds (integers: sums are exact in any order; for a mean);
+    * ``duration`` / ``size``: per (server, method, target, bucket, idx): ``n`` calls whose duration
+      (microseconds) or response size (bytes) falls in ``mcplens.histogram`` bucket ``idx``;
+    * ``calls_h``, ``duration_h``, ``size_h``, ``client_h``: the same per hour (``bucket`` is the
+      hour's first bucket; an hour is ``HOUR`` buckets): a week's chart reads far fewer rows;
+    * ``client``: per (server, client, bucket, status): ``n`` calls;
+    * ``sessions``: per (server, bucket): ``n`` sessions with a tool call in the bucket.
+
+    Every row adds: the merge over batches (and the uncompacted tail) is a SUM grouped by the keys.
+    ``calls``: :func:`compute`'s table of tool calls with their sessions' history; a (session,
+    bucket) already in the history is not counted again, so ``sessions`` adds up exactly across
+    batches. Without it (the dashboard's own read of the uncompacted tail) a session whose bucket
+    straddles the last compaction counts twice in that one bucket.
+    """
+    from mcplens.histogram import index_sql
+
+    src = f"FROM {relation} WHERE kind = 'request' AND proxy_direction IS NULL"
+    sessions = calls or f"({_calls(relation, True)})"
+    null = "NULL::VARCHAR"
+    parts = []
+    for suffix, b in (("", f"floor(time / {float(bucket)!r})::BIGINT"),
+                      ("_h", f"(floor(time / {float(bucket * HOUR)!r}) * {HOUR})::BIGINT")):
+        parts += [
+            f"""SELECT server_name AS server, method, target, {null} AS client, {b} AS bucket, status,
+                       'calls{suffix}' AS measure, NULL::INTEGER AS idx, count(*)::BIGINT AS n,
+                       count(*) FILTER (WHERE {ERROR})::BIGINT AS errors,
+                       sum(round(duration_s * 1e6))::BIGINT AS vsum
+                {src} GROUP BY ALL""",
+            f"""SELECT server_name, method, target, {null}, {b}, {null}, 'duration{suffix}',
+                       {index_sql('duration_s * 1e6')}, count(*), NULL::BIGINT, NULL::BIGINT
+                {src} AND duration_s IS NOT NULL GROUP BY ALL""",
+            f"""SELECT server_name, method, target, {null}, {b}, {null}, 'size{suffix}', {index_sql('response_size')},
+                       count(*), NULL::BIGINT, NULL::BIGINT
+                {src} AND response_size IS NOT NULL GROUP BY ALL""",
+            f"""SELECT server_name, {null}, {null}, client_name, {b}, status, 'client{suffix}', NULL::INTEGER,
+                       count(*), count(*) FILTER (WHERE {ERROR}), NULL::BIGINT
+                {src} GROUP BY ALL""",
+        ]
+    parts.append(
+        f"""SELECT server, {null}, {null}, {null}, bucket, {null}, 'sessions', NULL::INTEGER, count(*), NULL::BIGINT,
+                   NULL::BIGINT
+            FROM (SELECT server, sk, floor(time / {float(bucket)!r})::BIGINT AS bucket FROM {sessions}
+                  GROUP BY ALL HAVING bool_and(is_new))
+            GROUP BY ALL""")
+    # sorted so a reader's filter on measure and bucket skips most of the file's row groups
+    return "\nUNION ALL\n".join(parts) + "\nORDER BY measure, bucket"
+
+
 #: how the tables of several batches (and the not-yet-compacted delta) combine into one
 MERGE: Final[dict[str, str]] = {
     "chains": "SELECT server, chain, sum(occurrences) AS occurrences, sum(sessions) AS sessions "
@@ -225,6 +285,8 @@ MERGE: Final[dict[str, str]] = {
     "max(last_health) AS last_health, sum(requests) AS requests, sum(exited) AS exited FROM {src} GROUP BY 1, 2",
     "values": "SELECT server, method, target, measure, value, sum(n) AS n FROM {src} GROUP BY ALL",
     "statuses": "SELECT server, method, target, status, sum(n) AS n FROM {src} GROUP BY ALL",
+    "series": "SELECT server, method, target, client, bucket, status, measure, idx, sum(n)::BIGINT AS n, "
+    "sum(errors)::BIGINT AS errors, sum(vsum)::BIGINT AS vsum FROM {src} GROUP BY ALL",
 }
 
 
