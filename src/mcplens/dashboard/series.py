@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from mcplens import histogram
-from mcplens.store.base import FIELDS, TimeWindow
 from mcplens.store import rollup
+from mcplens.store.base import FIELDS, TimeWindow
 
 BUCKET: Final = rollup.BUCKET
 HOUR: Final = rollup.HOUR
