@@ -29,7 +29,8 @@ from tests.analysis import workload  # noqa: E402
 
 from mcplens.analysis.run import insights  # noqa: E402
 from mcplens.store.base import TimeWindow  # noqa: E402
-from mcplens.store.local.reader import MANIFEST_SUFFIX, LocalStore, _lit  # noqa: E402
+from mcplens.store.local.files import MANIFEST_SUFFIX, _lit  # noqa: E402
+from mcplens.store.local.reader import LocalStore  # noqa: E402
 
 BASE = 1_000_000
 

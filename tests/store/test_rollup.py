@@ -21,7 +21,8 @@ from mcplens.analysis.run import insights
 from mcplens.classify import ToolClasses
 from mcplens.store import rollup
 from mcplens.store.base import TimeWindow
-from mcplens.store.local.reader import MANIFEST_SUFFIX, LocalStore
+from mcplens.store.local.files import MANIFEST_SUFFIX
+from mcplens.store.local.reader import LocalStore
 from tests.analysis import workload
 
 DAY = workload.DAY

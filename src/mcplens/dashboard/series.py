@@ -98,7 +98,7 @@ class TailCache:
         self._lock = threading.Lock()
 
     def files(self, con: Any, segments: list[Path]) -> list[Path]:
-        from mcplens.store.local.reader import read_json_sql
+        from mcplens.store.local.files import read_json_sql
 
         out = []
         with self._lock:

@@ -17,8 +17,10 @@ import pytest
 from mcplens import event as ev
 from mcplens.store.base import FIELDS, SORTS, TimeWindow, parse_time
 from mcplens.store.local import compact
+from mcplens.store.local import files as files_module
 from mcplens.store.local import reader as local
-from mcplens.store.local.reader import LocalStore, Snapshot, segment_pid
+from mcplens.store.local.files import Snapshot, segment_pid
+from mcplens.store.local.reader import LocalStore
 from mcplens.store.local.writer import EventLogSink
 from tests.store.factory import health, qcont, request, write
 
@@ -374,8 +376,8 @@ def test_segments_last_written_before_the_window_are_not_read(home: Path, monkey
     os.utime(old, (NOW - 7000, NOW - 7000))
     write(home, [request(NOW - 60 + i) for i in range(3)], instance="new")
     read: list[list[Path]] = []
-    real = local.read_json_sql
-    monkeypatch.setattr(local, "read_json_sql", lambda files: read.append(files) or real(files))
+    real = files_module.read_json_sql
+    monkeypatch.setattr(files_module, "read_json_sql", lambda files: read.append(files) or real(files))
     store = LocalStore(home)
     assert store.tool_table(TimeWindow(since=NOW - 3600))[0]["calls"] == 3
     assert len(store.events_since(NOW - 3600)) == 3

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcplens.store.local.reader import MANIFEST_SUFFIX, LocalStore, _duckdb, _path_lit, pid_alive, segment_pid
+from mcplens.store.local.files import MANIFEST_SUFFIX, _duckdb, _path_lit, pid_alive, segment_pid
+from mcplens.store.local.reader import LocalStore
 from mcplens.store.local.writer import CLOSED, LIVE, PARQUET, events_dir
 
 QUARANTINE = "quarantine"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from mcplens.store import rollup
 from mcplens.store.base import CompactResult
-from mcplens.store.local.reader import (
+from mcplens.store.local.files import (
     MANIFEST_SUFFIX,
     Manifest,
     Reader,

@@ -33,64 +33,51 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from mcplens import event as ev
 from mcplens.store.base import (
-    FIELDS,
     CompactResult,
     Store,
     TimeWindow,
     shape_event,
     sort_tool_rows,
 )
+from mcplens.store.local.files import (
+    MANIFEST_SUFFIX,
+    Manifest,
+    Reader,
+    Snapshot,
+    _covered,
+    _duckdb,
+    _jsonl,
+    _path_lit,
+    _rows,
+    events_view_sql,
+    read_json_sql,
+)
 from mcplens.store.local.writer import CLOSED, LIVE, PARQUET, events_dir
 from mcplens.store.source import AnalysisSource
 from mcplens.store.sql import ERROR, NOT_HEALTH, SESSION_ID, percentiles_sql
 
-MANIFEST_SUFFIX: Final = ".manifest.json"
 RETRY_SECONDS: Final = 120.0  # how long a reader keeps re-listing a store that changes under it
 BACKOFF_MAX: Final = 0.5  # seconds: the longest pause between two re-listings
 MTIME_SLACK: Final = 2.0  # seconds: file times come from a coarser clock than time.time()
 
 
-def _duckdb() -> Any:
-    try:
-        import duckdb
-    except ImportError:
-        raise ImportError("the mcplens reading side needs DuckDB: pip install 'mcplens[cli]'") from None
-    return duckdb
 
 
-def _lit(text: str | Path) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
-def _columns_struct() -> str:
-    return "{" + ", ".join(f"{_lit(k)}: {_lit(t)}" for k, t in ev.COLUMNS.items()) + "}"
 
 
-_GLOB_CHARS: Final = {"*": "[*]", "?": "[?]", "[": "[[]"}
 
 
-def _path_lit(path: str | Path) -> str:
-    """A file path as a DuckDB literal for ``read_*``, which expands glob characters: escaped, so a
-    file named ``a*.jsonl`` is that one file and not a pattern over its neighbours."""
-    return _lit("".join(_GLOB_CHARS.get(c, c) for c in str(path)))
 
 
-def read_json_sql(files: list[Path]) -> str:
-    """Typed and forgiving: a torn or garbage line becomes an all-NULL row, dropped by ``event.id``."""
-    return (
-        f"SELECT * FROM read_json([{', '.join(_path_lit(f) for f in files)}], format='newline_delimited', "
-        f"columns={_columns_struct()}, ignore_errors=true) WHERE {_ident(ev.EVENT_ID)} IS NOT NULL"
-    )
 
 
 _ORDER: Final = "ORDER BY time, event_id"
@@ -186,69 +173,16 @@ def _since(window: TimeWindow | None) -> float | None:
     return None if window is None else window.since
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: someone else's process, alive
-        return True
-    return True
 
 
-def segment_pid(name: str) -> int | None:
-    """``<stamp>-<pid>-<instance>-<seq>.jsonl``; the stamp has no dash, the instance might."""
-    parts = name.split("-")
-    if len(parts) < 4 or not parts[1].isdigit():
-        return None
-    return int(parts[1])
 
 
-@dataclass(frozen=True)
-class Manifest:
-    batch: str
-    parquet: Path
-    segments: dict[str, int]  # source segment name -> its size in bytes when compacted
-    rollups: dict[str, Any] | None = None  # store/rollup.py's settings and files, when rolled up
-
-    def rollup_files(self) -> list[Path]:
-        return [self.parquet.parent / n for n in ((self.rollups or {}).get("files") or {}).values()]
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """The files one query reads: committed Parquet plus segments no manifest covers."""
-
-    parquet: list[Path]
-    segments: list[Path]
-    #: each batch's rollup settings with absolute file paths; None unless every batch has them
-    rollups: list[dict[str, Any]] | None = None
-
-    def vanished(self) -> bool:
-        return any(not p.exists() for p in (*self.parquet, *self.segments))
-
-    def written_since(self, ts: float) -> Snapshot:
-        def recent(p: Path) -> bool:
-            try:
-                return p.stat().st_mtime >= ts
-            except FileNotFoundError:
-                return True  # let the read fail and list again: it may have moved to closed/
-
-        return Snapshot(self.parquet, [p for p in self.segments if recent(p)], self.rollups)
 
 
-def _listdir(d: Path) -> list[Path]:
-    try:
-        return [d / n for n in os.listdir(d)]
-    except FileNotFoundError:
-        return []
 
 
-def _jsonl(d: Path) -> list[Path]:
-    try:
-        return [d / n for n in os.listdir(d) if n.endswith(".jsonl") and not n.startswith(".")]
-    except FileNotFoundError:
-        return []
 
 
 class LocalStore(Store):
@@ -537,40 +471,10 @@ class LocalStore(Store):
 
         return compact(self)
 
-def _rows(cur: Any) -> list[dict[str, Any]]:
-    """A DuckDB result as dicts by column name; none for a statement that returns no result."""
-    if cur.description is None:
-        return []
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
-class Reader:
-    """``run(sql, params) -> rows`` on one connection, plus what its snapshot holds (if any)."""
-
-    def __init__(self, con: Any, snap: Snapshot | None = None) -> None:
-        self.con = con
-        self.rollups = None if snap is None else snap.rollups
-        self.has_segments = snap is not None and bool(snap.segments)
-
-    def __call__(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-        return _rows(self.con.execute(sql, params or []))
 
 
-def events_view_sql(name: str, parquet: list[Path], segments: list[Path]) -> str:
-    """A view of events with friendly column names over these files (all columns, NULL when absent)."""
-    parts = ["SELECT " + ", ".join(f"NULL::{t} AS {_ident(k)}" for k, t in ev.COLUMNS.items()) + " WHERE false"]
-    if parquet:
-        files = ", ".join(_path_lit(p) for p in parquet)
-        parts.append(f"SELECT * FROM read_parquet([{files}], union_by_name=true)")
-    if segments:
-        parts.append(read_json_sql(segments))
-    union = "\nUNION ALL BY NAME\n".join(f"({p})" for p in parts)
-    cols = ", ".join(f"{_ident(key)} AS {_ident(fname)}" for fname, (key, _) in FIELDS.items())
-    return (
-        f"CREATE OR REPLACE TEMP VIEW {_ident(name)} AS SELECT {cols} FROM ({union}) "
-        f"WHERE {_ident(ev.EVENT_ID)} IS NOT NULL"
-    )
 
 
 def _rollups(manifests: list[Manifest]) -> list[dict[str, Any]] | None:
@@ -595,18 +499,3 @@ def _backoff(attempt: int) -> None:
     time.sleep(min(BACKOFF_MAX, 0.01 * 2 ** min(attempt, 10)) * random.uniform(0.5, 1.5))  # noqa: S311
 
 
-def _covered(manifests: list[Manifest]) -> Callable[[Path], bool]:
-    """Whether a segment's events are already in committed Parquet: a leftover of a compaction."""
-    sizes: dict[str, int] = {}
-    for m in manifests:
-        sizes.update(m.segments)
-
-    def covered(p: Path) -> bool:
-        if p.name not in sizes:
-            return False
-        try:
-            return p.stat().st_size == sizes[p.name]
-        except FileNotFoundError:
-            return True  # gone: nothing to read or delete either way
-
-    return covered

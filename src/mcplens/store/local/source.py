@@ -17,7 +17,7 @@ from mcplens.store.sql import lit
 
 if TYPE_CHECKING:
     from mcplens.store.base import TimeWindow
-    from mcplens.store.local.reader import Reader
+    from mcplens.store.local.files import Reader
 
 
 class LocalSource(DuckDBSource):

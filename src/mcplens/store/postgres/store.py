@@ -340,7 +340,7 @@ class PostgresStore(Store):
         One ``COPY ... TO STDOUT`` in CSV (PostgreSQL's cheapest output: floats print round-trip
         exact, JSON and arrays as JSON text) into a temp file, read by DuckDB's parallel CSV reader and
         materialised once, so the dozen detector queries do not parse it again."""
-        from mcplens.store.local.reader import Reader, _duckdb
+        from mcplens.store.local.files import Reader, _duckdb
 
         cols = columns()
         out_cols = ", ".join(f'"{n}"::text' if t == "jsonb" else f'array_to_json("{n}")::text' if t == "text[]"

@@ -256,7 +256,7 @@ class PostgresWriter:
 
     def _spool_files(self) -> list[Path]:
         """Closed segments, and live ones whose writer is gone, oldest first (names start with the time)."""
-        from mcplens.store.local.reader import pid_alive, segment_pid
+        from mcplens.store.local.files import pid_alive, segment_pid
 
         out = []
         for sub in (CLOSED, LIVE):
