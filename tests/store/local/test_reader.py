@@ -18,7 +18,6 @@ from mcplens import event as ev
 from mcplens.store.base import FIELDS, SORTS, TimeWindow, parse_time
 from mcplens.store.local import compact
 from mcplens.store.local import files as files_module
-from mcplens.store.local import reader as local
 from mcplens.store.local.files import Snapshot, segment_pid
 from mcplens.store.local.reader import LocalStore
 from mcplens.store.local.writer import EventLogSink
