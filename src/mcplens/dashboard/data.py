@@ -16,6 +16,7 @@ from typing import Any
 from mcplens import views
 from mcplens.dashboard import series
 from mcplens.store.base import Store, TimeWindow
+from mcplens.store.sql import ERROR, window_where
 
 # ---- what the CLI prints with --json: the same views functions -------------------------------
 
@@ -70,18 +71,9 @@ def tool_detail(store: Store, window: TimeWindow | None, tool: str, server: str 
 
 def tool_errors(store: Any, window: TimeWindow | None, tool: str, server: str | None = None) -> list[dict[str, Any]]:
     """One tool's failed calls grouped by category, type and message (a scan of the window's errors)."""
-    where = "kind = 'request' AND proxy_direction IS NULL AND coalesce(target, method) = ? " \
-            "AND status NOT IN ('ok', 'cancelled', 'unsupported', 'rate_limited', 'unauthorized')"
-    params: list[Any] = [tool]
-    if window and window.since is not None:
-        where += " AND time >= ?"
-        params.append(window.since)
-    if window and window.until is not None:
-        where += " AND time < ?"
-        params.append(window.until)
-    if server is not None:
-        where += " AND server_name = ?"
-        params.append(server)
+    where, params = window_where(window, server, f"kind = 'request' AND proxy_direction IS NULL AND {ERROR} "
+                                 "AND coalesce(target, method) = ?")
+    params.insert(0, tool)
     return store.query(
         "SELECT error_category AS category, error_type, error_message AS message, count(*) AS n, max(time) AS last "
         f"FROM events WHERE {where} GROUP BY ALL ORDER BY n DESC, category, error_type LIMIT 50",
@@ -91,17 +83,8 @@ def tool_errors(store: Any, window: TimeWindow | None, tool: str, server: str | 
 def flows(store: Any, window: TimeWindow | None, server: str | None = None) -> dict[str, Any]:
     """Which tool follows which within a session: edges with counts (the chains and what each
     implies come from the insights' ``chain`` findings)."""
-    where = "kind = 'request' AND method = 'tools/call' AND session_id IS NOT NULL"
-    params: list[Any] = []
-    if window and window.since is not None:
-        where += " AND time >= ?"
-        params.append(window.since)
-    if window and window.until is not None:
-        where += " AND time < ?"
-        params.append(window.until)
-    if server is not None:
-        where += " AND server_name = ?"
-        params.append(server)
+    where, params = window_where(window, server,
+                                 "kind = 'request' AND method = 'tools/call' AND session_id IS NOT NULL")
     rows = store.query(
         f"""SELECT src, dst, count(*) AS n, count(DISTINCT sid) AS sessions FROM (
                 SELECT session_id AS sid, lag(target) OVER (PARTITION BY session_id ORDER BY time, event_id) AS src,

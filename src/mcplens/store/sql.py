@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from mcplens import event as ev
+from mcplens.store.window import TimeWindow
 
 
 def lit(value: Any) -> str:
@@ -83,3 +84,20 @@ def tool_hints(
         except (ValueError, AttributeError, TypeError):
             continue
     return hints
+
+
+def window_where(window: TimeWindow | None, server: str | None, base: str, *, strict: bool = False,
+                 mark: str = "?") -> tuple[str, list[Any]]:
+    """``base AND`` the window's bounds and the server, with their parameters; ``mark`` is the
+    driver's placeholder (DuckDB ``?``, psycopg ``%s``); ``strict`` excludes ``since`` itself."""
+    clauses, params = [base], []
+    if window is not None and window.since is not None:
+        clauses.append(f"time {'>' if strict else '>='} {mark}")
+        params.append(window.since)
+    if window is not None and window.until is not None:
+        clauses.append(f"time < {mark}")
+        params.append(window.until)
+    if server is not None:
+        clauses.append(f"server_name = {mark}")
+        params.append(server)
+    return " AND ".join(clauses), params

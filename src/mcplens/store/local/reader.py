@@ -59,7 +59,7 @@ from mcplens.store.local.files import (
 )
 from mcplens.store.local.writer import CLOSED, LIVE, PARQUET, events_dir
 from mcplens.store.source import AnalysisSource
-from mcplens.store.sql import ERROR, NOT_HEALTH, SESSION_ID, percentiles_sql
+from mcplens.store.sql import ERROR, NOT_HEALTH, SESSION_ID, percentiles_sql, window_where
 
 RETRY_SECONDS: Final = 120.0  # how long a reader keeps re-listing a store that changes under it
 BACKOFF_MAX: Final = 0.5  # seconds: the longest pause between two re-listings
@@ -153,20 +153,9 @@ FROM h LEFT JOIN n USING (instance_id)
 ORDER BY server, time"""
 
 
-def _where(
-    window: TimeWindow | None, server: str | None, base: str, *, strict: bool = False
-) -> tuple[str, list[Any]]:
-    clauses, params = [base], []
-    if window is not None and window.since is not None:
-        clauses.append("time > ?" if strict else "time >= ?")
-        params.append(window.since)
-    if window is not None and window.until is not None:
-        clauses.append("time < ?")
-        params.append(window.until)
-    if server is not None:
-        clauses.append("server_name = ?")
-        params.append(server)
-    return " AND ".join(clauses), params
+def _where(window: TimeWindow | None, server: str | None, base: str, *, strict: bool = False
+           ) -> tuple[str, list[Any]]:
+    return window_where(window, server, base, strict=strict)
 
 
 def _since(window: TimeWindow | None) -> float | None:

@@ -32,7 +32,7 @@ from mcplens import event as ev
 from mcplens.store.base import NOT_ERRORS, CompactResult, Store, TimeWindow, shape_event, sort_tool_rows
 from mcplens.store.postgres import connect, mask_url
 from mcplens.store.postgres.schema import HOUR, MEASURES, SCHEMA, columns
-from mcplens.store.sql import ERROR, NOT_HEALTH
+from mcplens.store.sql import ERROR, NOT_HEALTH, window_where
 
 #: windows estimated to hold at most this many calls get exact percentiles; bigger ones the histograms
 EXACT_UP_TO: Final = 200_000
@@ -70,17 +70,7 @@ def glob_regex(pattern: str) -> str:
 
 
 def _where(window: TimeWindow | None, server: str | None, base: str, *, strict: bool = False) -> tuple[str, list[Any]]:
-    clauses, params = [base], []
-    if window is not None and window.since is not None:
-        clauses.append("time > %s" if strict else "time >= %s")
-        params.append(window.since)
-    if window is not None and window.until is not None:
-        clauses.append("time < %s")
-        params.append(window.until)
-    if server is not None:
-        clauses.append("server_name = %s")
-        params.append(server)
-    return " AND ".join(clauses), params
+    return window_where(window, server, base, strict=strict, mark="%s")
 
 
 class PostgresStore(Store):
