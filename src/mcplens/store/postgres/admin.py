@@ -84,8 +84,8 @@ def _replay(args: argparse.Namespace, url: str) -> int:
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
-    from mcplens.store.base import _DURATION, _UNIT
     from mcplens.store.postgres import schema
+    from mcplens.store.window import _DURATION, _UNIT
 
     url = _url(args)
     keep = None
