@@ -601,6 +601,14 @@ async def side_by_side_bench(args: argparse.Namespace, otel: OtelSwitch, home: P
     return {"cpu": cpu, "names": names, "counters": counters, "calls": n * args.sbs_rounds}
 
 
+def _load() -> str:
+    """The 1/5/15-minute load averages, so a reader knows how busy the machine was."""
+    try:
+        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def report_side_by_side(args: argparse.Namespace, info: dict[str, str], sbs: dict[str, Any],
                         mw: dict[str, Any] | None) -> str:
     lines: list[str] = []
@@ -609,8 +617,8 @@ def report_side_by_side(args: argparse.Namespace, info: dict[str, str], sbs: dic
     add(f"### Side by side, whole-process CPU per call — {info['date']}")
     add("")
     add(f"- Machine: `{info['uname']}`, nproc {info['nproc']}, {info['cpu_model']}; pinned to CPU {info['pinned']}. "
-        "**Shared machine**: four other engineers' tests and benchmarks ran on the same 2 cores during this run, "
-        "so absolute figures are inflated; compare contenders within the run only.")
+        f"Load average at the end of the run: {_load()} (other work on the same cores inflates absolute "
+        "figures; compare contenders within the run only).")
     add(f"- {info['python']}; {info['packages']}; mcplens source at git {info['revision']}")
     add(f"- In-memory client, tool call with a {len(json_compact(ARGUMENTS_200B))}-byte argument object; "
         f"{args.sbs_rounds} rounds × {args.sbs_block} calls per contender, block order shuffled per round; "
