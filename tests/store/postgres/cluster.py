@@ -10,11 +10,11 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
+
+from tests.conftest import free_port
 
 ADMIN = "mcplens_admin"
 
@@ -42,12 +42,6 @@ def _unprivileged_user() -> str:
     raise RuntimeError("running as root and no unprivileged user (postgres, nobody) to run PostgreSQL as")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Cluster:
     """One cluster; :meth:`url` gives a libpq URL for a role (the admin role has no password and
     trusts local TCP connections, the roles mcplens creates authenticate with scram passwords)."""
@@ -60,7 +54,7 @@ class Cluster:
         self.root = Path(root or tempfile.mkdtemp(prefix="mcplens-pg-"))
         self.data = self.root / "data"
         self.sock = self.root / "sock"
-        self.port = _free_port()
+        self.port = free_port()
         self.settings = settings or {}
         self._started = False
         self.user = _unprivileged_user() if os.geteuid() == 0 else None
@@ -124,15 +118,6 @@ class Cluster:
     def destroy(self) -> None:
         self.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def wait_port(port: int, deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.05)
-    return False
 
 
 if __name__ == "__main__":  # a cluster to play with: prints its admin URL, stops on Enter

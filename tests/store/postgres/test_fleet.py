@@ -10,7 +10,6 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import anyio
 import mcp
@@ -18,7 +17,7 @@ import mcp_types
 
 from mcplens.store.postgres import connect
 from mcplens.store.postgres.writer import spool_home
-from tests.conftest import REPO, RawStdioClient, free_port, stop, subprocess_env, wait_port
+from tests.conftest import REPO, RawStdioClient, free_port, poll, stop, subprocess_env, wait_port
 from tests.store.postgres.conftest import Database
 
 MODULES = {"sdk": "tests.servers.sdk_server", "fastmcp": "tests.servers.fastmcp_server"}
@@ -84,17 +83,6 @@ class Replica:
             stop(self.proc, timeout=60)
 
 
-def _poll(what: str, check: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def _calls_by_client(pg: Database) -> Counter[str]:
     try:
         conn = connect(pg.admin)
@@ -131,7 +119,7 @@ def test_eight_replicas_and_a_20s_outage_every_call_exactly_once(pg: Database, t
         for t in threads:
             t.start()
         names = {r.name for r in replicas}
-        _poll("every replica's first events in PostgreSQL", lambda: set(_calls_by_client(pg)) >= names, 90)
+        assert poll(lambda: set(_calls_by_client(pg)) >= names, 90, 0.2), "every replica's first events in PostgreSQL"
 
         pg.cluster.stop("fast")
         down_at = {r.name: r.ok for r in replicas}
@@ -144,7 +132,7 @@ def test_eight_replicas_and_a_20s_outage_every_call_exactly_once(pg: Database, t
         pg.cluster.start()
 
         # keep calling until every replica has replayed its spool (the writers reconnect with backoff)
-        _poll("the spools to drain", lambda: _spooled(homes) == 0, 60)
+        assert poll(lambda: _spooled(homes) == 0, 60, 0.2), "the spools did not drain"
     finally:
         halt.set()
         if not pg.cluster.running:  # failed mid-outage: later tests share the cluster
