@@ -158,11 +158,11 @@ def _write(section: list[str], text: str) -> None:
     except OSError:
         load = "?"
     head = [
-        f"### {section[0]} {stamp} (`bench/proxy.py {section[1]}`)",
+        f"### {section[0]} {stamp} (`{' '.join(['bench/proxy.py', section[1]]).strip()}`)",
         "",
         f"- Machine: `{platform.system()} {platform.release()} {platform.machine()}`, nproc {os.cpu_count()}, "
         f"{cpu}; {platform.python_implementation()} {platform.python_version()}; load average at the end {load} "
-        "(the machine was shared with other jobs: only ratios within this run mean anything)",
+        "(other jobs on the machine inflate absolute figures: compare contenders within this run)",
         *section[2:],
         "",
     ]
@@ -448,26 +448,11 @@ def main() -> int:
     text = "\n".join(lines + [""] + verdict)
     print(text)
     if args.write_results:
-        stamp = datetime.datetime.now(datetime.UTC).strftime("%a %b %d %H:%M:%S UTC %Y")
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
-        except OSError:
-            cpu = "?"
-        head = [
-            f"### Proxy run {stamp} (`bench/proxy.py`)",
-            "",
-            f"- Machine: `{platform.system()} {platform.release()} {platform.machine()}`, nproc {os.cpu_count()}, "
-            f"{cpu}; {platform.python_implementation()} {platform.python_version()}",
-            f"- Settings: stdio, one request in flight; {args.rounds} rounds × {args.block} round trips per "
-            f"contender, order shuffled every round (seed 1), 2 warm-up rounds discarded; throughput: "
-            f"{args.tp_messages:,} pipelined requests × {args.tp_rounds} interleaved rounds (median; vs direct = "
-            "median of per-round ratios); "
-            "server: a standard-library line server answering each `tools/call` at once",
-            "",
-        ]
-        RESULTS.write_text(RESULTS.read_text() + "\n" + "\n".join(head) + text + "\n")
-        print(f"written to {RESULTS}")
+        _write(["Proxy run", "", f"- Settings: stdio, one request in flight; {args.rounds} rounds × {args.block} "
+                f"round trips per contender, order shuffled every round (seed 1), 2 warm-up rounds discarded; "
+                f"throughput: {args.tp_messages:,} pipelined requests × {args.tp_rounds} interleaved rounds (median; "
+                "vs direct = median of per-round ratios); "
+                "server: a standard-library line server answering each `tools/call` at once"], text)
     return 0
 
 
