@@ -18,7 +18,7 @@ from urllib.parse import quote, unquote
 from mcplens import _json
 from mcplens import event as ev
 from mcplens.capture.common import uri_shape
-from mcplens.privacy import injection
+from mcplens.privacy import injection, new_counter
 from mcplens.privacy.ids import Pseudonymizer
 from mcplens.privacy.policy import Policy
 from mcplens.privacy.redact import Redactor
@@ -72,7 +72,7 @@ class PrivacyStage:
         return r
 
     def __call__(self, e: dict[str, Any]) -> dict[str, Any] | None:
-        self._counts = counts = Counter()
+        self._counts = counts = new_counter()
         self._uri = None
         for step in (self.arguments, self.resource, self.texts, self.pseudonymise):
             step(e)
