@@ -55,6 +55,7 @@ def arguments(i: int, vary: bool) -> dict[str, Any]:
 async def serve(contender: str, calls: int, warmup: int, vary: bool) -> None:
     """One contender's whole run: a server, an in-memory client, ``warmup`` + ``calls`` calls, flush."""
     from mcp import Client
+
     from overhead import OtelSwitch, make_sdk_search
 
     server = make_sdk_search("instructions")

@@ -68,7 +68,12 @@ def argument_shape(arguments: Any) -> dict[str, int] | None:
     """Argument names and the JSON size of each value. Values themselves are never kept."""
     if not isinstance(arguments, dict):
         return None
-    return {str(k): _json.size(v) for k, v in arguments.items()}
+    dumps, chunk, size = _json.dumps, _json.CHUNK, _json.size
+    # one C call per value; a long string goes through size(), which hands the GIL over between pieces
+    return {
+        (k if type(k) is str else str(k)): len(dumps(v)) if type(v) is not str or len(v) <= chunk else size(v)
+        for k, v in arguments.items()
+    }
 
 
 def uri_shape(uri: Any) -> str | None:
