@@ -167,6 +167,7 @@ class _Connection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_size = 0
         self._body = bytearray()
+        self._in_body = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -222,6 +223,7 @@ class _Connection(asyncio.Protocol):
         self._headers = []
         self._head_size = 0
         self._body = bytearray()
+        self._in_body = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -230,6 +232,8 @@ class _Connection(asyncio.Protocol):
             raise _Refused(414, b"request target too long\n")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._in_body:  # a chunked body's trailer field: dropped, never promoted to a header
+            return
         self._head_size += len(name) + len(value) + 4
         if self._head_size > MAX_HEAD:
             raise _Refused(431, b"request headers too large\n")
@@ -240,6 +244,7 @@ class _Connection(asyncio.Protocol):
             # llhttp takes a request line without a version as HTTP/0.9: "GET /a\r\nX-Injected: 1
             # HTTP/1.1" would become a request with an injected header
             raise _Refused(400, b"HTTP/1.0 or HTTP/1.1 only\n")
+        self._in_body = True
         length = chunked = None
         for k, v in self._headers:
             lk = k.lower()
