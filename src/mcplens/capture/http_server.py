@@ -39,6 +39,8 @@ MAX_QUEUED: Final = 16
 KEEP_ALIVE: Final = 5.0
 #: a request whose head or body stops arriving for this long is dropped (slow-client bound)
 STALLED: Final = 60.0
+#: queued response bytes past which they are sent at once
+FLUSH_AT: Final = 64 * 1024
 _REASONS: Final = {s.value: s.phrase.encode() for s in http.HTTPStatus}
 _NO_BODY: Final = frozenset({204, 304})
 
@@ -112,6 +114,8 @@ class Response:
 
     async def drain(self) -> None:
         """Wait while the client's socket buffer is full (never when it is not)."""
+        if self._conn._pending_size >= FLUSH_AT:
+            self._conn.flush()
         waiter = self._conn.drain_waiter
         if waiter is not None:
             await waiter
@@ -162,6 +166,8 @@ class _Connection(asyncio.Protocol):
         self.request_http10 = False
         self.last = self.loop.time()
         self.partial = False  # a request's head or body is arriving
+        self._pending: list[bytes] = []
+        self._pending_size = 0
         self.upgraded = False  # the parser stopped at an Upgrade/CONNECT: serve what came, then close
         self._url = bytearray()
         self._headers: list[tuple[bytes, bytes]] = []
@@ -275,8 +281,24 @@ class _Connection(asyncio.Protocol):
 
     # -- running requests -----------------------------------------------------------------------
     def write(self, data: bytes) -> None:
-        if not self.gone and self.transport is not None:
-            self.transport.write(data)
+        """Queued, sent once the running task yields to the loop (or past 64 KiB): a response
+        whose head, body and end arrive from the upstream together leaves in one send, not three."""
+        if self.gone or self.transport is None:
+            return
+        if not self._pending:
+            self.loop.call_soon(self.flush)
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+            self._pending.clear()
+            self._pending_size = 0
+            if not self.gone and self.transport is not None:
+                self.transport.write(data)
 
     def _fail(self, refused: _Refused) -> None:
         """Stop reading; the refusal is answered in turn, after the requests before it."""
@@ -323,6 +345,7 @@ class _Connection(asyncio.Protocol):
             self._next()
 
     def _close(self) -> None:
+        self.flush()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
