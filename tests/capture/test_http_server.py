@@ -229,7 +229,8 @@ def test_an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not(up: RawUp
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(http_server, "KEEP_ALIVE", 0.3)
     with proxy(up.url, tmp_path) as port:
-        with socket.create_connection(("127.0.0.1", port), timeout=20) as idle, \
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as fresh, \
+                socket.create_connection(("127.0.0.1", port), timeout=20) as idle, \
                 socket.create_connection(("127.0.0.1", port), timeout=20) as stream:
             idle.sendall(b"GET /mcp HTTP/1.1\r\nHost: h\r\n\r\n")
             assert responses(idle, 1)[0][0] == 200
@@ -239,3 +240,7 @@ def test_an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not(up: RawUp
             stream.settimeout(0.2)
             with pytest.raises(TimeoutError):  # a response in flight is never idle, however quiet
                 stream.recv(1)
+            # a connection whose first request comes late (a busy client connects, then writes) is
+            # not an idle keep-alive one: it is still served
+            fresh.sendall(b"GET /mcp HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert responses(fresh, 1)[0][0] == 200

@@ -166,6 +166,7 @@ class _Connection(asyncio.Protocol):
         self.request_http10 = False
         self.last = self.loop.time()
         self.partial = False  # a request's head or body is arriving
+        self.served = 0  # responses completed on this connection
         self._pending: list[bytes] = []
         self._pending_size = 0
         self.upgraded = False  # the parser stopped at an Upgrade/CONNECT: serve what came, then close
@@ -338,6 +339,7 @@ class _Connection(asyncio.Protocol):
                 resp.plain(500, b"mcplens proxy: internal error\n")
         finally:
             self.task = None
+            self.served += 1
             self.last = self.loop.time()
         if not resp.finished or not resp.keep_alive or self.upgraded and not self.queue:
             self._close()  # a response cut short must not look complete to the client
@@ -381,7 +383,10 @@ class HttpServer:
             now = self.loop.time()
             for conn in list(self.connections):
                 idle = conn.idle_for(now)
-                if idle > (STALLED if conn.partial else KEEP_ALIVE):
+                # the keep-alive timeout runs from the end of a response; a connection that has
+                # not sent its first request yet (a busy client connects, then writes) or is
+                # part-way through one gets the longer stall bound
+                if idle > (KEEP_ALIVE if conn.served and not conn.partial else STALLED):
                     conn._close()
 
     async def close(self, grace: float = 5.0) -> None:

@@ -65,6 +65,7 @@ HOP_BY_HOP: Final = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
     b"transfer-encoding", b"upgrade", b"proxy-connection", b"host", b"content-length",
 })
+_LENGTH: Final = frozenset({b"content-length"})
 #: most conversations kept at once (sessions that never send DELETE are forgotten oldest first)
 MAX_SESSIONS: Final = 10_000
 MAX_CAPTURED_BODY: Final = 64 * 1024 * 1024
@@ -387,10 +388,14 @@ class HttpProxy:
     @staticmethod
     def forwardable(headers: list[tuple[bytes, bytes]], *, keep_length: bool = False) -> list[tuple[bytes, bytes]]:
         """Headers minus the hop-by-hop ones, including every header ``Connection`` names."""
-        named = {token.strip().lower() for k, v in headers if k.lower() == b"connection" for token in v.split(b",")}
-        drop = HOP_BY_HOP | named
-        return [(k, v) for k, v in headers
-                if (lk := k.lower()) not in drop or (keep_length and lk == b"content-length" and lk not in named)]
+        named: set[bytes] = set()
+        for k, v in headers:
+            if k.lower() == b"connection":
+                named.update(token.strip().lower() for token in v.split(b","))
+        drop = HOP_BY_HOP - _LENGTH if keep_length else HOP_BY_HOP
+        if named:
+            drop = drop | named
+        return [(k, v) for k, v in headers if k.lower() not in drop]
 
     def _submit(self, *raw: Any) -> None:
         if self.pipeline is not None:
