@@ -4,9 +4,10 @@ Why not uvicorn: profiled, its ``h11`` server side was about a quarter of the re
 ASGI layer (an event dict per message, a receive queue, a task per request and one more to watch
 for the client leaving) another share; on one call in flight that CPU *is* the added latency.
 Here an :class:`asyncio.Protocol` feeds llhttp (the Node.js parser, strict by default) and hands
-each complete request to the handler as one object; the response is written straight onto the
-transport. A client that leaves cancels its request's task (no watcher task); a paused
-transport is the only thing a write waits for.
+each complete request to the handler as one object; the response goes onto the transport in as
+few sends as the upstream allows (what the relay writes before it next waits leaves together). A
+client that leaves cancels its request's task (no watcher task); a paused transport is the only
+thing a write waits for. A keep-alive connection idle 5 s after a response is closed.
 
 What the parser refuses is answered 400 and the connection closed: a malformed request line or
 header, CR/LF where they do not belong, ``Content-Length`` with ``Transfer-Encoding``, two
