@@ -13,7 +13,11 @@ notifications/initialized, then ``tools/call`` POSTs), which keeps the client's 
 
 - latency: one session, one call in flight, blocks of calls per contender per round;
 - throughput: N sessions at once, each calling in a loop for a fixed time; calls per second;
-- sessions: S sessions each holding its GET stream open, then one call each, all at once: p50/p99.
+- sessions: S sessions each holding its GET stream open, then one call each: either spread
+  evenly over a few seconds (the calls arrive as a busy server's do) or all at once (a burst: then
+  the upstream's own queueing is most of what is measured, so the burst is also run against npm
+  ``server-everything``, a much faster upstream than the Python ``MCPServer``). Only the calls are
+  timed (opening 300 sessions is not); direct and proxy are measured in the same run.
 """
 
 from __future__ import annotations
@@ -67,14 +71,76 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -
     raise TimeoutError(port)
 
 
-class Stack:
-    """The upstream and, per contender, its URL (proxies started in front of the one upstream)."""
+#: ``--upstream-kind fast``: a standard-library asyncio server that answers like the SDK's
+#: streamable HTTP (each request as one SSE event, chunked; notifications 202; GET an open SSE
+#: stream) at a small fraction of its CPU, so what the proxy itself costs stands out
+FAST_SERVER = r"""
+import asyncio, re, sys
+ID = re.compile(rb'"id"\s*:\s*("[^"]*"|-?\d+)')
 
-    def __init__(self, tmp: Path, names: list[str], proxy_src: dict[str, str] | None = None) -> None:
+class P(asyncio.Protocol):
+    def connection_made(self, t):
+        self.t, self.buf = t, b""
+    def data_received(self, data):
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buf[:end].lower()
+            m = re.search(rb"content-length: *(\d+)", head)
+            n = int(m.group(1)) if m else 0
+            if len(self.buf) < end + 4 + n:
+                return
+            body, self.buf = self.buf[end + 4:end + 4 + n], self.buf[end + 4 + n:]
+            if head.startswith(b"get"):
+                self.t.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
+                             b"transfer-encoding: chunked\r\n\r\n")
+                continue
+            if head.startswith(b"delete"):
+                self.t.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                continue
+            i = ID.search(body)
+            if i is None:
+                self.t.write(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n")
+                continue
+            event = (b'event: message\r\ndata: {"jsonrpc":"2.0","id":' + i.group(1) +
+                     b',"result":{"content":[{"type":"text","text":"5"}],"isError":false}}\r\n\r\n')
+            self.t.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
+                         b"mcp-session-id: 0123456789abcdef\r\ntransfer-encoding: chunked\r\n\r\n")
+            self.t.write(b"%x\r\n%s\r\n" % (len(event), event))
+            self.t.write(b"0\r\n\r\n")
+
+async def main():
+    server = await asyncio.get_running_loop().create_server(P, "127.0.0.1", int(sys.argv[1]), backlog=4096)
+    await server.serve_forever()
+
+asyncio.run(main())
+"""
+EVERYTHING = REPO / "node_modules" / ".bin" / "mcp-server-everything"
+#: the tool each upstream kind is called with
+CALLS = {"python": CALL, "fast": CALL,
+         "everything": {**CALL, "params": {"name": "get-sum", "arguments": {"a": 2, "b": 3}}}}
+
+
+class Stack:
+    """The upstream and, per contender, its URL (proxies started in front of the one upstream).
+
+    ``upstream``: ``python`` (a Python ``MCPServer``) or ``everything`` (npm server-everything
+    over streamable HTTP, from the repo's node_modules)."""
+
+    def __init__(self, tmp: Path, names: list[str], proxy_src: dict[str, str] | None = None,
+                 upstream_kind: str = "python") -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.kind = upstream_kind
         port = free_port()
         env = dict(os.environ, MCPLENS_DISABLED="1")
-        self._start([sys.executable, "-c", SERVER, str(port)], env, port)
+        if upstream_kind == "everything":
+            self._start([str(EVERYTHING), "streamableHttp"], dict(os.environ, PORT=str(port)), port)
+        elif upstream_kind == "fast":
+            self._start([sys.executable, "-c", FAST_SERVER, str(port)], env, port)
+        else:
+            self._start([sys.executable, "-c", SERVER, str(port)], env, port)
         upstream = f"http://127.0.0.1:{port}/mcp"
         self.urls: dict[str, str] = {}
         self.pids: dict[str, int] = {}  # contender -> its proxy process ("upstream" -> the server)
@@ -120,10 +186,11 @@ async def open_session(client: httpx2.AsyncClient, url: str) -> dict[str, str]:
     return head
 
 
-async def call(client: httpx2.AsyncClient, url: str, head: dict[str, str], rid: int) -> int:
+async def call(client: httpx2.AsyncClient, url: str, head: dict[str, str], rid: int,
+               message: dict[str, Any] = CALL) -> int:
     """One tools/call; nanoseconds from send to the whole reply read."""
     t0 = time.perf_counter_ns()
-    r = await client.post(url, json={**CALL, "id": rid}, headers=head)
+    r = await client.post(url, json={**message, "id": rid}, headers=head)
     t1 = time.perf_counter_ns()
     assert r.status_code == 200 and b'"result"' in r.content, (r.status_code, r.content[:200])
     return t1 - t0
@@ -164,28 +231,40 @@ async def throughput(url: str, sessions: int, seconds: float) -> float:
         return done[0] / (time.perf_counter() - t0)
 
 
-async def many_sessions(url: str, sessions: int) -> list[int]:
-    """``sessions`` sessions, each with its GET stream open; then one call each, all at once.
+async def many_sessions(url: str, sessions: int, spread: float = 0.0, message: dict[str, Any] = CALL) -> list[int]:
+    """``sessions`` sessions, each with its GET stream open; then one call each: all at once
+    (``spread`` 0) or the k-th of them ``k * spread / sessions`` seconds after the first (calls
+    evenly spread, in a shuffled session order). Only the calls are timed.
     No keep-alive: with hundreds of connections a pooled one may be closed by the server as it is
     reused (the client, not the path under test, would fail)."""
+    import random
+
     async with client(keepalive=0) as c:
         opened, ready = anyio.Event(), [0]
         out: list[int] = []
+        slots = list(range(sessions))
+        random.Random(sessions).shuffle(slots)
 
-        async def one() -> None:
+        async def one(k: int) -> None:
             head = await open_session(c, url)
             async with c.stream("GET", url, headers={**head, "accept": "text/event-stream"}) as stream:
                 assert stream.status_code == 200
                 ready[0] += 1
                 if ready[0] == sessions:
+                    start[0] = time.perf_counter()
                     opened.set()
                 await opened.wait()
-                out.append(await call(c, url, head, 1))
+                if spread:
+                    delay = start[0] + slots[k] * spread / sessions - time.perf_counter()
+                    if delay > 0:
+                        await anyio.sleep(delay)  # the call's arrival time, not synchronisation
+                out.append(await call(c, url, head, 1, message))
             await c.delete(url, headers=head)
 
+        start = [0.0]
         async with anyio.create_task_group() as tg:
-            for _ in range(sessions):
-                tg.start_soon(one)
+            for k in range(sessions):
+                tg.start_soon(one, k)
         return out
 
 
@@ -203,8 +282,8 @@ def run_throughput(url: str, sessions: int, seconds: float) -> float:
     return anyio.run(throughput, url, sessions, seconds)
 
 
-def run_sessions(url: str, sessions: int) -> list[int]:
-    return anyio.run(many_sessions, url, sessions)
+def run_sessions(url: str, sessions: int, spread: float = 0.0, message: dict[str, Any] = CALL) -> list[int]:
+    return anyio.run(many_sessions, url, sessions, spread, message)
 
 
 def raise_files() -> None:

@@ -22,7 +22,6 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-import uvicorn
 
 from mcplens.capture.proxy_http import HttpCapture, HttpProxy
 from mcplens.config import Settings
@@ -43,21 +42,37 @@ def _rss() -> int:
 
 @contextlib.contextmanager
 def in_process_proxy(upstream: str, home: Path) -> Iterator[tuple[HttpProxy, int]]:
-    """The proxy's ASGI app under uvicorn in this process, so the test can look at its tables."""
+    """The proxy and its server on an event loop in a thread of this process, so the test can
+    look at its tables."""
+    import asyncio
+
+    from mcplens.capture.http_server import HttpServer
+
     settings = Settings(home=home, flush_interval=0.05, handle_sigterm=False)
     pipeline = Pipeline(settings)
     app = HttpProxy(upstream, pipeline, settings)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", http="h11",
-                                           lifespan="on", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
+    loop = asyncio.new_event_loop()
+    started: list[HttpServer] = []
+
+    async def start() -> None:
+        server = HttpServer(app, max_body=app.max_body)
+        await server.start("127.0.0.1", 0)
+        started.append(server)
+
+    async def shut() -> None:
+        await started[0].close()
+        app.close()
+
+    loop.run_until_complete(start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
-        wait_port(port)
-        yield app, port
+        yield app, started[0].port
     finally:
-        server.should_exit = True
+        asyncio.run_coroutine_threadsafe(shut(), loop).result(timeout=20)
+        loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=20)
+        loop.close()
         pipeline.close()
 
 

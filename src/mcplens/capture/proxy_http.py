@@ -1,9 +1,10 @@
 """``mcplens proxy --upstream URL``: a recording reverse proxy for streamable-HTTP MCP servers.
 
-A plain ASGI app (served by uvicorn) forwards every request (POST, GET SSE streams, DELETE, and
-any other path such as OAuth metadata) to the upstream with a lean asyncio HTTP/1.1 client and
-its keep-alive pool (:mod:`mcplens.capture.upstream_http`: ``httpx`` cost as much CPU per call as
-the upstream server itself). Request headers pass through except hop-by-hop ones and ``Host``:
+:class:`HttpProxy`, served by :mod:`mcplens.capture.http_server` (llhttp, no ASGI), forwards
+every request (POST, GET SSE streams, DELETE, and any other path such as OAuth metadata) to
+the upstream with a lean asyncio HTTP/1.1 client and its keep-alive pool
+(:mod:`mcplens.capture.upstream_http`: ``httpx`` cost as much CPU per call as the upstream
+server itself). Request headers pass through except hop-by-hop ones and ``Host``:
 the upstream gets its own Host, because the SDK answers a foreign one with 421.
 ``authorization`` and every MCP header (``mcp-session-id``, ``mcp-protocol-version``,
 ``mcp-method``, ``mcp-name``, ``last-event-id``) reach the upstream unchanged; none is recorded
@@ -36,7 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from mcplens import event as ev
@@ -55,12 +56,16 @@ from mcplens.capture.upstream_http import Upstream
 from mcplens.config import Settings
 from mcplens.pipeline import Pipeline
 
+if TYPE_CHECKING:  # the server module needs httptools, checked for in serve()
+    from mcplens.capture.http_server import Request, Response
+
 #: never forwarded (RFC 9110 section 7.6.1, plus the legacy ``proxy-connection``); ``host`` and
 #: ``content-length`` are the proxy's to set on the request side
 HOP_BY_HOP: Final = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
     b"transfer-encoding", b"upgrade", b"proxy-connection", b"host", b"content-length",
 })
+_LENGTH: Final = frozenset({b"content-length"})
 #: most conversations kept at once (sessions that never send DELETE are forgotten oldest first)
 MAX_SESSIONS: Final = 10_000
 MAX_CAPTURED_BODY: Final = 64 * 1024 * 1024
@@ -383,10 +388,14 @@ class HttpProxy:
     @staticmethod
     def forwardable(headers: list[tuple[bytes, bytes]], *, keep_length: bool = False) -> list[tuple[bytes, bytes]]:
         """Headers minus the hop-by-hop ones, including every header ``Connection`` names."""
-        named = {token.strip().lower() for k, v in headers if k.lower() == b"connection" for token in v.split(b",")}
-        drop = HOP_BY_HOP | named
-        return [(k, v) for k, v in headers
-                if (lk := k.lower()) not in drop or (keep_length and lk == b"content-length" and lk not in named)]
+        named: set[bytes] = set()
+        for k, v in headers:
+            if k.lower() == b"connection":
+                named.update(token.strip().lower() for token in v.split(b","))
+        drop = HOP_BY_HOP - _LENGTH if keep_length else HOP_BY_HOP
+        if named:
+            drop = drop | named
+        return [(k, v) for k, v in headers if k.lower() not in drop]
 
     def _submit(self, *raw: Any) -> None:
         if self.pipeline is not None:
@@ -401,119 +410,62 @@ class HttpProxy:
             log.warning(message + " (%d time(s) since the last such line)", *args, last[1])
             last[0], last[1] = now, 0
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-        elif scope["type"] == "http":
-            await self._http(scope, receive, send)
+    def log_start(self) -> None:
+        log.info("mcplens proxy: listening on %s, fronting %s (recording %s; bodies up to %d bytes; "
+                 "at most %d requests in flight)", self.listen or "?", self._origin + self._path.decode(),
+                 "on" if self.pipeline is not None else "off", self.max_body, self.max_in_flight)
 
-    async def _lifespan(self, receive: Any, send: Any) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                # no connection cap: every session holds a GET stream open for as long as it lives,
-                # so a fixed pool starves the next session (the proxy's own cap answers 503 instead)
-                self._upstream = self.make_upstream()
-                log.info("mcplens proxy: listening on %s, fronting %s (recording %s; bodies up to %d bytes; "
-                         "at most %d requests in flight)", self.listen or "?", self._origin + self._path.decode(),
-                         "on" if self.pipeline is not None else "off", self.max_body, self.max_in_flight)
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                if self._upstream is not None:
-                    self._upstream.close()
-                self._submit("flush", 0, perf_counter())
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    def close(self) -> None:
+        """Shutdown: idle upstream connections closed, what the capture holds recorded."""
+        if self._upstream is not None:
+            self._upstream.close()
+        self._submit("flush", 0, perf_counter())
 
-    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        url = self.upstream_url(scope.get("raw_path") or scope["path"].encode(), scope.get("query_string", b""))
+    async def __call__(self, request: Request, resp: Response) -> None:
+        """One request from :mod:`mcplens.capture.http_server` (already read whole, within the body limit)."""
+        raw_path, _, query = request.target.partition(b"?")
+        url = self.upstream_url(raw_path, query)
         if url is None:
-            await _plain(send, 400, b"mcplens proxy: the request target must be a plain /path?query\n")
-            return
-        framing = {k.lower() for k, _ in scope["headers"]} & {b"content-length", b"transfer-encoding"}
-        if len(framing) == 2:  # RFC 9112 section 6.3: a smuggling attempt; refuse, and close the connection
-            await _plain(send, 400, b"mcplens proxy: Content-Length and Transfer-Encoding together\n")
+            resp.plain(400, b"mcplens proxy: the request target must be a plain /path?query\n")
             return
         if self.in_flight >= self.max_in_flight:
             self.say("capacity", "mcplens proxy: %d requests in flight, the configured maximum; answering 503",
                      self.max_in_flight)
-            await _plain(send, 503, b"mcplens proxy: too many requests in flight\n", (b"retry-after", b"1"))
+            resp.plain(503, b"mcplens proxy: too many requests in flight\n", (b"retry-after", b"1"))
             return
         self.in_flight += 1
         try:
-            await self._exchange(scope, receive, send, url)
+            await self._exchange(request, resp, url)
         finally:
             self.in_flight -= 1
 
-    async def _read_body(self, scope: dict[str, Any], receive: Any, send: Any) -> bytes | None:
-        """The request body, or None when it was refused (413) or the client left."""
-        for k, v in scope["headers"]:
-            if k.lower() == b"content-length":
-                try:
-                    declared = int(v)
-                except ValueError:
-                    declared = 0
-                if declared > self.max_body:  # refused before a byte of it is read
-                    await _plain(send, 413, b"mcplens proxy: request body too large\n")
-                    return None
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            body += message.get("body", b"")
-            if len(body) > self.max_body:  # chunked, or longer than declared
-                await _plain(send, 413, b"mcplens proxy: request body too large\n")
-                return None
-            if not message.get("more_body"):
-                return bytes(body)
-
-    async def _exchange(self, scope: dict[str, Any], receive: Any, send: Any, url: Any) -> None:
-        body = await self._read_body(scope, receive, send)
-        if body is None:
-            return
-        method: str = scope["method"]
+    async def _exchange(self, request: Request, resp: Response, url: bytes) -> None:
+        method = request.method
         t0 = perf_counter()
-        headers = self.forwardable(scope["headers"])
+        headers = self.forwardable(request.headers)
         headers.append((b"host", self._host))
         sid = self._last_sid = next(self._ids)
         outcome: list[str | None] = [None]
         if self.pipeline is not None:
-            names = {k.lower(): v for k, v in scope["headers"] if k.lower() in (b"mcp-session-id",
-                                                                              b"mcp-protocol-version")}
-            session = names.get(b"mcp-session-id")
-            version = names.get(b"mcp-protocol-version")
-            client = scope.get("client")
-            self._submit("req", sid, t0, method, body, session.decode("latin-1") if session else None,
-                         version.decode("latin-1") if version else None, client[0] if client else None)
+            session = version = None
+            for k, v in request.headers:
+                lk = k.lower()
+                if lk == b"mcp-session-id":
+                    session = v.decode("latin-1")
+                elif lk == b"mcp-protocol-version":
+                    version = v.decode("latin-1")
+            self._submit("req", sid, t0, method, request.body, session, version, request.client)
             self._live.add(sid)
             if sid % LIVE_EVERY == 0:
                 self._submit("live", sid, t0, frozenset(self._live))
-        # a client that leaves ends the relay (and closes the upstream stream): a plain asyncio task
-        # watches for it; an anyio task group per request cost more than the rest of the relay
-        relay = asyncio.current_task()
-        left = [False]
-
-        async def watch_disconnect() -> None:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    outcome[0] = outcome[0] or "client_disconnected"
-                    left[0] = True
-                    if relay is not None:
-                        relay.cancel()  # delivered at the relay's pending await, inside the try below
-                    return
-
-        watcher = asyncio.ensure_future(watch_disconnect())
         try:  # whatever happens from here on, the capture hears of the end: nothing stays behind
             try:
-                await self._relay(method, url, headers, body, sid, send, outcome)
+                await self._relay(method, url, headers, request.body, sid, resp, outcome)
             except asyncio.CancelledError:
-                if not left[0] or relay is None:
+                if not resp.gone:
                     raise  # cancelled from outside (shutdown): not ours to swallow
-                relay.uncancel()
-            finally:
-                watcher.cancel()
+                # the client left: the server cancelled this task; the relay closed its upstream side
+                outcome[0] = outcome[0] or "client_disconnected"
         except Exception as exc:  # noqa: BLE001 - the proxy's own fault: recorded, never a traceback to the client
             outcome[0] = outcome[0] or type(exc).__name__
             log.debug("mcplens proxy: relay failed", exc_info=True)
@@ -532,9 +484,9 @@ class HttpProxy:
         return Upstream(parts.scheme, parts.hostname or "", port, max_idle=256, idle_expiry=2.0)
 
     async def _relay(self, method: str, url: bytes, headers: list[tuple[bytes, bytes]], body: bytes,
-                     sid: int, send: Any, outcome: list[str | None]) -> None:
+                     sid: int, resp: Response, outcome: list[str | None]) -> None:
         upstream = self._upstream
-        if upstream is None:  # served without the lifespan protocol
+        if upstream is None:
             upstream = self._upstream = self.make_upstream()
         try:
             # a pooled connection the upstream had just closed (it answered nothing, so it never
@@ -545,45 +497,35 @@ class HttpProxy:
             self.say("upstream", "mcplens proxy: upstream %s unreachable (%s on %s)", self._origin, type(exc).__name__,
                      method)
             log.debug("mcplens proxy: %s %s failed: %r", method, url, exc)
-            await _plain(send, 502, f"mcplens proxy: upstream unreachable ({type(exc).__name__})\n".encode(),
-                         close=False)
+            resp.plain(502, f"mcplens proxy: upstream unreachable ({type(exc).__name__})\n".encode(), close=False)
             return
         try:
             out = self.forwardable(response.headers, keep_length=True)
-            if self.pipeline is not None:
+            recording = self.pipeline is not None
+            if recording:
                 self._submit("head", sid, perf_counter(), response.status,
                              _text(response.header(b"content-type")) or "",
                              _text(response.header(b"content-encoding")), _text(response.header(b"mcp-session-id")))
-            await send({"type": "http.response.start", "status": response.status, "headers": out})
+            resp.start(response.status, out)
             try:
                 async for chunk in response.body():
-                    if self.pipeline is not None:
+                    if recording:
                         self._submit("chunk", sid, perf_counter(), chunk)
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    resp.write(chunk)
+                    await resp.drain()
             except Exception as exc:  # noqa: BLE001 - the upstream broke off mid-stream
-                # so does the client's response: returning without the last body message makes
-                # the server drop the connection, as the upstream did, rather than end it cleanly
+                # so does the client's response: left unfinished, the server closes the
+                # connection, as the upstream did, rather than end it cleanly
                 outcome[0] = outcome[0] or type(exc).__name__
                 return
-            outcome[0] = outcome[0] or "done"  # before the last send: after it the client may leave
-            with contextlib.suppress(Exception):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            outcome[0] = outcome[0] or "done"
+            resp.end()
         finally:
             response.close()  # a client that left (body not read whole) closes the upstream connection
 
 
 def _text(value: bytes | None) -> str | None:
     return value.decode("latin-1") if value is not None else None
-
-
-async def _plain(send: Any, status: int, message: bytes, *extra: tuple[bytes, bytes], close: bool = True) -> None:
-    """A short text answer of the proxy's own. By default the connection closes after it: the
-    client may still be sending a body the proxy will not read."""
-    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(message)).encode()), *extra]
-    if close:
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": message})
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -629,9 +571,9 @@ def serve(upstream: str, listen: str, settings: Settings, *,
     import sys
 
     try:
-        import uvicorn
+        import httptools  # noqa: F401
     except ImportError:
-        print("mcplens proxy --upstream needs uvicorn: pip install 'mcplens[proxy]'", file=sys.stderr)
+        print("mcplens proxy --upstream needs httptools: pip install 'mcplens[proxy]'", file=sys.stderr)
         return 1
     _log_to_stderr()
     _more_descriptors()
@@ -646,30 +588,33 @@ def serve(upstream: str, listen: str, settings: Settings, *,
     except ValueError as e:
         print(f"mcplens proxy: {e}", file=sys.stderr)
         return 2
-    # h11: the request target reaches the app exactly as sent (raw_path), so it can be checked
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False,
-                            http="h11", backlog=4096, server_header=False, date_header=False)  # the upstream's own
-    server = uvicorn.Server(config)
-    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again for the handler
-    # found before it started: make that one end run() normally so the events are flushed below
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in previous:
-        signal.signal(sig, _stop)
     try:
-        server.run()
-    except _Stopped:
-        pass
+        return asyncio.run(_run(app, host, port))
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         if pipeline is not None:
             pipeline.close()
-    return 0 if server.started else 1
 
 
-class _Stopped(Exception):
-    """Raised by the re-raised shutdown signal once uvicorn has finished."""
+async def _run(app: HttpProxy, host: str, port: int) -> int:
+    from mcplens.capture.http_server import HttpServer
 
-
-def _stop(signum: int, frame: Any) -> None:
-    raise _Stopped()
+    server = HttpServer(app, max_body=app.max_body)
+    try:
+        await server.start(host, port)
+    except OSError as exc:
+        log.error("mcplens proxy: cannot listen on %s (%s)", app.listen, exc)
+        app.close()
+        return 1
+    app.log_start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await server.close()
+        app.close()
+    return 0
