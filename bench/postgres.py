@@ -74,20 +74,21 @@ def writer_main(args: argparse.Namespace) -> None:
     print("ready", flush=True)
     while not go.exists():
         time.sleep(0.005)
-    out = {}
+    out: dict[str, Any] = {}
     w = PostgresWriter(args.url, Path(args.home), f"bench{args.seed}")
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for i in range(0, len(events), 1000):
         w.write_batch(events[i:i + 1000])
     w.close()
-    out["postgres_s"] = time.perf_counter() - t
+    out["postgres_s"], out["postgres_cpu"] = time.perf_counter() - t, time.process_time() - c
     out["stats"] = w.stats
-    sink = EventLogSink(Path(args.home) / "local", f"bench{args.seed}", max_bytes=64 << 20, max_age=600)
-    t = time.perf_counter()
-    for i in range(0, len(events), 1000):
-        sink.write_batch(events[i:i + 1000])
-    sink.close()
-    out["local_s"] = time.perf_counter() - t
+    if args.local:
+        sink = EventLogSink(Path(args.home) / "local", f"bench{args.seed}", max_bytes=64 << 20, max_age=600)
+        t, c = time.perf_counter(), time.process_time()
+        for i in range(0, len(events), 1000):
+            sink.write_batch(events[i:i + 1000])
+        sink.close()
+        out["local_s"], out["local_cpu"] = time.perf_counter() - t, time.process_time() - c
     print(json.dumps(out), flush=True)
 
 
@@ -112,6 +113,11 @@ def main() -> None:
     ap.add_argument("--url"), ap.add_argument("--home"), ap.add_argument("--go")
     ap.add_argument("--n", type=int), ap.add_argument("--seed", type=int)
     ap.add_argument("--t0", type=float), ap.add_argument("--span", type=float)
+    ap.add_argument("--local", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--baseline-ref", default="",
+                    help="also ingest with this git ref's src/ (its schema and writer), interleaved: before/after")
+    ap.add_argument("--rounds", type=int, default=1, help="ingest rounds (each contender once per round)")
+    ap.add_argument("--ingest-only", action="store_true", help="stop after the ingest rounds")
     args = ap.parse_args()
     if args.writer:
         writer_main(args)
@@ -133,96 +139,100 @@ def main() -> None:
                                             "shared_buffers": "512MB", "max_wal_size": "4GB"}).init().start()
     lines = []
     try:
-        url = cluster.create_db("bench")
-        conn = connect(url)
-        schema.upgrade(conn)
         now = time.time()
         span = 7 * 86400.0
         t0 = now - span
         per = args.events // args.writers
-        go = tmp / "go"
-        procs = [subprocess.Popen([sys.executable, __file__, "--writer", "--url", url, "--home", str(tmp / f"w{k}"),
-                                   "--go", str(go), "--n", str(per), "--seed", str(k), "--t0", str(t0),
-                                   "--span", str(span)], stdout=subprocess.PIPE, text=True)
-                 for k in range(args.writers)]
-        for p in procs:
-            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-        t = time.perf_counter()
-        go.touch()
-        results = [json.loads(p.stdout.readline()) for p in procs if p.stdout is not None]
-        for p in procs:
-            p.wait()
-        wall = time.perf_counter() - t
-        pg_wall = max(r["postgres_s"] for r in results)
-        local_wall = max(r["local_s"] for r in results)
         n = per * args.writers
-        stored = conn.execute("SELECT count(*) FROM mcplens.events").fetchone()[0]
-        spooled = sum(r["stats"]["spooled"] for r in results)
-        lines.append(f"ingest, {args.writers} writer processes x {per:,} events, 1,000 per batch: PostgreSQL "
-                     f"{n / pg_wall:,.0f} events/s ({pg_wall:.1f} s, {stored:,} rows stored, {spooled} spooled); "
-                     f"local segment writer {n / local_wall:,.0f} events/s ({local_wall:.1f} s); "
-                     f"whole run {wall:.1f} s")
-        print(lines[-1], flush=True)
+        contenders = {"this branch": None}
+        if args.baseline_ref:
+            contenders = {f"{args.baseline_ref} (before)": _extract(args.baseline_ref, tmp), "this branch": None}
+        url = ""
+        for r in range(args.rounds):
+            for label, src in contenders.items():
+                last = r == args.rounds - 1 and src is None
+                url = cluster.create_db(f"bench_{r}_{'base' if src else 'new'}")
+                _upgrade(url, src)
+                home = tmp / f"run{r}{'b' if src else 'n'}"
+                res = ingest(cluster, url, home, src, args, per, t0, span, local=last)
+                lines.append(f"ingest ({label}, round {r + 1}), {args.writers} writer processes x {per:,} events, "
+                             f"1,000 per batch: PostgreSQL {n / res['wall']:,.0f} events/s ({res['wall']:.1f} s, "
+                             f"{res['stored']:,} rows stored, {res['spooled']} spooled); CPU per event: writers "
+                             f"{res['writer_cpu'] / n * 1e6:.1f} us + PostgreSQL {res['pg_cpu'] / n * 1e6:.1f} us = "
+                             f"{(res['writer_cpu'] + res['pg_cpu']) / n * 1e6:.1f} us")
+                if last:
+                    lines[-1] += (f"; local segment writer (same processes, after) {n / res['local_wall']:,.0f} "
+                                  f"events/s, {res['local_cpu'] / n * 1e6:.1f} us CPU per event")
+                    ingest_home = home
+                print(lines[-1], flush=True)
+        if not args.ingest_only:
+            conn = connect(url)
+            stored = conn.execute("SELECT count(*) FROM mcplens.events").fetchone()[0]
 
-        # the local store: the same events, compacted (Parquet + rollups), as `mcplens compact` leaves them
-        local_home = tmp / "localstore"
-        (local_home / "events" / "closed").mkdir(parents=True)
-        for k in range(args.writers):
-            for f in (tmp / f"w{k}" / "local" / "events" / "closed").glob("*.jsonl"):
-                f.rename(local_home / "events" / "closed" / f.name)
-        t = time.perf_counter()
-        LocalStore(local_home).compact()
-        compact_s = time.perf_counter() - t
-        local = LocalStore(local_home)
-        pgs = PostgresStore(url)
-        week = TimeWindow(now - 7 * 86400, None)
-        day = now - 86400
-        for label, fn in (
-            ("per-tool table, whole store", lambda: pgs.tool_table()),
-            ("per-tool table, last 7 days", lambda: pgs.tool_table(week)),
-            ("insights, last day", lambda: insights(pgs, since=day)),
-        ):
-            lt, _ = best(lambda fn=fn, label=label: _local(local, label, week, day, insights))
-            pt, _ = best(fn)
-            lines.append(f"{label} over {stored:,} events: PostgreSQL {pt:.3f} s, local {lt:.3f} s")
-            print(lines[-1], flush=True)
-        it, _ = best(lambda: insights(pgs), rounds=1)
-        lt, _ = best(lambda: insights(local), rounds=1)
-        lines.append(f"insights, whole store ({stored:,} events): PostgreSQL {it:.2f} s (window loaded into DuckDB), "
-                     f"local {lt:.2f} s (compacted in {compact_s:.1f} s)")
-        print(lines[-1], flush=True)
-
-        if args.grow > stored:
+            # the local store: the same events, compacted (Parquet + rollups), as `mcplens compact` leaves them
+            local_home = tmp / "localstore"
+            (local_home / "events" / "closed").mkdir(parents=True)
+            for k in range(args.writers):
+                for f in (ingest_home / f"w{k}" / "local" / "events" / "closed").glob("*.jsonl"):
+                    f.rename(local_home / "events" / "closed" / f.name)
             t = time.perf_counter()
-            base = stored
-            copy = 1
-            cols = ", ".join(f'"{c}"' for c, _, _ in schema.columns() if c not in ("event_id", "time", "session_id"))
-            while stored < args.grow:
-                # shift back by whole weeks into partitions made for them; new ids, new sessions
-                shift = copy * span
-                days = sorted({int((t0 - shift) // 86400) + d for d in range(9)})
-                conn.execute("SELECT mcplens.ensure_partitions(%s)", (days,))
-                take = min(base, args.grow - stored)
-                conn.execute(f"INSERT INTO mcplens.events (event_id, time, session_id, {cols}) "
-                             f"SELECT event_id || '-{copy}', time - {shift}, session_id || '-{copy}', {cols} "
-                             f"FROM mcplens.events WHERE time >= {t0} LIMIT {take}")
-                stored += take
-                copy += 1
-            grow_s = time.perf_counter() - t
-            conn.execute("ANALYZE mcplens.events")
-            lines.append(f"grown to {stored:,} rows in PostgreSQL in {grow_s:.0f} s "
-                         "(INSERT ... SELECT of shifted copies)")
-            print(lines[-1], flush=True)
+            LocalStore(local_home).compact()
+            compact_s = time.perf_counter() - t
+            local = LocalStore(local_home)
+            pgs = PostgresStore(url)
+            week = TimeWindow(now - 7 * 86400, None)
+            day = now - 86400
             for label, fn in (
                 ("per-tool table, whole store", lambda: pgs.tool_table()),
                 ("per-tool table, last 7 days", lambda: pgs.tool_table(week)),
                 ("insights, last day", lambda: insights(pgs, since=day)),
             ):
+                lt, _ = best(lambda fn=fn, label=label: _local(local, label, week, day, insights))
                 pt, _ = best(fn)
-                lines.append(f"{label} over {stored:,} events: PostgreSQL {pt:.3f} s")
+                lines.append(f"{label} over {stored:,} events: PostgreSQL {pt:.3f} s, local {lt:.3f} s")
                 print(lines[-1], flush=True)
-        conn.close()
-        pgs.close()
+            it, _ = best(lambda: insights(pgs), rounds=1)
+            lt, _ = best(lambda: insights(local), rounds=1)
+            lines.append(f"insights, whole store ({stored:,} events): PostgreSQL {it:.2f} s, "
+                         f"local {lt:.2f} s (compacted in {compact_s:.1f} s)")
+            print(lines[-1], flush=True)
+
+            if args.grow > stored:
+                t = time.perf_counter()
+                base = stored
+                copy = 1
+                cols = ", ".join(f'"{c}"' for c, _, _ in schema.columns()
+                                 if c not in ("event_id", "time", "session_id"))
+                while stored < args.grow:
+                    # shift back by whole weeks into partitions made for them; new ids, new sessions
+                    shift = copy * span
+                    days = sorted({int((t0 - shift) // 86400) + d for d in range(9)})
+                    conn.execute("SELECT mcplens.ensure_partitions(%s)", (days,))
+                    take = min(base, args.grow - stored)
+                    conn.execute(f"INSERT INTO mcplens.events (event_id, time, session_id, {cols}) "
+                                 f"SELECT event_id || '-{copy}', time - {shift}, session_id || '-{copy}', {cols} "
+                                 f"FROM mcplens.events WHERE time >= {t0} LIMIT {take}")
+                    # writers add rollup deltas themselves; rows made in SQL get theirs the same way
+                    # merge_stage does (the copy sits wholly in [t0 - shift, now - shift))
+                    conn.execute(schema._ROLLUP_SELECT.format(
+                        src=f"(SELECT * FROM mcplens.events WHERE time >= {t0 - shift} AND time < {now - shift}) e"))
+                    stored += take
+                    copy += 1
+                grow_s = time.perf_counter() - t
+                conn.execute("ANALYZE mcplens.events")
+                lines.append(f"grown to {stored:,} rows in PostgreSQL in {grow_s:.0f} s "
+                             "(INSERT ... SELECT of shifted copies)")
+                print(lines[-1], flush=True)
+                for label, fn in (
+                    ("per-tool table, whole store", lambda: pgs.tool_table()),
+                    ("per-tool table, last 7 days", lambda: pgs.tool_table(week)),
+                    ("insights, last day", lambda: insights(pgs, since=day)),
+                ):
+                    pt, _ = best(fn)
+                    lines.append(f"{label} over {stored:,} events: PostgreSQL {pt:.3f} s")
+                    print(lines[-1], flush=True)
+            conn.close()
+            pgs.close()
     finally:
         cluster.destroy()
         import shutil
@@ -237,6 +247,80 @@ def main() -> None:
                     "engineers' tests and benchmarks at the time: figures are noisy, ratios within one run matter. "
                     "PostgreSQL 15 on the same cores, fsync and synchronous_commit on.\n\n"
                     + "".join(f"- {x}\n" for x in lines))
+
+
+def _extract(ref: str, tmp: Path) -> Path:
+    """``ref``'s src/ in a temp dir, so its writer and schema run beside this branch's."""
+    out = tmp / "baseline"
+    out.mkdir()
+    repo = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(["git", "-C", str(repo), "archive", ref, "src"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+    return out / "src"
+
+
+def _env(src: Path | None) -> dict[str, str]:
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    return env
+
+
+def _upgrade(url: str, src: Path | None) -> None:
+    subprocess.run([sys.executable, "-c", "import sys; from mcplens.store.postgres import connect, schema; "
+                    "schema.upgrade(connect(sys.argv[1]))", url], check=True, env=_env(src))
+
+
+def _cluster_cpu(cluster: Any) -> float:
+    """CPU seconds used so far by the cluster: the postmaster, its live children, and its exited
+    children (backends of closed connections, reaped into the postmaster's cutime/cstime)."""
+    pid = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def fields(p: int) -> list[str]:
+        with open(f"/proc/{p}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+
+    f = fields(pid)
+    total = sum(int(x) for x in f[11:15])  # utime stime cutime cstime
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            c = fields(int(child))
+        except FileNotFoundError:
+            continue
+        total += int(c[11]) + int(c[12])
+    return total / tick
+
+
+def ingest(cluster: Any, url: str, home: Path, src: Path | None, args: argparse.Namespace, per: int, t0: float,
+           span: float, *, local: bool) -> dict[str, Any]:
+    """All writer processes at once (``src``: another version of mcplens), timed from the go file."""
+    home.mkdir(parents=True)
+    go = home / "go"
+    procs = [subprocess.Popen([sys.executable, __file__, "--writer", "--url", url, "--home", str(home / f"w{k}"),
+                               "--go", str(go), "--n", str(per), "--seed", str(k), "--t0", str(t0),
+                               "--span", str(span), *(["--local"] if local else [])],
+                              stdout=subprocess.PIPE, text=True, env=_env(src))
+             for k in range(args.writers)]
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    from mcplens.store.postgres import connect
+
+    cpu0 = _cluster_cpu(cluster)
+    go.touch()
+    results = [json.loads(p.stdout.readline()) for p in procs if p.stdout is not None]
+    pg_cpu = _cluster_cpu(cluster) - cpu0  # before the local phase ends: only the PostgreSQL phase
+    for p in procs:
+        p.wait()
+    conn = connect(url)
+    stored = conn.execute("SELECT count(*) FROM mcplens.events").fetchone()[0]
+    conn.close()
+    out = {"wall": max(r["postgres_s"] for r in results), "writer_cpu": sum(r["postgres_cpu"] for r in results),
+           "pg_cpu": pg_cpu, "stored": stored, "spooled": sum(r["stats"]["spooled"] for r in results)}
+    if local:
+        out["local_wall"] = max(r["local_s"] for r in results)
+        out["local_cpu"] = sum(r["local_cpu"] for r in results)
+    return out
 
 
 def breakdown(args: argparse.Namespace) -> None:

@@ -156,6 +156,78 @@ GRANT SELECT ON {SCHEMA}.events, {SCHEMA}.rollup_calls, {SCHEMA}.rollup_hist, {S
 """
 
 
+_ROLLUP_SELECT: Final = f"""
+  INSERT INTO {SCHEMA}.rollup_calls AS r ({_KEY}, status, calls, dur_n, dur_sum, size_max)
+  SELECT floor(time / {HOUR}) * {HOUR}, server_name, method, target, status,
+         count(*), count(duration_s), coalesce(sum(duration_s), 0), max(response_size)
+  FROM {{src}} WHERE {_IS_CALL}
+  GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+  ON CONFLICT ({_KEY}, status) DO UPDATE SET calls = r.calls + excluded.calls, dur_n = r.dur_n + excluded.dur_n,
+    dur_sum = r.dur_sum + excluded.dur_sum, size_max = greatest(r.size_max, excluded.size_max);
+  INSERT INTO {SCHEMA}.rollup_hist AS r ({_KEY}, measure, idx, n)
+  SELECT floor(time / {HOUR}) * {HOUR}, server_name, method, target, v.measure, v.idx, count(*)
+  FROM {{src}} CROSS JOIN LATERAL (VALUES
+    {", ".join(f"('{m}'::"+'"char"'+f", {histogram.index_sql(expr)})" for m, expr in MEASURES.items())}
+  ) AS v(measure, idx)
+  WHERE {_IS_CALL} AND v.idx IS NOT NULL
+  GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
+  ON CONFLICT ({_KEY}, measure, idx) DO UPDATE SET n = r.n + excluded.n;"""
+
+#: writers COPY typed rows straight into ``events`` and add the batch's rollup deltas themselves
+#: (``add_rollups``); the per-row trigger goes. A batch holding an id already stored goes through
+#: ``stage`` and ``merge_stage()`` instead (inserts what is new, rolls up only that). Both helpers are
+#: SECURITY DEFINER and only ever add: the writer still cannot read or change what is stored.
+_MIGRATION_2: Final = f"""
+DROP TRIGGER roll_up ON {SCHEMA}.events;
+CREATE UNLOGGED TABLE {SCHEMA}.stage (LIKE {SCHEMA}.events);
+CREATE FUNCTION {SCHEMA}.add_rollups(
+    c_hour double precision[], c_server text[], c_method text[], c_target text[], c_status text[],
+    c_calls bigint[], c_dur_n bigint[], c_dur_sum double precision[], c_size_max bigint[],
+    h_hour double precision[], h_server text[], h_method text[], h_target text[], h_measure text[],
+    h_idx integer[], h_n bigint[]) RETURNS void LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = {SCHEMA}, pg_temp AS $fn$
+BEGIN
+  IF EXISTS (SELECT FROM unnest(c_calls, c_dur_n) AS x(a, b) WHERE NOT (a > 0 AND b >= 0 AND b <= a))
+     OR EXISTS (SELECT FROM unnest(h_n, h_measure) AS x(n, m) WHERE NOT (n > 0 AND m IN ('d', 's', 't'))) THEN
+    RAISE EXCEPTION 'mcplens rollup deltas only add' USING ERRCODE = 'data_exception';
+  END IF;
+  INSERT INTO {SCHEMA}.rollup_calls AS r ({_KEY}, status, calls, dur_n, dur_sum, size_max)
+  SELECT * FROM unnest(c_hour, c_server, c_method, c_target, c_status, c_calls, c_dur_n, c_dur_sum, c_size_max)
+  ORDER BY 1, 2, 3, 4, 5
+  ON CONFLICT ({_KEY}, status) DO UPDATE SET calls = r.calls + excluded.calls, dur_n = r.dur_n + excluded.dur_n,
+    dur_sum = r.dur_sum + excluded.dur_sum, size_max = greatest(r.size_max, excluded.size_max);
+  INSERT INTO {SCHEMA}.rollup_hist AS r ({_KEY}, measure, idx, n)
+  SELECT h, s, m, t, ms::"char", i, n FROM unnest(h_hour, h_server, h_method, h_target, h_measure, h_idx, h_n)
+    AS x(h, s, m, t, ms, i, n)
+  ORDER BY 1, 2, 3, 4, 5, 6
+  ON CONFLICT ({_KEY}, measure, idx) DO UPDATE SET n = r.n + excluded.n;
+END $fn$;
+CREATE FUNCTION {SCHEMA}.merge_stage() RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = {SCHEMA}, pg_temp AS $fn$
+DECLARE added bigint;
+BEGIN
+  -- rows staged by this transaction only: no other transaction's staged rows are ever committed
+  CREATE TEMP TABLE IF NOT EXISTS merged (LIKE {SCHEMA}.events) ON COMMIT DELETE ROWS;
+  WITH s AS (DELETE FROM {SCHEMA}.stage RETURNING *),
+       ins AS (INSERT INTO {SCHEMA}.events SELECT * FROM s WHERE time >= {SCHEMA}.keep_since()
+               ON CONFLICT DO NOTHING RETURNING *)
+  INSERT INTO pg_temp.merged SELECT * FROM ins;
+  GET DIAGNOSTICS added = ROW_COUNT;
+  {_ROLLUP_SELECT.format(src="pg_temp.merged")}
+  DELETE FROM pg_temp.merged;
+  RETURN added;
+END $fn$;
+REVOKE ALL ON FUNCTION {SCHEMA}.add_rollups(double precision[], text[], text[], text[], text[], bigint[], bigint[],
+  double precision[], bigint[], double precision[], text[], text[], text[], text[], integer[], bigint[]),
+  {SCHEMA}.merge_stage() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION {SCHEMA}.add_rollups(double precision[], text[], text[], text[], text[], bigint[],
+  bigint[], double precision[], bigint[], double precision[], text[], text[], text[], text[], integer[], bigint[]),
+  {SCHEMA}.merge_stage() TO {WRITER_ROLE};
+GRANT INSERT ON {SCHEMA}.stage TO {WRITER_ROLE};
+DO $do$ BEGIN EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM {WRITER_ROLE}', current_database()); END $do$;
+"""
+
+
 #: (version, what, SQL). Append only: a released migration never changes.
 MIGRATIONS: Final[list[tuple[int, str, Any]]] = [
     (1, "events partitioned by day, hourly rollups, helper functions, writer and reader roles",
@@ -166,6 +238,8 @@ MIGRATIONS: Final[list[tuple[int, str, Any]]] = [
                            f"CREATE INDEX events_time ON {SCHEMA}.events USING brin (time)",
                            f"CREATE INDEX events_session ON {SCHEMA}.events (session_id, time)",
                            _raw_type(), _ROLLUP_TABLES, _PARTITION_FNS, _ROLL_UP_FN, _roles()])),
+    (2, "writers COPY typed rows and add rollup deltas per batch (no per-row trigger); stage + merge for replays",
+     _MIGRATION_2),
 ]
 LATEST: Final = MIGRATIONS[-1][0]
 

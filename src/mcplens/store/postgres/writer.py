@@ -1,16 +1,23 @@
-"""The writer thread's sink for PostgreSQL: one COPY per batch, spooling to local segments when it cannot.
+"""The writer thread's sink for PostgreSQL: one binary COPY per batch, spooling to local segments when it cannot.
 
-Per batch, in one transaction: the batch's JSON lines (the bytes the local writer would append,
-``eventlog.encode_batch``) are COPYed verbatim into a session-local staging table, then
-``INSERT INTO events SELECT jsonb_populate_record(...) ON CONFLICT DO NOTHING``. Why this shape:
+Per batch, in one transaction: the events go out as typed rows (``COPY events FROM STDIN (FORMAT
+binary)``, each row a tuple of the event's values in column order, formatted by psycopg's C
+dumpers), straight into the day partitions; then one call of ``add_rollups`` adds the batch's
+hourly rollup deltas (calls, statuses, duration sums, histogram counts), aggregated here, per batch,
+from the same events. Why this shape:
 
-* no per-event Python work beyond the JSON encoding the local store does anyway: the COPY uses CSV
-  framing with two control characters (``\\x01`` quote, ``\\x02`` delimiter) that JSON always escapes,
-  so the lines go out as they are, and PostgreSQL maps each one onto the row type in C;
-* the event's own ``event.id`` (128 random bits drawn on the writer thread, never on the request
-  path) is the unique key, so a batch sent twice (a replay after a commit whose answer was lost)
-  adds nothing the second time; the rollup trigger sees only rows actually inserted;
-* the writer role needs INSERT on ``events`` and a temporary table, not SELECT.
+* the server parses no JSON and runs no trigger per row: a row costs PostgreSQL a binary tuple,
+  three index entries and its WAL; the rollups cost one upsert per (hour, tool, status) and per
+  (hour, tool, measure, bucket) touched by the batch, not per event;
+* exactly once: the event's own ``event.id`` (128 random bits) is unique in ``events``. A batch
+  holding an id already stored (a replay after a commit whose answer was lost, or a spool two
+  processes raced on) fails its COPY as a whole, so neither its rows nor its deltas count; it is
+  then sent the slow way: COPY into the unlogged ``stage`` table and ``merge_stage()``, which
+  inserts with ``ON CONFLICT DO NOTHING`` and rolls up only the rows actually added;
+* the rollups stay exact and mergeable: a delta is added in the transaction that adds its rows,
+  upserts go in key order (concurrent writers never deadlock on them);
+* least privilege: the writer role may INSERT into ``events`` and ``stage`` and call the three
+  helper functions (which only ever add), nothing else: it cannot SELECT or change a rollup.
 
 When PostgreSQL is down, slow (``statement_timeout``) or refusing, the batch goes to the **spool**:
 the local segment writer under ``<home>/spool/postgres/``. While anything is spooled, new batches
@@ -26,24 +33,34 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
 from typing import Any, Final
 
 from mcplens import event as ev
-from mcplens.store.local.writer import CLOSED, LIVE, EventLogSink, encode_batch, events_dir
+from mcplens import histogram
+from mcplens.store.local.writer import CLOSED, LIVE, EventLogSink, events_dir
 from mcplens.store.postgres import clean_error, mask_url
-from mcplens.store.postgres.schema import DAY, SCHEMA
+from mcplens.store.postgres.schema import DAY, HOUR, SCHEMA, columns
 
 logger = logging.getLogger("mcplens")
 
-STAGE: Final = "mcplens_stage"
-_COPY: Final = f"COPY pg_temp.{STAGE} (doc) FROM STDIN (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')"
-_INSERT: Final = (f"INSERT INTO {SCHEMA}.events SELECT r.* FROM pg_temp.{STAGE} s, "
-                  f"jsonb_populate_record(NULL::{SCHEMA}.raw_event, s.doc) r "
-                  f"WHERE r.\"time\" >= (SELECT {SCHEMA}.keep_since()) ON CONFLICT DO NOTHING")
+#: (event key, PostgreSQL type for psycopg's binary dumpers) in the table's column order
+_PG_DUMP: Final = {"text": "text", "integer": "int4", "double precision": "float8", "bigint": "int8",
+                   "jsonb": "jsonb", "text[]": "text[]"}
+KEYS: Final = tuple(key for _, key, _ in columns())
+TYPES: Final = tuple(_PG_DUMP[t.split(" COLLATE")[0]] for _, _, t in columns())
+_COLS: Final = ", ".join(f'"{n}"' for n, _, _ in columns())
+_COPY: Final = f"COPY {SCHEMA}.events ({_COLS}) FROM STDIN (FORMAT binary)"
+_COPY_STAGE: Final = f"COPY {SCHEMA}.stage ({_COLS}) FROM STDIN (FORMAT binary)"
+_MERGE: Final = f"SELECT {SCHEMA}.merge_stage()"
+_ADD: Final = f"SELECT {SCHEMA}.add_rollups(" + ", ".join(["%s"] * 16) + ")"
+#: keep_since() is read again after this many seconds (retention moves it once a day or so)
+KEEP_SINCE_TTL: Final = 300.0
 #: seconds one statement may take before the batch is spooled instead (a slow server)
 STATEMENT_TIMEOUT: Final = 5.0
 CONNECT_TIMEOUT: Final = 3
@@ -55,6 +72,52 @@ REPLAY_BUDGET: Final = 1.0
 REPLAY_CHUNK: Final = 4096
 #: seconds close() may spend replaying the spool before leaving it for the next process
 CLOSE_BUDGET: Final = 2.0
+_US: Final = 1000000.0
+
+
+def rollup_deltas(events: list[dict[str, Any]]) -> tuple[list[Any], ...]:
+    """The hourly rollup rows a batch adds, as the 16 column arrays ``add_rollups`` takes.
+
+    The same arithmetic as the SQL that reads raw events (``store.PostgresStore``'s edges and
+    ``merge_stage``): tool-table calls only (``kind = 'request'`` and not a proxy's own record), hour
+    ``floor(time / 3600) * 3600``, histogram buckets of ``mcplens.histogram`` (durations in µs)."""
+    calls: dict[tuple[Any, ...], list[Any]] = {}
+    hist: dict[tuple[Any, ...], int] = {}
+    index = histogram.index
+    floor = math.floor
+    for e in events:
+        if e.get(ev.EVENT_KIND) != "request" or e.get(ev.PROXY_DIRECTION) is not None:
+            continue
+        hour = floor(e[ev.TIME] / HOUR) * float(HOUR)
+        server, method, target = e.get(ev.SERVER_NAME), e.get(ev.METHOD), e.get(ev.TARGET)
+        key = (hour, server, method, target)
+        d, size, tok = e.get(ev.DURATION), e.get(ev.RESPONSE_SIZE), e.get(ev.RESPONSE_TOKENS)
+        c = calls.get(k5 := (*key, e.get(ev.STATUS)))
+        if c is None:
+            c = calls[k5] = [0, 0, 0.0, None]
+        c[0] += 1
+        if d is not None:
+            c[1] += 1
+            c[2] += d
+            i = index(d * _US)
+            if i is not None:
+                hk = (*key, "d", i)
+                hist[hk] = hist.get(hk, 0) + 1
+        if size is not None:
+            if c[3] is None or size > c[3]:
+                c[3] = size
+            hk = (*key, "s", index(size))
+            hist[hk] = hist.get(hk, 0) + 1
+        if tok is not None:
+            hk = (*key, "t", index(tok))
+            hist[hk] = hist.get(hk, 0) + 1
+    ck = list(calls)
+    cv = list(calls.values())
+    hk = list(hist)
+    return ([k[0] for k in ck], [k[1] for k in ck], [k[2] for k in ck], [k[3] for k in ck], [k[4] for k in ck],
+            [v[0] for v in cv], [v[1] for v in cv], [v[2] for v in cv], [v[3] for v in cv],
+            [k[0] for k in hk], [k[1] for k in hk], [k[2] for k in hk], [k[3] for k in hk], [k[4] for k in hk],
+            [k[5] for k in hk], list(hist.values()))
 
 
 def spool_home(home: Path) -> Path:
@@ -79,7 +142,9 @@ class PostgresWriter:
         self._days: set[int] = set()
         self._warned: set[str] = set()
         self._backlog = self._spool_files() != []  # spool left by an earlier process: replay before new
-        self.stats = {"sent": 0, "spooled": 0, "replayed": 0, "failures": 0, "rejected": 0}
+        self.stats = {"sent": 0, "spooled": 0, "replayed": 0, "failures": 0, "rejected": 0, "expired": 0, "merged": 0}
+        self._keep_since = 0.0
+        self._keep_at = 0.0
 
     @property
     def path(self) -> Path | None:
@@ -94,6 +159,9 @@ class PostgresWriter:
         if now < self._retry_at:
             return None
         import psycopg
+        from psycopg.types.json import set_json_dumps
+
+        from mcplens._json import compact
 
         kwargs: dict[str, Any] = {"autocommit": True, "application_name": "mcplens-writer"}
         if "connect_timeout" not in self._url:
@@ -101,13 +169,14 @@ class PostgresWriter:
         try:
             conn = psycopg.connect(self._url, **kwargs)
             conn.execute(f"SET statement_timeout = {int(self._timeout * 1000)}")
-            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (doc jsonb) ON COMMIT DELETE ROWS")
+            set_json_dumps(compact, context=conn)  # jsonb columns: the local writer's exact JSON
         except Exception as exc:  # noqa: BLE001 - down, refused, bad credentials: spool and back off
             self._failed("connecting to PostgreSQL", exc)
             return None
         self._conn = conn
         self._backoff = BACKOFF_MIN
         self._days.clear()
+        self._keep_at = 0.0
         return conn
 
     def _failed(self, what: str, exc: BaseException) -> None:
@@ -125,14 +194,31 @@ class PostgresWriter:
 
     # ---- sending ---------------------------------------------------------------------------
 
-    def _ensure_days(self, conn: Any, days: set[int]) -> None:
+    def _prepare(self, conn: Any, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The events retention still keeps (older ones are dropped, counted), their day partitions made."""
+        if time.monotonic() >= self._keep_at:
+            self._keep_since = float(conn.execute(f"SELECT {SCHEMA}.keep_since()").fetchone()[0])
+            self._keep_at = time.monotonic() + KEEP_SINCE_TTL
+        floor = self._keep_since
+        days = set()
+        kept = []
+        for e in events:
+            t = e.get(ev.TIME)
+            if isinstance(t, int | float) and not isinstance(t, bool):
+                if t < floor:
+                    self.stats["expired"] += 1
+                    continue
+                if t == t and abs(t) < 1e12:
+                    days.add(int(t // DAY))
+            kept.append(e)  # a missing or wrong time: PostgreSQL refuses the row, the batch is split
         missing = sorted(days - self._days)
         if missing:
             conn.execute(f"SELECT {SCHEMA}.ensure_partitions(%s)", (missing,))
             self._days.update(missing)
+        return kept
 
-    def _send(self, data: bytes, days: set[int]) -> bool:
-        """COPY these JSON lines and insert them; False when the server could not take them."""
+    def _send(self, events: list[dict[str, Any]]) -> bool:
+        """COPY these events and add their rollups; False when the server could not take them."""
         import psycopg
 
         conn = self._connection()
@@ -140,41 +226,58 @@ class PostgresWriter:
             return False
         for attempt in (0, 1):
             try:
-                self._ensure_days(conn, days)
-                with conn.transaction():
-                    with conn.cursor() as cur:
-                        with cur.copy(_COPY) as cp:
-                            cp.write(data)
-                        cur.execute(_INSERT)
+                rows = self._prepare(conn, events)
+                if not rows:
+                    return True
+                try:
+                    deltas = rollup_deltas(rows)
+                except (TypeError, ValueError, KeyError, OverflowError) as exc:  # a value of the wrong type
+                    raise _Rejected(exc) from exc
+                try:
+                    self._copy(conn, _COPY, rows, deltas)
+                except psycopg.errors.UniqueViolation:
+                    # some of these ids are stored already (a replay): the slow way, each row at most once
+                    self._copy(conn, _COPY_STAGE, rows, None)
+                    self.stats["merged"] += 1
                 return True
+            except _Rejected:
+                raise
             except psycopg.errors.CheckViolation as exc:  # no partition for a day (dropped meanwhile)
                 self._days.clear()
+                self._keep_at = 0.0
                 if attempt:
                     raise _Rejected(exc) from exc
-            except (psycopg.errors.DataError, psycopg.errors.IntegrityError,
-                    psycopg.errors.InvalidTextRepresentation) as exc:
+            except (psycopg.errors.DataError, psycopg.errors.IntegrityError, psycopg.DataError,
+                    psycopg.errors.InvalidTextRepresentation, TypeError, ValueError, OverflowError) as exc:
                 raise _Rejected(exc) from exc
             except Exception as exc:  # noqa: BLE001 - connection lost, timeout, server going down
                 self._failed("sending events to PostgreSQL", exc)
                 return False
         return False
 
-    def _send_lines(self, data: bytes, ends: list[int], days: set[int] | None = None) -> bool:
+    def _copy(self, conn: Any, sql: str, rows: list[dict[str, Any]], deltas: tuple[list[Any], ...] | None) -> None:
+        """One transaction: the rows by binary COPY, then their rollup deltas (``None``: through the
+        staging table, ``merge_stage`` rolls up what it adds)."""
+        with conn.transaction(), conn.cursor() as cur:
+            with cur.copy(sql) as cp:
+                cp.set_types(TYPES)
+                write = cp.write_row
+                for e in rows:
+                    write(tuple(map(e.get, KEYS)))
+            cur.execute(_ADD if deltas is not None else _MERGE, deltas)
+
+    def _send_events(self, events: list[dict[str, Any]]) -> bool:
         """Send, and if PostgreSQL rejects the content (a value of the wrong type), split the batch
         to find and drop the rows it rejects (counted), so one bad event cannot block the rest."""
-        if days is None:
-            days = _days_of(data, ends)
         try:
-            return self._send(data, days)
+            return self._send(events)
         except _Rejected as exc:
-            if len(ends) == 1:
+            if len(events) == 1:
                 self.stats["rejected"] += 1
                 self._warn_once("a rejected event", exc.__cause__ or exc)
                 return True
-            mid = len(ends) // 2
-            cut = ends[mid - 1]
-            first = self._send_lines(data[:cut], ends[:mid])
-            return first and self._send_lines(data[cut:], [e - cut for e in ends[mid:]])
+            mid = len(events) // 2
+            return self._send_events(events[:mid]) and self._send_events(events[mid:])
 
     def _warn_once(self, what: str, exc: BaseException) -> None:
         if what not in self._warned:
@@ -187,12 +290,9 @@ class PostgresWriter:
     def write_batch(self, events: list[dict[str, Any]]) -> int:
         if not events:
             return 0
-        if not self._backlog:
-            data, ends = encode_batch(events)
-            days = {int(t // DAY) for e in events if isinstance(t := e.get(ev.TIME), int | float)}
-            if self._send_lines(data, ends, days):
-                self.stats["sent"] += len(events)
-                return len(events)
+        if not self._backlog and self._send_events(events):
+            self.stats["sent"] += len(events)
+            return len(events)
         n = self._spool.write_batch(events)  # PartialWrite propagates: the pipeline counts it
         self.stats["spooled"] += n
         self._backlog = True
@@ -235,16 +335,13 @@ class PostgresWriter:
                 lines = lines[:-1]  # a torn last line (hard kill): skipped, as the local store does
             done = _progress(path)
             for start in range(done, len(lines), REPLAY_CHUNK):
-                chunk = [x for x in lines[start:start + REPLAY_CHUNK] if x.strip()]
-                if chunk:
-                    body = b"\n".join(chunk) + b"\n"
-                    ends, pos = [], 0
-                    for x in chunk:
-                        pos += len(x) + 1
-                        ends.append(pos)
-                    if not self._send_lines(body, ends):
+                chunk = _decode([x for x in lines[start:start + REPLAY_CHUNK] if x.strip()])
+                self.stats["rejected"] += chunk.count(None)
+                events = [e for e in chunk if e is not None]
+                if events:
+                    if not self._send_events(events):
                         return False
-                    self.stats["replayed"] += len(chunk)
+                    self.stats["replayed"] += len(events)
                 _save_progress(path, start + REPLAY_CHUNK)
                 if time.monotonic() >= deadline and start + REPLAY_CHUNK < len(lines):
                     return False
@@ -292,21 +389,16 @@ class _Rejected(Exception):
     """PostgreSQL refused the content of a batch (not the connection)."""
 
 
-def _days_of(data: bytes, ends: list[int]) -> set[int]:
-    """Day numbers of spooled lines (replay only: parses each line)."""
-    import json
-
-    days = set()
-    start = 0
-    for end in ends:
+def _decode(lines: list[bytes]) -> list[dict[str, Any] | None]:
+    """Spooled JSON lines back to events (``None`` for a line that is not a JSON object)."""
+    out: list[dict[str, Any] | None] = []
+    for line in lines:
         try:
-            t = json.loads(data[start:end]).get(ev.TIME)
-            if isinstance(t, int | float):
-                days.add(int(t // DAY))
+            e = json.loads(line)
         except ValueError:
-            pass
-        start = end
-    return days
+            e = None
+        out.append(e if isinstance(e, dict) else None)
+    return out
 
 
 def _progress_path(path: Path) -> Path:
