@@ -121,3 +121,42 @@ def test_a_batch_overlapping_stored_events_adds_only_its_new_rows(pg: Database, 
         conn.close()
     assert rolled == raw
     assert hist == raw_hist
+
+
+def test_upgrading_a_version_1_database_keeps_its_rollups_exact(pg_cluster: Any, tmp_path: Path,
+                                                                monkeypatch: Any) -> None:
+    """A database made by the first schema (rollups kept by a per-row trigger, one histogram row per
+    bucket) upgraded in place: the histograms move to the new shape and later writes add to them."""
+    from mcplens.store.postgres import schema
+    from tests.store.postgres.conftest import Database as Db
+
+    db = Db(pg_cluster, "upgrade_v1")
+    pg_cluster.create_db(db.name)
+    conn = connect(db.admin)
+    try:
+        monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+        assert schema.upgrade(conn) == [1]
+        rnd = random.Random(5)
+        old = _mixed(rnd, 600, time.time() - 6 * HOUR, "files")
+        cols = schema.columns()
+        with conn.cursor() as cur:  # as the first writer did: rows in, the trigger rolls them up
+            cur.executemany(f"INSERT INTO mcplens.events ({', '.join(f'{chr(34)}{n}{chr(34)}' for n, _, _ in cols)}) "
+                            f"VALUES ({', '.join(['%s'] * len(cols))})",
+                            [[_pg(e.get(k)) for _, k, _ in cols] for e in old])
+        monkeypatch.undo()
+        assert schema.upgrade(conn) == [2]
+    finally:
+        conn.close()
+    w = PostgresWriter(db.admin, tmp_path, "inst-after")
+    new = _mixed(rnd, 600, time.time() - 6 * HOUR, "files")
+    assert w.write_batch(new) == len(new)
+    w.close()
+    rolled, raw, hist, raw_hist = _rollups_vs_raw(db)
+    assert len(raw) > 10 and rolled == raw
+    assert hist == raw_hist
+
+
+def _pg(v: Any) -> Any:
+    from psycopg.types.json import Jsonb
+
+    return Jsonb(v) if isinstance(v, dict) else v

@@ -77,12 +77,13 @@ def test_writer_role_cannot_select_and_reader_cannot_insert(pg: Database, tmp_pa
                     "DELETE FROM mcplens.events", "DROP TABLE mcplens.events"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):  # ... and nothing else
                 conn.execute(sql)
-        # its rollup helper only ever adds: a negative or empty delta is refused
-        one = [[3600.0], ["files"], ["tools/call"], ["x"], ["ok"]]
-        for calls, n in (([-5], [1]), ([1], [0])):
+        # its rollup helper only ever adds: a negative, empty or unknown delta is refused
+        calls = ["3600", "files", "tools/call", "x", "ok"]
+        for deltas in ('{"c": [[%s, -5, 0, 0.0, null]], "h": []}' % ", ".join(f'"{x}"' for x in calls),
+                       '{"c": [], "h": [[3600, "files", "tools/call", "x", "d", 3, "{1,-2}"]]}',
+                       '{"c": [], "h": [[3600, "files", "tools/call", "x", "q", 3, "{1}"]]}'):
             with pytest.raises(psycopg.errors.DataException):
-                conn.execute("SELECT mcplens.add_rollups(" + ", ".join(["%s"] * 16) + ")",
-                             [*one, calls, [0], [0.0], [None], *one[:4], ["d"], [3], n])
+                conn.execute("SELECT mcplens.add_rollups(%s::jsonb)", [deltas])
     with psycopg.connect(pg.reader, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM mcplens.events").fetchone()[0] == 1
         for sql in ("INSERT INTO mcplens.events (event_id, time) VALUES ('x', 1)", "DELETE FROM mcplens.events",

@@ -156,74 +156,104 @@ GRANT SELECT ON {SCHEMA}.events, {SCHEMA}.rollup_calls, {SCHEMA}.rollup_hist, {S
 """
 
 
-_ROLLUP_SELECT: Final = f"""
+def _rollup_select(src: str) -> str:
+    """Roll up the calls of relation ``src`` (rows made in SQL: ``merge_stage``, a bulk load)."""
+    measures = ", ".join(f"('{m}'::" + '"char"' + f", {histogram.index_sql(expr)})" for m, expr in MEASURES.items())
+    return f"""
   INSERT INTO {SCHEMA}.rollup_calls AS r ({_KEY}, status, calls, dur_n, dur_sum, size_max)
   SELECT floor(time / {HOUR}) * {HOUR}, server_name, method, target, status,
          count(*), count(duration_s), coalesce(sum(duration_s), 0), max(response_size)
-  FROM {{src}} WHERE {_IS_CALL}
+  FROM {src} WHERE {_IS_CALL}
   GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
   ON CONFLICT ({_KEY}, status) DO UPDATE SET calls = r.calls + excluded.calls, dur_n = r.dur_n + excluded.dur_n,
     dur_sum = r.dur_sum + excluded.dur_sum, size_max = greatest(r.size_max, excluded.size_max);
-  INSERT INTO {SCHEMA}.rollup_hist AS r ({_KEY}, measure, idx, n)
-  SELECT floor(time / {HOUR}) * {HOUR}, server_name, method, target, v.measure, v.idx, count(*)
-  FROM {{src}} CROSS JOIN LATERAL (VALUES
-    {", ".join(f"('{m}'::"+'"char"'+f", {histogram.index_sql(expr)})" for m, expr in MEASURES.items())}
-  ) AS v(measure, idx)
-  WHERE {_IS_CALL} AND v.idx IS NOT NULL
-  GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
-  ON CONFLICT ({_KEY}, measure, idx) DO UPDATE SET n = r.n + excluded.n;"""
+  INSERT INTO {SCHEMA}.rollup_hists AS r ({_KEY}, measure, lo, counts)
+  SELECT h, s, m, t, measure, min(idx), {SCHEMA}.hist_dense(array_agg(idx), array_agg(n)) FROM (
+    SELECT floor(time / {HOUR}) * {HOUR} AS h, server_name AS s, method AS m, target AS t, v.measure, v.idx,
+           count(*) AS n
+    FROM {src} CROSS JOIN LATERAL (VALUES {measures}) AS v(measure, idx)
+    WHERE {_IS_CALL} AND v.idx IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6) x
+  GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+  ON CONFLICT ({_KEY}, measure) DO UPDATE SET lo = least(r.lo, excluded.lo),
+    counts = {SCHEMA}.hist_add(r.lo, r.counts, excluded.lo, excluded.counts);"""
 
-#: writers COPY typed rows straight into ``events`` and add the batch's rollup deltas themselves
-#: (``add_rollups``); the per-row trigger goes. A batch holding an id already stored goes through
-#: ``stage`` and ``merge_stage()`` instead (inserts what is new, rolls up only that). Both helpers are
-#: SECURITY DEFINER and only ever add: the writer still cannot read or change what is stored.
+
+_ADD_FN_ARGS: Final = "deltas jsonb"
+
+#: Writers COPY typed rows straight into ``events`` and add the batch's rollup deltas themselves
+#: (``add_rollups``, one JSON document per batch); the per-row trigger goes. A batch holding an id
+#: already stored goes through ``stage`` and ``merge_stage()`` instead (inserts what is new, rolls up
+#: only that). Both helpers are SECURITY DEFINER and only ever add: the writer still cannot read or
+#: change what is stored. Histograms become one row per (hour, key, measure): ``counts[k]`` is the
+#: count of bucket ``lo + k - 1`` (a batch upserts a few dozen rows, not one per bucket); the view
+#: ``rollup_hist`` keeps the one-row-per-bucket shape for readers.
 _MIGRATION_2: Final = f"""
 DROP TRIGGER roll_up ON {SCHEMA}.events;
 CREATE UNLOGGED TABLE {SCHEMA}.stage (LIKE {SCHEMA}.events);
-CREATE FUNCTION {SCHEMA}.add_rollups(
-    c_hour double precision[], c_server text[], c_method text[], c_target text[], c_status text[],
-    c_calls bigint[], c_dur_n bigint[], c_dur_sum double precision[], c_size_max bigint[],
-    h_hour double precision[], h_server text[], h_method text[], h_target text[], h_measure text[],
-    h_idx integer[], h_n bigint[]) RETURNS void LANGUAGE plpgsql SECURITY DEFINER
+CREATE FUNCTION {SCHEMA}.hist_add(lo1 integer, n1 bigint[], lo2 integer, n2 bigint[]) RETURNS bigint[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+  SELECT array_agg(coalesce(n1[i - lo1 + 1], 0) + coalesce(n2[i - lo2 + 1], 0) ORDER BY i)
+  FROM generate_series(least(lo1, lo2), greatest(lo1 + cardinality(n1), lo2 + cardinality(n2)) - 1) AS g(i)
+$fn$;
+CREATE FUNCTION {SCHEMA}.hist_dense(idx integer[], n bigint[]) RETURNS bigint[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+  SELECT array_agg(coalesce(m.n, 0) ORDER BY g.i)
+  FROM generate_series((SELECT min(x) FROM unnest(idx) AS x), (SELECT max(x) FROM unnest(idx) AS x)) AS g(i)
+  LEFT JOIN unnest(idx, n) AS m(i, n) USING (i)
+$fn$;
+CREATE TABLE {SCHEMA}.rollup_hists (
+  hour double precision NOT NULL, server text COLLATE "C", method text COLLATE "C", target text COLLATE "C",
+  measure "char" NOT NULL, lo integer NOT NULL, counts bigint[] NOT NULL,
+  UNIQUE NULLS NOT DISTINCT (hour, server, method, target, measure));
+INSERT INTO {SCHEMA}.rollup_hists
+  SELECT hour, server, method, target, measure, min(idx), {SCHEMA}.hist_dense(array_agg(idx), array_agg(n))
+  FROM {SCHEMA}.rollup_hist GROUP BY 1, 2, 3, 4, 5;
+DROP TABLE {SCHEMA}.rollup_hist;
+CREATE VIEW {SCHEMA}.rollup_hist AS
+  SELECT h.hour, h.server, h.method, h.target, h.measure, h.lo + u.k::integer - 1 AS idx, u.n
+  FROM {SCHEMA}.rollup_hists h CROSS JOIN LATERAL unnest(h.counts) WITH ORDINALITY AS u(n, k) WHERE u.n > 0;
+CREATE FUNCTION {SCHEMA}.add_rollups({_ADD_FN_ARGS}) RETURNS void LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = {SCHEMA}, pg_temp AS $fn$
 BEGIN
-  IF EXISTS (SELECT FROM unnest(c_calls, c_dur_n) AS x(a, b) WHERE NOT (a > 0 AND b >= 0 AND b <= a))
-     OR EXISTS (SELECT FROM unnest(h_n, h_measure) AS x(n, m) WHERE NOT (n > 0 AND m IN ('d', 's', 't'))) THEN
+  IF EXISTS (SELECT FROM jsonb_array_elements(deltas -> 'c') AS e
+             WHERE NOT ((e ->> 5)::bigint > 0 AND (e ->> 6)::bigint BETWEEN 0 AND (e ->> 5)::bigint))
+     OR EXISTS (SELECT FROM jsonb_array_elements(deltas -> 'h') AS e
+                WHERE NOT (e ->> 4 IN ('d', 's', 't') AND 0 <= ALL ((e ->> 6)::bigint[])
+                           AND cardinality((e ->> 6)::bigint[]) > 0)) THEN
     RAISE EXCEPTION 'mcplens rollup deltas only add' USING ERRCODE = 'data_exception';
   END IF;
   INSERT INTO {SCHEMA}.rollup_calls AS r ({_KEY}, status, calls, dur_n, dur_sum, size_max)
-  SELECT * FROM unnest(c_hour, c_server, c_method, c_target, c_status, c_calls, c_dur_n, c_dur_sum, c_size_max)
-  ORDER BY 1, 2, 3, 4, 5
+  SELECT (e ->> 0)::double precision, e ->> 1, e ->> 2, e ->> 3, e ->> 4, (e ->> 5)::bigint, (e ->> 6)::bigint,
+         (e ->> 7)::double precision, (e ->> 8)::bigint
+  FROM jsonb_array_elements(deltas -> 'c') AS e ORDER BY 1, 2, 3, 4, 5
   ON CONFLICT ({_KEY}, status) DO UPDATE SET calls = r.calls + excluded.calls, dur_n = r.dur_n + excluded.dur_n,
     dur_sum = r.dur_sum + excluded.dur_sum, size_max = greatest(r.size_max, excluded.size_max);
-  INSERT INTO {SCHEMA}.rollup_hist AS r ({_KEY}, measure, idx, n)
-  SELECT h, s, m, t, ms::"char", i, n FROM unnest(h_hour, h_server, h_method, h_target, h_measure, h_idx, h_n)
-    AS x(h, s, m, t, ms, i, n)
-  ORDER BY 1, 2, 3, 4, 5, 6
-  ON CONFLICT ({_KEY}, measure, idx) DO UPDATE SET n = r.n + excluded.n;
+  INSERT INTO {SCHEMA}.rollup_hists AS r ({_KEY}, measure, lo, counts)
+  SELECT (e ->> 0)::double precision, e ->> 1, e ->> 2, e ->> 3, (e ->> 4)::"char", (e ->> 5)::integer,
+         (e ->> 6)::bigint[]
+  FROM jsonb_array_elements(deltas -> 'h') AS e ORDER BY 1, 2, 3, 4, 5
+  ON CONFLICT ({_KEY}, measure) DO UPDATE SET lo = least(r.lo, excluded.lo),
+    counts = {SCHEMA}.hist_add(r.lo, r.counts, excluded.lo, excluded.counts);
 END $fn$;
 CREATE FUNCTION {SCHEMA}.merge_stage() RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = {SCHEMA}, pg_temp AS $fn$
 DECLARE added bigint;
 BEGIN
-  -- rows staged by this transaction only: no other transaction's staged rows are ever committed
+  -- the rows this transaction staged: no transaction's staged rows are ever committed
   CREATE TEMP TABLE IF NOT EXISTS merged (LIKE {SCHEMA}.events) ON COMMIT DELETE ROWS;
   WITH s AS (DELETE FROM {SCHEMA}.stage RETURNING *),
        ins AS (INSERT INTO {SCHEMA}.events SELECT * FROM s WHERE time >= {SCHEMA}.keep_since()
                ON CONFLICT DO NOTHING RETURNING *)
   INSERT INTO pg_temp.merged SELECT * FROM ins;
   GET DIAGNOSTICS added = ROW_COUNT;
-  {_ROLLUP_SELECT.format(src="pg_temp.merged")}
+  {{rollup}}
   DELETE FROM pg_temp.merged;
   RETURN added;
 END $fn$;
-REVOKE ALL ON FUNCTION {SCHEMA}.add_rollups(double precision[], text[], text[], text[], text[], bigint[], bigint[],
-  double precision[], bigint[], double precision[], text[], text[], text[], text[], integer[], bigint[]),
-  {SCHEMA}.merge_stage() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION {SCHEMA}.add_rollups(double precision[], text[], text[], text[], text[], bigint[],
-  bigint[], double precision[], bigint[], double precision[], text[], text[], text[], text[], integer[], bigint[]),
-  {SCHEMA}.merge_stage() TO {WRITER_ROLE};
+REVOKE ALL ON FUNCTION {SCHEMA}.add_rollups({_ADD_FN_ARGS}), {SCHEMA}.merge_stage() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION {SCHEMA}.add_rollups({_ADD_FN_ARGS}), {SCHEMA}.merge_stage() TO {WRITER_ROLE};
 GRANT INSERT ON {SCHEMA}.stage TO {WRITER_ROLE};
+GRANT SELECT ON {SCHEMA}.rollup_hists, {SCHEMA}.rollup_hist TO {READER_ROLE};
 DO $do$ BEGIN EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM {WRITER_ROLE}', current_database()); END $do$;
 """
 
@@ -238,8 +268,9 @@ MIGRATIONS: Final[list[tuple[int, str, Any]]] = [
                            f"CREATE INDEX events_time ON {SCHEMA}.events USING brin (time)",
                            f"CREATE INDEX events_session ON {SCHEMA}.events (session_id, time)",
                            _raw_type(), _ROLLUP_TABLES, _PARTITION_FNS, _ROLL_UP_FN, _roles()])),
-    (2, "writers COPY typed rows and add rollup deltas per batch (no per-row trigger); stage + merge for replays",
-     _MIGRATION_2),
+    (2, "writers COPY typed rows and add rollup deltas per batch (no per-row trigger); stage + merge for replays; "
+        "one histogram row per hour, key and measure",
+     lambda: _MIGRATION_2.replace("{rollup}", _rollup_select("pg_temp.merged"))),
 ]
 LATEST: Final = MIGRATIONS[-1][0]
 
@@ -328,7 +359,7 @@ def apply_retention(conn: Any, keep_seconds: float | None = None, *, now: float 
                 conn.execute(f"DROP TABLE {SCHEMA}.{_ident(name)}")
                 dropped.append(name)
         conn.execute(f"DELETE FROM {SCHEMA}.rollup_calls WHERE hour < %s", (float(floor),))
-        conn.execute(f"DELETE FROM {SCHEMA}.rollup_hist WHERE hour < %s", (float(floor),))
+        conn.execute(f"DELETE FROM {SCHEMA}.rollup_hists WHERE hour < %s", (float(floor),))
         conn.execute(f"INSERT INTO {SCHEMA}.settings VALUES ('keep_since', %s) "
                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(float(floor)),))
     ensure_ahead(conn, now=now)

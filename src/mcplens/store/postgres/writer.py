@@ -43,6 +43,7 @@ from typing import Any, Final
 
 from mcplens import event as ev
 from mcplens import histogram
+from mcplens._json import compact
 from mcplens.store.local.writer import CLOSED, LIVE, EventLogSink, events_dir
 from mcplens.store.postgres import clean_error, mask_url
 from mcplens.store.postgres.schema import DAY, HOUR, SCHEMA, columns
@@ -58,7 +59,7 @@ _COLS: Final = ", ".join(f'"{n}"' for n, _, _ in columns())
 _COPY: Final = f"COPY {SCHEMA}.events ({_COLS}) FROM STDIN (FORMAT binary)"
 _COPY_STAGE: Final = f"COPY {SCHEMA}.stage ({_COLS}) FROM STDIN (FORMAT binary)"
 _MERGE: Final = f"SELECT {SCHEMA}.merge_stage()"
-_ADD: Final = f"SELECT {SCHEMA}.add_rollups(" + ", ".join(["%s"] * 16) + ")"
+_ADD: Final = f"SELECT {SCHEMA}.add_rollups(%s::jsonb)"
 #: keep_since() is read again after this many seconds (retention moves it once a day or so)
 KEEP_SINCE_TTL: Final = 300.0
 #: seconds one statement may take before the batch is spooled instead (a slow server)
@@ -75,24 +76,25 @@ CLOSE_BUDGET: Final = 2.0
 _US: Final = 1000000.0
 
 
-def rollup_deltas(events: list[dict[str, Any]]) -> tuple[list[Any], ...]:
-    """The hourly rollup rows a batch adds, as the 16 column arrays ``add_rollups`` takes.
+def rollup_deltas(events: list[dict[str, Any]]) -> str:
+    """The hourly rollup rows a batch adds, as the JSON document ``add_rollups`` takes:
+    ``{"c": [[hour, server, method, target, status, calls, dur_n, dur_sum, size_max], ...],
+    "h": [[hour, server, method, target, measure, lo, "{n,n,...}"], ...]}``.
 
-    The same arithmetic as the SQL that reads raw events (``store.PostgresStore``'s edges and
-    ``merge_stage``): tool-table calls only (``kind = 'request'`` and not a proxy's own record), hour
-    ``floor(time / 3600) * 3600``, histogram buckets of ``mcplens.histogram`` (durations in µs)."""
+    The same arithmetic as the SQL that rolls up raw events (``schema._rollup_select``, the reader's
+    partial hours): tool-table calls only (``kind = 'request'``, not a proxy's own record), hour
+    ``floor(time / 3600) * 3600``, buckets of ``mcplens.histogram`` (durations in µs)."""
     calls: dict[tuple[Any, ...], list[Any]] = {}
-    hist: dict[tuple[Any, ...], int] = {}
+    hist: dict[tuple[Any, ...], dict[int, int]] = {}
     index = histogram.index
     floor = math.floor
     for e in events:
         if e.get(ev.EVENT_KIND) != "request" or e.get(ev.PROXY_DIRECTION) is not None:
             continue
-        hour = floor(e[ev.TIME] / HOUR) * float(HOUR)
-        server, method, target = e.get(ev.SERVER_NAME), e.get(ev.METHOD), e.get(ev.TARGET)
-        key = (hour, server, method, target)
-        d, size, tok = e.get(ev.DURATION), e.get(ev.RESPONSE_SIZE), e.get(ev.RESPONSE_TOKENS)
-        c = calls.get(k5 := (*key, e.get(ev.STATUS)))
+        get = e.get
+        key = (floor(e[ev.TIME] / HOUR) * float(HOUR), get(ev.SERVER_NAME), get(ev.METHOD), get(ev.TARGET))
+        d, size, tok = get(ev.DURATION), get(ev.RESPONSE_SIZE), get(ev.RESPONSE_TOKENS)
+        c = calls.get(k5 := (*key, get(ev.STATUS)))
         if c is None:
             c = calls[k5] = [0, 0, 0.0, None]
         c[0] += 1
@@ -101,23 +103,81 @@ def rollup_deltas(events: list[dict[str, Any]]) -> tuple[list[Any], ...]:
             c[2] += d
             i = index(d * _US)
             if i is not None:
-                hk = (*key, "d", i)
-                hist[hk] = hist.get(hk, 0) + 1
+                h = hist.get(hk := (*key, "d"))
+                if h is None:
+                    h = hist[hk] = {}
+                h[i] = h.get(i, 0) + 1
         if size is not None:
             if c[3] is None or size > c[3]:
                 c[3] = size
-            hk = (*key, "s", index(size))
-            hist[hk] = hist.get(hk, 0) + 1
+            i = index(size)
+            h = hist.get(hk := (*key, "s"))
+            if h is None:
+                h = hist[hk] = {}
+            h[i] = h.get(i, 0) + 1
         if tok is not None:
-            hk = (*key, "t", index(tok))
-            hist[hk] = hist.get(hk, 0) + 1
-    ck = list(calls)
-    cv = list(calls.values())
-    hk = list(hist)
-    return ([k[0] for k in ck], [k[1] for k in ck], [k[2] for k in ck], [k[3] for k in ck], [k[4] for k in ck],
-            [v[0] for v in cv], [v[1] for v in cv], [v[2] for v in cv], [v[3] for v in cv],
-            [k[0] for k in hk], [k[1] for k in hk], [k[2] for k in hk], [k[3] for k in hk], [k[4] for k in hk],
-            [k[5] for k in hk], list(hist.values()))
+            i = index(tok)
+            h = hist.get(hk := (*key, "t"))
+            if h is None:
+                h = hist[hk] = {}
+            h[i] = h.get(i, 0) + 1
+    rows_h = []
+    for hk, h in hist.items():
+        lo = min(h)
+        rows_h.append([*hk, lo, "{" + ",".join([str(h.get(i, 0)) for i in range(lo, max(h) + 1)]) + "}"])
+    return compact({"c": [[*k, *v] for k, v in calls.items()], "h": rows_h})
+
+
+_TEXT_OID: Final = 25
+_TEXT_ARRAY_OID: Final = 1009
+#: text[] values are few and repeat (content types, capabilities): their binary form is remembered
+_ARRAY_MEMO: Final = 4096
+
+
+def _text_array_dumper() -> type:
+    """A binary ``text[]`` dumper for COPY (psycopg's generic list dumper costs tens of µs a row).
+
+    Registered for the type only (``register_dumper(None, ...)``), so it is used where the column
+    type says ``text[]`` and nowhere else. Values that are not a list of strings go to the generic
+    dumper's rules by raising: the batch is split and the row refused, as PostgreSQL would."""
+    import struct
+
+    from psycopg.adapt import Dumper
+    from psycopg.pq import Format
+
+    head = struct.Struct("!iiIii")
+    length = struct.Struct("!i")
+    memo: dict[tuple[Any, ...], bytes] = {}
+
+    class TextArrayDumper(Dumper):
+        format = Format.BINARY
+        oid = _TEXT_ARRAY_OID
+
+        def dump(self, obj: Any) -> bytes:
+            key = tuple(obj) if isinstance(obj, list | tuple) else None
+            if key is None:
+                raise TypeError(f"text[] wants a list, not {type(obj).__name__}")
+            out = memo.get(key)
+            if out is not None:
+                return out
+            if not key:
+                out = struct.pack("!iiI", 0, 0, _TEXT_OID)
+            else:
+                parts = [head.pack(1, int(None in key), _TEXT_OID, len(key), 1)]
+                for x in key:
+                    if x is None:
+                        parts.append(length.pack(-1))
+                    elif isinstance(x, str):
+                        b = x.encode("utf-8")
+                        parts += [length.pack(len(b)), b]
+                    else:
+                        raise TypeError(f"text[] element {type(x).__name__}")
+                out = b"".join(parts)
+            if len(memo) < _ARRAY_MEMO and sum(len(x or "") for x in key) < 256:
+                memo[key] = out
+            return out
+
+    return TextArrayDumper
 
 
 def spool_home(home: Path) -> Path:
@@ -161,8 +221,6 @@ class PostgresWriter:
         import psycopg
         from psycopg.types.json import set_json_dumps
 
-        from mcplens._json import compact
-
         kwargs: dict[str, Any] = {"autocommit": True, "application_name": "mcplens-writer"}
         if "connect_timeout" not in self._url:
             kwargs["connect_timeout"] = CONNECT_TIMEOUT
@@ -170,6 +228,7 @@ class PostgresWriter:
             conn = psycopg.connect(self._url, **kwargs)
             conn.execute(f"SET statement_timeout = {int(self._timeout * 1000)}")
             set_json_dumps(compact, context=conn)  # jsonb columns: the local writer's exact JSON
+            conn.adapters.register_dumper(None, _text_array_dumper())  # text[] columns, by type only
         except Exception as exc:  # noqa: BLE001 - down, refused, bad credentials: spool and back off
             self._failed("connecting to PostgreSQL", exc)
             return None
@@ -255,7 +314,7 @@ class PostgresWriter:
                 return False
         return False
 
-    def _copy(self, conn: Any, sql: str, rows: list[dict[str, Any]], deltas: tuple[list[Any], ...] | None) -> None:
+    def _copy(self, conn: Any, sql: str, rows: list[dict[str, Any]], deltas: str | None) -> None:
         """One transaction: the rows by binary COPY, then their rollup deltas (``None``: through the
         staging table, ``merge_stage`` rolls up what it adds)."""
         with conn.transaction(), conn.cursor() as cur:
@@ -264,7 +323,7 @@ class PostgresWriter:
                 write = cp.write_row
                 for e in rows:
                     write(tuple(map(e.get, KEYS)))
-            cur.execute(_ADD if deltas is not None else _MERGE, deltas)
+            cur.execute(_ADD if deltas is not None else _MERGE, None if deltas is None else (deltas,))
 
     def _send_events(self, events: list[dict[str, Any]]) -> bool:
         """Send, and if PostgreSQL rejects the content (a value of the wrong type), split the batch
