@@ -66,6 +66,8 @@ def make_events(n: int, seed: int, t0: float, span: float) -> list[dict[str, Any
 
 def writer_main(args: argparse.Namespace) -> None:
     """One writer process: build its share, wait for the go file, write it all, print the timings."""
+    import psycopg  # noqa: F401 - imported before the clock starts (the writer imports it on first connect)
+
     from mcplens.store.local.writer import EventLogSink
     from mcplens.store.postgres.writer import PostgresWriter
 

@@ -25,7 +25,7 @@ def _mixed(rnd: random.Random, n: int, t0: float, server: str) -> list[dict[str,
     sub-1 values (bucket 0), errors, methods without a target, proxy records and health records
     (which the rollups must not count)."""
     out = []
-    for i in range(n):
+    for _ in range(n):
         t = t0 + rnd.uniform(0, 5 * HOUR)
         r = rnd.random()
         e = factory.request(t, target=rnd.choice(("search", "fetch", "store", None)), server=server,

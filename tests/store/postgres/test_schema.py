@@ -78,8 +78,7 @@ def test_writer_role_cannot_select_and_reader_cannot_insert(pg: Database, tmp_pa
             with pytest.raises(psycopg.errors.InsufficientPrivilege):  # ... and nothing else
                 conn.execute(sql)
         # its rollup helper only ever adds: a negative, empty or unknown delta is refused
-        calls = ["3600", "files", "tools/call", "x", "ok"]
-        for deltas in ('{"c": [[%s, -5, 0, 0.0, null]], "h": []}' % ", ".join(f'"{x}"' for x in calls),
+        for deltas in ('{"c": [[3600, "files", "tools/call", "x", "ok", -5, 0, 0.0, null]], "h": []}',
                        '{"c": [], "h": [[3600, "files", "tools/call", "x", "d", 3, "{1,-2}"]]}',
                        '{"c": [], "h": [[3600, "files", "tools/call", "x", "q", 3, "{1}"]]}'):
             with pytest.raises(psycopg.errors.DataException):

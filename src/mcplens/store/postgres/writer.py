@@ -74,6 +74,9 @@ REPLAY_CHUNK: Final = 4096
 #: seconds close() may spend replaying the spool before leaving it for the next process
 CLOSE_BUDGET: Final = 2.0
 _US: Final = 1000000.0
+_LN2: Final = math.log(2.0)
+#: bucket of each integer size or token count seen (they repeat); bounded
+_INT_INDEX: dict[int, int] = {}
 
 
 def rollup_deltas(events: list[dict[str, Any]]) -> str:
@@ -84,48 +87,55 @@ def rollup_deltas(events: list[dict[str, Any]]) -> str:
     The same arithmetic as the SQL that rolls up raw events (``schema._rollup_select``, the reader's
     partial hours): tool-table calls only (``kind = 'request'``, not a proxy's own record), hour
     ``floor(time / 3600) * 3600``, buckets of ``mcplens.histogram`` (durations in µs)."""
-    calls: dict[tuple[Any, ...], list[Any]] = {}
-    hist: dict[tuple[Any, ...], dict[int, int]] = {}
-    index = histogram.index
-    floor = math.floor
+    groups: dict[tuple[Any, ...], tuple[dict[Any, list[Any]], dict[int, int], dict[int, int], dict[int, int]]] = {}
+    log, floor, sub, ln2, memo = math.log, math.floor, histogram.SUB, _LN2, _INT_INDEX
+    kind_k, proxy_k, time_k, server_k, method_k, target_k = (ev.EVENT_KIND, ev.PROXY_DIRECTION, ev.TIME,
+                                                             ev.SERVER_NAME, ev.METHOD, ev.TARGET)
+    dur_k, size_k, tok_k, status_k = ev.DURATION, ev.RESPONSE_SIZE, ev.RESPONSE_TOKENS, ev.STATUS
     for e in events:
-        if e.get(ev.EVENT_KIND) != "request" or e.get(ev.PROXY_DIRECTION) is not None:
-            continue
         get = e.get
-        key = (floor(e[ev.TIME] / HOUR) * float(HOUR), get(ev.SERVER_NAME), get(ev.METHOD), get(ev.TARGET))
-        d, size, tok = get(ev.DURATION), get(ev.RESPONSE_SIZE), get(ev.RESPONSE_TOKENS)
-        c = calls.get(k5 := (*key, get(ev.STATUS)))
+        if get(kind_k) != "request" or get(proxy_k) is not None:
+            continue
+        key = (floor(e[time_k] / HOUR) * float(HOUR), get(server_k), get(method_k), get(target_k))
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = ({}, {}, {}, {})
+        status = get(status_k)
+        c = g[0].get(status)
         if c is None:
-            c = calls[k5] = [0, 0, 0.0, None]
+            c = g[0][status] = [0, 0, 0.0, None]
         c[0] += 1
+        d = get(dur_k)
         if d is not None:
             c[1] += 1
             c[2] += d
-            i = index(d * _US)
-            if i is not None:
-                h = hist.get(hk := (*key, "d"))
-                if h is None:
-                    h = hist[hk] = {}
+            v = d * _US
+            if v == v:  # histogram.index, inlined: NaN is not counted
+                i = 0 if v < 1 else 1 + floor(log(v) / ln2 * sub)
+                h = g[1]
                 h[i] = h.get(i, 0) + 1
-        if size is not None:
-            if c[3] is None or size > c[3]:
-                c[3] = size
-            i = index(size)
-            h = hist.get(hk := (*key, "s"))
-            if h is None:
-                h = hist[hk] = {}
+        for v, h in ((get(size_k), g[2]), (get(tok_k), g[3])):
+            if v is None:
+                continue
+            i = memo.get(v) if type(v) is int else None
+            if i is None:
+                i = histogram.index(v)
+                if i is None:
+                    continue
+                if type(v) is int and len(memo) < 65536:
+                    memo[v] = i
             h[i] = h.get(i, 0) + 1
-        if tok is not None:
-            i = index(tok)
-            h = hist.get(hk := (*key, "t"))
-            if h is None:
-                h = hist[hk] = {}
-            h[i] = h.get(i, 0) + 1
+            if h is g[2] and (c[3] is None or v > c[3]):
+                c[3] = v
+    calls = [[*key, status, *c] for key, g in groups.items() for status, c in g[0].items()]
     rows_h = []
-    for hk, h in hist.items():
-        lo = min(h)
-        rows_h.append([*hk, lo, "{" + ",".join([str(h.get(i, 0)) for i in range(lo, max(h) + 1)]) + "}"])
-    return compact({"c": [[*k, *v] for k, v in calls.items()], "h": rows_h})
+    for key, g in groups.items():
+        for measure, h in zip("dst", g[1:], strict=True):
+            if h:
+                lo = min(h)
+                rows_h.append([*key, measure, lo,
+                               "{" + ",".join([str(h.get(i, 0)) for i in range(lo, max(h) + 1)]) + "}"])
+    return compact({"c": calls, "h": rows_h})
 
 
 _TEXT_OID: Final = 25
