@@ -43,7 +43,7 @@ from typing import Any, Final
 
 from mcplens import event as ev
 from mcplens import histogram
-from mcplens._json import compact
+from mcplens._json import compact, dumps
 from mcplens.store.local.writer import CLOSED, LIVE, EventLogSink, events_dir
 from mcplens.store.postgres import clean_error, mask_url
 from mcplens.store.postgres.schema import DAY, HOUR, SCHEMA, columns
@@ -237,7 +237,7 @@ class PostgresWriter:
         try:
             conn = psycopg.connect(self._url, **kwargs)
             conn.execute(f"SET statement_timeout = {int(self._timeout * 1000)}")
-            set_json_dumps(compact, context=conn)  # jsonb columns: the local writer's exact JSON
+            set_json_dumps(dumps, context=conn)  # jsonb columns: the local writer's exact JSON (bytes)
             conn.adapters.register_dumper(None, _text_array_dumper())  # text[] columns, by type only
         except Exception as exc:  # noqa: BLE001 - down, refused, bad credentials: spool and back off
             self._failed("connecting to PostgreSQL", exc)
