@@ -120,6 +120,9 @@ def main() -> None:
                     help="also ingest with this git ref's src/ (its schema and writer), interleaved: before/after")
     ap.add_argument("--rounds", type=int, default=1, help="ingest rounds (each contender once per round)")
     ap.add_argument("--ingest-only", action="store_true", help="stop after the ingest rounds")
+    ap.add_argument("--grown-dir", type=Path,
+                    help="reads at scale: a cluster kept in this directory holding --grow events over 7 days "
+                         "(made on the first run: --events through the writers, then grown in SQL; reused after)")
     args = ap.parse_args()
     if args.writer:
         writer_main(args)
@@ -135,6 +138,9 @@ def main() -> None:
 
     if args.breakdown:
         breakdown(args)
+        return
+    if args.grown_dir:
+        grown(args)
         return
     tmp = Path(tempfile.mkdtemp(prefix="mcplens-bench-pg-"))
     cluster = Cluster(settings={"fsync": "on", "full_page_writes": "on",
@@ -249,6 +255,115 @@ def main() -> None:
                     "engineers' tests and benchmarks at the time: figures are noisy, ratios within one run matter. "
                     "PostgreSQL 15 on the same cores, fsync and synchronous_commit on.\n\n"
                     + "".join(f"- {x}\n" for x in lines))
+
+
+def grow_in_sql(conn: Any, target: int, t0: float, span: float) -> int:
+    """Grow ``events`` to ``target`` rows with shifted copies of what is there, within the same span
+    (a busier fleet over the same 7 days, not a longer history), new ids and sessions; each copy's
+    rollups made from its rows as ``merge_stage`` makes them. The two btree indexes are dropped
+    meanwhile and built again at the end (a bulk build instead of 10M random inserts)."""
+    from mcplens.store.postgres import schema
+
+    stored = conn.execute("SELECT count(*) FROM mcplens.events").fetchone()[0]
+    base = stored
+    cols = ", ".join(f'"{c}"' for c, _, _ in schema.columns() if c not in ("event_id", "time", "session_id"))
+    conn.execute("DROP INDEX mcplens.events_id, mcplens.events_session")
+    conn.execute("CREATE TEMP TABLE grow (LIKE mcplens.events)")
+    copy = 1
+    while stored < target:
+        take = min(base, target - stored)
+        shift = copy * 7919.0  # seconds, wrapped into [t0, t0 + span)
+        conn.execute(f"INSERT INTO grow (event_id, time, session_id, {cols}) "
+                     f"SELECT event_id || '-{copy}', {t0} + mod((time - {t0} + {shift})::numeric, {span})::float8, "
+                     f"session_id || '-{copy}', {cols} FROM mcplens.events WHERE event_id NOT LIKE '%-%' LIMIT {take}")
+        conn.execute("INSERT INTO mcplens.events SELECT * FROM grow")
+        conn.execute(schema._rollup_select("pg_temp.grow"))
+        conn.execute("TRUNCATE grow")
+        stored += take
+        copy += 1
+        print(f"  grown to {stored:,}", flush=True)
+    conn.execute("SET maintenance_work_mem = '512MB'")
+    conn.execute("CREATE UNIQUE INDEX events_id ON mcplens.events (event_id, time)")
+    conn.execute("CREATE INDEX events_session ON mcplens.events (session_id, time)")
+    conn.execute("VACUUM ANALYZE mcplens.events")
+    return stored
+
+
+def grown(args: argparse.Namespace) -> None:
+    """The reads over a big store in PostgreSQL: the per-tool table, insights and the dashboard's
+    7-day calls, each best of 3 (insights over the whole store: once)."""
+    from tests.store.postgres.cluster import Cluster
+
+    from mcplens.analysis.run import insights
+    from mcplens.dashboard import data
+    from mcplens.store.base import TimeWindow
+    from mcplens.store.postgres import connect, schema
+    from mcplens.store.postgres.store import PostgresStore
+
+    root: Path = args.grown_dir
+    made = not (root / "data").exists()
+    settings = {"fsync": "on", "full_page_writes": "on", "shared_buffers": "512MB", "max_wal_size": "4GB"}
+    root.mkdir(parents=True, exist_ok=True)
+    cluster = Cluster(root, settings=settings)
+    lines = []
+    if made:
+        cluster.init()
+    else:  # a new free port for the kept cluster
+        with open(cluster.data / "postgresql.conf", "a", encoding="utf-8") as f:
+            f.write(f"port = {cluster.port}\n")
+    cluster.start()
+    try:
+        span = 7 * 86400.0
+        meta = root / "grown.json"
+        if made:
+            url = cluster.create_db("grown")
+            schema.upgrade(connect(url))
+            now = time.time()
+            per = args.events // args.writers
+            res = ingest(cluster, url, root / "ingest", None, args, per, now - span, span, local=False)
+            print(f"ingested {res['stored']:,}", flush=True)
+            conn = connect(url)
+            t = time.perf_counter()
+            stored = grow_in_sql(conn, args.grow, now - span, span)
+            lines.append(f"grown to {stored:,} rows in {time.perf_counter() - t:.0f} s (shifted copies in SQL)")
+            conn.close()
+            meta.write_text(json.dumps({"now": now}))
+            import shutil
+
+            shutil.rmtree(root / "ingest", ignore_errors=True)
+        now = json.loads(meta.read_text())["now"]
+        url = cluster.url(db="grown")
+        pgs = PostgresStore(url)
+        stored = pgs.count()
+        week, day = TimeWindow(now - span, now + 1), TimeWindow(now - 86400, now + 1)
+        rollup_rows = pgs.rows("SELECT (SELECT count(*) FROM mcplens.rollup_calls) AS c, "
+                               "(SELECT count(*) FROM mcplens.rollup_hists) AS h")[0]
+        lines.append(f"store: {stored:,} events over 7 days in PostgreSQL; rollups {rollup_rows['c']:,} call rows, "
+                     f"{rollup_rows['h']:,} histogram rows")
+        print(lines[-1], flush=True)
+        for label, fn, rounds in (
+            ("per-tool table, whole store", lambda: pgs.tool_table(), 3),
+            ("per-tool table, last 7 days (window edges mid-hour)", lambda: pgs.tool_table(week), 3),
+            ("dashboard /api/tools, 7 days", lambda: data.tools(pgs, week), 3),
+            ("dashboard /api/sessions, 7 days", lambda: data.sessions(pgs, week), 3),
+            ("dashboard /api/health, 7 days", lambda: data.health(pgs, week), 3),
+            ("insights, last day", lambda: insights(pgs, since=day.since), 1),
+            ("dashboard /api/overview, 7 days", lambda: data.overview(pgs, week), 1),
+        ):
+            try:
+                took, _ = best(fn, rounds=rounds)
+                lines.append(f"{label} over {stored:,} events: {took:.3f} s (best of {rounds})")
+            except Exception as e:  # noqa: BLE001 - recorded: a call the PostgreSQL store cannot answer yet
+                lines.append(f"{label} over {stored:,} events: failed ({type(e).__name__}: {str(e)[:100]})")
+            print(lines[-1], flush=True)
+        pgs.close()
+    finally:
+        cluster.stop()
+    if args.record:
+        with open(Path(__file__).parent / "RESULTS.md", "a", encoding="utf-8") as f:
+            f.write(f"\n`bench/postgres.py --grown-dir DIR --events {args.events} --grow {args.grow}` "
+                    f"({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, load average "
+                    f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores):\n\n" + "".join(f"- {x}\n" for x in lines))
 
 
 def _extract(ref: str, tmp: Path) -> Path:
