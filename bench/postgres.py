@@ -248,12 +248,12 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.record:
         with open(Path(__file__).parent / "RESULTS.md", "a", encoding="utf-8") as f:
-            f.write(f"\n## {time.strftime('%Y-%m-%d', time.gmtime())} fleet: PostgreSQL store (`bench/postgres.py "
-                    f"--events {args.events} --grow {args.grow} --writers {args.writers}`)\n\n"
-                    f"Machine: {platform.machine()} {os.cpu_count()} cores (2-core python kind), SHARED with four "
-                    "other "
-                    "engineers' tests and benchmarks at the time: figures are noisy, ratios within one run matter. "
-                    "PostgreSQL 15 on the same cores, fsync and synchronous_commit on.\n\n"
+            argv = " ".join(a for a in sys.argv[1:] if a != "--record")
+            f.write(f"\n## {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC fleet: PostgreSQL store "
+                    f"(`bench/postgres.py {argv}`)\n\n"
+                    f"Machine: {platform.machine()} {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} "
+                    "at the end (other engineers' work shares the cores: wall-clock rates move with it, CPU per "
+                    "event much less). PostgreSQL on the same cores, fsync and synchronous_commit on.\n\n"
                     + "".join(f"- {x}\n" for x in lines))
 
 
