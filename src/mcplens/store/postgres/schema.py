@@ -5,13 +5,17 @@ Everything lives in schema ``mcplens``, owned by whoever runs ``mcplens db upgra
 * ``events``: one column per event field, named as the reading side names them (store/base.FIELDS),
   partitioned by range on ``time`` (epoch seconds), one partition per UTC day; unique on
   ``(event_id, time)`` so a replayed batch inserts nothing twice (``ON CONFLICT DO NOTHING``).
-* ``rollup_calls`` / ``rollup_hist``: per hour x server x method x target, the calls, errors (by
-  status), duration sums and the latency/size/token histograms of ``mcplens.histogram`` (merge = SUM
-  by index). A statement trigger with a transition table fills them from the rows each INSERT
-  actually added, so a duplicate skipped by ``ON CONFLICT`` is never counted, and the per-tool table
-  over any number of events reads a few thousand rows.
-* Roles: ``mcplens_writer`` may INSERT into ``events`` (through a session-local staging table:
-  TEMPORARY on the database) and call the two helper functions, nothing else: it cannot SELECT.
+* ``rollup_calls`` / ``rollup_hists``: per hour x server x method x target, the calls, errors (by
+  status), duration sums and the latency/size/token histograms of ``mcplens.histogram`` (one row
+  per measure: ``counts[k]`` is bucket ``lo + k - 1``; merge = add by bucket; the view
+  ``rollup_hist`` gives one row per bucket). Since schema 2 each writer adds its batch's deltas in
+  the batch's own transaction (``add_rollups``), and ``merge_stage()`` rolls up the rows a replay
+  actually added, so nothing is counted twice and the per-tool table over any number of events
+  reads a few thousand rows. (Schema 1 kept them with a per-row statement trigger: half the
+  database's ingest cost.)
+* Roles: ``mcplens_writer`` may INSERT into ``events`` and ``stage`` and call the helper functions
+  (partitions, retention floor, rollup deltas that only add, the replay merge), nothing else: it
+  cannot SELECT.
   ``mcplens_reader`` may SELECT, nothing else. Login roles are made members of one of them.
 * ``ensure_partitions(days)``: SECURITY DEFINER, so a writer can have the day partitions it needs
   created without DDL rights; ``keep_since()``: the retention floor, so a late replay does not bring

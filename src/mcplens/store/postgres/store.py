@@ -308,7 +308,7 @@ class PostgresStore(Store):
         return int(self.rows(f"SELECT count(*) AS n FROM {_T}")[0]["n"])
 
     def compact(self) -> CompactResult:
-        """Nothing to fold: rows are columnar-enough in PostgreSQL and the rollups are kept by the trigger."""
+        """Nothing to fold: rows are columnar-enough in PostgreSQL and the writers keep the rollups."""
         return CompactResult((), 0, 0, 0)
 
     # ---- the insights' DuckDB view ---------------------------------------------------------
