@@ -47,6 +47,14 @@ _PG_TYPES: Final = {"VARCHAR": 'text COLLATE "C"', "INTEGER": "integer", "DOUBLE
                     "BIGINT": "bigint", "JSON": "jsonb", "VARCHAR[]": "text[]"}
 
 
+#: the PostgreSQL writer's own counters, carried by the health records it writes (schema 2; not
+#: event fields of the local store, which has no spool): (column, health record key, type)
+WRITER_HEALTH: Final = (("health_sent", "mcplens.health.pg_sent", "bigint"),
+                        ("health_spooled", "mcplens.health.pg_spooled", "bigint"),
+                        ("health_replayed", "mcplens.health.pg_replayed", "bigint"),
+                        ("health_rejected", "mcplens.health.pg_rejected", "bigint"))
+
+
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -193,6 +201,7 @@ _ADD_FN_ARGS: Final = "deltas jsonb"
 #: ``rollup_hist`` keeps the one-row-per-bucket shape for readers.
 _MIGRATION_2: Final = f"""
 DROP TRIGGER roll_up ON {SCHEMA}.events;
+ALTER TABLE {SCHEMA}.events {", ".join(f"ADD COLUMN {_ident(n)} {t}" for n, _, t in WRITER_HEALTH)};
 CREATE UNLOGGED TABLE {SCHEMA}.stage (LIKE {SCHEMA}.events);
 CREATE FUNCTION {SCHEMA}.hist_add(lo1 integer, n1 bigint[], lo2 integer, n2 bigint[]) RETURNS bigint[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$

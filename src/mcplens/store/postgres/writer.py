@@ -46,16 +46,17 @@ from mcplens import histogram
 from mcplens._json import compact, dumps
 from mcplens.store.local.writer import CLOSED, LIVE, EventLogSink, events_dir
 from mcplens.store.postgres import clean_error, mask_url
-from mcplens.store.postgres.schema import DAY, HOUR, SCHEMA, columns
+from mcplens.store.postgres.schema import DAY, HOUR, SCHEMA, WRITER_HEALTH, columns
 
 logger = logging.getLogger("mcplens")
 
 #: (event key, PostgreSQL type for psycopg's binary dumpers) in the table's column order
 _PG_DUMP: Final = {"text": "text", "integer": "int4", "double precision": "float8", "bigint": "int8",
                    "jsonb": "jsonb", "text[]": "text[]"}
-KEYS: Final = tuple(key for _, key, _ in columns())
-TYPES: Final = tuple(_PG_DUMP[t.split(" COLLATE")[0]] for _, _, t in columns())
-_COLS: Final = ", ".join(f'"{n}"' for n, _, _ in columns())
+_ALL: Final = (*columns(), *WRITER_HEALTH)
+KEYS: Final = tuple(key for _, key, _ in _ALL)
+TYPES: Final = tuple(_PG_DUMP[t.split(" COLLATE")[0]] for _, _, t in _ALL)
+_COLS: Final = ", ".join(f'"{n}"' for n, _, _ in _ALL)
 _COPY: Final = f"COPY {SCHEMA}.events ({_COLS}) FROM STDIN (FORMAT binary)"
 _COPY_STAGE: Final = f"COPY {SCHEMA}.stage ({_COLS}) FROM STDIN (FORMAT binary)"
 _MERGE: Final = f"SELECT {SCHEMA}.merge_stage()"
@@ -219,6 +220,13 @@ class PostgresWriter:
     @property
     def path(self) -> Path | None:
         return self._spool.path
+
+    def health_fields(self) -> dict[str, int]:
+        """This writer's counters for the pipeline's health records (so ``mcplens health`` readers
+        and SQL over ``events`` see what was spooled, replayed and refused, per replica)."""
+        s = self.stats
+        return dict(zip((k for _, k, _ in WRITER_HEALTH),
+                        (s["sent"], s["spooled"], s["replayed"], s["rejected"] + s["expired"]), strict=True))
 
     # ---- connection ------------------------------------------------------------------------
 
