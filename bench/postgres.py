@@ -348,7 +348,7 @@ def grown(args: argparse.Namespace) -> None:
             ("dashboard /api/sessions, 7 days", lambda: data.sessions(pgs, week), 3),
             ("dashboard /api/health, 7 days", lambda: data.health(pgs, week), 3),
             ("insights, last day", lambda: insights(pgs, since=day.since), 1),
-            ("dashboard /api/overview, 7 days", lambda: data.overview(pgs, week), 1),
+            ("dashboard /api/overview, last day", lambda: data.overview(pgs, day), 1),
         ):
             try:
                 took, _ = best(fn, rounds=rounds)
@@ -356,6 +356,10 @@ def grown(args: argparse.Namespace) -> None:
             except Exception as e:  # noqa: BLE001 - recorded: a call the PostgreSQL store cannot answer yet
                 lines.append(f"{label} over {stored:,} events: failed ({type(e).__name__}: {str(e)[:100]})")
             print(lines[-1], flush=True)
+        # the dashboard's charts over PostgreSQL load the window's events into DuckDB (no series
+        # rollups are kept in PostgreSQL yet): 7 days of a big store is minutes, so it is not run
+        lines.append(f"dashboard /api/overview, 7 days over {stored:,} events: not run (it would load the whole "
+                     "window into DuckDB; see the last-day figure)")
         pgs.close()
     finally:
         cluster.stop()
