@@ -259,9 +259,11 @@ def main() -> None:
 
 def grow_in_sql(conn: Any, target: int, t0: float, span: float) -> int:
     """Grow ``events`` to ``target`` rows with shifted copies of what is there, within the same span
-    (a busier fleet over the same 7 days, not a longer history), new ids and sessions; each copy's
-    rollups made from its rows as ``merge_stage`` makes them. The two btree indexes are dropped
-    meanwhile and built again at the end (a bulk build instead of 10M random inserts)."""
+    (a busier fleet over the same 7 days, not a longer history), new ids and sessions. The copies
+    are made in a temp table and inserted once in time order (as writers insert: the BRIN index on
+    time stays useful), with their rollups made from them as ``merge_stage`` makes them. The two
+    btree indexes are dropped meanwhile and built again at the end (a bulk build instead of 10M
+    random inserts)."""
     from mcplens.store.postgres import schema
 
     stored = conn.execute("SELECT count(*) FROM mcplens.events").fetchone()[0]
@@ -269,6 +271,7 @@ def grow_in_sql(conn: Any, target: int, t0: float, span: float) -> int:
     cols = ", ".join(f'"{c}"' for c, _, _ in schema.columns() if c not in ("event_id", "time", "session_id"))
     conn.execute("DROP INDEX mcplens.events_id, mcplens.events_session")
     conn.execute("CREATE TEMP TABLE grow (LIKE mcplens.events)")
+    conn.execute("SET work_mem = '256MB'")
     copy = 1
     while stored < target:
         take = min(base, target - stored)
@@ -276,12 +279,12 @@ def grow_in_sql(conn: Any, target: int, t0: float, span: float) -> int:
         conn.execute(f"INSERT INTO grow (event_id, time, session_id, {cols}) "
                      f"SELECT event_id || '-{copy}', {t0} + mod((time - {t0} + {shift})::numeric, {span})::float8, "
                      f"session_id || '-{copy}', {cols} FROM mcplens.events WHERE event_id NOT LIKE '%-%' LIMIT {take}")
-        conn.execute("INSERT INTO mcplens.events SELECT * FROM grow")
-        conn.execute(schema._rollup_select("pg_temp.grow"))
-        conn.execute("TRUNCATE grow")
         stored += take
         copy += 1
-        print(f"  grown to {stored:,}", flush=True)
+        print(f"  made {stored:,}", flush=True)
+    conn.execute("INSERT INTO mcplens.events SELECT * FROM grow ORDER BY time")
+    conn.execute(schema._rollup_select("pg_temp.grow"))
+    conn.execute("DROP TABLE grow")
     conn.execute("SET maintenance_work_mem = '512MB'")
     conn.execute("CREATE UNIQUE INDEX events_id ON mcplens.events (event_id, time)")
     conn.execute("CREATE INDEX events_session ON mcplens.events (session_id, time)")
