@@ -66,6 +66,8 @@ def make_events(n: int, seed: int, t0: float, span: float) -> list[dict[str, Any
 
 def writer_main(args: argparse.Namespace) -> None:
     """One writer process: build its share, wait for the go file, write it all, print the timings."""
+    import psycopg  # noqa: F401 - imported before the clock starts (the writer imports it on first connect)
+
     from mcplens.store.local.writer import EventLogSink
     from mcplens.store.postgres.writer import PostgresWriter
 
@@ -74,20 +76,21 @@ def writer_main(args: argparse.Namespace) -> None:
     print("ready", flush=True)
     while not go.exists():
         time.sleep(0.005)
-    out = {}
+    out: dict[str, Any] = {}
     w = PostgresWriter(args.url, Path(args.home), f"bench{args.seed}")
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for i in range(0, len(events), 1000):
         w.write_batch(events[i:i + 1000])
     w.close()
-    out["postgres_s"] = time.perf_counter() - t
+    out["postgres_s"], out["postgres_cpu"] = time.perf_counter() - t, time.process_time() - c
     out["stats"] = w.stats
-    sink = EventLogSink(Path(args.home) / "local", f"bench{args.seed}", max_bytes=64 << 20, max_age=600)
-    t = time.perf_counter()
-    for i in range(0, len(events), 1000):
-        sink.write_batch(events[i:i + 1000])
-    sink.close()
-    out["local_s"] = time.perf_counter() - t
+    if args.local:
+        sink = EventLogSink(Path(args.home) / "local", f"bench{args.seed}", max_bytes=64 << 20, max_age=600)
+        t, c = time.perf_counter(), time.process_time()
+        for i in range(0, len(events), 1000):
+            sink.write_batch(events[i:i + 1000])
+        sink.close()
+        out["local_s"], out["local_cpu"] = time.perf_counter() - t, time.process_time() - c
     print(json.dumps(out), flush=True)
 
 
@@ -112,6 +115,14 @@ def main() -> None:
     ap.add_argument("--url"), ap.add_argument("--home"), ap.add_argument("--go")
     ap.add_argument("--n", type=int), ap.add_argument("--seed", type=int)
     ap.add_argument("--t0", type=float), ap.add_argument("--span", type=float)
+    ap.add_argument("--local", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--baseline-ref", default="",
+                    help="also ingest with this git ref's src/ (its schema and writer), interleaved: before/after")
+    ap.add_argument("--rounds", type=int, default=1, help="ingest rounds (each contender once per round)")
+    ap.add_argument("--ingest-only", action="store_true", help="stop after the ingest rounds")
+    ap.add_argument("--grown-dir", type=Path,
+                    help="reads at scale: a cluster kept in this directory holding --grow events over 7 days "
+                         "(made on the first run: --events through the writers, then grown in SQL; reused after)")
     args = ap.parse_args()
     if args.writer:
         writer_main(args)
@@ -128,101 +139,108 @@ def main() -> None:
     if args.breakdown:
         breakdown(args)
         return
+    if args.grown_dir:
+        grown(args)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="mcplens-bench-pg-"))
     cluster = Cluster(settings={"fsync": "on", "full_page_writes": "on",
                                             "shared_buffers": "512MB", "max_wal_size": "4GB"}).init().start()
     lines = []
     try:
-        url = cluster.create_db("bench")
-        conn = connect(url)
-        schema.upgrade(conn)
         now = time.time()
         span = 7 * 86400.0
         t0 = now - span
         per = args.events // args.writers
-        go = tmp / "go"
-        procs = [subprocess.Popen([sys.executable, __file__, "--writer", "--url", url, "--home", str(tmp / f"w{k}"),
-                                   "--go", str(go), "--n", str(per), "--seed", str(k), "--t0", str(t0),
-                                   "--span", str(span)], stdout=subprocess.PIPE, text=True)
-                 for k in range(args.writers)]
-        for p in procs:
-            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-        t = time.perf_counter()
-        go.touch()
-        results = [json.loads(p.stdout.readline()) for p in procs if p.stdout is not None]
-        for p in procs:
-            p.wait()
-        wall = time.perf_counter() - t
-        pg_wall = max(r["postgres_s"] for r in results)
-        local_wall = max(r["local_s"] for r in results)
         n = per * args.writers
-        stored = conn.execute("SELECT count(*) FROM mcplens.events").fetchone()[0]
-        spooled = sum(r["stats"]["spooled"] for r in results)
-        lines.append(f"ingest, {args.writers} writer processes x {per:,} events, 1,000 per batch: PostgreSQL "
-                     f"{n / pg_wall:,.0f} events/s ({pg_wall:.1f} s, {stored:,} rows stored, {spooled} spooled); "
-                     f"local segment writer {n / local_wall:,.0f} events/s ({local_wall:.1f} s); "
-                     f"whole run {wall:.1f} s")
-        print(lines[-1], flush=True)
+        contenders = {"this branch": None}
+        if args.baseline_ref:
+            contenders = {f"{args.baseline_ref} (before)": _extract(args.baseline_ref, tmp), "this branch": None}
+        url = ""
+        for r in range(args.rounds):
+            for label, src in contenders.items():
+                last = r == args.rounds - 1 and src is None
+                url = cluster.create_db(f"bench_{r}_{'base' if src else 'new'}")
+                _upgrade(url, src)
+                home = tmp / f"run{r}{'b' if src else 'n'}"
+                res = ingest(cluster, url, home, src, args, per, t0, span, local=last)
+                lines.append(f"ingest ({label}, round {r + 1}), {args.writers} writer processes x {per:,} events, "
+                             f"1,000 per batch: PostgreSQL {n / res['wall']:,.0f} events/s ({res['wall']:.1f} s, "
+                             f"{res['stored']:,} rows stored, {res['spooled']} spooled); CPU per event: writers "
+                             f"{res['writer_cpu'] / n * 1e6:.1f} us + PostgreSQL {res['pg_cpu'] / n * 1e6:.1f} us = "
+                             f"{(res['writer_cpu'] + res['pg_cpu']) / n * 1e6:.1f} us")
+                if last:
+                    lines[-1] += (f"; local segment writer (same processes, after) {n / res['local_wall']:,.0f} "
+                                  f"events/s, {res['local_cpu'] / n * 1e6:.1f} us CPU per event")
+                    ingest_home = home
+                print(lines[-1], flush=True)
+        if not args.ingest_only:
+            conn = connect(url)
+            stored = conn.execute("SELECT count(*) FROM mcplens.events").fetchone()[0]
 
-        # the local store: the same events, compacted (Parquet + rollups), as `mcplens compact` leaves them
-        local_home = tmp / "localstore"
-        (local_home / "events" / "closed").mkdir(parents=True)
-        for k in range(args.writers):
-            for f in (tmp / f"w{k}" / "local" / "events" / "closed").glob("*.jsonl"):
-                f.rename(local_home / "events" / "closed" / f.name)
-        t = time.perf_counter()
-        LocalStore(local_home).compact()
-        compact_s = time.perf_counter() - t
-        local = LocalStore(local_home)
-        pgs = PostgresStore(url)
-        week = TimeWindow(now - 7 * 86400, None)
-        day = now - 86400
-        for label, fn in (
-            ("per-tool table, whole store", lambda: pgs.tool_table()),
-            ("per-tool table, last 7 days", lambda: pgs.tool_table(week)),
-            ("insights, last day", lambda: insights(pgs, since=day)),
-        ):
-            lt, _ = best(lambda fn=fn, label=label: _local(local, label, week, day, insights))
-            pt, _ = best(fn)
-            lines.append(f"{label} over {stored:,} events: PostgreSQL {pt:.3f} s, local {lt:.3f} s")
-            print(lines[-1], flush=True)
-        it, _ = best(lambda: insights(pgs), rounds=1)
-        lt, _ = best(lambda: insights(local), rounds=1)
-        lines.append(f"insights, whole store ({stored:,} events): PostgreSQL {it:.2f} s (window loaded into DuckDB), "
-                     f"local {lt:.2f} s (compacted in {compact_s:.1f} s)")
-        print(lines[-1], flush=True)
-
-        if args.grow > stored:
+            # the local store: the same events, compacted (Parquet + rollups), as `mcplens compact` leaves them
+            local_home = tmp / "localstore"
+            (local_home / "events" / "closed").mkdir(parents=True)
+            for k in range(args.writers):
+                for f in (ingest_home / f"w{k}" / "local" / "events" / "closed").glob("*.jsonl"):
+                    f.rename(local_home / "events" / "closed" / f.name)
             t = time.perf_counter()
-            base = stored
-            copy = 1
-            cols = ", ".join(f'"{c}"' for c, _, _ in schema.columns() if c not in ("event_id", "time", "session_id"))
-            while stored < args.grow:
-                # shift back by whole weeks into partitions made for them; new ids, new sessions
-                shift = copy * span
-                days = sorted({int((t0 - shift) // 86400) + d for d in range(9)})
-                conn.execute("SELECT mcplens.ensure_partitions(%s)", (days,))
-                take = min(base, args.grow - stored)
-                conn.execute(f"INSERT INTO mcplens.events (event_id, time, session_id, {cols}) "
-                             f"SELECT event_id || '-{copy}', time - {shift}, session_id || '-{copy}', {cols} "
-                             f"FROM mcplens.events WHERE time >= {t0} LIMIT {take}")
-                stored += take
-                copy += 1
-            grow_s = time.perf_counter() - t
-            conn.execute("ANALYZE mcplens.events")
-            lines.append(f"grown to {stored:,} rows in PostgreSQL in {grow_s:.0f} s "
-                         "(INSERT ... SELECT of shifted copies)")
-            print(lines[-1], flush=True)
+            LocalStore(local_home).compact()
+            compact_s = time.perf_counter() - t
+            local = LocalStore(local_home)
+            pgs = PostgresStore(url)
+            week = TimeWindow(now - 7 * 86400, None)
+            day = now - 86400
             for label, fn in (
                 ("per-tool table, whole store", lambda: pgs.tool_table()),
                 ("per-tool table, last 7 days", lambda: pgs.tool_table(week)),
                 ("insights, last day", lambda: insights(pgs, since=day)),
             ):
+                lt, _ = best(lambda fn=fn, label=label: _local(local, label, week, day, insights))
                 pt, _ = best(fn)
-                lines.append(f"{label} over {stored:,} events: PostgreSQL {pt:.3f} s")
+                lines.append(f"{label} over {stored:,} events: PostgreSQL {pt:.3f} s, local {lt:.3f} s")
                 print(lines[-1], flush=True)
-        conn.close()
-        pgs.close()
+            it, _ = best(lambda: insights(pgs), rounds=1)
+            lt, _ = best(lambda: insights(local), rounds=1)
+            lines.append(f"insights, whole store ({stored:,} events): PostgreSQL {it:.2f} s, "
+                         f"local {lt:.2f} s (compacted in {compact_s:.1f} s)")
+            print(lines[-1], flush=True)
+
+            if args.grow > stored:
+                t = time.perf_counter()
+                base = stored
+                copy = 1
+                cols = ", ".join(f'"{c}"' for c, _, _ in schema.columns()
+                                 if c not in ("event_id", "time", "session_id"))
+                while stored < args.grow:
+                    # shift back by whole weeks into partitions made for them; new ids, new sessions
+                    shift = copy * span
+                    days = sorted({int((t0 - shift) // 86400) + d for d in range(9)})
+                    conn.execute("SELECT mcplens.ensure_partitions(%s)", (days,))
+                    take = min(base, args.grow - stored)
+                    conn.execute(f"INSERT INTO mcplens.events (event_id, time, session_id, {cols}) "
+                                 f"SELECT event_id || '-{copy}', time - {shift}, session_id || '-{copy}', {cols} "
+                                 f"FROM mcplens.events WHERE time >= {t0} LIMIT {take}")
+                    # writers add rollup deltas themselves; rows made in SQL get theirs the same way
+                    # merge_stage does (the copy sits wholly in [t0 - shift, now - shift))
+                    conn.execute(schema._ROLLUP_SELECT.format(
+                        src=f"(SELECT * FROM mcplens.events WHERE time >= {t0 - shift} AND time < {now - shift}) e"))
+                    stored += take
+                    copy += 1
+                grow_s = time.perf_counter() - t
+                conn.execute("ANALYZE mcplens.events")
+                lines.append(f"grown to {stored:,} rows in PostgreSQL in {grow_s:.0f} s "
+                             "(INSERT ... SELECT of shifted copies)")
+                print(lines[-1], flush=True)
+                for label, fn in (
+                    ("per-tool table, whole store", lambda: pgs.tool_table()),
+                    ("per-tool table, last 7 days", lambda: pgs.tool_table(week)),
+                    ("insights, last day", lambda: insights(pgs, since=day)),
+                ):
+                    pt, _ = best(fn)
+                    lines.append(f"{label} over {stored:,} events: PostgreSQL {pt:.3f} s")
+                    print(lines[-1], flush=True)
+            conn.close()
+            pgs.close()
     finally:
         cluster.destroy()
         import shutil
@@ -230,17 +248,208 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.record:
         with open(Path(__file__).parent / "RESULTS.md", "a", encoding="utf-8") as f:
-            f.write(f"\n## {time.strftime('%Y-%m-%d', time.gmtime())} fleet: PostgreSQL store (`bench/postgres.py "
-                    f"--events {args.events} --grow {args.grow} --writers {args.writers}`)\n\n"
-                    f"Machine: {platform.machine()} {os.cpu_count()} cores (2-core python kind), SHARED with four "
-                    "other "
-                    "engineers' tests and benchmarks at the time: figures are noisy, ratios within one run matter. "
-                    "PostgreSQL 15 on the same cores, fsync and synchronous_commit on.\n\n"
+            argv = " ".join(a for a in sys.argv[1:] if a != "--record")
+            f.write(f"\n## {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC fleet: PostgreSQL store "
+                    f"(`bench/postgres.py {argv}`)\n\n"
+                    f"Machine: {platform.machine()} {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} "
+                    "at the end (other engineers' work shares the cores: wall-clock rates move with it, CPU per "
+                    "event much less). PostgreSQL on the same cores, fsync and synchronous_commit on.\n\n"
                     + "".join(f"- {x}\n" for x in lines))
 
 
+def grow_in_sql(conn: Any, target: int, t0: float, span: float) -> int:
+    """Grow ``events`` to ``target`` rows with shifted copies of what is there, within the same span
+    (a busier fleet over the same 7 days, not a longer history), new ids and sessions. The copies
+    are made in a temp table and inserted once in time order (as writers insert: the BRIN index on
+    time stays useful), with their rollups made from them as ``merge_stage`` makes them. The two
+    btree indexes are dropped meanwhile and built again at the end (a bulk build instead of 10M
+    random inserts)."""
+    from mcplens.store.postgres import schema
+
+    stored = conn.execute("SELECT count(*) FROM mcplens.events").fetchone()[0]
+    base = stored
+    cols = ", ".join(f'"{c}"' for c, _, _ in schema.columns() if c not in ("event_id", "time", "session_id"))
+    conn.execute("DROP INDEX mcplens.events_id, mcplens.events_session")
+    conn.execute("CREATE TEMP TABLE grow (LIKE mcplens.events)")
+    conn.execute("SET work_mem = '256MB'")
+    copy = 1
+    while stored < target:
+        take = min(base, target - stored)
+        shift = copy * 7919.0  # seconds, wrapped into [t0, t0 + span)
+        conn.execute(f"INSERT INTO grow (event_id, time, session_id, {cols}) "
+                     f"SELECT event_id || '-{copy}', {t0} + mod((time - {t0} + {shift})::numeric, {span})::float8, "
+                     f"session_id || '-{copy}', {cols} FROM mcplens.events WHERE event_id NOT LIKE '%-%' LIMIT {take}")
+        stored += take
+        copy += 1
+        print(f"  made {stored:,}", flush=True)
+    conn.execute("INSERT INTO mcplens.events SELECT * FROM grow ORDER BY time")
+    conn.execute(schema._rollup_select("pg_temp.grow"))
+    conn.execute("DROP TABLE grow")
+    conn.execute("SET maintenance_work_mem = '512MB'")
+    conn.execute("CREATE UNIQUE INDEX events_id ON mcplens.events (event_id, time)")
+    conn.execute("CREATE INDEX events_session ON mcplens.events (session_id, time)")
+    conn.execute("VACUUM ANALYZE mcplens.events")
+    return stored
+
+
+def grown(args: argparse.Namespace) -> None:
+    """The reads over a big store in PostgreSQL: the per-tool table, insights and the dashboard's
+    7-day calls, each best of 3 (insights over the whole store: once)."""
+    from tests.store.postgres.cluster import Cluster
+
+    from mcplens.analysis.run import insights
+    from mcplens.dashboard import data
+    from mcplens.store.base import TimeWindow
+    from mcplens.store.postgres import connect, schema
+    from mcplens.store.postgres.store import PostgresStore
+
+    root: Path = args.grown_dir
+    made = not (root / "data").exists()
+    settings = {"fsync": "on", "full_page_writes": "on", "shared_buffers": "512MB", "max_wal_size": "4GB"}
+    root.mkdir(parents=True, exist_ok=True)
+    cluster = Cluster(root, settings=settings)
+    lines = []
+    if made:
+        cluster.init()
+    else:  # a new free port for the kept cluster
+        with open(cluster.data / "postgresql.conf", "a", encoding="utf-8") as f:
+            f.write(f"port = {cluster.port}\n")
+    cluster.start()
+    try:
+        span = 7 * 86400.0
+        meta = root / "grown.json"
+        if made:
+            url = cluster.create_db("grown")
+            schema.upgrade(connect(url))
+            now = time.time()
+            per = args.events // args.writers
+            res = ingest(cluster, url, root / "ingest", None, args, per, now - span, span, local=False)
+            print(f"ingested {res['stored']:,}", flush=True)
+            conn = connect(url)
+            t = time.perf_counter()
+            stored = grow_in_sql(conn, args.grow, now - span, span)
+            lines.append(f"grown to {stored:,} rows in {time.perf_counter() - t:.0f} s (shifted copies in SQL)")
+            conn.close()
+            meta.write_text(json.dumps({"now": now}))
+            import shutil
+
+            shutil.rmtree(root / "ingest", ignore_errors=True)
+        now = json.loads(meta.read_text())["now"]
+        url = cluster.url(db="grown")
+        pgs = PostgresStore(url)
+        stored = pgs.count()
+        week, day = TimeWindow(now - span, now + 1), TimeWindow(now - 86400, now + 1)
+        rollup_rows = pgs.rows("SELECT (SELECT count(*) FROM mcplens.rollup_calls) AS c, "
+                               "(SELECT count(*) FROM mcplens.rollup_hists) AS h")[0]
+        lines.append(f"store: {stored:,} events over 7 days in PostgreSQL; rollups {rollup_rows['c']:,} call rows, "
+                     f"{rollup_rows['h']:,} histogram rows")
+        print(lines[-1], flush=True)
+        for label, fn, rounds in (
+            ("per-tool table, whole store", lambda: pgs.tool_table(), 3),
+            ("per-tool table, last 7 days (window edges mid-hour)", lambda: pgs.tool_table(week), 3),
+            ("dashboard /api/tools, 7 days", lambda: data.tools(pgs, week), 3),
+            ("dashboard /api/sessions, 7 days", lambda: data.sessions(pgs, week), 3),
+            ("dashboard /api/health, 7 days", lambda: data.health(pgs, week), 3),
+            ("insights, last day", lambda: insights(pgs, since=day.since), 1),
+            ("dashboard /api/overview, last day", lambda: data.overview(pgs, day), 1),
+        ):
+            try:
+                took, _ = best(fn, rounds=rounds)
+                lines.append(f"{label} over {stored:,} events: {took:.3f} s (best of {rounds})")
+            except Exception as e:  # noqa: BLE001 - recorded: a call the PostgreSQL store cannot answer yet
+                lines.append(f"{label} over {stored:,} events: failed ({type(e).__name__}: {str(e)[:100]})")
+            print(lines[-1], flush=True)
+        # the dashboard's charts over PostgreSQL load the window's events into DuckDB (no series
+        # rollups are kept in PostgreSQL yet): 7 days of a big store is minutes, so it is not run
+        lines.append(f"dashboard /api/overview, 7 days over {stored:,} events: not run (it would load the whole "
+                     "window into DuckDB; see the last-day figure)")
+        pgs.close()
+    finally:
+        cluster.stop()
+    if args.record:
+        with open(Path(__file__).parent / "RESULTS.md", "a", encoding="utf-8") as f:
+            f.write(f"\n`bench/postgres.py --grown-dir DIR --events {args.events} --grow {args.grow}` "
+                    f"({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, load average "
+                    f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores):\n\n" + "".join(f"- {x}\n" for x in lines))
+
+
+def _extract(ref: str, tmp: Path) -> Path:
+    """``ref``'s src/ in a temp dir, so its writer and schema run beside this branch's."""
+    out = tmp / "baseline"
+    out.mkdir()
+    repo = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(["git", "-C", str(repo), "archive", ref, "src"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+    return out / "src"
+
+
+def _env(src: Path | None) -> dict[str, str]:
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    return env
+
+
+def _upgrade(url: str, src: Path | None) -> None:
+    subprocess.run([sys.executable, "-c", "import sys; from mcplens.store.postgres import connect, schema; "
+                    "schema.upgrade(connect(sys.argv[1]))", url], check=True, env=_env(src))
+
+
+def _cluster_cpu(cluster: Any) -> float:
+    """CPU seconds used so far by the cluster: the postmaster, its live children, and its exited
+    children (backends of closed connections, reaped into the postmaster's cutime/cstime)."""
+    pid = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def fields(p: int) -> list[str]:
+        with open(f"/proc/{p}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+
+    f = fields(pid)
+    total = sum(int(x) for x in f[11:15])  # utime stime cutime cstime
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            c = fields(int(child))
+        except FileNotFoundError:
+            continue
+        total += int(c[11]) + int(c[12])
+    return total / tick
+
+
+def ingest(cluster: Any, url: str, home: Path, src: Path | None, args: argparse.Namespace, per: int, t0: float,
+           span: float, *, local: bool) -> dict[str, Any]:
+    """All writer processes at once (``src``: another version of mcplens), timed from the go file."""
+    home.mkdir(parents=True)
+    go = home / "go"
+    procs = [subprocess.Popen([sys.executable, __file__, "--writer", "--url", url, "--home", str(home / f"w{k}"),
+                               "--go", str(go), "--n", str(per), "--seed", str(k), "--t0", str(t0),
+                               "--span", str(span), *(["--local"] if local else [])],
+                              stdout=subprocess.PIPE, text=True, env=_env(src))
+             for k in range(args.writers)]
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    from mcplens.store.postgres import connect
+
+    cpu0 = _cluster_cpu(cluster)
+    go.touch()
+    results = [json.loads(p.stdout.readline()) for p in procs if p.stdout is not None]
+    pg_cpu = _cluster_cpu(cluster) - cpu0  # before the local phase ends: only the PostgreSQL phase
+    for p in procs:
+        p.wait()
+    conn = connect(url)
+    stored = conn.execute("SELECT count(*) FROM mcplens.events").fetchone()[0]
+    conn.close()
+    out = {"wall": max(r["postgres_s"] for r in results), "writer_cpu": sum(r["postgres_cpu"] for r in results),
+           "pg_cpu": pg_cpu, "stored": stored, "spooled": sum(r["stats"]["spooled"] for r in results)}
+    if local:
+        out["local_wall"] = max(r["local_s"] for r in results)
+        out["local_cpu"] = sum(r["local_cpu"] for r in results)
+    return out
+
+
 def breakdown(args: argparse.Namespace) -> None:
-    """One writer process, the same events each time into a fresh database, rounds interleaved."""
+    """One writer process, the same events each time into a fresh database, variants interleaved:
+    where the database's CPU per event goes (figures: writer and PostgreSQL CPU per event)."""
     from tests.store.postgres.cluster import Cluster
 
     from mcplens.store.local.writer import EventLogSink
@@ -248,16 +457,19 @@ def breakdown(args: argparse.Namespace) -> None:
     from mcplens.store.postgres.writer import PostgresWriter
 
     variants = {
-        "full (indexes + rollup trigger)": [],
-        "no rollup trigger": ["ALTER TABLE mcplens.events DISABLE TRIGGER roll_up"],
-        "no trigger, no session index": ["ALTER TABLE mcplens.events DISABLE TRIGGER roll_up",
-                                         "DROP INDEX mcplens.events_session"],
+        "full": [],
+        "no rollup deltas": ["CREATE OR REPLACE FUNCTION mcplens.add_rollups(deltas jsonb) RETURNS void "
+                             "LANGUAGE plpgsql AS $$ BEGIN END $$"],
+        "no session index": ["DROP INDEX mcplens.events_session"],
+        "no unique id index": ["DROP INDEX mcplens.events_id"],
     }
-    cluster = Cluster(settings={"fsync": "on", "full_page_writes": "on"}).init().start()
+    cluster = Cluster(settings={"fsync": "on", "full_page_writes": "on", "shared_buffers": "512MB",
+                                "max_wal_size": "4GB"}).init().start()
     tmp = Path(tempfile.mkdtemp(prefix="mcplens-bench-pgb-"))
-    res: dict[str, list[float]] = {k: [] for k in [*variants, "local segment writer"]}
+    res: dict[str, list[tuple[float, float]]] = {k: [] for k in [*variants, "local segment writer"]}
     now = time.time()
     events = make_events(args.breakdown, 1, now - 86400, 86400)
+    n = len(events)
     try:
         k = 0
         for _ in range(3):
@@ -269,29 +481,32 @@ def breakdown(args: argparse.Namespace) -> None:
                 for q in sqls:
                     conn.execute(q)
                 w = PostgresWriter(url, tmp / f"h{k}", "bd")
-                t = time.perf_counter()
-                for i in range(0, len(events), 1000):
+                w.write_batch(events[:1])  # connected, partitions made
+                cpu0, c = _cluster_cpu(cluster), time.process_time()
+                for i in range(1, n, 1000):
                     w.write_batch(events[i:i + 1000])
-                res[name].append(len(events) / (time.perf_counter() - t))
+                res[name].append(((time.process_time() - c) / n * 1e6, (_cluster_cpu(cluster) - cpu0) / n * 1e6))
                 w.close()
                 conn.close()
             sink = EventLogSink(tmp / f"l{k}", "bd", max_bytes=1 << 30, max_age=600)
-            t = time.perf_counter()
-            for i in range(0, len(events), 1000):
+            c = time.process_time()
+            for i in range(0, n, 1000):
                 sink.write_batch(events[i:i + 1000])
-            res["local segment writer"].append(len(events) / (time.perf_counter() - t))
+            res["local segment writer"].append(((time.process_time() - c) / n * 1e6, 0.0))
             sink.close()
     finally:
         cluster.destroy()
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
-    lines = [f"one writer, {args.breakdown:,} events, best of 3 interleaved: " + "; ".join(
-        f"{name} {max(v):,.0f} events/s" for name, v in res.items())]
+    lines = [f"one writer, {n:,} events, 1,000 per batch, CPU per event (min of 3 interleaved: writer + PostgreSQL): "
+             + "; ".join(f"{name} {min(w for w, _ in v):.1f} + {min(p for _, p in v):.1f} us"
+                         for name, v in res.items())]
     print(lines[0])
     if args.record:
         with open(Path(__file__).parent / "RESULTS.md", "a", encoding="utf-8") as f:
-            f.write(f"\n`bench/postgres.py --breakdown {args.breakdown}` (same day, same shared machine): {lines[0]}\n")
+            f.write(f"\n`bench/postgres.py --breakdown {args.breakdown}` ({time.strftime('%H:%M', time.gmtime())} UTC, "
+                    f"load average {os.getloadavg()[0]:.1f}): {lines[0]}\n")
 
 
 def _local(store: Any, label: str, week: Any, day: float, insights: Any) -> Any:

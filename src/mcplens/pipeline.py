@@ -441,6 +441,12 @@ class Pipeline:
             snap = self._snapshot(count)
             record = health_record(self.instance_id, snap, self._base)
             record[HEALTH_EXPORTER_DROPPED] = snap.get("exporter_dropped", 0)
+            extra = getattr(self._eventlog, "health_fields", None)  # a store's own counters (PostgreSQL)
+            if extra is not None:
+                try:
+                    record.update(extra())
+                except Exception:  # noqa: BLE001 - fail-open: the record goes without them
+                    pass
             out = [*batch, record]
         written = 0
         if out:

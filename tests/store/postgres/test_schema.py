@@ -73,9 +73,16 @@ def test_writer_role_cannot_select_and_reader_cannot_insert(pg: Database, tmp_pa
     w.close()
     with psycopg.connect(pg.writer, autocommit=True) as conn:
         for sql in ("SELECT count(*) FROM mcplens.events", "SELECT * FROM mcplens.rollup_calls",
+                    "SELECT * FROM mcplens.stage", "UPDATE mcplens.rollup_calls SET calls = 0",
                     "DELETE FROM mcplens.events", "DROP TABLE mcplens.events"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):  # ... and nothing else
                 conn.execute(sql)
+        # its rollup helper only ever adds: a negative, empty or unknown delta is refused
+        for deltas in ('{"c": [[3600, "files", "tools/call", "x", "ok", -5, 0, 0.0, null]], "h": []}',
+                       '{"c": [], "h": [[3600, "files", "tools/call", "x", "d", 3, "{1,-2}"]]}',
+                       '{"c": [], "h": [[3600, "files", "tools/call", "x", "q", 3, "{1}"]]}'):
+            with pytest.raises(psycopg.errors.DataException):
+                conn.execute("SELECT mcplens.add_rollups(%s::jsonb)", [deltas])
     with psycopg.connect(pg.reader, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM mcplens.events").fetchone()[0] == 1
         for sql in ("INSERT INTO mcplens.events (event_id, time) VALUES ('x', 1)", "DELETE FROM mcplens.events",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from mcplens import event as ev
 from mcplens.store.postgres import connect
@@ -82,3 +83,47 @@ def test_db_replay_command_pushes_a_spool_left_behind(pg: Database, tmp_path: Pa
     w.close()
     assert main(["db", "replay", "--home", str(tmp_path), "--store", pg.writer]) == 0
     assert _count(pg) == 20
+
+
+def test_health_records_carry_the_writer_counters(pg: Database, tmp_path: Path,
+                                                  monkeypatch: Any) -> None:
+    """A real server instrumented with a PostgreSQL store that is down: the calls succeed, the
+    health records say how many events were spooled, and once replayed they are in the database."""
+    import anyio
+    import mcp
+
+    import mcplens
+    from tests.servers import sdk_server
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("MCPLENS_HOME", str(home))
+    dead = pg.writer.replace(f":{pg.cluster.port}/", f":{free_port()}/")
+    server = sdk_server.build()
+    inst = mcplens.instrument(server, store=dead, flush_interval=0.05)
+
+    async def calls() -> list[Any]:
+        async with mcp.Client(server, mode="legacy") as client:
+            return [await client.call_tool("add", {"a": i, "b": 1}) for i in range(12)]
+
+    results = anyio.run(calls)
+    assert [r.structured_content for r in results] == [{"result": i + 1} for i in range(12)]
+    inst.pipeline.close()  # as at exit: the last health record, then the writer closes
+    w = PostgresWriter(pg.writer, home, "inst-replayer")
+    assert w.replay(30.0)
+    w.close()
+    rows = _rows(pg, "SELECT health_spooled, health_sent, health_replayed FROM mcplens.events "
+                     "WHERE kind = 'mcplens.health' ORDER BY time")
+    assert rows, "the health records were spooled and replayed too"
+    spooled = [r[0] for r in rows]
+    assert all(isinstance(n, int) for n in spooled) and spooled == sorted(spooled)
+    assert spooled[-1] >= 12, rows  # at least the 12 calls went to the spool (plus the handshake)
+    assert all(r[1] == 0 and r[2] == 0 for r in rows), "nothing reached the database directly"
+    assert _count(pg, "SELECT count(*) FROM mcplens.events WHERE method = 'tools/call'") == 12
+
+
+def _rows(pg: Database, sql: str) -> list[Any]:
+    conn = connect(pg.admin)
+    try:
+        return list(conn.execute(sql).fetchall())
+    finally:
+        conn.close()

@@ -5,13 +5,17 @@ Everything lives in schema ``mcplens``, owned by whoever runs ``mcplens db upgra
 * ``events``: one column per event field, named as the reading side names them (store/base.FIELDS),
   partitioned by range on ``time`` (epoch seconds), one partition per UTC day; unique on
   ``(event_id, time)`` so a replayed batch inserts nothing twice (``ON CONFLICT DO NOTHING``).
-* ``rollup_calls`` / ``rollup_hist``: per hour x server x method x target, the calls, errors (by
-  status), duration sums and the latency/size/token histograms of ``mcplens.histogram`` (merge = SUM
-  by index). A statement trigger with a transition table fills them from the rows each INSERT
-  actually added, so a duplicate skipped by ``ON CONFLICT`` is never counted, and the per-tool table
-  over any number of events reads a few thousand rows.
-* Roles: ``mcplens_writer`` may INSERT into ``events`` (through a session-local staging table:
-  TEMPORARY on the database) and call the two helper functions, nothing else: it cannot SELECT.
+* ``rollup_calls`` / ``rollup_hists``: per hour x server x method x target, the calls, errors (by
+  status), duration sums and the latency/size/token histograms of ``mcplens.histogram`` (one row
+  per measure: ``counts[k]`` is bucket ``lo + k - 1``; merge = add by bucket; the view
+  ``rollup_hist`` gives one row per bucket). Since schema 2 each writer adds its batch's deltas in
+  the batch's own transaction (``add_rollups``), and ``merge_stage()`` rolls up the rows a replay
+  actually added, so nothing is counted twice and the per-tool table over any number of events
+  reads a few thousand rows. (Schema 1 kept them with a per-row statement trigger: half the
+  database's ingest cost.)
+* Roles: ``mcplens_writer`` may INSERT into ``events`` and ``stage`` and call the helper functions
+  (partitions, retention floor, rollup deltas that only add, the replay merge), nothing else: it
+  cannot SELECT.
   ``mcplens_reader`` may SELECT, nothing else. Login roles are made members of one of them.
 * ``ensure_partitions(days)``: SECURITY DEFINER, so a writer can have the day partitions it needs
   created without DDL rights; ``keep_since()``: the retention floor, so a late replay does not bring
@@ -41,6 +45,14 @@ _LOCK: Final = 7_160_101_100  # advisory lock id for migrations and partition ch
 #: DuckDB type -> PostgreSQL type; text compares bytewise (COLLATE "C"), as DuckDB orders strings
 _PG_TYPES: Final = {"VARCHAR": 'text COLLATE "C"', "INTEGER": "integer", "DOUBLE": "double precision",
                     "BIGINT": "bigint", "JSON": "jsonb", "VARCHAR[]": "text[]"}
+
+
+#: the PostgreSQL writer's own counters, carried by the health records it writes (schema 2; not
+#: event fields of the local store, which has no spool): (column, health record key, type)
+WRITER_HEALTH: Final = (("health_sent", "mcplens.health.pg_sent", "bigint"),
+                        ("health_spooled", "mcplens.health.pg_spooled", "bigint"),
+                        ("health_replayed", "mcplens.health.pg_replayed", "bigint"),
+                        ("health_rejected", "mcplens.health.pg_rejected", "bigint"))
 
 
 def _ident(name: str) -> str:
@@ -156,6 +168,109 @@ GRANT SELECT ON {SCHEMA}.events, {SCHEMA}.rollup_calls, {SCHEMA}.rollup_hist, {S
 """
 
 
+def _rollup_select(src: str) -> str:
+    """Roll up the calls of relation ``src`` (rows made in SQL: ``merge_stage``, a bulk load)."""
+    measures = ", ".join(f"('{m}'::" + '"char"' + f", {histogram.index_sql(expr)})" for m, expr in MEASURES.items())
+    return f"""
+  INSERT INTO {SCHEMA}.rollup_calls AS r ({_KEY}, status, calls, dur_n, dur_sum, size_max)
+  SELECT floor(time / {HOUR}) * {HOUR}, server_name, method, target, status,
+         count(*), count(duration_s), coalesce(sum(duration_s), 0), max(response_size)
+  FROM {src} WHERE {_IS_CALL}
+  GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+  ON CONFLICT ({_KEY}, status) DO UPDATE SET calls = r.calls + excluded.calls, dur_n = r.dur_n + excluded.dur_n,
+    dur_sum = r.dur_sum + excluded.dur_sum, size_max = greatest(r.size_max, excluded.size_max);
+  INSERT INTO {SCHEMA}.rollup_hists AS r ({_KEY}, measure, lo, counts)
+  SELECT h, s, m, t, measure, min(idx), {SCHEMA}.hist_dense(array_agg(idx), array_agg(n)) FROM (
+    SELECT floor(time / {HOUR}) * {HOUR} AS h, server_name AS s, method AS m, target AS t, v.measure, v.idx,
+           count(*) AS n
+    FROM {src} CROSS JOIN LATERAL (VALUES {measures}) AS v(measure, idx)
+    WHERE {_IS_CALL} AND v.idx IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6) x
+  GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+  ON CONFLICT ({_KEY}, measure) DO UPDATE SET lo = least(r.lo, excluded.lo),
+    counts = {SCHEMA}.hist_add(r.lo, r.counts, excluded.lo, excluded.counts);"""
+
+
+_ADD_FN_ARGS: Final = "deltas jsonb"
+
+#: Writers COPY typed rows straight into ``events`` and add the batch's rollup deltas themselves
+#: (``add_rollups``, one JSON document per batch); the per-row trigger goes. A batch holding an id
+#: already stored goes through ``stage`` and ``merge_stage()`` instead (inserts what is new, rolls up
+#: only that). Both helpers are SECURITY DEFINER and only ever add: the writer still cannot read or
+#: change what is stored. Histograms become one row per (hour, key, measure): ``counts[k]`` is the
+#: count of bucket ``lo + k - 1`` (a batch upserts a few dozen rows, not one per bucket); the view
+#: ``rollup_hist`` keeps the one-row-per-bucket shape for readers.
+_MIGRATION_2: Final = f"""
+DROP TRIGGER roll_up ON {SCHEMA}.events;
+ALTER TABLE {SCHEMA}.events {", ".join(f"ADD COLUMN {_ident(n)} {t}" for n, _, t in WRITER_HEALTH)};
+CREATE UNLOGGED TABLE {SCHEMA}.stage (LIKE {SCHEMA}.events);
+CREATE FUNCTION {SCHEMA}.hist_add(lo1 integer, n1 bigint[], lo2 integer, n2 bigint[]) RETURNS bigint[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+  SELECT array_agg(coalesce(n1[i - lo1 + 1], 0) + coalesce(n2[i - lo2 + 1], 0) ORDER BY i)
+  FROM generate_series(least(lo1, lo2), greatest(lo1 + cardinality(n1), lo2 + cardinality(n2)) - 1) AS g(i)
+$fn$;
+CREATE FUNCTION {SCHEMA}.hist_dense(idx integer[], n bigint[]) RETURNS bigint[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+  SELECT array_agg(coalesce(m.n, 0) ORDER BY g.i)
+  FROM generate_series((SELECT min(x) FROM unnest(idx) AS x), (SELECT max(x) FROM unnest(idx) AS x)) AS g(i)
+  LEFT JOIN unnest(idx, n) AS m(i, n) USING (i)
+$fn$;
+CREATE TABLE {SCHEMA}.rollup_hists (
+  hour double precision NOT NULL, server text COLLATE "C", method text COLLATE "C", target text COLLATE "C",
+  measure "char" NOT NULL, lo integer NOT NULL, counts bigint[] NOT NULL,
+  UNIQUE NULLS NOT DISTINCT (hour, server, method, target, measure));
+INSERT INTO {SCHEMA}.rollup_hists
+  SELECT hour, server, method, target, measure, min(idx), {SCHEMA}.hist_dense(array_agg(idx), array_agg(n))
+  FROM {SCHEMA}.rollup_hist GROUP BY 1, 2, 3, 4, 5;
+DROP TABLE {SCHEMA}.rollup_hist;
+CREATE VIEW {SCHEMA}.rollup_hist AS
+  SELECT h.hour, h.server, h.method, h.target, h.measure, h.lo + u.k::integer - 1 AS idx, u.n
+  FROM {SCHEMA}.rollup_hists h CROSS JOIN LATERAL unnest(h.counts) WITH ORDINALITY AS u(n, k) WHERE u.n > 0;
+CREATE FUNCTION {SCHEMA}.add_rollups({_ADD_FN_ARGS}) RETURNS void LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = {SCHEMA}, pg_temp AS $fn$
+BEGIN
+  IF EXISTS (SELECT FROM jsonb_array_elements(deltas -> 'c') AS e
+             WHERE NOT ((e ->> 5)::bigint > 0 AND (e ->> 6)::bigint BETWEEN 0 AND (e ->> 5)::bigint))
+     OR EXISTS (SELECT FROM jsonb_array_elements(deltas -> 'h') AS e
+                WHERE NOT (e ->> 4 IN ('d', 's', 't') AND 0 <= ALL ((e ->> 6)::bigint[])
+                           AND cardinality((e ->> 6)::bigint[]) > 0)) THEN
+    RAISE EXCEPTION 'mcplens rollup deltas only add' USING ERRCODE = 'data_exception';
+  END IF;
+  INSERT INTO {SCHEMA}.rollup_calls AS r ({_KEY}, status, calls, dur_n, dur_sum, size_max)
+  SELECT (e ->> 0)::double precision, e ->> 1, e ->> 2, e ->> 3, e ->> 4, (e ->> 5)::bigint, (e ->> 6)::bigint,
+         (e ->> 7)::double precision, (e ->> 8)::bigint
+  FROM jsonb_array_elements(deltas -> 'c') AS e ORDER BY 1, 2, 3, 4, 5
+  ON CONFLICT ({_KEY}, status) DO UPDATE SET calls = r.calls + excluded.calls, dur_n = r.dur_n + excluded.dur_n,
+    dur_sum = r.dur_sum + excluded.dur_sum, size_max = greatest(r.size_max, excluded.size_max);
+  INSERT INTO {SCHEMA}.rollup_hists AS r ({_KEY}, measure, lo, counts)
+  SELECT (e ->> 0)::double precision, e ->> 1, e ->> 2, e ->> 3, (e ->> 4)::"char", (e ->> 5)::integer,
+         (e ->> 6)::bigint[]
+  FROM jsonb_array_elements(deltas -> 'h') AS e ORDER BY 1, 2, 3, 4, 5
+  ON CONFLICT ({_KEY}, measure) DO UPDATE SET lo = least(r.lo, excluded.lo),
+    counts = {SCHEMA}.hist_add(r.lo, r.counts, excluded.lo, excluded.counts);
+END $fn$;
+CREATE FUNCTION {SCHEMA}.merge_stage() RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = {SCHEMA}, pg_temp AS $fn$
+DECLARE added bigint;
+BEGIN
+  -- the rows this transaction staged: no transaction's staged rows are ever committed
+  CREATE TEMP TABLE IF NOT EXISTS merged (LIKE {SCHEMA}.events) ON COMMIT DELETE ROWS;
+  WITH s AS (DELETE FROM {SCHEMA}.stage RETURNING *),
+       ins AS (INSERT INTO {SCHEMA}.events SELECT * FROM s WHERE time >= {SCHEMA}.keep_since()
+               ON CONFLICT DO NOTHING RETURNING *)
+  INSERT INTO pg_temp.merged SELECT * FROM ins;
+  GET DIAGNOSTICS added = ROW_COUNT;
+  {{rollup}}
+  DELETE FROM pg_temp.merged;
+  RETURN added;
+END $fn$;
+REVOKE ALL ON FUNCTION {SCHEMA}.add_rollups({_ADD_FN_ARGS}), {SCHEMA}.merge_stage() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION {SCHEMA}.add_rollups({_ADD_FN_ARGS}), {SCHEMA}.merge_stage() TO {WRITER_ROLE};
+GRANT INSERT ON {SCHEMA}.stage TO {WRITER_ROLE};
+GRANT SELECT ON {SCHEMA}.rollup_hists, {SCHEMA}.rollup_hist TO {READER_ROLE};
+DO $do$ BEGIN EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM {WRITER_ROLE}', current_database()); END $do$;
+"""
+
+
 #: (version, what, SQL). Append only: a released migration never changes.
 MIGRATIONS: Final[list[tuple[int, str, Any]]] = [
     (1, "events partitioned by day, hourly rollups, helper functions, writer and reader roles",
@@ -166,6 +281,9 @@ MIGRATIONS: Final[list[tuple[int, str, Any]]] = [
                            f"CREATE INDEX events_time ON {SCHEMA}.events USING brin (time)",
                            f"CREATE INDEX events_session ON {SCHEMA}.events (session_id, time)",
                            _raw_type(), _ROLLUP_TABLES, _PARTITION_FNS, _ROLL_UP_FN, _roles()])),
+    (2, "writers COPY typed rows and add rollup deltas per batch (no per-row trigger); stage + merge for replays; "
+        "one histogram row per hour, key and measure",
+     lambda: _MIGRATION_2.replace("{rollup}", _rollup_select("pg_temp.merged"))),
 ]
 LATEST: Final = MIGRATIONS[-1][0]
 
@@ -254,7 +372,7 @@ def apply_retention(conn: Any, keep_seconds: float | None = None, *, now: float 
                 conn.execute(f"DROP TABLE {SCHEMA}.{_ident(name)}")
                 dropped.append(name)
         conn.execute(f"DELETE FROM {SCHEMA}.rollup_calls WHERE hour < %s", (float(floor),))
-        conn.execute(f"DELETE FROM {SCHEMA}.rollup_hist WHERE hour < %s", (float(floor),))
+        conn.execute(f"DELETE FROM {SCHEMA}.rollup_hists WHERE hour < %s", (float(floor),))
         conn.execute(f"INSERT INTO {SCHEMA}.settings VALUES ('keep_since', %s) "
                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(float(floor)),))
     ensure_ahead(conn, now=now)

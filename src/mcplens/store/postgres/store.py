@@ -196,19 +196,27 @@ class PostgresStore(Store):
                 edges.append((lo, first_full))
             if hi is not None and last_full is not None and hi > last_full:
                 edges.append((last_full, hi))
-        for a, b in edges:
-            where, p = _where(TimeWindow(a, b), server, _CALL)
-            calls_q.append(f"SELECT server_name, method, target, status, count(*), count(duration_s), "
-                           f"coalesce(sum(duration_s), 0), max(response_size) FROM {_T} WHERE {where} "
-                           "GROUP BY 1, 2, 3, 4")
-            params_c += p
-            hist = " UNION ALL ".join(
-                f"SELECT server_name, method, target, '{m}'::\"char\", {histogram.index_sql(expr)} AS idx FROM {_T} "
-                f"WHERE {where}" for m, expr in MEASURES.items())
-            hist_q.append(f"SELECT * , count(*) FROM ({hist}) x WHERE idx IS NOT NULL GROUP BY 1, 2, 3, 4, 5")
-            params_h += p * len(MEASURES)
+        edge_rows: list[dict[str, Any]] = []
+        if edges:  # one scan of the partial hours' calls (materialised), both shapes from it
+            parts = [_where(TimeWindow(a, b), server, _CALL) for a, b in edges]
+            where = " OR ".join(f"({w})" for w, _ in parts)
+            measures = ", ".join(f"('{m}'::\"char\", {histogram.index_sql(expr)})" for m, expr in MEASURES.items())
+            edge_rows = self.rows(f"""
+                WITH e AS MATERIALIZED (
+                    SELECT server_name AS server, method, target, status, duration_s, response_size, response_tokens
+                    FROM {_T} WHERE {where})
+                SELECT 'c' AS part, server, method, target, status, count(*) AS calls, count(duration_s) AS dur_n,
+                       coalesce(sum(duration_s), 0) AS dur_sum, max(response_size) AS size_max,
+                       NULL::"char" AS measure, NULL::integer AS idx
+                FROM e GROUP BY 2, 3, 4, 5
+                UNION ALL
+                SELECT 'h', server, method, target, NULL, count(*), NULL, NULL, NULL, v.measure, v.idx
+                FROM e CROSS JOIN LATERAL (VALUES {measures}) AS v(measure, idx)
+                WHERE v.idx IS NOT NULL GROUP BY 2, 3, 4, 10, 11""", [x for _, p in parts for x in p])
         groups: dict[tuple[Any, ...], dict[str, Any]] = {}
-        for r in self.rows(" UNION ALL ".join(calls_q), params_c):
+        edge_calls = [r for r in edge_rows if r["part"] == "c"]
+        edge_hist = [{**r, "n": r["calls"]} for r in edge_rows if r["part"] == "h"]
+        for r in [*self.rows(" UNION ALL ".join(calls_q), params_c), *edge_calls]:
             g = groups.setdefault((r["server"], r["method"], r["target"]),
                                   {"calls": 0, "errors": 0, "dur_n": 0, "dur_sum": 0.0, "size_max": None,
                                    "statuses": {}, "hist": {m: {} for m in MEASURES}})
@@ -222,7 +230,7 @@ class PostgresStore(Store):
             g["dur_sum"] += float(r["dur_sum"])
             if r["size_max"] is not None:
                 g["size_max"] = max(g["size_max"] or 0, int(r["size_max"]))
-        for r in self.rows(" UNION ALL ".join(hist_q), params_h):
+        for r in [*self.rows(" UNION ALL ".join(hist_q), params_h), *edge_hist]:
             g = groups.get((r["server"], r["method"], r["target"]))
             if g is not None:
                 h = g["hist"][r["measure"]]
@@ -308,7 +316,7 @@ class PostgresStore(Store):
         return int(self.rows(f"SELECT count(*) AS n FROM {_T}")[0]["n"])
 
     def compact(self) -> CompactResult:
-        """Nothing to fold: rows are columnar-enough in PostgreSQL and the rollups are kept by the trigger."""
+        """Nothing to fold: rows are columnar-enough in PostgreSQL and the writers keep the rollups."""
         return CompactResult((), 0, 0, 0)
 
     # ---- the insights' DuckDB view ---------------------------------------------------------

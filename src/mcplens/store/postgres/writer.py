@@ -1,16 +1,23 @@
-"""The writer thread's sink for PostgreSQL: one COPY per batch, spooling to local segments when it cannot.
+"""The writer thread's sink for PostgreSQL: one binary COPY per batch, spooling to local segments when it cannot.
 
-Per batch, in one transaction: the batch's JSON lines (the bytes the local writer would append,
-``eventlog.encode_batch``) are COPYed verbatim into a session-local staging table, then
-``INSERT INTO events SELECT jsonb_populate_record(...) ON CONFLICT DO NOTHING``. Why this shape:
+Per batch, in one transaction: the events go out as typed rows (``COPY events FROM STDIN (FORMAT
+binary)``, each row a tuple of the event's values in column order, formatted by psycopg's C
+dumpers), straight into the day partitions; then one call of ``add_rollups`` adds the batch's
+hourly rollup deltas (calls, statuses, duration sums, histogram counts), aggregated here, per batch,
+from the same events. Why this shape:
 
-* no per-event Python work beyond the JSON encoding the local store does anyway: the COPY uses CSV
-  framing with two control characters (``\\x01`` quote, ``\\x02`` delimiter) that JSON always escapes,
-  so the lines go out as they are, and PostgreSQL maps each one onto the row type in C;
-* the event's own ``event.id`` (128 random bits drawn on the writer thread, never on the request
-  path) is the unique key, so a batch sent twice (a replay after a commit whose answer was lost)
-  adds nothing the second time; the rollup trigger sees only rows actually inserted;
-* the writer role needs INSERT on ``events`` and a temporary table, not SELECT.
+* the server parses no JSON and runs no trigger per row: a row costs PostgreSQL a binary tuple,
+  three index entries and its WAL; the rollups cost one upsert per (hour, tool, status) and per
+  (hour, tool, measure, bucket) touched by the batch, not per event;
+* exactly once: the event's own ``event.id`` (128 random bits) is unique in ``events``. A batch
+  holding an id already stored (a replay after a commit whose answer was lost, or a spool two
+  processes raced on) fails its COPY as a whole, so neither its rows nor its deltas count; it is
+  then sent the slow way: COPY into the unlogged ``stage`` table and ``merge_stage()``, which
+  inserts with ``ON CONFLICT DO NOTHING`` and rolls up only the rows actually added;
+* the rollups stay exact and mergeable: a delta is added in the transaction that adds its rows,
+  upserts go in key order (concurrent writers never deadlock on them);
+* least privilege: the writer role may INSERT into ``events`` and ``stage`` and call the three
+  helper functions (which only ever add), nothing else: it cannot SELECT or change a rollup.
 
 When PostgreSQL is down, slow (``statement_timeout``) or refusing, the batch goes to the **spool**:
 the local segment writer under ``<home>/spool/postgres/``. While anything is spooled, new batches
@@ -26,24 +33,36 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
 from typing import Any, Final
 
 from mcplens import event as ev
-from mcplens.store.local.writer import CLOSED, LIVE, EventLogSink, encode_batch, events_dir
+from mcplens import histogram
+from mcplens._json import compact, dumps
+from mcplens.store.local.writer import CLOSED, LIVE, EventLogSink, events_dir
 from mcplens.store.postgres import clean_error, mask_url
-from mcplens.store.postgres.schema import DAY, SCHEMA
+from mcplens.store.postgres.schema import DAY, HOUR, SCHEMA, WRITER_HEALTH, columns
 
 logger = logging.getLogger("mcplens")
 
-STAGE: Final = "mcplens_stage"
-_COPY: Final = f"COPY pg_temp.{STAGE} (doc) FROM STDIN (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')"
-_INSERT: Final = (f"INSERT INTO {SCHEMA}.events SELECT r.* FROM pg_temp.{STAGE} s, "
-                  f"jsonb_populate_record(NULL::{SCHEMA}.raw_event, s.doc) r "
-                  f"WHERE r.\"time\" >= (SELECT {SCHEMA}.keep_since()) ON CONFLICT DO NOTHING")
+#: (event key, PostgreSQL type for psycopg's binary dumpers) in the table's column order
+_PG_DUMP: Final = {"text": "text", "integer": "int4", "double precision": "float8", "bigint": "int8",
+                   "jsonb": "jsonb", "text[]": "text[]"}
+_ALL: Final = (*columns(), *WRITER_HEALTH)
+KEYS: Final = tuple(key for _, key, _ in _ALL)
+TYPES: Final = tuple(_PG_DUMP[t.split(" COLLATE")[0]] for _, _, t in _ALL)
+_COLS: Final = ", ".join(f'"{n}"' for n, _, _ in _ALL)
+_COPY: Final = f"COPY {SCHEMA}.events ({_COLS}) FROM STDIN (FORMAT binary)"
+_COPY_STAGE: Final = f"COPY {SCHEMA}.stage ({_COLS}) FROM STDIN (FORMAT binary)"
+_MERGE: Final = f"SELECT {SCHEMA}.merge_stage()"
+_ADD: Final = f"SELECT {SCHEMA}.add_rollups(%s::jsonb)"
+#: keep_since() is read again after this many seconds (retention moves it once a day or so)
+KEEP_SINCE_TTL: Final = 300.0
 #: seconds one statement may take before the batch is spooled instead (a slow server)
 STATEMENT_TIMEOUT: Final = 5.0
 CONNECT_TIMEOUT: Final = 3
@@ -55,6 +74,121 @@ REPLAY_BUDGET: Final = 1.0
 REPLAY_CHUNK: Final = 4096
 #: seconds close() may spend replaying the spool before leaving it for the next process
 CLOSE_BUDGET: Final = 2.0
+_US: Final = 1000000.0
+_LN2: Final = math.log(2.0)
+#: bucket of each integer size or token count seen (they repeat); bounded
+_INT_INDEX: dict[int, int] = {}
+
+
+def rollup_deltas(events: list[dict[str, Any]]) -> str:
+    """The hourly rollup rows a batch adds, as the JSON document ``add_rollups`` takes:
+    ``{"c": [[hour, server, method, target, status, calls, dur_n, dur_sum, size_max], ...],
+    "h": [[hour, server, method, target, measure, lo, "{n,n,...}"], ...]}``.
+
+    The same arithmetic as the SQL that rolls up raw events (``schema._rollup_select``, the reader's
+    partial hours): tool-table calls only (``kind = 'request'``, not a proxy's own record), hour
+    ``floor(time / 3600) * 3600``, buckets of ``mcplens.histogram`` (durations in µs)."""
+    groups: dict[tuple[Any, ...], tuple[dict[Any, list[Any]], dict[int, int], dict[int, int], dict[int, int]]] = {}
+    log, floor, sub, ln2, memo = math.log, math.floor, histogram.SUB, _LN2, _INT_INDEX
+    kind_k, proxy_k, time_k, server_k, method_k, target_k = (ev.EVENT_KIND, ev.PROXY_DIRECTION, ev.TIME,
+                                                             ev.SERVER_NAME, ev.METHOD, ev.TARGET)
+    dur_k, size_k, tok_k, status_k = ev.DURATION, ev.RESPONSE_SIZE, ev.RESPONSE_TOKENS, ev.STATUS
+    for e in events:
+        get = e.get
+        if get(kind_k) != "request" or get(proxy_k) is not None:
+            continue
+        key = (floor(e[time_k] / HOUR) * float(HOUR), get(server_k), get(method_k), get(target_k))
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = ({}, {}, {}, {})
+        status = get(status_k)
+        c = g[0].get(status)
+        if c is None:
+            c = g[0][status] = [0, 0, 0.0, None]
+        c[0] += 1
+        d = get(dur_k)
+        if d is not None:
+            c[1] += 1
+            c[2] += d
+            v = d * _US
+            if v == v:  # histogram.index, inlined: NaN is not counted
+                i = 0 if v < 1 else 1 + floor(log(v) / ln2 * sub)
+                h = g[1]
+                h[i] = h.get(i, 0) + 1
+        for v, h in ((get(size_k), g[2]), (get(tok_k), g[3])):
+            if v is None:
+                continue
+            i = memo.get(v) if type(v) is int else None
+            if i is None:
+                i = histogram.index(v)
+                if i is None:
+                    continue
+                if type(v) is int and len(memo) < 65536:
+                    memo[v] = i
+            h[i] = h.get(i, 0) + 1
+            if h is g[2] and (c[3] is None or v > c[3]):
+                c[3] = v
+    calls = [[*key, status, *c] for key, g in groups.items() for status, c in g[0].items()]
+    rows_h = []
+    for key, g in groups.items():
+        for measure, h in zip("dst", g[1:], strict=True):
+            if h:
+                lo = min(h)
+                rows_h.append([*key, measure, lo,
+                               "{" + ",".join([str(h.get(i, 0)) for i in range(lo, max(h) + 1)]) + "}"])
+    return compact({"c": calls, "h": rows_h})
+
+
+_TEXT_OID: Final = 25
+_TEXT_ARRAY_OID: Final = 1009
+#: text[] values are few and repeat (content types, capabilities): their binary form is remembered
+_ARRAY_MEMO: Final = 4096
+
+
+def _text_array_dumper() -> type:
+    """A binary ``text[]`` dumper for COPY (psycopg's generic list dumper costs tens of µs a row).
+
+    Registered for the type only (``register_dumper(None, ...)``), so it is used where the column
+    type says ``text[]`` and nowhere else. Values that are not a list of strings go to the generic
+    dumper's rules by raising: the batch is split and the row refused, as PostgreSQL would."""
+    import struct
+
+    from psycopg.adapt import Dumper
+    from psycopg.pq import Format
+
+    head = struct.Struct("!iiIii")
+    length = struct.Struct("!i")
+    memo: dict[tuple[Any, ...], bytes] = {}
+
+    class TextArrayDumper(Dumper):
+        format = Format.BINARY
+        oid = _TEXT_ARRAY_OID
+
+        def dump(self, obj: Any) -> bytes:
+            key = tuple(obj) if isinstance(obj, list | tuple) else None
+            if key is None:
+                raise TypeError(f"text[] wants a list, not {type(obj).__name__}")
+            out = memo.get(key)
+            if out is not None:
+                return out
+            if not key:
+                out = struct.pack("!iiI", 0, 0, _TEXT_OID)
+            else:
+                parts = [head.pack(1, int(None in key), _TEXT_OID, len(key), 1)]
+                for x in key:
+                    if x is None:
+                        parts.append(length.pack(-1))
+                    elif isinstance(x, str):
+                        b = x.encode("utf-8")
+                        parts += [length.pack(len(b)), b]
+                    else:
+                        raise TypeError(f"text[] element {type(x).__name__}")
+                out = b"".join(parts)
+            if len(memo) < _ARRAY_MEMO and sum(len(x or "") for x in key) < 256:
+                memo[key] = out
+            return out
+
+    return TextArrayDumper
 
 
 def spool_home(home: Path) -> Path:
@@ -79,11 +213,20 @@ class PostgresWriter:
         self._days: set[int] = set()
         self._warned: set[str] = set()
         self._backlog = self._spool_files() != []  # spool left by an earlier process: replay before new
-        self.stats = {"sent": 0, "spooled": 0, "replayed": 0, "failures": 0, "rejected": 0}
+        self.stats = {"sent": 0, "spooled": 0, "replayed": 0, "failures": 0, "rejected": 0, "expired": 0, "merged": 0}
+        self._keep_since = 0.0
+        self._keep_at = 0.0
 
     @property
     def path(self) -> Path | None:
         return self._spool.path
+
+    def health_fields(self) -> dict[str, int]:
+        """This writer's counters for the pipeline's health records (so ``mcplens health`` readers
+        and SQL over ``events`` see what was spooled, replayed and refused, per replica)."""
+        s = self.stats
+        return dict(zip((k for _, k, _ in WRITER_HEALTH),
+                        (s["sent"], s["spooled"], s["replayed"], s["rejected"] + s["expired"]), strict=True))
 
     # ---- connection ------------------------------------------------------------------------
 
@@ -94,6 +237,7 @@ class PostgresWriter:
         if now < self._retry_at:
             return None
         import psycopg
+        from psycopg.types.json import set_json_dumps
 
         kwargs: dict[str, Any] = {"autocommit": True, "application_name": "mcplens-writer"}
         if "connect_timeout" not in self._url:
@@ -101,13 +245,15 @@ class PostgresWriter:
         try:
             conn = psycopg.connect(self._url, **kwargs)
             conn.execute(f"SET statement_timeout = {int(self._timeout * 1000)}")
-            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (doc jsonb) ON COMMIT DELETE ROWS")
+            set_json_dumps(dumps, context=conn)  # jsonb columns: the local writer's exact JSON (bytes)
+            conn.adapters.register_dumper(None, _text_array_dumper())  # text[] columns, by type only
         except Exception as exc:  # noqa: BLE001 - down, refused, bad credentials: spool and back off
             self._failed("connecting to PostgreSQL", exc)
             return None
         self._conn = conn
         self._backoff = BACKOFF_MIN
         self._days.clear()
+        self._keep_at = 0.0
         return conn
 
     def _failed(self, what: str, exc: BaseException) -> None:
@@ -125,14 +271,31 @@ class PostgresWriter:
 
     # ---- sending ---------------------------------------------------------------------------
 
-    def _ensure_days(self, conn: Any, days: set[int]) -> None:
+    def _prepare(self, conn: Any, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The events retention still keeps (older ones are dropped, counted), their day partitions made."""
+        if time.monotonic() >= self._keep_at:
+            self._keep_since = float(conn.execute(f"SELECT {SCHEMA}.keep_since()").fetchone()[0])
+            self._keep_at = time.monotonic() + KEEP_SINCE_TTL
+        floor = self._keep_since
+        days = set()
+        kept = []
+        for e in events:
+            t = e.get(ev.TIME)
+            if isinstance(t, int | float) and not isinstance(t, bool):
+                if t < floor:
+                    self.stats["expired"] += 1
+                    continue
+                if t == t and abs(t) < 1e12:
+                    days.add(int(t // DAY))
+            kept.append(e)  # a missing or wrong time: PostgreSQL refuses the row, the batch is split
         missing = sorted(days - self._days)
         if missing:
             conn.execute(f"SELECT {SCHEMA}.ensure_partitions(%s)", (missing,))
             self._days.update(missing)
+        return kept
 
-    def _send(self, data: bytes, days: set[int]) -> bool:
-        """COPY these JSON lines and insert them; False when the server could not take them."""
+    def _send(self, events: list[dict[str, Any]]) -> bool:
+        """COPY these events and add their rollups; False when the server could not take them."""
         import psycopg
 
         conn = self._connection()
@@ -140,41 +303,58 @@ class PostgresWriter:
             return False
         for attempt in (0, 1):
             try:
-                self._ensure_days(conn, days)
-                with conn.transaction():
-                    with conn.cursor() as cur:
-                        with cur.copy(_COPY) as cp:
-                            cp.write(data)
-                        cur.execute(_INSERT)
+                rows = self._prepare(conn, events)
+                if not rows:
+                    return True
+                try:
+                    deltas = rollup_deltas(rows)
+                except (TypeError, ValueError, KeyError, OverflowError) as exc:  # a value of the wrong type
+                    raise _Rejected(exc) from exc
+                try:
+                    self._copy(conn, _COPY, rows, deltas)
+                except psycopg.errors.UniqueViolation:
+                    # some of these ids are stored already (a replay): the slow way, each row at most once
+                    self._copy(conn, _COPY_STAGE, rows, None)
+                    self.stats["merged"] += 1
                 return True
+            except _Rejected:
+                raise
             except psycopg.errors.CheckViolation as exc:  # no partition for a day (dropped meanwhile)
                 self._days.clear()
+                self._keep_at = 0.0
                 if attempt:
                     raise _Rejected(exc) from exc
-            except (psycopg.errors.DataError, psycopg.errors.IntegrityError,
-                    psycopg.errors.InvalidTextRepresentation) as exc:
+            except (psycopg.errors.DataError, psycopg.errors.IntegrityError, psycopg.DataError,
+                    psycopg.errors.InvalidTextRepresentation, TypeError, ValueError, OverflowError) as exc:
                 raise _Rejected(exc) from exc
             except Exception as exc:  # noqa: BLE001 - connection lost, timeout, server going down
                 self._failed("sending events to PostgreSQL", exc)
                 return False
         return False
 
-    def _send_lines(self, data: bytes, ends: list[int], days: set[int] | None = None) -> bool:
+    def _copy(self, conn: Any, sql: str, rows: list[dict[str, Any]], deltas: str | None) -> None:
+        """One transaction: the rows by binary COPY, then their rollup deltas (``None``: through the
+        staging table, ``merge_stage`` rolls up what it adds)."""
+        with conn.transaction(), conn.cursor() as cur:
+            with cur.copy(sql) as cp:
+                cp.set_types(TYPES)
+                write = cp.write_row
+                for e in rows:
+                    write(tuple(map(e.get, KEYS)))
+            cur.execute(_ADD if deltas is not None else _MERGE, None if deltas is None else (deltas,))
+
+    def _send_events(self, events: list[dict[str, Any]]) -> bool:
         """Send, and if PostgreSQL rejects the content (a value of the wrong type), split the batch
         to find and drop the rows it rejects (counted), so one bad event cannot block the rest."""
-        if days is None:
-            days = _days_of(data, ends)
         try:
-            return self._send(data, days)
+            return self._send(events)
         except _Rejected as exc:
-            if len(ends) == 1:
+            if len(events) == 1:
                 self.stats["rejected"] += 1
                 self._warn_once("a rejected event", exc.__cause__ or exc)
                 return True
-            mid = len(ends) // 2
-            cut = ends[mid - 1]
-            first = self._send_lines(data[:cut], ends[:mid])
-            return first and self._send_lines(data[cut:], [e - cut for e in ends[mid:]])
+            mid = len(events) // 2
+            return self._send_events(events[:mid]) and self._send_events(events[mid:])
 
     def _warn_once(self, what: str, exc: BaseException) -> None:
         if what not in self._warned:
@@ -187,12 +367,9 @@ class PostgresWriter:
     def write_batch(self, events: list[dict[str, Any]]) -> int:
         if not events:
             return 0
-        if not self._backlog:
-            data, ends = encode_batch(events)
-            days = {int(t // DAY) for e in events if isinstance(t := e.get(ev.TIME), int | float)}
-            if self._send_lines(data, ends, days):
-                self.stats["sent"] += len(events)
-                return len(events)
+        if not self._backlog and self._send_events(events):
+            self.stats["sent"] += len(events)
+            return len(events)
         n = self._spool.write_batch(events)  # PartialWrite propagates: the pipeline counts it
         self.stats["spooled"] += n
         self._backlog = True
@@ -235,16 +412,13 @@ class PostgresWriter:
                 lines = lines[:-1]  # a torn last line (hard kill): skipped, as the local store does
             done = _progress(path)
             for start in range(done, len(lines), REPLAY_CHUNK):
-                chunk = [x for x in lines[start:start + REPLAY_CHUNK] if x.strip()]
-                if chunk:
-                    body = b"\n".join(chunk) + b"\n"
-                    ends, pos = [], 0
-                    for x in chunk:
-                        pos += len(x) + 1
-                        ends.append(pos)
-                    if not self._send_lines(body, ends):
+                chunk = _decode([x for x in lines[start:start + REPLAY_CHUNK] if x.strip()])
+                self.stats["rejected"] += chunk.count(None)
+                events = [e for e in chunk if e is not None]
+                if events:
+                    if not self._send_events(events):
                         return False
-                    self.stats["replayed"] += len(chunk)
+                    self.stats["replayed"] += len(events)
                 _save_progress(path, start + REPLAY_CHUNK)
                 if time.monotonic() >= deadline and start + REPLAY_CHUNK < len(lines):
                     return False
@@ -292,21 +466,16 @@ class _Rejected(Exception):
     """PostgreSQL refused the content of a batch (not the connection)."""
 
 
-def _days_of(data: bytes, ends: list[int]) -> set[int]:
-    """Day numbers of spooled lines (replay only: parses each line)."""
-    import json
-
-    days = set()
-    start = 0
-    for end in ends:
+def _decode(lines: list[bytes]) -> list[dict[str, Any] | None]:
+    """Spooled JSON lines back to events (``None`` for a line that is not a JSON object)."""
+    out: list[dict[str, Any] | None] = []
+    for line in lines:
         try:
-            t = json.loads(data[start:end]).get(ev.TIME)
-            if isinstance(t, int | float):
-                days.add(int(t // DAY))
+            e = json.loads(line)
         except ValueError:
-            pass
-        start = end
-    return days
+            e = None
+        out.append(e if isinstance(e, dict) else None)
+    return out
 
 
 def _progress_path(path: Path) -> Path:
