@@ -67,6 +67,8 @@ BUCKET: Final = 300.0
 EXFIL_WINDOW: Final = 600.0
 #: the dashboard's hourly histograms (``series``), in buckets
 HOUR: Final = 12
+#: ``mcplens report``'s daily rows (``series``' ``_d`` measures), in buckets: a week reads 7 per tool
+DAY: Final = 288
 
 Exec = Callable[..., Any]
 Rows = Callable[..., list[dict[str, Any]]]
@@ -227,6 +229,8 @@ def series_sql(relation: str, bucket: float = BUCKET, calls: str | None = None) 
       hour's first bucket; an hour is ``HOUR`` buckets): a week's chart reads far fewer rows;
     * ``tokens``: the same histogram of response token estimates; ``size_max``: per (server, method,
       target, bucket) the largest response size in ``vsum`` (the one measure merged by max, not sum);
+    * ``calls_d``, ``duration_d``, ``size_d``, ``tokens_d``, ``size_max_d``: the same per UTC day (``bucket``
+      the day's first; ``DAY`` buckets), which ``mcplens report`` reads for a window's whole days;
     * ``client``: per (server, client, bucket, status): ``n`` calls;
     * ``sessions``: per (server, bucket): ``n`` sessions with a tool call in the bucket.
 
@@ -243,7 +247,8 @@ def series_sql(relation: str, bucket: float = BUCKET, calls: str | None = None) 
     null = "NULL::VARCHAR"
     parts = []
     for suffix, b in (("", f"floor(time / {float(bucket)!r})::BIGINT"),
-                      ("_h", f"(floor(time / {float(bucket * HOUR)!r}) * {HOUR})::BIGINT")):
+                      ("_h", f"(floor(time / {float(bucket * HOUR)!r}) * {HOUR})::BIGINT"),
+                      ("_d", f"(floor(time / {float(bucket * DAY)!r}) * {DAY})::BIGINT")):
         parts += [
             f"""SELECT server_name AS server, method, target, {null} AS client, {b} AS bucket, status,
                        'calls{suffix}' AS measure, NULL::INTEGER AS idx, count(*)::BIGINT AS n,
@@ -256,16 +261,18 @@ def series_sql(relation: str, bucket: float = BUCKET, calls: str | None = None) 
             f"""SELECT server_name, method, target, {null}, {b}, {null}, 'size{suffix}', {index_sql('response_size')},
                        count(*), NULL::BIGINT, NULL::BIGINT
                 {src} AND response_size IS NOT NULL GROUP BY ALL""",
-            f"""SELECT server_name, method, target, {null}, {b}, {null}, 'tokens{suffix}', {index_sql('response_tokens')},
-                       count(*), NULL::BIGINT, NULL::BIGINT
+            f"""SELECT server_name, method, target, {null}, {b}, {null}, 'tokens{suffix}',
+                       {index_sql('response_tokens')}, count(*), NULL::BIGINT, NULL::BIGINT
                 {src} AND response_tokens IS NOT NULL GROUP BY ALL""",
             f"""SELECT server_name, method, target, {null}, {b}, {null}, 'size_max{suffix}', NULL::INTEGER,
                        count(*), NULL::BIGINT, max(response_size)::BIGINT
                 {src} AND response_size IS NOT NULL GROUP BY ALL""",
-            f"""SELECT server_name, {null}, {null}, client_name, {b}, status, 'client{suffix}', NULL::INTEGER,
-                       count(*), count(*) FILTER (WHERE {ERROR}), NULL::BIGINT
-                {src} GROUP BY ALL""",
         ]
+        if suffix != "_d":  # the charts' per-client rows: 5-minute and hourly only
+            parts.append(
+                f"""SELECT server_name, {null}, {null}, client_name, {b}, status, 'client{suffix}', NULL::INTEGER,
+                           count(*), count(*) FILTER (WHERE {ERROR}), NULL::BIGINT
+                    {src} GROUP BY ALL""")
     parts.append(
         f"""SELECT server, {null}, {null}, {null}, bucket, {null}, 'sessions', NULL::INTEGER, count(*), NULL::BIGINT,
                    NULL::BIGINT

@@ -55,6 +55,9 @@ def _h(expr: str = "time") -> str:
     return f"(floor({expr} / {BUCKET * HOUR!r}) * {HOUR})::BIGINT"
 
 
+_CALL: Final = "kind = 'request' AND method = 'tools/call'"
+
+
 def table_sql(relation: str) -> dict[str, str]:
     """The per-bucket tables (all but ``flows``) over ``relation`` (friendly column names), sorted by
     bucket so a reader's bucket filter skips most row groups."""
@@ -66,8 +69,9 @@ def table_sql(relation: str) -> dict[str, str]:
                    count(*) FILTER (WHERE kind = 'request')::BIGINT AS calls,
                    count(*) FILTER (WHERE kind = 'request' AND {ERROR})::BIGINT AS errors,
                    list(DISTINCT tool) FILTER (WHERE tool IS NOT NULL) AS tools,
-                   arg_max(target, time) FILTER (WHERE kind = 'request' AND method = 'tools/call') AS last_call,
-                   max(time) FILTER (WHERE kind = 'request' AND method = 'tools/call') AS last_call_time
+                   arg_max(target, {{'t': time, 'e': event_id}}) FILTER (WHERE {_CALL}) AS last_call,
+                   max(time) FILTER (WHERE {_CALL}) AS last_call_time,
+                   (max({{'t': time, 'e': event_id}}) FILTER (WHERE {_CALL})).e AS last_call_id
             FROM {relation} WHERE {NOT_HEALTH} AND {SESSION_ID} IS NOT NULL GROUP BY ALL ORDER BY bucket""",
         "whealth": f"""
             SELECT instance_id, server_name AS server, pid, time, event_id, {_b()} AS bucket,
@@ -123,6 +127,7 @@ def compute(execute: Exec, new: str, history: str | None, prefix: str = "ru_") -
     if history is not None:
         execute(f"CREATE OR REPLACE TEMP TABLE {prefix}wcalls AS {_tool_calls(new, True)}")
         calls = f"""(SELECT * FROM {prefix}wcalls UNION ALL
-                    SELECT * FROM ({_tool_calls(history, False)}) WHERE sid IN (SELECT DISTINCT sid FROM {prefix}wcalls))"""
+                    SELECT * FROM ({_tool_calls(history, False)})
+                    WHERE sid IN (SELECT DISTINCT sid FROM {prefix}wcalls))"""
     execute(f"CREATE OR REPLACE TEMP TABLE {prefix}flows AS {flows_sql(calls)}")
     execute(f"DROP TABLE IF EXISTS {prefix}wcalls")

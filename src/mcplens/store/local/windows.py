@@ -52,17 +52,38 @@ TOOL_MEASURES: Final = ("calls", "duration", "size", "tokens", "size_max")
 T = TypeVar("T")
 
 
+#: ``series``' resolutions, coarsest first: (measure suffix, buckets per row)
+LEVELS: Final = (("_d", rollup.DAY), ("_h", HOUR), ("", 1))
+
+
+def split(lo: int | None, hi: int | None, levels: tuple[tuple[str, int], ...] = LEVELS
+          ) -> list[tuple[str, int | None, int | None]]:
+    """Whole buckets ``[lo, hi)`` (None: unbounded) as (suffix, lo, hi) ranges of the coarsest rows
+    that fit: whole days, then whole hours either side, then 5-minute buckets."""
+    (suffix, size), finer = levels[0], levels[1:]
+    if not finer:
+        return [] if lo is not None and hi is not None and lo >= hi else [(suffix, lo, hi)]
+    c0 = None if lo is None else size * math.ceil(lo / size)
+    c1 = None if hi is None else size * math.floor(hi / size)
+    if c0 is not None and c1 is not None and c0 >= c1:
+        return split(lo, hi, finer)
+    out = [(suffix, c0, c1)]
+    if lo is not None and c0 is not None and c0 > lo:
+        out += split(lo, c0, finer)
+    if hi is not None and c1 is not None and c1 < hi:
+        out += split(c1, hi, finer)
+    return out
+
+
 @dataclass(frozen=True)
 class Plan:
-    """How a window splits: whole buckets ``[b0, b1)`` (None: unbounded), whole hours ``[h0, h1)`` inside
-    them (in buckets), and the time ranges read raw from the batches."""
+    """How a window splits: whole buckets ``[b0, b1)`` (None: unbounded), read from stored rows, and the
+    time ranges read raw from the batches (``edges``)."""
 
     since: float | None
     until: float | None
     b0: int | None
     b1: int | None
-    h0: int | None
-    h1: int | None
     whole: bool  # some bucket lies wholly inside the window
     edges: tuple[tuple[float | None, int | None, int | None, float | None], ...]  # (t_lo, b_lo, b_hi, t_hi)
 
@@ -73,17 +94,13 @@ class Plan:
         b0 = None if since is None else math.ceil(since / BUCKET)
         b1 = None if until is None else math.floor(until / BUCKET)
         if b0 is not None and b1 is not None and b0 >= b1:  # no whole bucket: the window is one edge
-            return cls(since, until, b0, b1, None, None, False, ((since, None, None, until),))
+            return cls(since, until, b0, b1, False, ((since, None, None, until),))
         edges = []
         if since is not None and b0 is not None and since < b0 * BUCKET:
             edges.append((since, None, b0, None))  # since <= time, bucket < b0
         if until is not None and b1 is not None and until > b1 * BUCKET:
             edges.append((None, b1, None, until))  # bucket >= b1, time < until
-        h0 = None if b0 is None else HOUR * math.ceil(b0 / HOUR)
-        h1 = None if b1 is None else HOUR * math.floor(b1 / HOUR)
-        if h0 is not None and h1 is not None and h0 >= h1:
-            h0 = h1 = b1  # no whole hour: every whole bucket from the 5-minute rows
-        return cls(since, until, b0, b1, h0, h1, True, tuple(edges))
+        return cls(since, until, b0, b1, True, tuple(edges))
 
     def buckets(self, lo: int | None, hi: int | None, col: str = "bucket") -> str:
         clauses = [f"{col} >= {lo}" if lo is not None else "", f"{col} < {hi}" if hi is not None else ""]
@@ -94,19 +111,15 @@ class Plan:
         return self.buckets(self.b0, self.b1) if self.whole else "false"
 
     def stored_series(self) -> str:
-        """The stored ``series`` rows of the whole buckets: hourly rows for whole hours, else 5-minute."""
+        """The stored ``series`` rows of the whole buckets: daily rows for whole days, hourly for whole
+        hours, 5-minute rows for the rest."""
         if not self.whole:
             return "false"
-        five = ", ".join(_lit(m) for m in TOOL_MEASURES)
-        hourly = ", ".join(_lit(m + "_h") for m in TOOL_MEASURES)
-        if self.h0 is None and self.h1 is None:  # unbounded both ways: all hours
-            return f"measure IN ({hourly})"
-        parts = [f"(measure IN ({hourly}) AND {self.buckets(self.h0, self.h1)})"]
-        if self.h0 is None or self.b0 is None or self.h0 > self.b0 or self.h0 == self.h1:
-            parts.append(f"(measure IN ({five}) AND {self.buckets(self.b0, self.h0 if self.h0 != self.h1 else self.b1)})")
-        if self.h1 is not None and self.h0 != self.h1 and (self.b1 is None or self.h1 < self.b1):
-            parts.append(f"(measure IN ({five}) AND {self.buckets(self.h1, self.b1)})")
-        return "(" + " OR ".join(parts) + ")"
+        parts = []
+        for suffix, lo, hi in split(self.b0, self.b1):
+            names = ", ".join(_lit(m + suffix) for m in TOOL_MEASURES)
+            parts.append(f"(measure IN ({names}) AND {self.buckets(lo, hi)})")
+        return "(" + " OR ".join(parts) + ")" if parts else "false"
 
     def time_filter(self) -> str:
         clauses = [f"time >= {self.since!r}" if self.since is not None else "",
@@ -145,8 +158,8 @@ def tool_rows_sql(relation: str) -> str:
         for m, col, expr in (("duration", "duration_s", "duration_s * 1e6"), ("size", "response_size", "response_size"),
                              ("tokens", "response_tokens", "response_tokens"))]
     return "\nUNION ALL\n".join([
-        f"""SELECT server_name AS server, method, target, {b} AS bucket, status, 'calls' AS measure, NULL::INTEGER AS idx,
-                   count(*)::BIGINT AS n, count(*) FILTER (WHERE {ERROR})::BIGINT AS errors,
+        f"""SELECT server_name AS server, method, target, {b} AS bucket, status, 'calls' AS measure,
+                   NULL::INTEGER AS idx, count(*)::BIGINT AS n, count(*) FILTER (WHERE {ERROR})::BIGINT AS errors,
                    sum(round(duration_s * 1e6))::BIGINT AS vsum
             {src} GROUP BY ALL""",
         *hist,
@@ -196,8 +209,17 @@ class EventCache:
 TAIL: Final = EventCache()
 
 
+#: the columns the window tables read: the edges are copied with these only
+EDGE_COLUMNS: Final = (
+    "event_id", "kind", "time", "method", "target", "tool", "status", "server_name", "session_id", "client_name",
+    "client_version", "transport", "instance_id", "pid", "proxy_direction", "duration_s", "response_size",
+    "response_tokens", "error_category", "error_type", "error_message", "health_enqueued", "health_written",
+    "health_dropped", "health_faults", "health_write_failures", "process_cpu_time", "process_memory_usage",
+    "process_start_time")
+
+
 class Window:
-    """One snapshot and connection with the ``w_*`` views of a window (see the module docstring)."""
+    """One snapshot with the ``w_*`` views of a window (see the module docstring), made when first used."""
 
     def __init__(self, con: Any, snap: Snapshot, plan: Plan, *, scan: bool = False) -> None:
         self.con = con
@@ -207,6 +229,7 @@ class Window:
         self.rolled = not scan and rollups is not None and all(rollup.complete(m) for m in rollups)
         self.stored: dict[str, list[str]] = (
             {t: [m["files"][t] for m in rollups or ()] for t in (*windows.TABLES, "series")} if self.rolled else {})
+        self._made: set[str] = set()
         con.execute(events_view_sql("batch_events", snap.parquet, []))
         tail = TAIL.files(con, list(snap.segments))
         if tail:
@@ -218,18 +241,30 @@ class Window:
         con.execute(f"CREATE OR REPLACE TEMP VIEW tail_events AS SELECT * FROM tail_all WHERE {tw}")
         con.execute(f"CREATE OR REPLACE TEMP VIEW w_events AS SELECT * FROM batch_events WHERE {tw} "
                     "UNION ALL SELECT * FROM tail_events")
-        batch_edges = plan.edge_sql("batch_events") if self.rolled else f"SELECT * FROM batch_events WHERE {tw}"
-        con.execute(f"CREATE OR REPLACE TEMP VIEW w_edge AS {batch_edges} UNION ALL SELECT * FROM tail_events")
-        computed = windows.table_sql("w_edge")
-        for t in windows.TABLES:
-            if t == "flows":
-                continue
-            con.execute(f"CREATE OR REPLACE TEMP VIEW w_{t} AS {self._stored(t, plan.stored())}"
-                        f" UNION ALL BY NAME ({computed[t]})")
-        con.execute(f"CREATE OR REPLACE TEMP VIEW w_series AS {self._stored('series', plan.stored_series())} "
-                    f"UNION ALL BY NAME ({tool_rows_sql('w_edge')})")
-        con.execute(f"CREATE OR REPLACE TEMP VIEW all_winst AS {self._stored('winst', 'true')} "
-                    f"UNION ALL BY NAME ({windows.table_sql('tail_all')['winst']})")
+        if self.rolled:  # a few thousand events: copied once, read by every table's SQL
+            cols = ", ".join(EDGE_COLUMNS)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE w_edge_rows AS SELECT {cols} FROM "
+                        f"({plan.edge_sql('batch_events')}) UNION ALL SELECT {cols} FROM tail_events")
+            con.execute("CREATE OR REPLACE TEMP VIEW w_edge AS SELECT * FROM w_edge_rows")
+        else:  # a scan: every event of the window
+            con.execute(f"CREATE OR REPLACE TEMP VIEW w_edge AS SELECT * FROM batch_events WHERE {tw} "
+                        "UNION ALL SELECT * FROM tail_events")
+
+    def view(self, name: str) -> str:
+        """Create view ``name`` (``w_<table>``, ``w_series`` or ``all_winst``) if not yet made; its name."""
+        if name in self._made:
+            return name
+        if name == "w_series":
+            sql = f"{self._stored('series', self.plan.stored_series())} UNION ALL BY NAME ({tool_rows_sql('w_edge')})"
+        elif name == "all_winst":
+            rest = "tail_all" if self.rolled else "(SELECT * FROM batch_events UNION ALL SELECT * FROM tail_all)"
+            sql = f"{self._stored('winst', 'true')} UNION ALL BY NAME ({windows.table_sql(rest)['winst']})"
+        else:
+            t = name.removeprefix("w_")
+            sql = f"{self._stored(t, self.plan.stored())} UNION ALL BY NAME ({windows.table_sql('w_edge')[t]})"
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
+        self._made.add(name)
+        return name
 
     def _stored(self, table: str, where: str) -> str:
         files = self.stored.get(table)
@@ -239,21 +274,39 @@ class Window:
         return f"SELECT * FROM read_parquet([{', '.join(_path_lit(f) for f in files)}]) WHERE {where}"
 
     def __call__(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        for name in ("w_series", "w_wsessions", "w_whealth", "w_winst", "w_werrors", "all_winst"):
+            if name in sql:
+                self.view(name)
         return _rows(self.con.execute(sql, params or []))
+
+
+_LOCAL = threading.local()
+
+
+def _connection() -> Any:
+    """One DuckDB connection per thread, kept: a connection costs ~20 ms, and its object cache keeps
+    the Parquet footers of the rollup files between calls."""
+    con = getattr(_LOCAL, "con", None)
+    if con is None:
+        con = _duckdb().connect()
+        con.execute("SET enable_object_cache = true")
+        _LOCAL.con = con
+    return con
 
 
 @contextlib.contextmanager
 def open_window(store: LocalStore, window: TimeWindow | None, *, scan: bool = False) -> Iterator[Window]:
     """A :class:`Window` over one snapshot (segments last written before ``since`` left out, as the
     scans do); ``scan``: ignore the rollups (the reference the tests compare with)."""
-    duckdb = _duckdb()
     since = None if window is None else window.since
     snap = store._snapshot_since(since)
-    con = duckdb.connect()
+    con = _connection()
     try:
         yield Window(con, snap, Plan.of(window), scan=scan)
-    finally:
+    except BaseException:
+        _LOCAL.con = None  # a failed or interrupted statement: start the next read afresh
         con.close()
+        raise
 
 
 def read(store: LocalStore, window: TimeWindow | None, fn: Callable[[Window], T], *, scan: bool = False,
@@ -289,7 +342,7 @@ def tool_table(w: Window, server: str | None, tool: str | None, exact_up_to: int
         params += [tool, tool]
     rows = w(f"""SELECT server, method, target, status, m, idx, sum(n)::BIGINT AS n, sum(errors)::BIGINT AS errors,
                         sum(vsum)::BIGINT AS vsum, max(vsum) AS vmax
-                 FROM (SELECT *, regexp_replace(measure, '_h$', '') AS m FROM w_series WHERE {' AND '.join(where)})
+                 FROM (SELECT *, regexp_replace(measure, '_[hd]$', '') AS m FROM w_series WHERE {' AND '.join(where)})
                  GROUP BY server, method, target, status, m, idx""", params)
     groups: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in rows:
@@ -415,8 +468,9 @@ def flows(w: Window, b0: int, b1: int, hourly: bool, server: str | None) -> list
     tail_calls = windows._tool_calls("tail_all", True)
     if w.rolled:
         sess = ", ".join(_path_lit(f) for f in w.stored.get("wsessions") or [])
-        bridge = (f"""SELECT any_value(server_name) AS server, session_id AS sid, arg_max(last_call, last_call_time) AS tool,
-                             max(last_call_time) AS time, '' AS event_id, false AS is_new
+        last = "{'t': last_call_time, 'e': last_call_id}"
+        bridge = (f"""SELECT any_value(server_name) AS server, session_id AS sid, arg_max(last_call, {last}) AS tool,
+                             max(last_call_time) AS time, max({last}).e AS event_id, false AS is_new
                       FROM read_parquet([{sess}]) WHERE bucket >= {b0} AND last_call_time IS NOT NULL
                         AND session_id IN (SELECT sid FROM tc) GROUP BY session_id""" if sess else None)
         calls = f"(WITH tc AS ({tail_calls}) SELECT * FROM tc" + (f" UNION ALL {bridge})" if bridge else ")")
