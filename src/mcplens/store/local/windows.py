@@ -110,16 +110,16 @@ class Plan:
         """The stored rows of whole buckets (5-minute tables)."""
         return self.buckets(self.b0, self.b1) if self.whole else "false"
 
-    def stored_series(self) -> str:
-        """The stored ``series`` rows of the whole buckets: daily rows for whole days, hourly for whole
-        hours, 5-minute rows for the rest."""
+    def stored_series(self) -> list[str]:
+        """The stored ``series`` rows of the whole buckets, one filter per range (each prunes row groups
+        on its own): daily rows for whole days, hourly for whole hours, 5-minute rows for the rest."""
         if not self.whole:
-            return "false"
-        parts = []
+            return []
+        out = []
         for suffix, lo, hi in split(self.b0, self.b1):
             names = ", ".join(_lit(m + suffix) for m in TOOL_MEASURES)
-            parts.append(f"(measure IN ({names}) AND {self.buckets(lo, hi)})")
-        return "(" + " OR ".join(parts) + ")" if parts else "false"
+            out.append(f"measure IN ({names}) AND {self.buckets(lo, hi)}")
+        return out
 
     def time_filter(self) -> str:
         clauses = [f"time >= {self.since!r}" if self.since is not None else "",
@@ -243,8 +243,11 @@ class Window:
                     "UNION ALL SELECT * FROM tail_events")
         if self.rolled:  # a few thousand events: copied once, read by every table's SQL
             cols = ", ".join(EDGE_COLUMNS)
-            con.execute(f"CREATE OR REPLACE TEMP TABLE w_edge_rows AS SELECT {cols} FROM "
-                        f"({plan.edge_sql('batch_events')}) UNION ALL SELECT {cols} FROM tail_events")
+            raw = ", ".join(f"{_ident(FIELDS[c][0])} AS {c}" for c in EDGE_COLUMNS)
+            batches = ", ".join(_path_lit(p) for p in snap.parquet)
+            edges = (f"SELECT {cols} FROM ({plan.edge_sql(f'(SELECT {raw} FROM read_parquet([{batches}]))')}) "
+                     "UNION ALL " if snap.parquet and plan.edges else "")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE w_edge_rows AS {edges}SELECT {cols} FROM tail_events")
             con.execute("CREATE OR REPLACE TEMP VIEW w_edge AS SELECT * FROM w_edge_rows")
         else:  # a scan: every event of the window
             con.execute(f"CREATE OR REPLACE TEMP VIEW w_edge AS SELECT * FROM batch_events WHERE {tw} "
@@ -255,7 +258,8 @@ class Window:
         if name in self._made:
             return name
         if name == "w_series":
-            sql = f"{self._stored('series', self.plan.stored_series())} UNION ALL BY NAME ({tool_rows_sql('w_edge')})"
+            stored = " UNION ALL ".join(self._stored("series", f) for f in self.plan.stored_series() or ["false"])
+            sql = f"{stored} UNION ALL BY NAME ({tool_rows_sql('w_edge')})"
         elif name == "all_winst":
             rest = "tail_all" if self.rolled else "(SELECT * FROM batch_events UNION ALL SELECT * FROM tail_all)"
             sql = f"{self._stored('winst', 'true')} UNION ALL BY NAME ({windows.table_sql(rest)['winst']})"
