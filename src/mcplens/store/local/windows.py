@@ -168,20 +168,51 @@ def tool_rows_sql(relation: str) -> str:
             {src} AND response_size IS NOT NULL GROUP BY ALL"""])
 
 
+@dataclass(frozen=True)
+class Cached:
+    """One segment's events as Parquet and, like a batch's rollups, its tables (``series`` and
+    :data:`mcplens.store.windows.TABLES` but ``flows``)."""
+
+    events: Path
+    tables: dict[str, Path]
+
+
 class EventCache:
-    """Each uncompacted segment as Parquet (friendly column names), converted once per file version.
+    """Each uncompacted segment as Parquet (friendly column names) with its window tables, made once
+    per file version.
 
     A closed segment never changes and a live one only grows; a reader that comes back (the dashboard,
-    ``watch``) reads the cached copy instead of parsing the JSON lines again. Private temporary
-    directory (0700), removed at exit.
+    ``watch``) reads the cached copy instead of parsing the JSON lines again, and the tail's whole
+    buckets come from its tables as a batch's come from its rollups. Private temporary directory
+    (0700), removed at exit.
     """
 
     def __init__(self) -> None:
         self._dir: Path | None = None
-        self._files: dict[Path, tuple[tuple[int, int], Path]] = {}
+        self._files: dict[Path, tuple[tuple[int, int], Cached]] = {}
         self._lock = threading.Lock()
 
-    def files(self, con: Any, segments: list[Path]) -> list[Path]:
+    def _make(self, con: Any, seg: Path) -> Cached:
+        assert self._dir is not None
+        stem = self._dir / os.urandom(8).hex()
+        events = stem.with_suffix(".parquet")
+        cols = ", ".join(f"{_ident(k)} AS {_ident(f)}" for f, (k, _) in FIELDS.items())
+        con.execute(f"COPY (SELECT {cols} FROM ({read_json_sql([seg])})) TO {_lit(events)} (FORMAT parquet)")
+        rel = f"(SELECT * FROM read_parquet({_path_lit(events)}))"
+        sqls = {t: q for t, q in windows.table_sql(rel).items()}
+        sqls["series"] = rollup.series_sql(rel)
+        tables = {}
+        for t, q in sqls.items():
+            tables[t] = Path(f"{stem}.{t}.parquet")
+            con.execute(f"COPY ({q}) TO {_lit(tables[t])} (FORMAT parquet)")
+        return Cached(events, tables)
+
+    @staticmethod
+    def _drop(c: Cached) -> None:
+        for p in (c.events, *c.tables.values()):
+            p.unlink(missing_ok=True)
+
+    def files(self, con: Any, segments: list[Path]) -> list[Cached]:
         out = []
         with self._lock:
             if self._dir is None:
@@ -192,17 +223,15 @@ class EventCache:
                 version = (st.st_size, st.st_mtime_ns)
                 have = self._files.get(seg)
                 if have is None or have[0] != version:
-                    path = self._dir / f"{os.urandom(8).hex()}.parquet"
-                    cols = ", ".join(f"{_ident(k)} AS {_ident(f)}" for f, (k, _) in FIELDS.items())
-                    con.execute(f"COPY (SELECT {cols} FROM ({read_json_sql([seg])})) TO {_lit(path)} (FORMAT parquet)")
+                    made = self._make(con, seg)
                     if have is not None:
-                        have[1].unlink(missing_ok=True)
-                    self._files[seg] = (version, path)
+                        self._drop(have[1])
+                    self._files[seg] = (version, made)
                 out.append(self._files[seg][1])
             if len(self._files) > 4 * max(1, len(segments)) + 64:  # forget segments long compacted
                 live = set(segments)
                 for gone in [p for p in self._files if p not in live]:
-                    self._files.pop(gone)[1].unlink(missing_ok=True)
+                    self._drop(self._files.pop(gone)[1])
         return out
 
 
@@ -227,13 +256,17 @@ class Window:
         self.snap = snap
         rollups = snap.rollups
         self.rolled = not scan and rollups is not None and all(rollup.complete(m) for m in rollups)
-        self.stored: dict[str, list[str]] = (
-            {t: [m["files"][t] for m in rollups or ()] for t in (*windows.TABLES, "series")} if self.rolled else {})
         self._made: set[str] = set()
         con.execute(events_view_sql("batch_events", snap.parquet, []))
         tail = TAIL.files(con, list(snap.segments))
+        #: per table, the files of stored rows: every batch's rollup and every segment's cached table
+        self.stored: dict[str, list[str]] = {}
+        if self.rolled:
+            for t in (*windows.TABLES, "series"):
+                self.stored[t] = [m["files"][t] for m in rollups or ()]
+                self.stored[t] += [str(c.tables[t]) for c in tail if t in c.tables]
         if tail:
-            files = ", ".join(_path_lit(p) for p in tail)
+            files = ", ".join(_path_lit(c.events) for c in tail)
             con.execute(f"CREATE OR REPLACE TEMP VIEW tail_all AS SELECT * FROM read_parquet([{files}])")
         else:
             con.execute(events_view_sql("tail_all", [], []))
@@ -245,9 +278,10 @@ class Window:
             cols = ", ".join(EDGE_COLUMNS)
             raw = ", ".join(f"{_ident(FIELDS[c][0])} AS {c}" for c in EDGE_COLUMNS)
             batches = ", ".join(_path_lit(p) for p in snap.parquet)
-            edges = (f"SELECT {cols} FROM ({plan.edge_sql(f'(SELECT {raw} FROM read_parquet([{batches}]))')}) "
-                     "UNION ALL " if snap.parquet and plan.edges else "")
-            con.execute(f"CREATE OR REPLACE TEMP TABLE w_edge_rows AS {edges}SELECT {cols} FROM tail_events")
+            edges = [f"SELECT {cols} FROM ({plan.edge_sql('tail_all')})"]
+            if snap.parquet:
+                edges.append(f"SELECT {cols} FROM ({plan.edge_sql(f'(SELECT {raw} FROM read_parquet([{batches}]))')})")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE w_edge_rows AS {' UNION ALL '.join(edges)}")
             con.execute("CREATE OR REPLACE TEMP VIEW w_edge AS SELECT * FROM w_edge_rows")
         else:  # a scan: every event of the window
             con.execute(f"CREATE OR REPLACE TEMP VIEW w_edge AS SELECT * FROM batch_events WHERE {tw} "
@@ -261,8 +295,11 @@ class Window:
             stored = " UNION ALL ".join(self._stored("series", f) for f in self.plan.stored_series() or ["false"])
             sql = f"{stored} UNION ALL BY NAME ({tool_rows_sql('w_edge')})"
         elif name == "all_winst":
-            rest = "tail_all" if self.rolled else "(SELECT * FROM batch_events UNION ALL SELECT * FROM tail_all)"
-            sql = f"{self._stored('winst', 'true')} UNION ALL BY NAME ({windows.table_sql(rest)['winst']})"
+            if self.rolled:
+                sql = self._stored("winst", "true")
+            else:
+                rest = "(SELECT * FROM batch_events UNION ALL SELECT * FROM tail_all)"
+                sql = windows.table_sql(rest)["winst"]
         else:
             t = name.removeprefix("w_")
             sql = f"{self._stored(t, self.plan.stored())} UNION ALL BY NAME ({windows.table_sql('w_edge')[t]})"
@@ -471,7 +508,7 @@ def flows(w: Window, b0: int, b1: int, hourly: bool, server: str | None) -> list
                      f"WHERE res = '{res}' AND sb >= {b0} AND db <= {b1}{srv}")
     tail_calls = windows._tool_calls("tail_all", True)
     if w.rolled:
-        sess = ", ".join(_path_lit(f) for f in w.stored.get("wsessions") or [])
+        sess = ", ".join(_path_lit(m["files"]["wsessions"]) for m in w.snap.rollups or ())  # the batches' only
         last = "{'t': last_call_time, 'e': last_call_id}"
         bridge = (f"""SELECT any_value(server_name) AS server, session_id AS sid, arg_max(last_call, {last}) AS tool,
                              max(last_call_time) AS time, max({last}).e AS event_id, false AS is_new
