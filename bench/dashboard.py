@@ -116,7 +116,7 @@ def generate(home: Path, n: int, *, batches: int) -> float:
                   SELECT {hcols} FROM (SELECT m, k, {start!r} + m * 60.0 AS ht
                                        FROM range(0, {int(SPAN_DAYS * 1440)}) a(m), range(0, 4) c(k)
                                        WHERE {start!r} + m * 60.0 >= {t_lo!r} AND {start!r} + m * 60.0 < {t_hi!r}))
-                ORDER BY time) TO '{out}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)""")
+                ORDER BY time) TO '{out}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 16384)""")
         manifest = {"version": 1, "parquet": out.name, "segments": {}, "events": hi - lo,
                     "created": time.time() + b * 1e-3, "rollups": None}
         (pq / f"{name}.manifest.json").write_text(json.dumps(manifest))

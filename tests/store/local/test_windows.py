@@ -121,7 +121,7 @@ n AS (SELECT instance_id, count(*) AS events FROM events
       WHERE kind IS DISTINCT FROM '{health}' AND instance_id IN (SELECT instance_id FROM h) GROUP BY 1)
 SELECT h.instance_id, server, pid, time, coalesce(n.events, 0) AS events, enqueued, written, dropped, faults,
        write_failures
-FROM h LEFT JOIN n USING (instance_id) ORDER BY server, time"""
+FROM h LEFT JOIN n USING (instance_id) ORDER BY server, time, instance_id"""
 
 
 def _q(values: list[float], q: float, scale: float = 1.0) -> float | None:

@@ -257,7 +257,6 @@ class Window:
         rollups = snap.rollups
         self.rolled = not scan and rollups is not None and all(rollup.complete(m) for m in rollups)
         self._made: set[str] = set()
-        con.execute(events_view_sql("batch_events", snap.parquet, []))
         tail = TAIL.files(con, list(snap.segments))
         #: per table, the files of stored rows: every batch's rollup and every segment's cached table
         self.stored: dict[str, list[str]] = {}
@@ -272,8 +271,12 @@ class Window:
             con.execute(events_view_sql("tail_all", [], []))
         tw = plan.time_filter()
         con.execute(f"CREATE OR REPLACE TEMP VIEW tail_events AS SELECT * FROM tail_all WHERE {tw}")
-        con.execute(f"CREATE OR REPLACE TEMP VIEW w_events AS SELECT * FROM batch_events WHERE {tw} "
-                    "UNION ALL SELECT * FROM tail_events")
+        self._lazy = {  # views few reads need, made when first named (binding a view over every batch costs)
+            "batch_events": events_view_sql("batch_events", snap.parquet, []),
+            "w_events": f"CREATE OR REPLACE TEMP VIEW w_events AS SELECT * FROM batch_events WHERE {tw} "
+                        "UNION ALL SELECT * FROM tail_events"}
+        if not self.rolled:
+            self.need("batch_events")
         if self.rolled:  # a few thousand events: copied once, read by every table's SQL
             cols = ", ".join(EDGE_COLUMNS)
             raw = ", ".join(f"{_ident(FIELDS[c][0])} AS {c}" for c in EDGE_COLUMNS)
@@ -286,6 +289,12 @@ class Window:
         else:  # a scan: every event of the window
             con.execute(f"CREATE OR REPLACE TEMP VIEW w_edge AS SELECT * FROM batch_events WHERE {tw} "
                         "UNION ALL SELECT * FROM tail_events")
+
+    def need(self, name: str) -> None:
+        if name in self._lazy:
+            if name == "w_events":
+                self.need("batch_events")
+            self.con.execute(self._lazy.pop(name))
 
     def view(self, name: str) -> str:
         """Create view ``name`` (``w_<table>``, ``w_series`` or ``all_winst``) if not yet made; its name."""
@@ -310,11 +319,15 @@ class Window:
     def _stored(self, table: str, where: str) -> str:
         files = self.stored.get(table)
         if not files:
+            self.need("batch_events")
             return f"SELECT * FROM ({windows.table_sql('batch_events').get(table) or tool_rows_sql('batch_events')}) " \
                    "WHERE false"
         return f"SELECT * FROM read_parquet([{', '.join(_path_lit(f) for f in files)}]) WHERE {where}"
 
     def __call__(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        for name in ("batch_events", "w_events"):
+            if name in sql:
+                self.need(name)
         for name in ("w_series", "w_wsessions", "w_whealth", "w_winst", "w_werrors", "all_winst"):
             if name in sql:
                 self.view(name)
@@ -475,7 +488,7 @@ n AS (SELECT instance_id, sum(n)::BIGINT AS events FROM all_winst
 SELECT h.instance_id, server, pid, time, coalesce(n.events, 0) AS events, enqueued, written, dropped, faults,
        write_failures
 FROM h LEFT JOIN n USING (instance_id)
-ORDER BY server, time"""
+ORDER BY server, time, instance_id"""
 
 
 def health(w: Window) -> list[dict[str, Any]]:
