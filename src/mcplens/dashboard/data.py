@@ -100,7 +100,8 @@ def flows(store: Any, window: TimeWindow | None, server: str | None = None) -> d
     if win is not None:
         since, until = series.bounds(store, window)
         grid = series.Grid.of(since, until)
-        wide = TimeWindow(grid.b0 * series.BUCKET, (grid.b1 + 1) * series.BUCKET)
+        last = (grid.b1 // series.HOUR + 1) * series.HOUR if grid.hourly else grid.b1 + 1  # hourly rows: whole hours
+        wide = TimeWindow(grid.b0 * series.BUCKET, last * series.BUCKET)
         rows = win.read(store, wide, lambda w: win.flows(w, grid.b0, grid.b1, grid.hourly, server))
         return {"edges": rows}
     where, params = window_where(window, server,

@@ -373,4 +373,5 @@ def roll_up_batch(run: Rows, new: str, history: str | None, out: Path, known_too
         quoted = "'" + str(out.parent / name).replace("'", "''") + "'"
         run(f"COPY ru_{table} TO {quoted} (FORMAT parquet, COMPRESSION zstd)")
         files[table] = name
-    return {**settings(tools, reads, sends, exfil_window), "files": files}
+    span = run(f"SELECT min(time) AS lo, max(time) AS hi FROM {new}")[0]  # a window reads only batches it overlaps
+    return {**settings(tools, reads, sends, exfil_window), "files": files, "time": [span["lo"], span["hi"]]}

@@ -121,6 +121,21 @@ class Plan:
             out.append(f"measure IN ({names}) AND {self.buckets(lo, hi)}")
         return out
 
+    def edge_spans(self) -> list[tuple[float | None, float | None]]:
+        """The time spans of the edges (a little wide: the bucket arithmetic decides)."""
+        return [(t_lo if t_lo is not None else (None if b_lo is None else b_lo * BUCKET - 1.0),
+                 t_hi if t_hi is not None else (None if b_hi is None else b_hi * BUCKET + 1.0))
+                for t_lo, b_lo, b_hi, t_hi in self.edges]
+
+    def overlaps(self, span: list[float | None] | None, within: tuple[float | None, float | None] | None = None
+                 ) -> bool:
+        """Whether a batch whose events span ``span`` ([first, last] time; None: unknown) may hold events in
+        ``within`` (default: the window)."""
+        lo, hi = within if within is not None else (self.since, self.until)
+        if not span or span[0] is None or span[1] is None:
+            return span is None or len(span) != 2  # unknown: maybe; an empty batch: no
+        return (lo is None or span[1] >= lo) and (hi is None or span[0] < hi)
+
     def time_filter(self) -> str:
         clauses = [f"time >= {self.since!r}" if self.since is not None else "",
                    f"time < {self.until!r}" if self.until is not None else ""]
@@ -258,11 +273,16 @@ class Window:
         self.rolled = not scan and rollups is not None and all(rollup.complete(m) for m in rollups)
         self._made: set[str] = set()
         tail = TAIL.files(con, list(snap.segments))
-        #: per table, the files of stored rows: every batch's rollup and every segment's cached table
+        #: per table, the files of stored rows: the rollups of every batch the window overlaps and every
+        #: segment's cached table
         self.stored: dict[str, list[str]] = {}
+        #: the batches the window overlaps (all when their time spans are unknown)
+        self.batches = list(snap.parquet)
         if self.rolled:
+            pairs = [(p, m) for p, m in zip(snap.parquet, rollups or (), strict=True) if plan.overlaps(m.get("time"))]
+            self.batches = [p for p, _ in pairs]
             for t in (*windows.TABLES, "series"):
-                self.stored[t] = [m["files"][t] for m in rollups or ()]
+                self.stored[t] = [m["files"][t] for _, m in pairs]
                 self.stored[t] += [str(c.tables[t]) for c in tail if t in c.tables]
         if tail:
             files = ", ".join(_path_lit(c.events) for c in tail)
@@ -280,9 +300,11 @@ class Window:
         if self.rolled:  # a few thousand events: copied once, read by every table's SQL
             cols = ", ".join(EDGE_COLUMNS)
             raw = ", ".join(f"{_ident(FIELDS[c][0])} AS {c}" for c in EDGE_COLUMNS)
-            batches = ", ".join(_path_lit(p) for p in snap.parquet)
+            near = [p for p, m in zip(snap.parquet, rollups or (), strict=True)
+                    if any(plan.overlaps(m.get("time"), (lo, hi)) for lo, hi in plan.edge_spans())]
+            batches = ", ".join(_path_lit(p) for p in near)
             edges = [f"SELECT {cols} FROM ({plan.edge_sql('tail_all')})"]
-            if snap.parquet:
+            if near:
                 edges.append(f"SELECT {cols} FROM ({plan.edge_sql(f'(SELECT {raw} FROM read_parquet([{batches}]))')})")
             con.execute(f"CREATE OR REPLACE TEMP TABLE w_edge_rows AS {' UNION ALL '.join(edges)}")
             con.execute("CREATE OR REPLACE TEMP VIEW w_edge AS SELECT * FROM w_edge_rows")
@@ -303,9 +325,12 @@ class Window:
         if name == "w_series":
             stored = " UNION ALL ".join(self._stored("series", f) for f in self.plan.stored_series() or ["false"])
             sql = f"{stored} UNION ALL BY NAME ({tool_rows_sql('w_edge')})"
-        elif name == "all_winst":
+        elif name == "all_winst":  # every batch's, not only the window's
             if self.rolled:
-                sql = self._stored("winst", "true")
+                files = [m["files"]["winst"] for m in self.snap.rollups or ()]
+                files += [f for f in self.stored["winst"] if f not in files]
+                sql = f"SELECT * FROM read_parquet([{', '.join(_path_lit(f) for f in files)}])" if files else \
+                    self._stored("none", "true")
             else:
                 rest = "(SELECT * FROM batch_events UNION ALL SELECT * FROM tail_all)"
                 sql = windows.table_sql(rest)["winst"]
@@ -320,7 +345,9 @@ class Window:
         files = self.stored.get(table)
         if not files:
             self.need("batch_events")
-            return f"SELECT * FROM ({windows.table_sql('batch_events').get(table) or tool_rows_sql('batch_events')}) " \
+            empty = windows.table_sql("batch_events").get(table, windows.table_sql("batch_events")["winst"]) \
+                if table != "series" else tool_rows_sql("batch_events")
+            return f"SELECT * FROM ({empty}) " \
                    "WHERE false"
         return f"SELECT * FROM read_parquet([{', '.join(_path_lit(f) for f in files)}]) WHERE {where}"
 
