@@ -292,7 +292,7 @@ class Window:
         tw = plan.time_filter()
         con.execute(f"CREATE OR REPLACE TEMP VIEW tail_events AS SELECT * FROM tail_all WHERE {tw}")
         self._lazy = {  # views few reads need, made when first named (binding a view over every batch costs)
-            "batch_events": events_view_sql("batch_events", snap.parquet, []),
+            "batch_events": events_view_sql("batch_events", self.batches if self.rolled else snap.parquet, []),
             "w_events": f"CREATE OR REPLACE TEMP VIEW w_events AS SELECT * FROM batch_events WHERE {tw} "
                         "UNION ALL SELECT * FROM tail_events"}
         if not self.rolled:
@@ -362,6 +362,19 @@ class Window:
 
 
 _LOCAL = threading.local()
+_OPEN: list[Any] = []  # every thread's connection, closed at exit (before the interpreter tears down)
+_OPEN_LOCK = threading.Lock()
+
+
+def _close_all() -> None:
+    with _OPEN_LOCK:
+        for con in _OPEN:
+            with contextlib.suppress(Exception):
+                con.close()
+        _OPEN.clear()
+
+
+atexit.register(_close_all)
 
 
 def _connection() -> Any:
@@ -372,6 +385,8 @@ def _connection() -> Any:
         con = _duckdb().connect()
         con.execute("SET enable_object_cache = true")
         _LOCAL.con = con
+        with _OPEN_LOCK:
+            _OPEN.append(con)
     return con
 
 
@@ -386,6 +401,9 @@ def open_window(store: LocalStore, window: TimeWindow | None, *, scan: bool = Fa
         yield Window(con, snap, Plan.of(window), scan=scan)
     except BaseException:
         _LOCAL.con = None  # a failed or interrupted statement: start the next read afresh
+        with _OPEN_LOCK:
+            if con in _OPEN:
+                _OPEN.remove(con)
         con.close()
         raise
 
