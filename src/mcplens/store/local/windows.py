@@ -441,7 +441,9 @@ def tool_table(w: Window, server: str | None, tool: str | None, exact_up_to: int
         params += [tool, tool]
     rows = w(f"""SELECT server, method, target, status, m, idx, sum(n)::BIGINT AS n, sum(errors)::BIGINT AS errors,
                         sum(vsum)::BIGINT AS vsum, max(vsum) AS vmax
-                 FROM (SELECT *, regexp_replace(measure, '_[hd]$', '') AS m FROM w_series WHERE {' AND '.join(where)})
+                 FROM (SELECT *, CASE WHEN suffix(measure, '_h') OR suffix(measure, '_d') THEN measure[:-3]
+                                      ELSE measure END AS m
+                       FROM w_series WHERE {' AND '.join(where)})
                  GROUP BY server, method, target, status, m, idx""", params)
     groups: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in rows:
