@@ -144,6 +144,17 @@ class LocalStore(Store):
         #: windows with at most this many calls get exact percentiles in ``tool_table`` (see windows.py)
         self.exact_up_to = EXACT_UP_TO
 
+    # the retry rules, for readers in other modules (store/local/windows.py)
+    retry_seconds = RETRY_SECONDS
+
+    @staticmethod
+    def moved(error: BaseException) -> bool:
+        return _moved(error)
+
+    @staticmethod
+    def pause(attempt: int) -> None:
+        _backoff(attempt)
+
     def _mark_bad(self, path: Path, why: str) -> bool:
         if path in self.bad:
             return False

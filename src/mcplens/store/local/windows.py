@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from mcplens import histogram
 from mcplens.store import rollup, windows
 from mcplens.store.base import FIELDS, TimeWindow
-from mcplens.store.local.files import _duckdb, _ident, _lit, _path_lit, _rows, events_view_sql, read_json_sql
+from mcplens.store.local import files as local_files
+from mcplens.store.local.files import _duckdb, _ident, _lit, _path_lit, _rows, events_view_sql
 from mcplens.store.sql import ERROR
 
 if TYPE_CHECKING:
@@ -212,7 +213,8 @@ class EventCache:
         stem = self._dir / os.urandom(8).hex()
         events = stem.with_suffix(".parquet")
         cols = ", ".join(f"{_ident(k)} AS {_ident(f)}" for f, (k, _) in FIELDS.items())
-        con.execute(f"COPY (SELECT {cols} FROM ({read_json_sql([seg])})) TO {_lit(events)} (FORMAT parquet)")
+        raw = local_files.read_json_sql([seg])
+        con.execute(f"COPY (SELECT {cols} FROM ({raw})) TO {_lit(events)} (FORMAT parquet)")
         rel = f"(SELECT * FROM read_parquet({_path_lit(events)}))"
         sqls = {t: q for t, q in windows.table_sql(rel).items()}
         sqls["series"] = rollup.series_sql(rel)
@@ -391,11 +393,12 @@ def _connection() -> Any:
 
 
 @contextlib.contextmanager
-def open_window(store: LocalStore, window: TimeWindow | None, *, scan: bool = False) -> Iterator[Window]:
+def open_window(store: LocalStore, window: TimeWindow | None, *, scan: bool = False,
+                snap: Snapshot | None = None) -> Iterator[Window]:
     """A :class:`Window` over one snapshot (segments last written before ``since`` left out, as the
     scans do); ``scan``: ignore the rollups (the reference the tests compare with)."""
-    since = None if window is None else window.since
-    snap = store._snapshot_since(since)
+    if snap is None:
+        snap = store._snapshot_since(None if window is None else window.since)
     con = _connection()
     try:
         yield Window(con, snap, Plan.of(window), scan=scan)
@@ -408,21 +411,31 @@ def open_window(store: LocalStore, window: TimeWindow | None, *, scan: bool = Fa
         raise
 
 
-def read(store: LocalStore, window: TimeWindow | None, fn: Callable[[Window], T], *, scan: bool = False,
-         attempts: int = 6) -> T:
-    """``fn(window)`` on a fresh snapshot; again when a file vanished under it (a compaction committed)."""
+def read(store: LocalStore, window: TimeWindow | None, fn: Callable[[Window], T], *, scan: bool = False) -> T:
+    """``fn(window)`` on a fresh snapshot, with the reader's rules (:mod:`.reader`): when a file vanished
+    under it (a compaction committed, a segment moved) it lists again, backing off, for up to
+    ``RETRY_SECONDS``; a damaged file is named in ``store.bad`` and left out of the next try."""
     duckdb = _duckdb()
-    for attempt in range(attempts):
+    deadline = time.monotonic() + store.retry_seconds
+    attempt = 0
+    while True:
+        snap = store._snapshot_since(None if window is None else window.since)
         try:
-            with open_window(store, window, scan=scan) as w:
+            with open_window(store, window, scan=scan, snap=snap) as w:
                 return fn(w)
-        except (FileNotFoundError, duckdb.Error) as e:
-            if type(e).__name__ == "InterruptException" or attempt + 1 >= attempts:
+        except FileNotFoundError:
+            if time.monotonic() >= deadline:
                 raise
-            if isinstance(e, duckdb.Error) and not (type(e).__name__ == "IOException"):
+        except duckdb.Error as e:
+            if type(e).__name__ == "InterruptException":
                 raise
-            time.sleep(min(0.5, 0.02 * 2**attempt))
-    raise AssertionError("unreachable")
+            moved = snap.vanished() or store.moved(e)
+            if not moved and store.isolate(e, snap):
+                continue  # a damaged file, left out from now on
+            if not moved or time.monotonic() >= deadline:
+                raise
+        store.pause(attempt)
+        attempt += 1
 
 
 # ---- the rows each view shows ----------------------------------------------------------------
