@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from mcplens import event as ev
+from mcplens.privacy import new_counter
 
 PATTERNS: Final[dict[str, re.Pattern[str]]] = {
     "IGNORE_INSTRUCTIONS": re.compile(
@@ -153,7 +154,7 @@ def count_in(value: Any) -> Counter[str]:
     characters in all: what lies beyond is not scanned (a phrase past 64 KB of arguments is missed)."""
     texts: list[str] = []
     _strings(value, texts, [MAX_SCAN])
-    total: Counter[str] = Counter()
+    total: Counter[str] = new_counter()
     if texts:
         clean = _CLEAN
         texts = [t for t in texts if t not in clean]

@@ -63,7 +63,10 @@ class Policy:
         )
 
     def keeps_arguments(self, tool: str | None) -> bool:
-        return not (self.no_arguments or self.tools.get(tool or "", ToolPolicy()).no_arguments)
+        if self.no_arguments:
+            return False
+        override = self.tools.get(tool or "") if self.tools else None
+        return override is None or not override.no_arguments
 
 
 def _names(value: Any, where: str) -> frozenset[str]:

@@ -35,6 +35,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from mcplens.privacy import new_counter
 from mcplens.privacy import patterns as P
 
 __all__ = ["RedactionRules", "Redactor", "redact_value", "redact_text"]
@@ -269,7 +270,7 @@ class Redactor:
 
     def text(self, s: str) -> tuple[str, Counter[str]]:
         """Redact free text (an error message, exception text, a client info string)."""
-        c: Counter[str] = Counter()
+        c: Counter[str] = new_counter()
         try:
             return self._text(s if isinstance(s, str) else str(s), c), c
         except Exception:  # noqa: BLE001 - never raise into capture, never pass text through unredacted
@@ -362,7 +363,7 @@ class Redactor:
 
     def value(self, v: Any, path: tuple[str, ...] = ()) -> tuple[Any, Counter[str]]:
         """Redact an argument object (dicts, lists, strings, numbers), returning a new object."""
-        c: Counter[str] = Counter()
+        c: Counter[str] = new_counter()
         try:
             return self._value(v, path, c, 0), c
         except Exception:  # noqa: BLE001 - never raise into capture, never pass a value through unredacted
@@ -405,7 +406,7 @@ class Redactor:
                     if ks in self._clean_keys or not ks:
                         nk = ks
                     else:
-                        sub: Counter[str] = Counter()
+                        sub: Counter[str] = new_counter()
                         nk = self._text(ks, sub)
                         if sub:
                             c.update(sub)
@@ -471,7 +472,7 @@ class Redactor:
         if not f:  # no features: clean, kept as is
             out = x
         else:
-            sub: Counter[str] = Counter()
+            sub: Counter[str] = new_counter()
             out = self._text(x, sub, f)
             if sub:
                 c.update(sub)
@@ -500,7 +501,7 @@ class Redactor:
             except (ValueError, RecursionError):
                 parsed = None
             if isinstance(parsed, (dict, list)):
-                sub: Counter[str] = Counter()
+                sub: Counter[str] = new_counter()
                 out = self._value(parsed, path, sub, depth + 1)
                 if sub:
                     c.update(sub)
@@ -544,7 +545,7 @@ class Redactor:
 
     def _uri(self, u: str) -> tuple[str, Counter[str]]:
         """The work of :meth:`uri`."""
-        c: Counter[str] = Counter()
+        c: Counter[str] = new_counter()
         if not isinstance(u, str) or not u:
             return u, c
         if len(u) > self.rules.scan_limit or u[:64].lstrip().lower().startswith("data:"):
@@ -612,7 +613,7 @@ class Redactor:
         for k, v in pairs:
             kk = self._text(k, c)
             if v:
-                sub: Counter[str] = Counter()
+                sub: Counter[str] = new_counter()
                 self._text(v, sub)
                 rule = self.key_rule(k)
                 if sub:
@@ -628,7 +629,7 @@ class Redactor:
 
     def _segment(self, raw: str, prev: str, c: Counter[str]) -> str:
         seg = unquote(raw)
-        sub: Counter[str] = Counter()
+        sub: Counter[str] = new_counter()
         red = self._scan(seg, sub)
         if sub:
             c.update(sub)
@@ -663,7 +664,7 @@ class Redactor:
             return {}, Counter({"REDACTION_FAILED": 1})
 
     def _headers(self, h: Mapping[str, str] | Iterable[tuple[str, str]]) -> tuple[dict[str, str], Counter[str]]:
-        c: Counter[str] = Counter()
+        c: Counter[str] = new_counter()
         items = h.items() if isinstance(h, Mapping) else h
         out: dict[str, str] = {}
         for name, value in items:

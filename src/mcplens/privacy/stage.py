@@ -18,7 +18,7 @@ from urllib.parse import quote, unquote
 from mcplens import _json
 from mcplens import event as ev
 from mcplens.capture.common import uri_shape
-from mcplens.privacy import injection
+from mcplens.privacy import injection, new_counter
 from mcplens.privacy.ids import Pseudonymizer
 from mcplens.privacy.policy import Policy
 from mcplens.privacy.redact import Redactor
@@ -35,6 +35,10 @@ _TEXT_FIELDS = (
 #: the clean-text cache: strings up to this long, at most this many (then no more are added)
 _CACHE_CHARS = 256
 _CACHE_ENTRIES = 4096
+#: the clean-arguments cache: argument objects up to this many bytes of JSON, at most this many
+#: (2 MB at most in all); then no more are added
+_ARGS_BYTES = 1024
+_ARGS_ENTRIES = 2048
 
 
 def _arguments_size(raw: Any, shape: Any) -> int:
@@ -64,6 +68,14 @@ class PrivacyStage:
         #: of the string and the rules, so a string found here needs no second pass; only clean
         #: strings are remembered, never one that held anything to redact.
         self._clean: set[str] = set()
+        #: (tool, compact JSON) of whole argument objects that came through the arguments step with
+        #: nothing found, redacted or renamed (a polling call, a retried or repeated query: the same
+        #: object call after call). Injection counting, redaction and the name check are pure
+        #: functions of the object and the rules, so such an object is kept as it is without
+        #: walking it again. Only clean objects are remembered; a redactor with a callback (which
+        #: need not be pure) and a stage with user processors (which may change what they are
+        #: handed) never use it.
+        self._clean_args: set[tuple[str | None, bytes]] = set()
 
     def redactor(self, tool: str | None) -> Redactor:
         r = self._redactors.get(tool)
@@ -72,7 +84,7 @@ class PrivacyStage:
         return r
 
     def __call__(self, e: dict[str, Any]) -> dict[str, Any] | None:
-        self._counts = counts = Counter()
+        self._counts = counts = new_counter()
         self._uri = None
         for step in (self.arguments, self.resource, self.texts, self.pseudonymise):
             step(e)
@@ -91,25 +103,39 @@ class PrivacyStage:
         raw = e.pop(ev.ARGUMENTS, None)
         if raw is None:
             return
+        tool = e.get(ev.TARGET)
+        memo_key = None
+        request = e.get(ev.REQUEST_SIZE)  # the compact JSON size of the params that hold the arguments
+        if type(raw) is dict and type(request) is int and request <= 2 * _ARGS_BYTES and not self._user:
+            encoded = _json.dumps(raw)
+            if len(encoded) <= _ARGS_BYTES:
+                memo_key = (tool if isinstance(tool, str) else None, encoded)
+                if memo_key in self._clean_args:  # kept, unchanged, by this stage's policy before
+                    e[ev.ARGUMENTS] = raw
+                    return
         # before redaction, whatever the policy keeps; it reads the first injection.MAX_SCAN
         # characters only, so a huge argument costs no more than a 64 KB one
         found = injection.count_in(raw)
         if found:
             self._counts.update(found)
-        tool = e.get(ev.TARGET)
         if not self.policy.keeps_arguments(tool):
             self._counts["ARGUMENTS_OMITTED"] += 1
             return
         limit = self.policy.max_arguments_bytes
-        request = e.get(ev.REQUEST_SIZE)  # the compact JSON size of the params that hold the arguments
         if not (type(request) is int and request <= limit) and _arguments_size(raw, e.get(ev.ARGS)) > limit:
             self._counts["ARGUMENTS_TOO_LARGE"] += 1
             return
-        clean, fired = self.redactor(tool).value(raw)
+        redactor = self.redactor(tool)
+        clean, fired = redactor.value(raw)
         if fired:
             self._counts.update(fired)
         e[ev.ARGUMENTS] = clean
         self.argument_names(e)
+        if (
+            memo_key is not None and not self._counts and redactor.rules.callback is None
+            and len(self._clean_args) < _ARGS_ENTRIES and clean == raw
+        ):
+            self._clean_args.add(memo_key)
 
     def argument_names(self, e: dict[str, Any]) -> None:
         """The argument shape keeps names and sizes; a client chooses the names, so they are text too."""

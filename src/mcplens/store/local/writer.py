@@ -41,29 +41,23 @@ def events_dir(home: Path) -> Path:
 
 
 def encode(event: dict[str, Any]) -> bytes:
-    return (_json.compact(event) + "\n").encode("utf-8")
+    return _json.dumps(event) + b"\n"
 
 
 def encode_batch(events: list[dict[str, Any]]) -> tuple[bytes, list[int]]:
     """The batch as JSON lines in one buffer, and where each line ends (byte offsets).
 
-    One join and one UTF-8 encode per batch instead of one per event; the offsets let a failed
-    write be cut back to the last whole line.
+    One join per batch instead of a write per event; the offsets let a failed write be cut back to
+    the last whole line.
     """
-    compact = _json.compact
-    texts = [compact(e) for e in events]
-    data = ("\n".join(texts) + "\n").encode("utf-8")
-    if len(data) == sum(map(len, texts)) + len(texts):  # all ASCII: offsets from the text lengths
-        ends, pos = [], 0
-        for t in texts:
-            pos += len(t) + 1
-            ends.append(pos)
-        return data, ends
+    dumps = _json.dumps
+    lines = [dumps(e) for e in events]
     ends, pos = [], 0
-    for t in texts:
-        pos += len(t.encode("utf-8")) + 1
+    for line in lines:
+        pos += len(line) + 1
         ends.append(pos)
-    return data, ends
+    lines.append(b"")
+    return b"\n".join(lines), ends
 
 
 class PartialWrite(OSError):
