@@ -178,9 +178,12 @@ def test_the_per_tool_table_from_rollups_equals_the_scan(home: Path) -> None:
     from mcplens.store.base import TimeWindow
 
     store = LocalStore(home)
-    everything = TimeWindow(0.0, 1e12)  # a window: read from the events
-    assert store._tool_table_rolled(None, None) is not None  # the whole store: from the rollups
+    everything = TimeWindow(0.0, 1e12)  # a window with open ends: whole buckets from the rollups too
+    exact = store.tool_table()  # a few thousand calls: exact percentiles
+    store.exact_up_to = 0  # the histograms, as over millions of calls
     rolled = store.tool_table()
+    assert [r["calls"] for r in rolled] == [r["calls"] for r in exact]
+    assert any(r["p95_ms"] != e["p95_ms"] for r, e in zip(rolled, exact, strict=True))
     _close(rolled, store.tool_table(everything))
     assert sum(r["calls"] for r in rolled) == store.query(
         "SELECT count(*) AS n FROM events WHERE kind = 'request'")[0]["n"]

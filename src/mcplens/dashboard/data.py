@@ -69,8 +69,20 @@ def tool_detail(store: Store, window: TimeWindow | None, tool: str, server: str 
     return series.traffic(store, window, server, tool)
 
 
+def _windows(store: Any) -> Any:
+    """The local store's window rollups (store/local/windows.py), or None for a store without them."""
+    if not hasattr(store, "_snapshot_since"):
+        return None
+    from mcplens.store.local import windows
+
+    return windows
+
+
 def tool_errors(store: Any, window: TimeWindow | None, tool: str, server: str | None = None) -> list[dict[str, Any]]:
-    """One tool's failed calls grouped by category, type and message (a scan of the window's errors)."""
+    """One tool's failed calls grouped by category, type and message (the ``werrors`` rollup)."""
+    win = _windows(store)
+    if win is not None:
+        return win.read(store, window, lambda w: win.tool_errors(w, tool, server))
     where, params = window_where(window, server, f"kind = 'request' AND proxy_direction IS NULL AND {ERROR} "
                                  "AND coalesce(target, method) = ?")
     params.insert(0, tool)
@@ -82,7 +94,16 @@ def tool_errors(store: Any, window: TimeWindow | None, tool: str, server: str | 
 
 def flows(store: Any, window: TimeWindow | None, server: str | None = None) -> dict[str, Any]:
     """Which tool follows which within a session: edges with counts (the chains and what each
-    implies come from the insights' ``chain`` findings)."""
+    implies come from the insights' ``chain`` findings). Over the chart's grid: the window widened
+    to whole 5-minute buckets (whole hours when the charts' slots are hours), from the ``flows`` rollup."""
+    win = _windows(store)
+    if win is not None:
+        since, until = series.bounds(store, window)
+        grid = series.Grid.of(since, until)
+        last = (grid.b1 // series.HOUR + 1) * series.HOUR if grid.hourly else grid.b1 + 1  # hourly rows: whole hours
+        wide = TimeWindow(grid.b0 * series.BUCKET, last * series.BUCKET)
+        rows = win.read(store, wide, lambda w: win.flows(w, grid.b0, grid.b1, grid.hourly, server))
+        return {"edges": rows}
     where, params = window_where(window, server,
                                  "kind = 'request' AND method = 'tools/call' AND session_id IS NOT NULL")
     rows = store.query(
@@ -95,20 +116,19 @@ def flows(store: Any, window: TimeWindow | None, server: str | None = None) -> d
 
 
 def instances(store: Any, window: TimeWindow | None) -> dict[str, Any]:
-    """CPU and memory of each instance over time (from its health records) beside the call volume."""
-    where = "kind = 'mcplens.health'"
-    params: list[Any] = []
-    if window and window.since is not None:
-        where += " AND time >= ?"
-        params.append(window.since)
-    if window and window.until is not None:
-        where += " AND time < ?"
-        params.append(window.until)
-    points = store.query(
-        "SELECT instance_id, server_name AS server, pid, time, process_cpu_time AS cpu_s, "
-        f"process_memory_usage AS memory_bytes, process_start_time AS started FROM events WHERE {where} "
-        "ORDER BY instance_id, time", params, since=window.since if window else None)
+    """CPU and memory of each instance over time (its last health record per chart slot) beside the
+    call volume."""
     volume = series.traffic(store, window)
+    win = _windows(store)
+    if win is not None:
+        t0, step = volume["time"][0], volume["step_s"]
+        points = win.read(store, window, lambda w: win.instance_points(w, t0, step))
+    else:
+        where, params = window_where(window, None, "kind = 'mcplens.health'")
+        points = store.query(
+            "SELECT instance_id, server_name AS server, pid, time, process_cpu_time AS cpu_s, "
+            f"process_memory_usage AS memory_bytes, process_start_time AS started FROM events WHERE {where} "
+            "ORDER BY instance_id, time", params, since=window.since if window else None)
     return {"points": points, "time": volume["time"], "calls": volume["calls"], "step_s": volume["step_s"]}
 
 

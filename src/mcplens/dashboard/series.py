@@ -4,31 +4,27 @@ A chart over seven days of ten million events cannot re-read them on every refre
 keeps, per Parquet batch, 5-minute buckets of calls, errors and latency/payload histograms
 (``store/rollup.py: series_sql``, histograms from :mod:`mcplens.histogram`); a query here sums
 the batches' tables and adds the same table computed over the not-yet-compacted segments (the
-tail). When some batch has no usable rollups (an older mcplens wrote it; the next compaction
-redoes them) the window's events are scanned instead: same rows, just slower.
+tail; cached per segment version by ``store.local.windows.TAIL``). When some batch has no usable
+rollups (an older mcplens wrote it; the next compaction redoes them) the window's events are
+scanned instead: same rows, just slower.
 
 Charts show whole buckets: a window's ends are widened to the 5-minute grid (the tables, which
-must equal the CLI's, come from the exact per-window queries, not from here). Quantiles read back
+must equal the CLI's, come from store/local/windows.py, exact at any edge, not from here). Quantiles read back
 from a histogram are within ``histogram.REL_ERROR`` (~4.4%) of the exact value.
 """
 
 from __future__ import annotations
 
-import atexit
 import math
-import os
-import shutil
-import tempfile
-import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 from mcplens import histogram
 from mcplens.store import rollup
-from mcplens.store.base import FIELDS, TimeWindow
+from mcplens.store.base import TimeWindow
+from mcplens.store.local import windows
 
 BUCKET: Final = rollup.BUCKET
 HOUR: Final = rollup.HOUR
@@ -84,49 +80,6 @@ def bounds(store: Any, window: TimeWindow | None) -> tuple[float, float]:
     return float(since), float(until)
 
 
-class TailCache:
-    """The ``series`` rows of each uncompacted segment, computed once per file version.
-
-    A closed segment never changes and a live one only grows, so a long-running dashboard keeps
-    each segment's rows in a Parquet file of its own (in a private temporary directory) and reads
-    those instead of parsing the JSON lines again on every refresh.
-    """
-
-    def __init__(self) -> None:
-        self._dir: Path | None = None
-        self._files: dict[Path, tuple[tuple[int, int], Path]] = {}
-        self._lock = threading.Lock()
-
-    def files(self, con: Any, segments: list[Path]) -> list[Path]:
-        from mcplens.store.local.files import read_json_sql
-
-        out = []
-        with self._lock:
-            if self._dir is None:
-                self._dir = Path(tempfile.mkdtemp(prefix="mcplens-dashboard-"))  # 0700
-                atexit.register(shutil.rmtree, self._dir, True)
-            live = set(segments)
-            for gone in [p for p in self._files if p not in live]:
-                self._files.pop(gone)[1].unlink(missing_ok=True)
-            for seg in segments:
-                st = seg.stat()  # gone: FileNotFoundError, and the caller lists again
-                version = (st.st_size, st.st_mtime_ns)
-                have = self._files.get(seg)
-                if have is None or have[0] != version:
-                    out_path = self._dir / f"{os.urandom(8).hex()}.parquet"
-                    cols = ", ".join(f"{_ident(k)} AS {_ident(f)}" for f, (k, _) in FIELDS.items())
-                    raw = read_json_sql([seg])
-                    con.execute(f"CREATE OR REPLACE TEMP VIEW seg_events AS SELECT {cols} FROM ({raw})")
-                    con.execute(f"COPY ({rollup.series_sql('seg_events')}) TO {_lit(str(out_path))} (FORMAT parquet)")
-                    if have is not None:
-                        have[1].unlink(missing_ok=True)
-                    self._files[seg] = (version, out_path)
-                out.append(self._files[seg][1])
-        return out
-
-
-_TAIL = TailCache()
-
 _EMPTY = ("(SELECT NULL::VARCHAR AS server, NULL::VARCHAR AS method, NULL::VARCHAR AS target, NULL::VARCHAR AS client, "
           "NULL::BIGINT AS bucket, NULL::VARCHAR AS status, NULL::VARCHAR AS measure, NULL::INTEGER AS idx, "
           "NULL::BIGINT AS n, NULL::BIGINT AS errors, NULL::BIGINT AS vsum WHERE false)")
@@ -174,7 +127,8 @@ def _from_rollups(snap: Any, grid: Grid, where: str, sqls: list[str], params: li
     con = duckdb.connect()
     try:
         files = [m["files"]["series"] for m in snap.rollups]
-        files += [str(p) for p in _TAIL.files(con, list(snap.segments))]
+        # each segment's rows, cached with its Parquet copy (made once per file version)
+        files += [str(c.tables["series"]) for c in windows.TAIL.files(con, list(snap.segments))]
         src = _EMPTY
         if files:
             listed = ", ".join(_lit(f) for f in files)

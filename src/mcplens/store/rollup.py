@@ -49,6 +49,7 @@ from typing import Any, Final
 
 from mcplens import event as ev
 from mcplens.classify import ToolClasses
+from mcplens.store import windows
 from mcplens.store.sql import ERROR, SESSION_KEY, tool_hints
 
 #: beside the batches: ``parquet/rollups/<batch>.<tag>.<table>.parquet``, named in the batch's manifest;
@@ -57,8 +58,8 @@ ROLLUP_DIR: Final = "rollups"
 EXAMPLES: Final = 20  # example sessions kept per read-then-send pair
 TABLES: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances", "values", "statuses", "series")
 #: bump when a table's meaning changes: batches rolled up by another version are rolled up again
-VERSION: Final = 3  # 2: rate-limited/unauthorized are not errors (ev.NOT_FAILURES); instances know clean stops
-# 3: the dashboard's ``series``
+VERSION: Final = 4  # 2: rate-limited/unauthorized are not errors (ev.NOT_FAILURES); instances know clean stops
+# 3: the dashboard's ``series``; 4: the window rollups (store/windows.py) and series' tokens and size_max
 #: the default bucket of the error-spike detector; rollups are kept at this size, so a run whose
 #: bucket is a multiple of it can use them
 BUCKET: Final = 300.0
@@ -66,6 +67,8 @@ BUCKET: Final = 300.0
 EXFIL_WINDOW: Final = 600.0
 #: the dashboard's hourly histograms (``series``), in buckets
 HOUR: Final = 12
+#: ``mcplens report``'s daily rows (``series``' ``_d`` measures), in buckets: a week reads 7 per tool
+DAY: Final = 288
 
 Exec = Callable[..., Any]
 Rows = Callable[..., list[dict[str, Any]]]
@@ -224,6 +227,10 @@ def series_sql(relation: str, bucket: float = BUCKET, calls: str | None = None) 
       (microseconds) or response size (bytes) falls in ``mcplens.histogram`` bucket ``idx``;
     * ``calls_h``, ``duration_h``, ``size_h``, ``client_h``: the same per hour (``bucket`` is the
       hour's first bucket; an hour is ``HOUR`` buckets): a week's chart reads far fewer rows;
+    * ``tokens``: the same histogram of response token estimates; ``size_max``: per (server, method,
+      target, bucket) the largest response size in ``vsum`` (the one measure merged by max, not sum);
+    * ``calls_d``, ``duration_d``, ``size_d``, ``tokens_d``, ``size_max_d``: the same per UTC day (``bucket``
+      the day's first; ``DAY`` buckets), which ``mcplens report`` reads for a window's whole days;
     * ``client``: per (server, client, bucket, status): ``n`` calls;
     * ``sessions``: per (server, bucket): ``n`` sessions with a tool call in the bucket.
 
@@ -240,7 +247,8 @@ def series_sql(relation: str, bucket: float = BUCKET, calls: str | None = None) 
     null = "NULL::VARCHAR"
     parts = []
     for suffix, b in (("", f"floor(time / {float(bucket)!r})::BIGINT"),
-                      ("_h", f"(floor(time / {float(bucket * HOUR)!r}) * {HOUR})::BIGINT")):
+                      ("_h", f"(floor(time / {float(bucket * HOUR)!r}) * {HOUR})::BIGINT"),
+                      ("_d", f"(floor(time / {float(bucket * DAY)!r}) * {DAY})::BIGINT")):
         parts += [
             f"""SELECT server_name AS server, method, target, {null} AS client, {b} AS bucket, status,
                        'calls{suffix}' AS measure, NULL::INTEGER AS idx, count(*)::BIGINT AS n,
@@ -253,10 +261,18 @@ def series_sql(relation: str, bucket: float = BUCKET, calls: str | None = None) 
             f"""SELECT server_name, method, target, {null}, {b}, {null}, 'size{suffix}', {index_sql('response_size')},
                        count(*), NULL::BIGINT, NULL::BIGINT
                 {src} AND response_size IS NOT NULL GROUP BY ALL""",
-            f"""SELECT server_name, {null}, {null}, client_name, {b}, status, 'client{suffix}', NULL::INTEGER,
-                       count(*), count(*) FILTER (WHERE {ERROR}), NULL::BIGINT
-                {src} GROUP BY ALL""",
+            f"""SELECT server_name, method, target, {null}, {b}, {null}, 'tokens{suffix}',
+                       {index_sql('response_tokens')}, count(*), NULL::BIGINT, NULL::BIGINT
+                {src} AND response_tokens IS NOT NULL GROUP BY ALL""",
+            f"""SELECT server_name, method, target, {null}, {b}, {null}, 'size_max{suffix}', NULL::INTEGER,
+                       count(*), NULL::BIGINT, max(response_size)::BIGINT
+                {src} AND response_size IS NOT NULL GROUP BY ALL""",
         ]
+        if suffix != "_d":  # the charts' per-client rows: 5-minute and hourly only
+            parts.append(
+                f"""SELECT server_name, {null}, {null}, client_name, {b}, status, 'client{suffix}', NULL::INTEGER,
+                           count(*), count(*) FILTER (WHERE {ERROR}), NULL::BIGINT
+                    {src} GROUP BY ALL""")
     parts.append(
         f"""SELECT server, {null}, {null}, {null}, bucket, {null}, 'sessions', NULL::INTEGER, count(*), NULL::BIGINT,
                    NULL::BIGINT
@@ -286,7 +302,9 @@ MERGE: Final[dict[str, str]] = {
     "values": "SELECT server, method, target, measure, value, sum(n) AS n FROM {src} GROUP BY ALL",
     "statuses": "SELECT server, method, target, status, sum(n) AS n FROM {src} GROUP BY ALL",
     "series": "SELECT server, method, target, client, bucket, status, measure, idx, sum(n)::BIGINT AS n, "
-    "sum(errors)::BIGINT AS errors, sum(vsum)::BIGINT AS vsum FROM {src} GROUP BY ALL",
+    "sum(errors)::BIGINT AS errors, "
+    "coalesce(sum(vsum) FILTER (WHERE measure NOT LIKE 'size_max%'), max(vsum))::BIGINT AS vsum "
+    "FROM {src} GROUP BY ALL",  # size_max: the largest, not the sum
 }
 
 
@@ -310,7 +328,7 @@ def settings(
 
 def complete(meta: dict[str, Any] | None) -> bool:
     """Rolled up by this version of mcplens: every table there."""
-    return bool(meta) and meta.get("version") == VERSION and set(TABLES) <= set(meta.get("files") or ())
+    return bool(meta) and meta.get("version") == VERSION and {*TABLES, *windows.TABLES} <= set(meta.get("files") or ())
 
 
 def applies(meta: dict[str, Any], *, reads: Sequence[str], sends: Sequence[str], exfil_window: float,
@@ -346,12 +364,14 @@ def roll_up_batch(run: Rows, new: str, history: str | None, out: Path, known_too
     tools = sorted({*known_tools, *called})
     reads, sends = ToolClasses(hints=tool_hints(run, everything)).split(tools)
     compute(run, new, history, reads=reads, sends=sends, exfil_window=exfil_window)
+    windows.compute(run, new, history)  # report, sessions, health and the dashboard's pages over windows
     files = {}
     (out.parent / ROLLUP_DIR).mkdir(exist_ok=True)
     tag = os.urandom(3).hex()  # a re-roll never overwrites files a reader of the old manifest may be reading
-    for table in TABLES:
+    for table in (*TABLES, *windows.TABLES):
         name = f"{ROLLUP_DIR}/{out.stem}.{tag}.{table}.parquet"
         quoted = "'" + str(out.parent / name).replace("'", "''") + "'"
         run(f"COPY ru_{table} TO {quoted} (FORMAT parquet, COMPRESSION zstd)")
         files[table] = name
-    return {**settings(tools, reads, sends, exfil_window), "files": files}
+    span = run(f"SELECT min(time) AS lo, max(time) AS hi FROM {new}")[0]  # a window reads only batches it overlaps
+    return {**settings(tools, reads, sends, exfil_window), "files": files, "time": [span["lo"], span["hi"]]}

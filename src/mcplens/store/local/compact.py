@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from mcplens.store.local.reader import LocalStore
 
 BATCH_MAX_BYTES: Final = 256 * 1024 * 1024  # raw JSON per Parquet file; bounds one COPY's work
+ROW_GROUP: Final = 16_384  # rows per Parquet row group of a batch
 
 
 def compact(store: LocalStore) -> CompactResult:
@@ -102,8 +103,11 @@ def _write_batch(pq: Path, sources: list[Path], rolled: _RolledUp) -> tuple[str,
     out = pq / f"{batch}.parquet"
     con = duckdb.connect()
     try:
+        # in time order, in small row groups: a window's partial edge buckets (store/local/windows.py)
+        # then read a few thousand rows, not every row group of every batch
         n = con.execute(
-            f"COPY ({read_json_sql(sources)}) TO {_lit(out)} (FORMAT parquet, COMPRESSION zstd)"
+            f"COPY (SELECT * FROM ({read_json_sql(sources)}) ORDER BY \"time\") TO {_lit(out)} "
+            f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP})"
         ).fetchone()[0]
         os.chmod(out, 0o600)  # events: owner-only, like the segments (the directory is 0700 too)
         _fsync(out)

@@ -36,7 +36,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from mcplens import event as ev
 from mcplens.store.base import (
     CompactResult,
     Store,
@@ -59,11 +58,13 @@ from mcplens.store.local.files import (
 )
 from mcplens.store.local.writer import CLOSED, LIVE, PARQUET, events_dir
 from mcplens.store.source import AnalysisSource
-from mcplens.store.sql import ERROR, NOT_HEALTH, SESSION_ID, percentiles_sql, window_where
+from mcplens.store.sql import ERROR, NOT_HEALTH, SESSION_ID, lit, window_where
 
 RETRY_SECONDS: Final = 120.0  # how long a reader keeps re-listing a store that changes under it
 BACKOFF_MAX: Final = 0.5  # seconds: the longest pause between two re-listings
 MTIME_SLACK: Final = 2.0  # seconds: file times come from a coarser clock than time.time()
+#: a window with at most this many calls: exact percentiles in the report (bigger: the histograms)
+EXACT_UP_TO: Final = 200_000
 
 
 
@@ -102,60 +103,19 @@ FROM (
     GROUP BY ALL
 )"""
 
-#: the same table with counts and integer percentiles from the rollups: only durations are scanned
-_TOOL_TABLE_ROLLED: Final = """
-WITH d AS (
-    SELECT server_name AS server, method, target, quantile_cont(duration_s, [0.5, 0.95, 0.99]) AS lat,
-           avg(duration_s) AS mean_s
-    FROM events WHERE kind = 'request' AND proxy_direction IS NULL GROUP BY ALL),
-st AS (
-    SELECT server, method, target, sum(n)::BIGINT AS calls, coalesce(sum(n) FILTER (WHERE {err}), 0)::BIGINT AS errors,
-           list({{'k': status, 'v': n::BIGINT}}) FILTER (WHERE status IS NOT NULL) AS statuses
-    FROM (SELECT server, method, target, status, sum(n) AS n FROM {statuses} GROUP BY ALL) GROUP BY ALL),
-p AS ({percentiles})
-SELECT st.server, st.method, st.target, coalesce(st.target, st.method) AS name, calls, errors,
-       errors / calls AS error_rate,
-       lat[1] * 1000 AS p50_ms, lat[2] * 1000 AS p95_ms, lat[3] * 1000 AS p99_ms, mean_s * 1000 AS mean_ms,
-       ps.p50 AS payload_p50_bytes, ps.p95 AS payload_p95_bytes, ps.vmax AS payload_max_bytes,
-       pt.p50 AS tokens_p50, pt.p95 AS tokens_p95, statuses
-FROM st
-LEFT JOIN d ON (d.server, d.method, d.target) IS NOT DISTINCT FROM (st.server, st.method, st.target)
-LEFT JOIN p ps ON (ps.server, ps.method, ps.target) IS NOT DISTINCT FROM (st.server, st.method, st.target)
-     AND ps.measure = 'size'
-LEFT JOIN p pt ON (pt.server, pt.method, pt.target) IS NOT DISTINCT FROM (st.server, st.method, st.target)
-     AND pt.measure = 'tokens'
-WHERE {where}"""
-
-_SESSIONS: Final = """
-SELECT {session} AS session_id, max(client_name) AS client_name, max(client_version) AS client_version,
-       max(server_name) AS server, max(transport) AS transport,
-       min(time) AS first_seen, max(time) AS last_seen,
-       count(*) FILTER (WHERE kind = 'request') AS calls,
-       count(*) FILTER (WHERE kind = 'request' AND {err}) AS errors,
-       list(DISTINCT tool ORDER BY tool) FILTER (WHERE tool IS NOT NULL) AS tools
-FROM events WHERE {where}
-GROUP BY 1 ORDER BY last_seen DESC, session_id"""
-
-#: ``events`` is what the process recorded (audit events in the store); ``enqueued`` is what its
-#: pipeline was handed, which for the proxy is every relayed message, replies included
-_HEALTH: Final = """
-WITH h AS (
-    SELECT instance_id, server_name AS server, pid, time,
-           health_enqueued AS enqueued, health_written AS written, health_dropped AS dropped,
-           health_faults AS faults, health_write_failures AS write_failures
-    FROM events WHERE {where}
-    QUALIFY row_number() OVER (PARTITION BY instance_id ORDER BY time DESC, event_id DESC) = 1),
-n AS (SELECT instance_id, count(*) AS events FROM events
-      WHERE kind IS DISTINCT FROM '{health}' AND instance_id IN (SELECT instance_id FROM h) GROUP BY 1)
-SELECT h.instance_id, server, pid, time, coalesce(n.events, 0) AS events, enqueued, written, dropped, faults,
-       write_failures
-FROM h LEFT JOIN n USING (instance_id)
-ORDER BY server, time"""
-
-
 def _where(window: TimeWindow | None, server: str | None, base: str, *, strict: bool = False
            ) -> tuple[str, list[Any]]:
     return window_where(window, server, base, strict=strict)
+
+
+def _inline(sql: str, params: list[Any]) -> str:
+    """``?`` marks replaced by literals (the window's SQL runs inside a larger query)."""
+    parts = sql.split("?")
+    assert len(parts) == len(params) + 1
+    out = parts[0]
+    for p, rest in zip(params, parts[1:], strict=True):
+        out += lit(p) + rest
+    return out
 
 
 def _since(window: TimeWindow | None) -> float | None:
@@ -181,6 +141,19 @@ class LocalStore(Store):
         #: files this store found unreadable and leaves out of every read, with why
         self.bad: dict[Path, str] = {}
         self._parquet_ok: dict[Path, tuple[int, int]] = {}  # (size, mtime) whose magic bytes passed
+        #: windows with at most this many calls get exact percentiles in ``tool_table`` (see windows.py)
+        self.exact_up_to = EXACT_UP_TO
+
+    # the retry rules, for readers in other modules (store/local/windows.py)
+    retry_seconds = RETRY_SECONDS
+
+    @staticmethod
+    def moved(error: BaseException) -> bool:
+        return _moved(error)
+
+    @staticmethod
+    def pause(attempt: int) -> None:
+        _backoff(attempt)
 
     def _mark_bad(self, path: Path, why: str) -> bool:
         if path in self.bad:
@@ -384,46 +357,23 @@ class LocalStore(Store):
         sort: str = "calls",
     ) -> list[dict[str, Any]]:
         sort_tool_rows([], sort)  # reject a bad sort before the scan, not after
+        from mcplens.store.local import windows
+
         # requests the server sent the client (sampling, elicitation, seen by the proxy) are not its tools
-        rows = self._tool_table_rolled(server, tool) if window is None else None
-        if rows is None:
-            where, params = _where(window, server, "kind = 'request' AND proxy_direction IS NULL")
-            if tool is not None:  # a name, or a method (the help says so): tools/call, tools/list ...
-                where += " AND (coalesce(target, method) GLOB ? OR method GLOB ?)"
-                params += [tool, tool]
-            rows = self.query(_TOOL_TABLE.format(where=where, err=ERROR), params, since=_since(window))
+        where, params = _where(None, server, "kind = 'request' AND proxy_direction IS NULL")
+        if tool is not None:  # a name, or a method (the help says so): tools/call, tools/list ...
+            where += " AND (coalesce(target, method) GLOB ? OR method GLOB ?)"
+            params += [tool, tool]
+        exact = _TOOL_TABLE.format(where=where, err=ERROR).replace("FROM events", "FROM w_events")
+        exact = _inline(exact, params)
+        rows = windows.read(self, window, lambda w: windows.tool_table(
+            w, server, tool, self.exact_up_to, exact))
         for r in rows:
             statuses = r["statuses"] or {}
             if isinstance(statuses, list):
                 statuses = {s["k"]: s["v"] for s in statuses}
             r["statuses"] = dict(sorted(statuses.items(), key=lambda kv: (-kv[1], kv[0])))
         return sort_tool_rows(rows, sort)
-
-    def _tool_table_rolled(self, server: str | None, tool: str | None) -> list[dict[str, Any]] | None:
-        """The whole store's table from the rollups, or None when a batch has none (or a read raced
-        a compaction): the caller then scans, as for a time window."""
-        from mcplens.store import rollup
-
-        clauses, params = ["true"], []
-        if server is not None:
-            clauses.append("st.server = ?")
-            params.append(server)
-        if tool is not None:
-            clauses.append("(coalesce(st.target, st.method) GLOB ? OR st.method GLOB ?)")
-            params += [tool, tool]
-        try:
-            with self.reader() as run:
-                if not run.rollups or not all(rollup.complete(m) for m in run.rollups):
-                    return None
-                src = {}
-                for table, sql in rollup.tool_table_sql("segment_events").items():
-                    files = ", ".join(_path_lit(m["files"][table]) for m in run.rollups)
-                    src[table] = f"(SELECT * FROM read_parquet([{files}]) UNION ALL BY NAME {sql})"
-                percentiles = percentiles_sql(src.pop("values"), "server, method, target")
-                sql = _TOOL_TABLE_ROLLED.format(err=ERROR, where=" AND ".join(clauses), percentiles=percentiles, **src)
-                return run(sql, params)
-        except _duckdb().Error:
-            return None
 
     def events_since(self, ts: float, limit: int | None = None, *, server: str | None = None) -> list[dict[str, Any]]:
         where, params = _where(TimeWindow(since=ts), server, NOT_HEALTH, strict=True)
@@ -436,12 +386,10 @@ class LocalStore(Store):
     def sessions(
         self, window: TimeWindow | None = None, server: str | None = None, limit: int | None = 50
     ) -> list[dict[str, Any]]:
-        where, params = _where(window, server, f"{NOT_HEALTH} AND {SESSION_ID} IS NOT NULL")
-        sql = _SESSIONS.format(where=where, err=ERROR, session=SESSION_ID)
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return [{**r, "tools": r["tools"] or []} for r in self.query(sql, params, since=_since(window))]
+        from mcplens.store.local import windows
+
+        rows = windows.read(self, window, lambda w: windows.sessions(w, server, limit))
+        return [{**r, "tools": r["tools"] or []} for r in rows]
 
     def session_events(self, session_id: str) -> list[dict[str, Any]]:
         sql = (f"SELECT *, {SESSION_ID} AS session FROM events WHERE {NOT_HEALTH} "
@@ -449,8 +397,9 @@ class LocalStore(Store):
         return [shape_event(r) for r in self.query(sql, [session_id])]
 
     def health(self, window: TimeWindow | None = None) -> list[dict[str, Any]]:
-        where, params = _where(window, None, f"kind = '{ev.HEALTH_KIND}'")
-        return self.query(_HEALTH.format(where=where, health=ev.HEALTH_KIND), params, since=_since(window))
+        from mcplens.store.local import windows
+
+        return windows.read(self, window, windows.health)
 
     def count(self) -> int:
         return int(self.query("SELECT count(*) AS n FROM events")[0]["n"])
