@@ -55,10 +55,13 @@ from mcplens.store.sql import ERROR, SESSION_KEY, tool_hints
 #: files no manifest names (an interrupted or superseded roll-up) go at the next compaction
 ROLLUP_DIR: Final = "rollups"
 EXAMPLES: Final = 20  # example sessions kept per read-then-send pair
-TABLES: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances", "values", "statuses", "series")
+TABLES: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances", "values", "statuses", "series",
+                  "spans")
 #: bump when a table's meaning changes: batches rolled up by another version are rolled up again
-VERSION: Final = 3  # 2: rate-limited/unauthorized are not errors (ev.NOT_FAILURES); instances know clean stops
+VERSION: Final = 4  # 2: rate-limited/unauthorized are not errors (ev.NOT_FAILURES); instances know clean stops
 # 3: the dashboard's ``series``
+# 4: chains, sessions, loops, exfil and instances per ``hour`` (a window sums its whole hours); ``buckets``
+#    with the served requests' count and first/last time; ``spans``
 #: the default bucket of the error-spike detector; rollups are kept at this size, so a run whose
 #: bucket is a multiple of it can use them
 BUCKET: Final = 300.0
@@ -66,6 +69,11 @@ BUCKET: Final = 300.0
 EXFIL_WINDOW: Final = 600.0
 #: the dashboard's hourly histograms (``series``), in buckets
 HOUR: Final = 12
+#: seconds per ``hour`` of the session tables: a window reads the stored rows of its whole hours and
+#: computes its partial first and last hour from the events
+HOUR_S: Final = 3600.0
+#: the tables a window's analysis needs (the others serve the whole store's report and the dashboard)
+WINDOWED: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances")
 
 Exec = Callable[..., Any]
 Rows = Callable[..., list[dict[str, Any]]]
@@ -79,6 +87,10 @@ def _calls(relation: str, is_new: bool) -> str:
         FROM {relation} WHERE kind = 'request' AND method = 'tools/call' AND {SESSION_KEY} IS NOT NULL"""
 
 
+def _hour(column: str = "time") -> str:
+    return f"floor({column} / {HOUR_S!r})::BIGINT"
+
+
 def compute(
     execute: Exec,
     new: str,
@@ -89,20 +101,21 @@ def compute(
     exfil_window: float,
     bucket: float = BUCKET,
     prefix: str = "ru_",
-    exact_sessions: bool = True,
+    tables: Sequence[str] = TABLES,
 ) -> None:
-    """Create temp tables ``<prefix><table>`` from the events of relation ``new``.
+    """Create temp tables ``<prefix><table>`` (those in ``tables``) from the events of relation ``new``.
 
     ``history``: a relation holding earlier events (any superset of the earlier events of the
-    sessions in ``new``); ``None`` when ``new`` is all there is. Both relations have the store's
-    friendly column names. ``reads`` and ``sends`` are the tools classified as data access and as
-    outbound, for the read-then-send pairs. ``exact_sessions=False`` counts a window's sessions
-    per chain with HyperLogLog (about 2% off), for windows of millions of requests.
+    sessions in ``new``, none later than them); ``None`` when the sessions in ``new`` have none.
+    Both relations have the store's friendly column names. ``reads`` and ``sends`` are the tools
+    classified as data access and as outbound, for the read-then-send pairs.
+
+    Every contribution is counted in the ``hour`` of the call that makes it (a chain at its last
+    call, a session at its first call, a read-then-send at the send), judged with the session's
+    history: so the rows of any set of whole hours add up to what those hours' calls did.
     """
     p = prefix
-    if history is None:  # one pass over a window: nothing to subtract, so no per-session bookkeeping
-        # a table, not a view: the pair query reads it several times, and a view over a time window of
-        # Parquet batches was re-read for each (seconds per 100k events)
+    if history is None:
         execute(f"CREATE OR REPLACE TEMP TABLE {p}calls AS {_calls(new, True)}")
     else:
         execute(f"CREATE OR REPLACE TEMP TABLE {p}new_calls AS {_calls(new, True)}")
@@ -112,88 +125,114 @@ def compute(
                 UNION ALL
                 SELECT * FROM ({_calls(history, False)}) WHERE sk IN (SELECT DISTINCT sk FROM {p}new_calls)"""
         )
+    want = set(tables)
     # history first on equal times: it was written earlier
-    execute(
-        f"""CREATE OR REPLACE TEMP TABLE {p}seq AS
-            SELECT server, sk, tool, is_new, lag(tool) OVER w AS p1, lag(tool, 2) OVER w AS p2,
-                   row_number() OVER w AS k
-            FROM {p}calls WINDOW w AS (PARTITION BY sk ORDER BY time, is_new)"""
-    )
-    occ = f"""occ AS (
-                SELECT server, sk, [p1, tool] AS chain, is_new FROM {p}seq WHERE p1 IS NOT NULL
-                UNION ALL
-                SELECT server, sk, [p2, p1, tool], is_new FROM {p}seq WHERE p2 IS NOT NULL)"""
-    if history is None:
-        distinct = "count(DISTINCT sk)" if exact_sessions else "approx_count_distinct(sk)"
+    if want & {"chains", "sessions"}:
+        execute(
+            f"""CREATE OR REPLACE TEMP TABLE {p}seq AS
+                SELECT server, sk, tool, is_new, time, lag(tool) OVER w AS p1, lag(tool, 2) OVER w AS p2,
+                       row_number() OVER w AS k
+                FROM {p}calls WINDOW w AS (PARTITION BY sk ORDER BY time, is_new)"""
+        )
+    if "chains" in want:
+        # occurrences in the hour of the chain's last call; a session in the hour of its first occurrence
         execute(
             f"""CREATE OR REPLACE TEMP TABLE {p}chains AS
-                WITH {occ}
-                SELECT server, chain, count(*) AS occurrences, {distinct} AS sessions FROM occ GROUP BY ALL"""
+                WITH occ AS (
+                    SELECT server, sk, [p1, tool] AS chain, is_new, time FROM {p}seq WHERE p1 IS NOT NULL
+                    UNION ALL
+                    SELECT server, sk, [p2, p1, tool], is_new, time FROM {p}seq WHERE p2 IS NOT NULL),
+                per AS (SELECT server, sk, chain, min(time) AS t FROM occ GROUP BY ALL HAVING bool_and(is_new)),
+                parts AS (
+                    SELECT server, chain, {_hour()} AS hour, count(*) AS occurrences, 0 AS sessions
+                    FROM occ WHERE is_new GROUP BY ALL
+                    UNION ALL
+                    SELECT server, chain, {_hour('t')}, 0, count(*) FROM per GROUP BY ALL)
+                SELECT server, chain, hour, sum(occurrences)::BIGINT AS occurrences, sum(sessions)::BIGINT AS sessions
+                FROM parts GROUP BY ALL"""
         )
-    else:
+    if "sessions" in want:
         execute(
-            f"""CREATE OR REPLACE TEMP TABLE {p}chains AS
-                WITH {occ},
-                per AS (
-                    SELECT server, sk, chain, count(*) FILTER (WHERE is_new) AS occurrences,
-                           bool_and(is_new) AS first
-                    FROM occ GROUP BY ALL)
-                SELECT server, chain, sum(occurrences)::BIGINT AS occurrences,
-                       count(*) FILTER (WHERE first) AS sessions
-                FROM per GROUP BY ALL HAVING sum(occurrences) > 0"""
+            f"""CREATE OR REPLACE TEMP TABLE {p}sessions AS
+                SELECT server, {_hour()} AS hour, count(*) FILTER (WHERE k = 1) AS with_calls,
+                       count(*) FILTER (WHERE k = 2) AS with_2_calls
+                FROM {p}seq WHERE is_new AND k <= 2 GROUP BY ALL"""
         )
-    execute(
-        f"""CREATE OR REPLACE TEMP TABLE {p}sessions AS
-            SELECT server, count(*) FILTER (WHERE k = 1) AS with_calls, count(*) FILTER (WHERE k = 2) AS with_2_calls
-            FROM {p}seq WHERE is_new AND k <= 2 GROUP BY ALL"""
-    )
-    execute(
-        f"""CREATE OR REPLACE TEMP TABLE {p}loops AS
-            SELECT loopkey, any_value(server) AS server, any_value(tool) AS tool, any_value(session) AS session,
-                   count(*) AS n, min(time) AS t0, max(time) AS t1
-            FROM {p}calls GROUP BY loopkey HAVING count(*) >= 2 AND bool_or(is_new)"""
-    )
-    execute(
-        f"""CREATE OR REPLACE TEMP TABLE {p}exfil AS
-            WITH r AS (SELECT sk, tool AS a, time FROM {p}calls WHERE status = 'ok' AND tool IN (SELECT unnest(?))),
-                 s AS (SELECT server, sk, session, tool AS b, time, request_size, is_new FROM {p}calls
-                       WHERE tool IN (SELECT unnest(?))),
-                 sa AS (SELECT s.*, ra.a FROM s JOIN (SELECT DISTINCT sk, a FROM r) ra USING (sk) WHERE ra.a <> s.b),
-                 j AS (SELECT sa.*, r.time AS read_time FROM sa ASOF JOIN r
-                       ON sa.sk = r.sk AND sa.a = r.a AND r.time < sa.time),
-                 per AS (SELECT server, sk, any_value(session) AS session, a, b, bool_and(is_new) AS first,
-                                count(*) FILTER (WHERE is_new) AS sends,
-                                max(request_size) FILTER (WHERE is_new) AS max_send_bytes,
-                                min(read_time) FILTER (WHERE is_new) AS first_read,
-                                max(time) FILTER (WHERE is_new) AS last_send
-                         FROM j WHERE time - read_time <= ? GROUP BY server, sk, a, b HAVING bool_or(is_new))
-            SELECT server, a AS read_tool, b AS send_tool, count(*) FILTER (WHERE first) AS sessions,
-                   sum(sends)::BIGINT AS sends, max(max_send_bytes) AS max_send_bytes, min(first_read) AS first_read,
-                   max(last_send) AS last_send, list(session ORDER BY session)[1:{EXAMPLES}] AS examples
-            FROM per GROUP BY ALL""",
-        [list(reads), list(sends), exfil_window],
-    )
-    execute(
-        f"""CREATE OR REPLACE TEMP TABLE {p}buckets AS
-            SELECT server_name AS server, method, coalesce(target, method) AS tool,
-                   floor(time / {float(bucket)!r}) AS bucket,
-                   CASE WHEN {ERROR} THEN error_category END AS category,
-                   count(*) AS calls, count(*) FILTER (WHERE {ERROR}) AS errors
-            FROM {new} WHERE kind = 'request' GROUP BY ALL"""
-    )
-    execute(
-        f"""CREATE OR REPLACE TEMP TABLE {p}instances AS
-            SELECT server_name AS server, instance_id, any_value(pid) AS pid, any_value(transport) AS transport,
-                   min(time) AS started, max(time) AS last_seen,
-                   max(time) FILTER (WHERE kind = 'request') AS last_request,
-                   max(time) FILTER (WHERE kind = '{ev.HEALTH_KIND}') AS last_health,
-                   count(*) FILTER (WHERE kind = 'request') AS requests,
-                   count(*) FILTER (WHERE error_type = 'ServerExited') AS exited
-            FROM {new} WHERE instance_id IS NOT NULL GROUP BY 1, 2"""
-    )
+    if "loops" in want:
+        # per hour with new calls: the key's running count at the hour's end (merged by max), from 2 on
+        execute(
+            f"""CREATE OR REPLACE TEMP TABLE {p}loops AS
+                WITH c AS (
+                    SELECT loopkey, server, tool, session, time, is_new,
+                           count(*) OVER (PARTITION BY loopkey ORDER BY time, is_new
+                                          ROWS UNBOUNDED PRECEDING) AS run,
+                           min(time) OVER (PARTITION BY loopkey) AS t0
+                    FROM {p}calls WHERE loopkey IN (
+                        SELECT loopkey FROM {p}calls GROUP BY 1 HAVING count(*) >= 2 AND bool_or(is_new)))
+                SELECT loopkey, any_value(server) AS server, any_value(tool) AS tool,
+                       any_value(session) AS session, {_hour()} AS hour, max(run) AS n, min(t0) AS t0,
+                       max(time) AS t1
+                FROM c WHERE is_new GROUP BY loopkey, hour HAVING max(run) >= 2"""
+        )
+    if "exfil" in want:
+        execute(
+            f"""CREATE OR REPLACE TEMP TABLE {p}exfil AS
+                WITH r AS (SELECT sk, tool AS a, time FROM {p}calls WHERE status = 'ok' AND tool IN (SELECT unnest(?))),
+                     s AS (SELECT server, sk, session, tool AS b, time, request_size, is_new FROM {p}calls
+                           WHERE tool IN (SELECT unnest(?))),
+                     sa AS (SELECT s.*, ra.a FROM s JOIN (SELECT DISTINCT sk, a FROM r) ra USING (sk) WHERE ra.a <> s.b),
+                     j AS (SELECT sa.*, r.time AS read_time FROM sa ASOF JOIN r
+                           ON sa.sk = r.sk AND sa.a = r.a AND r.time < sa.time),
+                     p AS (SELECT * FROM j WHERE time - read_time <= ?),
+                     firsts AS (SELECT server, a, b, {_hour('min(time)')} AS hour, any_value(session) AS session
+                                FROM p GROUP BY server, sk, a, b HAVING bool_and(is_new)),
+                     sends AS (SELECT server, a, b, {_hour()} AS hour, count(*) AS sends,
+                                      max(request_size) AS max_send_bytes, min(read_time) AS first_read,
+                                      max(time) AS last_send
+                               FROM p WHERE is_new GROUP BY ALL),
+                     f AS (SELECT server, a, b, hour, count(*) AS sessions,
+                                  list(session ORDER BY session)[1:{EXAMPLES}] AS examples
+                           FROM firsts GROUP BY ALL)
+                SELECT server, a AS read_tool, b AS send_tool, hour, coalesce(f.sessions, 0) AS sessions,
+                       sends::BIGINT AS sends, max_send_bytes, first_read, last_send,
+                       coalesce(f.examples, []::VARCHAR[]) AS examples
+                FROM sends LEFT JOIN f USING (server, a, b, hour)""",
+            [list(reads), list(sends), exfil_window],
+        )
+    if "buckets" in want:
+        execute(
+            f"""CREATE OR REPLACE TEMP TABLE {p}buckets AS
+                SELECT server_name AS server, method, coalesce(target, method) AS tool,
+                       floor(time / {float(bucket)!r}) AS bucket,
+                       CASE WHEN {ERROR} THEN error_category END AS category,
+                       count(*) AS calls, count(*) FILTER (WHERE {ERROR}) AS errors,
+                       count(*) FILTER (WHERE proxy_direction IS NULL) AS served,
+                       min(time) FILTER (WHERE proxy_direction IS NULL) AS first,
+                       max(time) FILTER (WHERE proxy_direction IS NULL) AS last
+                FROM {new} WHERE kind = 'request' GROUP BY ALL"""
+        )
+    if "instances" in want:
+        execute(
+            f"""CREATE OR REPLACE TEMP TABLE {p}instances AS
+                SELECT server_name AS server, instance_id, {_hour()} AS hour, any_value(pid) AS pid,
+                       any_value(transport) AS transport, min(time) AS started, max(time) AS last_seen,
+                       max(time) FILTER (WHERE kind = 'request') AS last_request,
+                       max(time) FILTER (WHERE kind = '{ev.HEALTH_KIND}') AS last_health,
+                       count(*) FILTER (WHERE kind = 'request') AS requests,
+                       count(*) FILTER (WHERE error_type = 'ServerExited') AS exited
+                FROM {new} WHERE instance_id IS NOT NULL GROUP BY 1, 2, 3"""
+        )
+    if "spans" in want:  # where each session's history starts: what an edge of a window must read
+        execute(
+            f"""CREATE OR REPLACE TEMP TABLE {p}spans AS
+                SELECT sk, min(time) AS first, max(time) FILTER (WHERE is_new) AS last
+                FROM {p}calls GROUP BY sk HAVING bool_or(is_new) ORDER BY last"""
+        )
     for table, sql in tool_table_sql(new).items():
-        execute(f"CREATE OR REPLACE TEMP TABLE {p}{table} AS {sql}")
-    execute(f"CREATE OR REPLACE TEMP TABLE {p}series AS {series_sql(new, bucket, calls=f'{p}calls')}")  # dashboard
+        if table in want:
+            execute(f"CREATE OR REPLACE TEMP TABLE {p}{table} AS {sql}")
+    if "series" in want:
+        execute(f"CREATE OR REPLACE TEMP TABLE {p}series AS {series_sql(new, bucket, calls=f'{p}calls')}")
     execute(f"DROP TABLE IF EXISTS {p}seq")
     execute(f"DROP TABLE IF EXISTS {p}calls")
     execute(f"DROP TABLE IF EXISTS {p}new_calls")
@@ -278,8 +317,8 @@ MERGE: Final[dict[str, str]] = {
     "exfil": "SELECT server, read_tool, send_tool, sum(sessions) AS sessions, sum(sends) AS sends, "
     "max(max_send_bytes) AS max_send_bytes, min(first_read) AS first_read, max(last_send) AS last_send, "
     f"list_sort(flatten(list(examples)))[1:{EXAMPLES}] AS examples FROM {{src}} GROUP BY ALL",
-    "buckets": "SELECT server, method, tool, bucket, category, sum(calls) AS calls, sum(errors) AS errors "
-    "FROM {src} GROUP BY ALL",
+    "buckets": "SELECT server, method, tool, bucket, category, sum(calls) AS calls, sum(errors) AS errors, "
+    "sum(served) AS served, min(first) AS first, max(last) AS last FROM {src} GROUP BY ALL",
     "instances": "SELECT server, instance_id, any_value(pid) AS pid, any_value(transport) AS transport, "
     "min(started) AS started, max(last_seen) AS last_seen, max(last_request) AS last_request, "
     "max(last_health) AS last_health, sum(requests) AS requests, sum(exited) AS exited FROM {src} GROUP BY 1, 2",
@@ -287,6 +326,7 @@ MERGE: Final[dict[str, str]] = {
     "statuses": "SELECT server, method, target, status, sum(n) AS n FROM {src} GROUP BY ALL",
     "series": "SELECT server, method, target, client, bucket, status, measure, idx, sum(n)::BIGINT AS n, "
     "sum(errors)::BIGINT AS errors, sum(vsum)::BIGINT AS vsum FROM {src} GROUP BY ALL",
+    "spans": "SELECT sk, min(first) AS first, max(last) AS last FROM {src} GROUP BY sk",
 }
 
 
