@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mcplens.analysis.core import _SAME, _SERVED, _r
+from mcplens import histogram
+from mcplens.analysis.core import _SERVED, _r
 from mcplens.analysis.findings import INFO, WARNING
 from mcplens.store import sql
 
@@ -26,24 +27,43 @@ def tool_p99(source: AnalysisSource, since: float) -> list[dict[str, Any]]:
     )
 
 
+def _tools(a: Analysis) -> list[dict[str, Any]]:
+    """Per served target: calls, mean and total duration, latency percentiles, payload and token p95,
+    from the rollups' histograms (``mcplens.histogram``: each percentile within ~4.4% of the event at
+    that rank; counts, sums and maxima exact), so a week of events is read as a few thousand rows."""
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in a.run(f"SELECT server, method, target, {sql.label('method', 'target')} AS tool, measure, idx, n, vsum, "
+                   "vmax FROM ru_perf ORDER BY server, tool, method, target, measure, idx"):
+        row = out.setdefault((r["server"], r["method"], r["target"]),
+                             {"server": r["server"], "tool": r["tool"], "calls": 0, "hist": {}, "sum": {}, "max": {}})
+        m = r["measure"]
+        if m == "calls":
+            row["calls"] += int(r["n"])
+            continue
+        row["hist"].setdefault(m, {})[int(r["idx"])] = int(r["n"])
+        row["sum"][m] = row["sum"].get(m, 0) + int(r["vsum"] or 0)
+        row["max"][m] = max(row["max"].get(m, 0), int(r["vmax"] or 0))
+    rows = []
+    for row in out.values():
+        lat = row["hist"].get("duration")
+        n_lat = sum(lat.values()) if lat else 0
+        size, tokens = row["hist"].get("size"), row["hist"].get("tokens")
+        rows.append({
+            "server": row["server"], "tool": row["tool"], "calls": row["calls"], "lat_hist": lat,
+            "mean_ms": row["sum"]["duration"] / n_lat / 1000 if n_lat else None,
+            "lat": [histogram.quantile(lat, q) / 1e6 for q in (0.5, 0.95, 0.99)] if lat else None,  # type: ignore[operator]
+            "total_s": row["sum"]["duration"] / 1e6 if n_lat else None,
+            "p95_bytes": histogram.quantile(size, 0.95) if size else None,
+            "max_bytes": row["max"].get("size") if size else None,
+            "p95_tokens": histogram.quantile(tokens, 0.95) if tokens else None,
+            "total_tokens": row["sum"].get("tokens") if tokens else None,
+        })
+    return sorted(rows, key=lambda r: (str(r["server"]), str(r["tool"])))
+
+
 def detect(a: Analysis) -> None:
     th = a.th
-    # durations from the events; payload and token percentiles from the rollups' value counts
-    sizes = sql.percentiles_sql(
-        f"(SELECT {sql.label('method', 'target')} AS tool, * FROM ru_values WHERE method IN {_SERVED})",
-        "server, tool",
-    )
-    rows = a.run(f"""
-        WITH d AS (
-            SELECT server, {sql.label('method', 'target')} AS tool, calls, mean_ms, lat, total_s FROM (
-                SELECT server, method, target, count(*) AS calls, avg(duration_s) * 1000 AS mean_ms,
-                       quantile_cont(duration_s, [0.5, 0.95, 0.99]) AS lat, sum(duration_s) AS total_s
-                FROM req WHERE method IN {_SERVED} GROUP BY 1, 2, 3)),
-        p AS ({sizes})
-        SELECT d.*, s.p95 AS p95_bytes, s.vmax AS max_bytes, t.p95 AS p95_tokens, t.vsum AS total_tokens
-        FROM d LEFT JOIN p s ON (s.server, s.tool) IS NOT DISTINCT FROM (d.server, d.tool) AND s.measure = 'size'
-               LEFT JOIN p t ON (t.server, t.tool) IS NOT DISTINCT FROM (d.server, d.tool) AND t.measure = 'tokens'
-        ORDER BY d.server, d.tool""")
+    rows = _tools(a)
     for r in rows:
         if r["lat"] is None:
             continue
@@ -53,10 +73,8 @@ def detect(a: Analysis) -> None:
             and p99 >= th.heavy_tail_p99_ms
             and p99 >= th.heavy_tail_ratio * r["mean_ms"]
         ):
-            slow = a.run(
-                f"SELECT count(*) AS n FROM req WHERE tool = ? AND {_SAME} AND duration_s * 1000 >= ?",
-                [r["tool"], r["server"], p99 * 0.5],
-            )[0]["n"]
+            # from the histogram too: the calls in buckets at or above half the p99
+            slow = sum(n for i, n in r["lat_hist"].items() if histogram.value(i) >= p99 * 0.5 * 1000)
             a.add(
                 "heavy_tail",
                 WARNING,
@@ -76,7 +94,7 @@ def detect(a: Analysis) -> None:
                 "payload_bloat",
                 WARNING,
                 a.scoped(r["server"], r["tool"]),
-                f"{r['tool']} returns {r['p95_bytes'] / 1024:,.1f} KB at p95 (~{r['p95_tokens']:,.0f} tokens)",
+                f"{r['tool']} returns {r['p95_bytes'] / 1024:,.1f} KB at p95 (~{r['p95_tokens'] or 0:,.0f} tokens)",
                 "return less: paginate, filter fields, summarise; each call fills the agent's context",
                 server=r["server"],
                 calls=int(r["calls"]),

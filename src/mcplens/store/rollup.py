@@ -49,19 +49,20 @@ from typing import Any, Final
 
 from mcplens import event as ev
 from mcplens.classify import ToolClasses
-from mcplens.store.sql import ERROR, SESSION_KEY, tool_hints
+from mcplens.store.sql import ERROR, SESSION_KEY, label, tool_hints
 
 #: beside the batches: ``parquet/rollups/<batch>.<tag>.<table>.parquet``, named in the batch's manifest;
 #: files no manifest names (an interrupted or superseded roll-up) go at the next compaction
 ROLLUP_DIR: Final = "rollups"
 EXAMPLES: Final = 20  # example sessions kept per read-then-send pair
 TABLES: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances", "values", "statuses", "series",
-                  "spans")
+                  "spans", "clients", "errmin", "marks", "perf")
 #: bump when a table's meaning changes: batches rolled up by another version are rolled up again
 VERSION: Final = 4  # 2: rate-limited/unauthorized are not errors (ev.NOT_FAILURES); instances know clean stops
 # 3: the dashboard's ``series``
 # 4: chains, sessions, loops, exfil and instances per ``hour`` (a window sums its whole hours); ``buckets``
-#    with the served requests' count and first/last time; ``spans``
+#    with the served requests' count and first/last time; ``spans``, ``clients``, ``errmin``, ``marks``,
+#    ``perf``
 #: the default bucket of the error-spike detector; rollups are kept at this size, so a run whose
 #: bucket is a multiple of it can use them
 BUCKET: Final = 300.0
@@ -73,7 +74,20 @@ HOUR: Final = 12
 #: computes its partial first and last hour from the events
 HOUR_S: Final = 3600.0
 #: the tables a window's analysis needs (the others serve the whole store's report and the dashboard)
-WINDOWED: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances")
+WINDOWED: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances", "clients", "errmin", "perf")
+#: the requests that serve something (the performance rules' scope)
+SERVED: Final = ("tools/call", "resources/read", "prompts/get")
+#: the events the analysis reads one by one, few among many: ``marks`` keeps them whole (every column), so a
+#: window filters them by time like the events themselves: tool lists and handshakes that carry what the
+#: drift and unused-tool rules and the classification read, process health records, and requests refused,
+#: failing authentication or with redactions
+MARKS: Final = (
+    f"((method IN ('tools/list', 'initialize') AND (response_tool_names IS NOT NULL OR response_tool_hints IS NOT NULL"
+    f" OR response_tool_hashes IS NOT NULL OR client_capabilities IS NOT NULL))"
+    f" OR (kind = '{ev.HEALTH_KIND}' AND process_memory_usage IS NOT NULL)"
+    f" OR (kind = 'request' AND proxy_direction IS NULL AND (status IN ('{ev.RATE_LIMITED}', '{ev.UNAUTHORIZED}')"
+    f" OR error_category = '{ev.CAT_AUTH}' OR redactions IS NOT NULL)))"
+)
 
 Exec = Callable[..., Any]
 Rows = Callable[..., list[dict[str, Any]]]
@@ -180,7 +194,8 @@ def compute(
                 WITH r AS (SELECT sk, tool AS a, time FROM {p}calls WHERE status = 'ok' AND tool IN (SELECT unnest(?))),
                      s AS (SELECT server, sk, session, tool AS b, time, request_size, is_new FROM {p}calls
                            WHERE tool IN (SELECT unnest(?))),
-                     sa AS (SELECT s.*, ra.a FROM s JOIN (SELECT DISTINCT sk, a FROM r) ra USING (sk) WHERE ra.a <> s.b),
+                     sa AS (SELECT s.*, ra.a FROM s JOIN (SELECT DISTINCT sk, a FROM r) ra USING (sk)
+                            WHERE ra.a <> s.b),
                      j AS (SELECT sa.*, r.time AS read_time FROM sa ASOF JOIN r
                            ON sa.sk = r.sk AND sa.a = r.a AND r.time < sa.time),
                      p AS (SELECT * FROM j WHERE time - read_time <= ?),
@@ -228,6 +243,46 @@ def compute(
                 SELECT sk, min(time) AS first, max(time) FILTER (WHERE is_new) AS last
                 FROM {p}calls GROUP BY sk HAVING bool_or(is_new) ORDER BY last"""
         )
+    if "clients" in want:  # tool calls per client and 5-minute bucket: the client-spike baseline
+        execute(
+            f"""CREATE OR REPLACE TEMP TABLE {p}clients AS
+                SELECT server_name AS server, coalesce(client_id, client_name, 'unknown') AS client,
+                       floor(time / {float(bucket)!r})::BIGINT AS bucket, max(client_name) AS client_name,
+                       count(*) AS n, min(time) AS first
+                FROM {new} WHERE kind = 'request' AND proxy_direction IS NULL AND method = 'tools/call'
+                GROUP BY ALL"""
+        )
+    if "errmin" in want:  # the minutes each tool failed in (tools that fail together)
+        execute(
+            f"""CREATE OR REPLACE TEMP TABLE {p}errmin AS
+                SELECT server_name AS server, {label('method', 'target')} AS tool, floor(time / 60)::BIGINT AS minute,
+                       count(*) AS errors
+                FROM {new} WHERE kind = 'request' AND proxy_direction IS NULL AND {ERROR} GROUP BY ALL"""
+        )
+    if "perf" in want:  # latency, payload and token histograms (mcplens.histogram) per served target and hour
+        from mcplens.histogram import index_sql
+
+        served = ", ".join(f"'{m}'" for m in SERVED)
+        execute(
+            f"""CREATE OR REPLACE TEMP TABLE {p}perf AS
+                WITH r AS (SELECT server_name AS server, method, target, {_hour()} AS hour,
+                                  round(duration_s * 1e6)::BIGINT AS d, response_size::BIGINT AS z,
+                                  response_tokens::BIGINT AS k
+                           FROM {new} WHERE kind = 'request' AND proxy_direction IS NULL AND method IN ({served}))
+                SELECT server, method, target, hour, 'calls' AS measure, NULL::INTEGER AS idx, count(*) AS n,
+                       NULL::BIGINT AS vsum, NULL::BIGINT AS vmax FROM r GROUP BY ALL
+                UNION ALL
+                SELECT server, method, target, hour, 'duration', {index_sql('d')}, count(*), sum(d), max(d)
+                FROM r WHERE d IS NOT NULL GROUP BY ALL
+                UNION ALL
+                SELECT server, method, target, hour, 'size', {index_sql('z')}, count(*), sum(z), max(z)
+                FROM r WHERE z IS NOT NULL GROUP BY ALL
+                UNION ALL
+                SELECT server, method, target, hour, 'tokens', {index_sql('k')}, count(*), sum(k), max(k)
+                FROM r WHERE k IS NOT NULL GROUP BY ALL"""
+        )
+    if "marks" in want:
+        execute(f"CREATE OR REPLACE TEMP TABLE {p}marks AS SELECT * FROM {new} WHERE {MARKS} ORDER BY time")
     for table, sql in tool_table_sql(new).items():
         if table in want:
             execute(f"CREATE OR REPLACE TEMP TABLE {p}{table} AS {sql}")
@@ -327,6 +382,12 @@ MERGE: Final[dict[str, str]] = {
     "series": "SELECT server, method, target, client, bucket, status, measure, idx, sum(n)::BIGINT AS n, "
     "sum(errors)::BIGINT AS errors, sum(vsum)::BIGINT AS vsum FROM {src} GROUP BY ALL",
     "spans": "SELECT sk, min(first) AS first, max(last) AS last FROM {src} GROUP BY sk",
+    "clients": "SELECT server, client, bucket, max(client_name) AS client_name, sum(n) AS n, min(first) AS first "
+    "FROM {src} GROUP BY ALL",
+    "errmin": "SELECT server, tool, minute, sum(errors) AS errors FROM {src} GROUP BY ALL",
+    "marks": "SELECT * FROM {src}",
+    "perf": "SELECT server, method, target, measure, idx, sum(n)::BIGINT AS n, sum(vsum)::BIGINT AS vsum, "
+    "max(vmax) AS vmax FROM {src} GROUP BY ALL",
 }
 
 

@@ -71,6 +71,10 @@ class AnalysisSource(ABC):
     def __call__(self, sql: str, params: list[Any] | None = None) -> Rows:
         """Run DuckDB SQL; rows as dicts by column name (none for a statement without a result)."""
 
+    def marks(self) -> None:
+        """Create the view ``marks``: the window's events of :data:`rollup.MARKS` (few, read one by one)."""
+        self(f"CREATE OR REPLACE TEMP VIEW marks AS SELECT * FROM events WHERE {rollup.MARKS}{self.where_literal()}")
+
     @abstractmethod
     def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int) -> RollupInfo:
         """Create ``ru_<table>`` for this window and server; ``requests``: how many the window holds."""
@@ -101,9 +105,10 @@ class DuckDBSource(AnalysisSource):
             self(f"CREATE OR REPLACE TEMP VIEW win_history AS SELECT * FROM events WHERE time < {lit(self.since)}"
                  f"{server}")
             history = "win_history"
+        tables = rollup.WINDOWED  # what the analysis reads (the marks are a view of the events: marks())
         rollup.compute(self, "win_events", history, reads=reads, sends=sends, exfil_window=exfil_window,
-                       bucket=bucket, prefix="rw_")
-        for t in rollup.TABLES:
+                       bucket=bucket, prefix="rw_", tables=tables)
+        for t in tables:
             self(f"CREATE OR REPLACE TEMP TABLE ru_{t} AS {rollup.MERGE[t].format(src='rw_' + t)}")
         return RollupInfo(bucket, reads, sends, stored=False)
 
@@ -125,6 +130,8 @@ def in_hours(column: str, lo: int | None, hi: int | None) -> str:
 
 def hour_of(table: str) -> str:
     """The hour column of a stored rollup table (``buckets`` has finer buckets)."""
-    if table == "buckets":
+    if table in ("buckets", "clients"):
         return f"floor(bucket * {rollup.BUCKET!r} / {rollup.HOUR_S!r})"
+    if table == "errmin":
+        return f"floor(minute * 60 / {rollup.HOUR_S!r})"
     return "hour"

@@ -39,6 +39,17 @@ class LocalSource(DuckDBSource):
             self("CREATE OR REPLACE TEMP TABLE tail_events AS SELECT * FROM segment_events")
             self("CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM batch_events UNION ALL SELECT * FROM tail_events")
 
+    def marks(self) -> None:
+        if not self.rollups or not all(rollup.complete(m) for m in self.rollups):
+            return super().marks()
+        files = ", ".join(lit(m["files"]["marks"]) for m in self.rollups)
+        where = self.where_literal()
+        tail = (f" UNION ALL BY NAME SELECT * FROM tail_events WHERE {rollup.MARKS}{where}"
+                if self.has_segments else "")
+        self(f"CREATE OR REPLACE TEMP VIEW marks AS SELECT * FROM read_parquet([{files}], union_by_name=true) "
+             f"WHERE true{where}{tail}")
+        return None
+
     def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int) -> RollupInfo:
         stored = self.rollups
         if stored:
@@ -110,19 +121,12 @@ class LocalSource(DuckDBSource):
                 hist.append(f"SELECT * FROM tail_events WHERE time < {lit(tail_before)}")
             self(f"CREATE OR REPLACE TEMP VIEW rg{i}_hist AS " + " UNION ALL ".join(f"({h})" for h in hist))
             rollup.compute(self, f"rg{i}_new", f"rg{i}_hist", reads=reads, sends=sends, exfil_window=exfil_window,
-                           bucket=BUCKET, prefix=f"rg{i}_", tables=rollup.WINDOWED if self.window else rollup.TABLES)
+                           bucket=BUCKET, prefix=f"rg{i}_", tables=rollup.WINDOWED)
             computed.append(f"rg{i}_")
         server = "" if self.server is None else f" AND server IS NOT DISTINCT FROM {lit(self.server)}"
-        for t in rollup.TABLES:
-            if self.window is not None and t not in rollup.WINDOWED:
-                continue  # the window's per-tool values come from its events (DuckDBSource)
+        for t in rollup.WINDOWED:  # what the analysis reads
             files = ", ".join(lit(m["files"][t]) for m in stored)
-            parts = [f"SELECT * FROM read_parquet([{files}]) WHERE {in_hours(hour_of(t), lo, hi) if core else 'false'}"
-                     if t in rollup.WINDOWED and self.window is not None else f"SELECT * FROM read_parquet([{files}])"]
+            parts = [f"SELECT * FROM read_parquet([{files}]) WHERE {in_hours(hour_of(t), lo, hi) if core else 'false'}"]
             parts += [f"SELECT * FROM {p}{t}" for p in computed]
-            src = "(" + " UNION ALL BY NAME ".join(f"({x})" for x in parts) + f") WHERE true{server if t != 'spans' else ''}"
+            src = "(" + " UNION ALL BY NAME ".join(f"({x})" for x in parts) + f") WHERE true{server}"
             self(f"CREATE OR REPLACE TEMP TABLE ru_{t} AS {rollup.MERGE[t].format(src=src)}")
-        if self.window is not None:  # the window's per-tool value counts, from its events
-            where = self.where_literal()
-            for table, sql in rollup.tool_table_sql(f"(SELECT * FROM events WHERE true {where})").items():
-                self(f"CREATE OR REPLACE TEMP TABLE ru_{table} AS {sql}")
