@@ -116,7 +116,8 @@ def _tables(store: LocalStore, *, stored: bool) -> dict[str, list[tuple[Any, ...
         source = LocalSource(run, None, None) if stored else DuckDBSource(run, None, None)
         a = Analysis(source, Options())
         assert a.from_rollups is stored
-        return {t: sorted(tuple(map(str, r.values())) for r in source(f"SELECT * FROM ru_{t}")) for t in rollup.WINDOWED}
+        return {t: sorted(tuple(map(str, r.values())) for r in source(f"SELECT * FROM ru_{t}"))
+                for t in rollup.WINDOWED}
 
 
 def test_every_rollup_table_equals_the_one_computed_from_the_events(home: Path) -> None:

@@ -3,6 +3,7 @@ p99 the ``p99_latency`` alert rule reads."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from mcplens import histogram
@@ -27,35 +28,62 @@ def tool_p99(source: AnalysisSource, since: float) -> list[dict[str, Any]]:
     )
 
 
+#: a histogram as (bucket index, count, least value, largest value) per bucket, by index
+Hist = list[tuple[int, int, int, int]]
+
+
+def _at(hist: Hist, rank: int) -> float:
+    """The value of 0-based ``rank``: exact where the bucket tells it (one distinct value, its least or
+    largest rank), else the bucket's representative value kept within what the bucket holds."""
+    seen = 0
+    for idx, n, lo, hi in hist:
+        if rank < seen + n:
+            if lo == hi or rank == seen:
+                return float(lo)
+            if rank == seen + n - 1:
+                return float(hi)
+            return min(max(histogram.value(idx), float(lo)), float(hi))
+        seen += n
+    return float(hist[-1][3])
+
+
+def quantile(hist: Hist, q: float) -> float:
+    """``quantile_cont`` over the histogram: the same positions ``q * (n - 1)`` and interpolation
+    between the two closest ranks, each rank's value from :func:`_at` (exact when its bucket holds one
+    value; else within ``histogram.REL_ERROR``)."""
+    total = sum(n for _, n, _, _ in hist)
+    h = q * (total - 1)
+    lo, hi = _at(hist, math.floor(h)), _at(hist, math.ceil(h))
+    return lo + (h - math.floor(h)) * (hi - lo)
+
+
 def _tools(a: Analysis) -> list[dict[str, Any]]:
     """Per served target: calls, mean and total duration, latency percentiles, payload and token p95,
-    from the rollups' histograms (``mcplens.histogram``: each percentile within ~4.4% of the event at
-    that rank; counts, sums and maxima exact), so a week of events is read as a few thousand rows."""
+    from the rollups' histograms (``mcplens.histogram`` with each bucket's least and largest value), so
+    a week of events is read as a few thousand rows. Counts, sums and maxima are exact."""
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in a.run(f"SELECT server, method, target, {sql.label('method', 'target')} AS tool, measure, idx, n, vsum, "
-                   "vmax FROM ru_perf ORDER BY server, tool, method, target, measure, idx"):
+                   "vmin, vmax FROM ru_perf ORDER BY server, tool, method, target, measure, idx"):
         row = out.setdefault((r["server"], r["method"], r["target"]),
-                             {"server": r["server"], "tool": r["tool"], "calls": 0, "hist": {}, "sum": {}, "max": {}})
+                             {"server": r["server"], "tool": r["tool"], "calls": 0, "hist": {}, "sum": {}})
         m = r["measure"]
         if m == "calls":
             row["calls"] += int(r["n"])
             continue
-        row["hist"].setdefault(m, {})[int(r["idx"])] = int(r["n"])
+        row["hist"].setdefault(m, []).append((int(r["idx"]), int(r["n"]), int(r["vmin"]), int(r["vmax"])))
         row["sum"][m] = row["sum"].get(m, 0) + int(r["vsum"] or 0)
-        row["max"][m] = max(row["max"].get(m, 0), int(r["vmax"] or 0))
     rows = []
     for row in out.values():
-        lat = row["hist"].get("duration")
-        n_lat = sum(lat.values()) if lat else 0
-        size, tokens = row["hist"].get("size"), row["hist"].get("tokens")
+        lat, size, tokens = (row["hist"].get(m) for m in ("duration", "size", "tokens"))
+        n_lat = sum(n for _, n, _, _ in lat) if lat else 0
         rows.append({
             "server": row["server"], "tool": row["tool"], "calls": row["calls"], "lat_hist": lat,
-            "mean_ms": row["sum"]["duration"] / n_lat / 1000 if n_lat else None,
-            "lat": [histogram.quantile(lat, q) / 1e6 for q in (0.5, 0.95, 0.99)] if lat else None,  # type: ignore[operator]
-            "total_s": row["sum"]["duration"] / 1e6 if n_lat else None,
-            "p95_bytes": histogram.quantile(size, 0.95) if size else None,
-            "max_bytes": row["max"].get("size") if size else None,
-            "p95_tokens": histogram.quantile(tokens, 0.95) if tokens else None,
+            "mean_ms": row["sum"]["duration"] / n_lat / 1000 if lat else None,
+            "lat": [quantile(lat, q) / 1e6 for q in (0.5, 0.95, 0.99)] if lat else None,
+            "total_s": row["sum"]["duration"] / 1e6 if lat else None,
+            "p95_bytes": quantile(size, 0.95) if size else None,
+            "max_bytes": size[-1][3] if size else None,
+            "p95_tokens": quantile(tokens, 0.95) if tokens else None,
             "total_tokens": row["sum"].get("tokens") if tokens else None,
         })
     return sorted(rows, key=lambda r: (str(r["server"]), str(r["tool"])))
@@ -73,8 +101,8 @@ def detect(a: Analysis) -> None:
             and p99 >= th.heavy_tail_p99_ms
             and p99 >= th.heavy_tail_ratio * r["mean_ms"]
         ):
-            # from the histogram too: the calls in buckets at or above half the p99
-            slow = sum(n for i, n in r["lat_hist"].items() if histogram.value(i) >= p99 * 0.5 * 1000)
+            # from the histogram too: the calls in buckets whose least value is at least half the p99
+            slow = sum(n for _, n, lo, _ in r["lat_hist"] if lo >= p99 * 0.5 * 1000)
             a.add(
                 "heavy_tail",
                 WARNING,

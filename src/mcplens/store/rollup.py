@@ -270,15 +270,15 @@ def compute(
                                   response_tokens::BIGINT AS k
                            FROM {new} WHERE kind = 'request' AND proxy_direction IS NULL AND method IN ({served}))
                 SELECT server, method, target, hour, 'calls' AS measure, NULL::INTEGER AS idx, count(*) AS n,
-                       NULL::BIGINT AS vsum, NULL::BIGINT AS vmax FROM r GROUP BY ALL
+                       NULL::BIGINT AS vsum, NULL::BIGINT AS vmin, NULL::BIGINT AS vmax FROM r GROUP BY ALL
                 UNION ALL
-                SELECT server, method, target, hour, 'duration', {index_sql('d')}, count(*), sum(d), max(d)
+                SELECT server, method, target, hour, 'duration', {index_sql('d')}, count(*), sum(d), min(d), max(d)
                 FROM r WHERE d IS NOT NULL GROUP BY ALL
                 UNION ALL
-                SELECT server, method, target, hour, 'size', {index_sql('z')}, count(*), sum(z), max(z)
+                SELECT server, method, target, hour, 'size', {index_sql('z')}, count(*), sum(z), min(z), max(z)
                 FROM r WHERE z IS NOT NULL GROUP BY ALL
                 UNION ALL
-                SELECT server, method, target, hour, 'tokens', {index_sql('k')}, count(*), sum(k), max(k)
+                SELECT server, method, target, hour, 'tokens', {index_sql('k')}, count(*), sum(k), min(k), max(k)
                 FROM r WHERE k IS NOT NULL GROUP BY ALL"""
         )
     if "marks" in want:
@@ -387,7 +387,7 @@ MERGE: Final[dict[str, str]] = {
     "errmin": "SELECT server, tool, minute, sum(errors) AS errors FROM {src} GROUP BY ALL",
     "marks": "SELECT * FROM {src}",
     "perf": "SELECT server, method, target, measure, idx, sum(n)::BIGINT AS n, sum(vsum)::BIGINT AS vsum, "
-    "max(vmax) AS vmax FROM {src} GROUP BY ALL",
+    "min(vmin) AS vmin, max(vmax) AS vmax FROM {src} GROUP BY ALL",
 }
 
 

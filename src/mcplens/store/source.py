@@ -76,8 +76,10 @@ class AnalysisSource(ABC):
         self(f"CREATE OR REPLACE TEMP VIEW marks AS SELECT * FROM events WHERE {rollup.MARKS}{self.where_literal()}")
 
     @abstractmethod
-    def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int) -> RollupInfo:
-        """Create ``ru_<table>`` for this window and server; ``requests``: how many the window holds."""
+    def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int,
+                      min_loop: int = 2) -> RollupInfo:
+        """Create ``ru_<table>`` (:data:`rollup.WINDOWED`) for this window and server; ``requests``: how
+        many the window holds (unused); ``ru_loops`` keeps the keys called at least ``min_loop`` times."""
 
 
 class DuckDBSource(AnalysisSource):
@@ -90,7 +92,8 @@ class DuckDBSource(AnalysisSource):
     def __call__(self, sql: str, params: list[Any] | None = None) -> Rows:
         return self._run(sql, params or [])
 
-    def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int) -> RollupInfo:
+    def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int,
+                      min_loop: int = 2) -> RollupInfo:
         """The slow path: the tables computed from the window's events, with the earlier events of the
         window's sessions that ``events`` holds as their history (see :func:`rollup.compute`)."""
 
@@ -109,7 +112,8 @@ class DuckDBSource(AnalysisSource):
         rollup.compute(self, "win_events", history, reads=reads, sends=sends, exfil_window=exfil_window,
                        bucket=bucket, prefix="rw_", tables=tables)
         for t in tables:
-            self(f"CREATE OR REPLACE TEMP TABLE ru_{t} AS {rollup.MERGE[t].format(src='rw_' + t)}")
+            src = f"(SELECT * FROM rw_{t} WHERE n >= {int(min_loop)})" if t == "loops" else f"rw_{t}"
+            self(f"CREATE OR REPLACE TEMP TABLE ru_{t} AS {rollup.MERGE[t].format(src=src)}")
         return RollupInfo(bucket, reads, sends, stored=False)
 
 

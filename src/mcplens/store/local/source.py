@@ -50,41 +50,26 @@ class LocalSource(DuckDBSource):
              f"WHERE true{where}{tail}")
         return None
 
-    def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int) -> RollupInfo:
+    def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int,
+                      min_loop: int = 2) -> RollupInfo:
         stored = self.rollups
         if stored:
-            files = [m["files"]["buckets"] for m in stored]
-            where = self.where_literal()
-            tail = (f" UNION SELECT DISTINCT target FROM tail_events WHERE kind = 'request' "
-                    f"AND method = 'tools/call' {where}") if self.has_segments else ""
-            lo, hi = hours(self.window)
-            tools = self(
-                f"SELECT DISTINCT tool FROM read_parquet(?) WHERE method = 'tools/call' "
-                f"AND {in_hours(hour_of('buckets'), lo, hi)}{tail} UNION "
-                f"SELECT DISTINCT target FROM events WHERE kind = 'request' AND method = 'tools/call' "
-                f"{self._edges_where(lo, hi)}",
-                [files],
-            )
-            reads, sends = split([r["tool"] for r in tools])
+            # every tool any batch saw called, and the tail's: a superset of the window's, which changes
+            # nothing (pairs of tools not called in the window have no rows)
+            tools = {t for m in stored for t in m.get("tools") or ()}
+            if self.has_segments:
+                tools |= {r["t"] for r in self("SELECT DISTINCT target AS t FROM tail_events WHERE kind = 'request' "
+                                               "AND method = 'tools/call' AND target IS NOT NULL")}
+            reads, sends = split(sorted(tools))
             if all(rollup.applies(m, reads=reads, sends=sends, exfil_window=exfil_window, bucket=bucket)
                    for m in stored):
-                self._stored_tables(stored, reads, sends, exfil_window)
+                self._stored_tables(stored, reads, sends, exfil_window, min_loop)
                 return RollupInfo(BUCKET, reads, sends, stored=True)
-        return super().rollup_tables(split, exfil_window=exfil_window, bucket=bucket, requests=requests)
-
-    def _edges_where(self, lo: int | None, hi: int | None) -> str:
-        """SQL `` AND ...``: the window's compacted events outside its whole hours."""
-        parts = []
-        if self.since is not None:
-            end = self.until if lo is None or hi is None or lo >= hi else lo * HOUR_S
-            parts.append(f"(time >= {lit(self.since)} AND time < {lit(end)})" if end is not None
-                         else f"time >= {lit(self.since)}")
-        if self.until is not None and hi is not None and (lo is None or lo < hi):
-            parts.append(f"(time >= {lit(hi * HOUR_S)} AND time < {lit(self.until)})")
-        return " AND (" + (" OR ".join(parts) or "false") + ")"
+        return super().rollup_tables(split, exfil_window=exfil_window, bucket=bucket, requests=requests,
+                                     min_loop=min_loop)
 
     def _stored_tables(self, stored: list[dict[str, Any]], reads: list[str], sends: list[str],
-                       exfil_window: float) -> None:
+                       exfil_window: float, min_loop: int) -> None:
         lo, hi = hours(self.window)
         core = lo is None or hi is None or lo < hi
         spans = ", ".join(lit(m["files"]["spans"]) for m in stored)
@@ -128,5 +113,6 @@ class LocalSource(DuckDBSource):
             files = ", ".join(lit(m["files"][t]) for m in stored)
             parts = [f"SELECT * FROM read_parquet([{files}]) WHERE {in_hours(hour_of(t), lo, hi) if core else 'false'}"]
             parts += [f"SELECT * FROM {p}{t}" for p in computed]
-            src = "(" + " UNION ALL BY NAME ".join(f"({x})" for x in parts) + f") WHERE true{server}"
+            keep = f" AND n >= {int(min_loop)}" if t == "loops" else ""
+            src = "(" + " UNION ALL BY NAME ".join(f"({x})" for x in parts) + f") WHERE true{server}{keep}"
             self(f"CREATE OR REPLACE TEMP TABLE ru_{t} AS {rollup.MERGE[t].format(src=src)}")
