@@ -207,13 +207,24 @@ def chains(a: Analysis) -> None:
 
 
 def loops(a: Analysis) -> None:
-    rows = a.run(
+    # per (server, tool) and count: how many keys, and the first sessions by name; the examples are the
+    # sessions of the longest runs (ties by session), read level by level from the top
+    levels = a.run(
         """
-        SELECT server, tool, count(*) AS loops, sum(n) AS calls, max(n) AS longest, min(t0) AS first,
-               max(t1) AS last, list(session ORDER BY n DESC, session)[1:?] AS sessions
-        FROM ru_loops WHERE n >= ? GROUP BY server, tool ORDER BY calls DESC""",
+        SELECT server, tool, n, count(*) AS keys, min(session, ?) AS ss, min(t0) AS first, max(t1) AS last
+        FROM ru_loops WHERE n >= ? GROUP BY server, tool, n ORDER BY server, tool, n DESC""",
         [a.th.examples, a.th.loop_repeats],
     )
+    per: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for lv in levels:
+        r = per.setdefault((lv["server"], lv["tool"]), {"server": lv["server"], "tool": lv["tool"], "loops": 0,
+                                                         "calls": 0, "longest": lv["n"], "first": lv["first"],
+                                                         "last": lv["last"], "sessions": []})
+        r["loops"] += lv["keys"]
+        r["calls"] += lv["keys"] * lv["n"]
+        r["first"], r["last"] = min(r["first"], lv["first"]), max(r["last"], lv["last"])
+        r["sessions"] += sorted(lv["ss"])[: a.th.examples - len(r["sessions"])]
+    rows = sorted(per.values(), key=lambda r: -r["calls"])
     for r in rows:
         a.add(
             "loop",

@@ -173,19 +173,20 @@ def compute(
                 FROM {p}seq WHERE is_new AND k <= 2 GROUP BY ALL"""
         )
     if "loops" in want:
-        # per hour with new calls: the key's running count at the hour's end (merged by max), from 2 on
+        # per hour with new calls: the key's running count at the hour's end, from 2 on, and where the
+        # count stood before (``prev_hour``, ``prev_n``: the key's previous row, which this one supersedes)
         execute(
             f"""CREATE OR REPLACE TEMP TABLE {p}loops AS
                 WITH c AS (
                     SELECT loopkey, server, tool, session, time, is_new,
-                           count(*) OVER (PARTITION BY loopkey ORDER BY time, is_new
-                                          ROWS UNBOUNDED PRECEDING) AS run,
+                           count(*) OVER w AS run, lag(time) OVER w AS pt,
                            min(time) OVER (PARTITION BY loopkey) AS t0
                     FROM {p}calls WHERE loopkey IN (
-                        SELECT loopkey FROM {p}calls GROUP BY 1 HAVING count(*) >= 2 AND bool_or(is_new)))
+                        SELECT loopkey FROM {p}calls GROUP BY 1 HAVING count(*) >= 2 AND bool_or(is_new))
+                    WINDOW w AS (PARTITION BY loopkey ORDER BY time, is_new ROWS UNBOUNDED PRECEDING))
                 SELECT loopkey, any_value(server) AS server, any_value(tool) AS tool,
                        any_value(session) AS session, {_hour()} AS hour, max(run) AS n, min(t0) AS t0,
-                       max(time) AS t1
+                       max(time) AS t1, {_hour('arg_min(pt, run)')} AS prev_hour, min(run) - 1 AS prev_n
                 FROM c WHERE is_new GROUP BY loopkey, hour HAVING max(run) >= 2"""
         )
     if "exfil" in want:
@@ -367,8 +368,9 @@ MERGE: Final[dict[str, str]] = {
     "FROM {src} GROUP BY ALL",
     "sessions": "SELECT server, sum(with_calls) AS with_calls, sum(with_2_calls) AS with_2_calls "
     "FROM {src} GROUP BY ALL",
-    "loops": "SELECT loopkey, arg_max(server, n) AS server, arg_max(tool, n) AS tool, arg_max(session, n) AS session, "
-    "max(n) AS n, min(t0) AS t0, max(t1) AS t1 FROM {src} GROUP BY loopkey",
+    # each key's latest row: a row is superseded by the one that names it as its previous (no grouping by key)
+    "loops": "WITH w AS (SELECT * FROM {src}), sup AS (SELECT loopkey, prev_hour AS hour, prev_n AS n FROM w "
+    "WHERE prev_n >= 2) SELECT loopkey, server, tool, session, n, t0, t1 FROM w ANTI JOIN sup USING (loopkey, hour, n)",
     "exfil": "SELECT server, read_tool, send_tool, sum(sessions) AS sessions, sum(sends) AS sends, "
     "max(max_send_bytes) AS max_send_bytes, min(first_read) AS first_read, max(last_send) AS last_send, "
     f"list_sort(flatten(list(examples)))[1:{EXAMPLES}] AS examples FROM {{src}} GROUP BY ALL",

@@ -113,7 +113,8 @@ class DuckDBSource(AnalysisSource):
                        bucket=bucket, prefix="rw_", tables=tables)
         for t in tables:
             src = f"(SELECT * FROM rw_{t} WHERE n >= {int(min_loop)})" if t == "loops" else f"rw_{t}"
-            self(f"CREATE OR REPLACE TEMP TABLE ru_{t} AS {rollup.MERGE[t].format(src=src)}")
+            kind = "VIEW" if t == "loops" else "TABLE"  # loops: one row per key, read once
+            self(f"CREATE OR REPLACE TEMP {kind} ru_{t} AS {rollup.MERGE[t].format(src=src)}")
         return RollupInfo(bucket, reads, sends, stored=False)
 
 

@@ -115,4 +115,5 @@ class LocalSource(DuckDBSource):
             parts += [f"SELECT * FROM {p}{t}" for p in computed]
             keep = f" AND n >= {int(min_loop)}" if t == "loops" else ""
             src = "(" + " UNION ALL BY NAME ".join(f"({x})" for x in parts) + f") WHERE true{server}{keep}"
-            self(f"CREATE OR REPLACE TEMP TABLE ru_{t} AS {rollup.MERGE[t].format(src=src)}")
+            kind = "VIEW" if t == "loops" else "TABLE"  # loops: one row per key, read once
+            self(f"CREATE OR REPLACE TEMP {kind} ru_{t} AS {rollup.MERGE[t].format(src=src)}")
