@@ -11,15 +11,29 @@ their earlier events. Summing (or, for loops, taking the latest) over all batche
 over all events, and events not yet compacted are one more delta computed when reading. Every
 table has a ``server`` column so ``--server`` can still use them.
 
-``compute()`` is also the slow path: over the raw events of a time window with no history, it
-gives the same tables, so the detectors have one implementation whichever way the tables came.
+**Windows (the contract any store meets).** Every row the analysis reads (:data:`WINDOWED`) sits in
+the ``hour`` (``floor(time / HOUR_S)``; ``buckets``/``clients``: 5-minute ``bucket``, ``errmin``:
+``minute``) of the call that makes it, judged with the session's whole history. So the rows of
+any set of whole hours, merged by :data:`MERGE`, are what those hours' calls did; a window is the
+stored rows of its whole hours plus ``compute()`` over its partial first and last hour and the
+events not compacted yet, with the earlier events of their sessions as ``history`` (``spans`` says
+where each session's calls begin). Over a window a session that began before it is judged with
+its earlier calls (a chain or read-then-send across the window's start counts). A store that keeps
+its own rollups (PostgreSQL) can keep these same rows per hour incrementally, ``compute()`` over
+each new batch with its sessions' history, and hand them over as ``ru_*``.
+
+``compute()`` is also the slow path: over the raw events of a window, with the events before it as
+history, it gives the same tables, so the detectors have one implementation whichever way the
+tables came.
 
 Tables (``ru_<name>``):
 
 * ``chains``: server, chain (2 or 3 tools), occurrences (counted at the chain's last call),
   sessions (counted where the chain first occurs in the session);
 * ``sessions``: server, with_calls (sessions whose first tool call is here), with_2_calls;
-* ``loops``: one row per (session, tool, arguments) key called at least twice: the running count;
+* ``loops``: per (session, tool, arguments) key called at least twice and hour with its calls: the
+  running count at the hour's end, and the row it supersedes (``prev_hour``, ``prev_n``), so a set
+  of hours keeps each key's latest row with an anti-join instead of grouping every key;
 * ``exfil``: server, read tool, send tool, for sends within ``exfil_window`` after a successful
   read of that tool: sessions (counted at their first such send), sends, the largest request and
   some example sessions;
@@ -33,6 +47,13 @@ Tables (``ru_<name>``):
 * ``series``: the dashboard's time series (see :func:`series_sql`): per 5-minute bucket, server,
   method, target and status the calls, errors and summed duration; latency and payload histograms
   (``mcplens.histogram``) per bucket and target; calls per client.
+* ``spans``: per session key (``sk``), its first tool call ever and its last in the batch;
+* ``clients``: tool calls per (server, client, 5-minute bucket), the client-spike baseline;
+* ``errmin``: failed requests per (server, tool, minute), for tools that fail together;
+* ``perf``: per (server, method, target, hour) the served calls, and latency (microseconds),
+  payload and token ``mcplens.histogram`` buckets with count, sum, least and largest value;
+* ``marks``: the events the analysis reads one by one, whole (:data:`MARKS`): a window filters them
+  by time.
 
 Assumption: a session's events reach later batches later in time (a segment is compacted after
 the ones its process wrote before it). A straggler older than events already rolled up (a dead
