@@ -1,6 +1,15 @@
 """All insights (and the per-tool table) over 1M and 10M stored events.
 
     .venv/bin/python bench/insights.py [--sizes 1000000,10000000] [--dir /tmp/mcplens-bench-insights] [--keep]
+    .venv/bin/python bench/insights.py --store DIR [--store DIR ...] [--windows 1h,24h,7d] [--rounds 3] [--record]
+
+``--store``: time ``mcplens insights`` (the :func:`insights` call the CLI makes) over an existing
+store, e.g. the dashboard benchmark's (``bench/dashboard.py --events 10000000 --keep /tmp/dbench
+--endpoints overview`` writes ``/tmp/dbench/n10000000``: 8 days, 30 tools, a 20k-event uncompacted
+tail), for windows ending at its newest event, reporting wall and process CPU time (all threads) of
+each run, rounds interleaved; the median is kept. It only calls :func:`insights` and
+``LocalStore``, so the same script times an older checkout (``PYTHONPATH=<old>/src``) over a copy
+of the store rolled up by that version.
 
 Data: the healthy synthetic workload of tests/analysis/workload.py (20 clients, sessions of 3-25
 calls, 6 tools, ~2% errors, a tools/list per client). The first million events are written through
@@ -88,13 +97,60 @@ def best(fn, runs: int = 3) -> tuple[float, object]:  # noqa: ANN001
     return min(times), out
 
 
+def _seconds(word: str) -> float:
+    return float(word[:-1]) * {"h": 3600, "d": 86400, "m": 60}[word[-1]]
+
+
+def time_stores(stores: list[Path], windows: list[str], rounds: int) -> list[tuple[str, str, float, float, int]]:
+    """(store, window, median wall s, median CPU s, findings) per store and window."""
+    import statistics
+
+    out = []
+    for home in stores:
+        store = LocalStore(home)
+        newest = store.query("SELECT max(time) AS t FROM events")[0]["t"]
+        n = store.count()
+        print(f"{home}: {n:,} events (mcplens from {Path(sys.modules['mcplens'].__file__).parent})", flush=True)
+        walls: dict[str, list[float]] = {w: [] for w in windows}
+        cpus: dict[str, list[float]] = {w: [] for w in windows}
+        found: dict[str, int] = {}
+        for _ in range(rounds):  # interleaved: each round runs every window once
+            for w in windows:
+                since = None if w == "all" else newest - _seconds(w)
+                t, c = time.perf_counter(), time.process_time()
+                found[w] = len(insights(store, since=since))
+                walls[w].append(time.perf_counter() - t)
+                cpus[w].append(time.process_time() - c)
+        for w in windows:
+            wall, cpu = statistics.median(walls[w]), statistics.median(cpus[w])
+            print(f"  {w:>4}: wall {wall:.3f} s, cpu {cpu:.3f} s, {found[w]} findings", flush=True)
+            out.append((f"{n:,}", w, wall, cpu, found[w]))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--store", type=Path, action="append", help="time insights over this existing store")
+    ap.add_argument("--windows", default="1h,24h,7d,all")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--label", default="", help="what is timed (e.g. a commit), for --record")
     ap.add_argument("--sizes", default="1000000,10000000")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/mcplens-bench-insights"))
     ap.add_argument("--keep", action="store_true", help="keep the data directory")
     ap.add_argument("--record", action="store_true", help="append the results to bench/RESULTS.md")
     args = ap.parse_args()
+    if args.store:
+        timed = time_stores(args.store, args.windows.split(","), args.rounds)
+        if args.record:
+            load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+            stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            head = f"`bench/insights.py --store` {args.label} ({stamp}, load {load}, median of {args.rounds}):"
+            lines = ["", head, "",
+                     "| events | window | wall | CPU (process) | findings |", "|---:|---|---:|---:|---:|",
+                     *(f"| {n} | {w} | {wall:.3f} s | {cpu:.3f} s | {k} |" for n, w, wall, cpu, k in timed), ""]
+            with open(Path(__file__).with_name("RESULTS.md"), "a", encoding="utf-8") as f:
+                f.write("\n".join(lines))
+        return
     rows = []
     try:
         for n in (int(float(s)) for s in args.sizes.split(",")):

@@ -17,12 +17,14 @@ import pytest
 
 from mcplens import event as ev
 from mcplens.analysis.core import Analysis, Options
-from mcplens.analysis.run import insights
+from mcplens.analysis.run import analyze, insights
 from mcplens.classify import ToolClasses
 from mcplens.store import rollup
 from mcplens.store.base import TimeWindow
 from mcplens.store.local.files import MANIFEST_SUFFIX
 from mcplens.store.local.reader import LocalStore
+from mcplens.store.local.source import LocalSource
+from mcplens.store.source import DuckDBSource
 from tests.analysis import workload
 
 DAY = workload.DAY
@@ -75,10 +77,15 @@ def _edit_manifests(store: LocalStore, edit: Callable[[dict[str, Any]], object])
         path.write_text(json.dumps(data))
 
 
+def _raw(store: LocalStore, window: TimeWindow | None = None, options: Options | None = None,
+         server: str | None = None) -> list[dict[str, Any]]:
+    """The same run over the events themselves: the plain DuckDB source, which computes every table."""
+    with store.reader() as run:
+        return [f.to_dict() for f in analyze(DuckDBSource(run, window, server), options)]
+
+
 def _scan(store: LocalStore, options: Options | None = None) -> list[dict[str, Any]]:
-    """The same run over the events themselves: a window (any window) makes the engine read them."""
-    newest = store.query("SELECT max(time) AS t FROM events")[0]["t"]
-    return [f.to_dict() for f in insights(store, options, since=0.0, until=newest + 1e-6)]
+    return _raw(store, None, options)
 
 
 def _uses_rollups(store: LocalStore, options: Options | None = None) -> bool:
@@ -105,18 +112,18 @@ def test_rollups_and_a_scan_give_identical_findings(home: Path) -> None:
 
 
 def _tables(store: LocalStore, *, stored: bool) -> dict[str, list[tuple[Any, ...]]]:
-    newest = store.query("SELECT max(time) AS t FROM events")[0]["t"]
-    window = None if stored else TimeWindow(0.0, newest + 1e-6)
-    with store.analysis_source(window) as source:
+    with store.reader() as run:
+        source = LocalSource(run, None, None) if stored else DuckDBSource(run, None, None)
         a = Analysis(source, Options())
         assert a.from_rollups is stored
-        return {t: sorted(tuple(map(str, r.values())) for r in source(f"SELECT * FROM ru_{t}")) for t in rollup.TABLES}
+        return {t: sorted(tuple(map(str, r.values())) for r in source(f"SELECT * FROM ru_{t}"))
+                for t in rollup.WINDOWED}
 
 
 def test_every_rollup_table_equals_the_one_computed_from_the_events(home: Path) -> None:
     store = LocalStore(home)
     stored, scanned = _tables(store, stored=True), _tables(store, stored=False)
-    for t in rollup.TABLES:
+    for t in rollup.WINDOWED:
         assert stored[t] == scanned[t], t
     chain = [r for r in stored["chains"] if r[1] == "['translate', 'create_ticket']"]
     assert len(chain) == 1 and int(chain[0][3]) >= 30  # the 30 sessions whose pair straddles the first cut

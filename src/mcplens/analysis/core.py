@@ -127,6 +127,8 @@ SELECT time, server_name AS server, method, target,
        {_SESSION} AS session, coalesce(client_id, client_name, 'unknown') AS client, client_name, redactions
 FROM events WHERE kind = 'request' AND proxy_direction IS NULL {{where}}"""
 
+#: ``req`` over ``marks`` (the source's few events read one by one: refusals, auth failures, redactions)
+_RARE = _REQ.format(where="").replace("VIEW req AS", "VIEW rare AS").replace("FROM events", "FROM marks")
 
 #: the requests that serve something (the performance rules' scope)
 _SERVED = "('tools/call', 'resources/read', 'prompts/get')"
@@ -144,22 +146,24 @@ class Analysis:
         self.events_where = "".join(f" AND {c}?" for c, _ in bounds)
         self.events_params = [v for _, v in bounds]
         run(_REQ.format(where=source.where_literal()))
-        row = run("SELECT count(*) AS n, min(time) AS lo, max(time) AS hi, "
-                  "list(DISTINCT server ORDER BY server) FILTER (WHERE server IS NOT NULL) AS servers FROM req")[0]
+        source.marks()  # the few events read one by one (tool lists, health records, refusals ...)
+        run(_RARE)
+        self.classes = self._classes()
+        # the rollup tables (ru_*): stored at compaction, or computed from the window's events
+        info = source.rollup_tables(self.classes.split, exfil_window=self.th.exfil_window, bucket=self.th.bucket,
+                                    requests=0, min_loop=max(2, self.th.loop_repeats))
+        self.reads, self.sends = info.reads, info.sends
+        self.bucket_size = info.bucket
+        self.from_rollups = info.stored
+        row = run("SELECT coalesce(sum(served), 0) AS n, min(first) AS lo, max(last) AS hi, "
+                  "list(DISTINCT server ORDER BY server) FILTER (WHERE server IS NOT NULL AND served > 0) AS servers "
+                  "FROM ru_buckets")[0]
         self.n, self.lo = int(row["n"]), row["lo"]
         until = source.until
         self.now = until if until is not None else (row["hi"] + 1e-6 if row["hi"] is not None else time.time())
-        self.classes = self._classes()
         # a proxy learns the server's name from the handshake reply: what came before it has none
         self.servers = list(row["servers"] or ())
         self.findings: list[Finding] = []
-        self.from_rollups = False
-        if self.n:  # the rollup tables (ru_*): stored at compaction, or computed from the window's events
-            info = source.rollup_tables(self.classes.split, exfil_window=self.th.exfil_window, bucket=self.th.bucket,
-                                        requests=self.n)
-            self.reads, self.sends = info.reads, info.sends
-            self.bucket_size = info.bucket
-            self.from_rollups = info.stored
 
     # ---- helpers -------------------------------------------------------------------------------
 
@@ -172,7 +176,7 @@ class Analysis:
         return subject if len(self.servers) <= 1 else f"{server}/{subject}"
 
     def _classes(self) -> ToolClasses:
-        hints = sql.tool_hints(self.run, "events", self.events_where, self.events_params)
+        hints = sql.tool_hints(self.run, "marks", self.events_where, self.events_params)
         return replace(self.opts.classes, hints={**hints, **self.opts.classes.hints})
 
     def examples(self, query: str, params: list[Any]) -> list[str]:

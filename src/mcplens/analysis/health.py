@@ -74,7 +74,7 @@ def detect(a: Analysis) -> None:
     _resources(a)
     hits = a.run(
         "SELECT client, any_value(client_name) AS name, count(*) AS n, histogram(tool) AS tools "
-        f"FROM req WHERE status = '{ev.RATE_LIMITED}' GROUP BY 1 ORDER BY n DESC"
+        f"FROM rare WHERE status = '{ev.RATE_LIMITED}' GROUP BY 1 ORDER BY n DESC"
     )
     for r in hits:
         sev = WARNING if r["n"] >= th.rate_limited_warning else INFO
@@ -291,7 +291,7 @@ def _resources(a: Analysis) -> None:
                max(process_cpu_time) - CASE WHEN count(*) > 1 THEN min(process_cpu_time) ELSE 0 END AS cpu_s,
                max(health_written) - CASE WHEN count(*) > 1 THEN min(health_written) ELSE 0 END AS calls,
                max(time) - min(time) AS span_s
-        FROM events WHERE kind = '{ev.HEALTH_KIND}' AND process_memory_usage IS NOT NULL {a.events_where}
+        FROM marks WHERE kind = '{ev.HEALTH_KIND}' AND process_memory_usage IS NOT NULL {a.events_where}
         GROUP BY 1, 2""",
         a.events_params,
     )

@@ -3,9 +3,11 @@ p99 the ``p99_latency`` alert rule reads."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
-from mcplens.analysis.core import _SAME, _SERVED, _r
+from mcplens import histogram
+from mcplens.analysis.core import _SERVED, _r
 from mcplens.analysis.findings import INFO, WARNING
 from mcplens.store import sql
 
@@ -26,24 +28,70 @@ def tool_p99(source: AnalysisSource, since: float) -> list[dict[str, Any]]:
     )
 
 
+#: a histogram as (bucket index, count, least value, largest value) per bucket, by index
+Hist = list[tuple[int, int, int, int]]
+
+
+def _at(hist: Hist, rank: int) -> float:
+    """The value of 0-based ``rank``: exact where the bucket tells it (one distinct value, its least or
+    largest rank), else the bucket's representative value kept within what the bucket holds."""
+    seen = 0
+    for idx, n, lo, hi in hist:
+        if rank < seen + n:
+            if lo == hi or rank == seen:
+                return float(lo)
+            if rank == seen + n - 1:
+                return float(hi)
+            return min(max(histogram.value(idx), float(lo)), float(hi))
+        seen += n
+    return float(hist[-1][3])
+
+
+def quantile(hist: Hist, q: float) -> float:
+    """``quantile_cont`` over the histogram: the same positions ``q * (n - 1)`` and interpolation
+    between the two closest ranks, each rank's value from :func:`_at` (exact when its bucket holds one
+    value; else within ``histogram.REL_ERROR``)."""
+    total = sum(n for _, n, _, _ in hist)
+    h = q * (total - 1)
+    lo, hi = _at(hist, math.floor(h)), _at(hist, math.ceil(h))
+    return lo + (h - math.floor(h)) * (hi - lo)
+
+
+def _tools(a: Analysis) -> list[dict[str, Any]]:
+    """Per served target: calls, mean and total duration, latency percentiles, payload and token p95,
+    from the rollups' histograms (``mcplens.histogram`` with each bucket's least and largest value), so
+    a week of events is read as a few thousand rows. Counts, sums and maxima are exact."""
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in a.run(f"SELECT server, method, target, {sql.label('method', 'target')} AS tool, measure, idx, n, vsum, "
+                   "vmin, vmax FROM ru_perf ORDER BY server, tool, method, target, measure, idx"):
+        row = out.setdefault((r["server"], r["method"], r["target"]),
+                             {"server": r["server"], "tool": r["tool"], "calls": 0, "hist": {}, "sum": {}})
+        m = r["measure"]
+        if m == "calls":
+            row["calls"] += int(r["n"])
+            continue
+        row["hist"].setdefault(m, []).append((int(r["idx"]), int(r["n"]), int(r["vmin"]), int(r["vmax"])))
+        row["sum"][m] = row["sum"].get(m, 0) + int(r["vsum"] or 0)
+    rows = []
+    for row in out.values():
+        lat, size, tokens = (row["hist"].get(m) for m in ("duration", "size", "tokens"))
+        n_lat = sum(n for _, n, _, _ in lat) if lat else 0
+        rows.append({
+            "server": row["server"], "tool": row["tool"], "calls": row["calls"], "lat_hist": lat,
+            "mean_ms": row["sum"]["duration"] / n_lat / 1000 if lat else None,
+            "lat": [quantile(lat, q) / 1e6 for q in (0.5, 0.95, 0.99)] if lat else None,
+            "total_s": row["sum"]["duration"] / 1e6 if lat else None,
+            "p95_bytes": quantile(size, 0.95) if size else None,
+            "max_bytes": size[-1][3] if size else None,
+            "p95_tokens": quantile(tokens, 0.95) if tokens else None,
+            "total_tokens": row["sum"].get("tokens") if tokens else None,
+        })
+    return sorted(rows, key=lambda r: (str(r["server"]), str(r["tool"])))
+
+
 def detect(a: Analysis) -> None:
     th = a.th
-    # durations from the events; payload and token percentiles from the rollups' value counts
-    sizes = sql.percentiles_sql(
-        f"(SELECT {sql.label('method', 'target')} AS tool, * FROM ru_values WHERE method IN {_SERVED})",
-        "server, tool",
-    )
-    rows = a.run(f"""
-        WITH d AS (
-            SELECT server, {sql.label('method', 'target')} AS tool, calls, mean_ms, lat, total_s FROM (
-                SELECT server, method, target, count(*) AS calls, avg(duration_s) * 1000 AS mean_ms,
-                       quantile_cont(duration_s, [0.5, 0.95, 0.99]) AS lat, sum(duration_s) AS total_s
-                FROM req WHERE method IN {_SERVED} GROUP BY 1, 2, 3)),
-        p AS ({sizes})
-        SELECT d.*, s.p95 AS p95_bytes, s.vmax AS max_bytes, t.p95 AS p95_tokens, t.vsum AS total_tokens
-        FROM d LEFT JOIN p s ON (s.server, s.tool) IS NOT DISTINCT FROM (d.server, d.tool) AND s.measure = 'size'
-               LEFT JOIN p t ON (t.server, t.tool) IS NOT DISTINCT FROM (d.server, d.tool) AND t.measure = 'tokens'
-        ORDER BY d.server, d.tool""")
+    rows = _tools(a)
     for r in rows:
         if r["lat"] is None:
             continue
@@ -53,10 +101,8 @@ def detect(a: Analysis) -> None:
             and p99 >= th.heavy_tail_p99_ms
             and p99 >= th.heavy_tail_ratio * r["mean_ms"]
         ):
-            slow = a.run(
-                f"SELECT count(*) AS n FROM req WHERE tool = ? AND {_SAME} AND duration_s * 1000 >= ?",
-                [r["tool"], r["server"], p99 * 0.5],
-            )[0]["n"]
+            # from the histogram too: the calls in buckets whose least value is at least half the p99
+            slow = sum(n for _, n, lo, _ in r["lat_hist"] if lo >= p99 * 0.5 * 1000)
             a.add(
                 "heavy_tail",
                 WARNING,
@@ -76,7 +122,7 @@ def detect(a: Analysis) -> None:
                 "payload_bloat",
                 WARNING,
                 a.scoped(r["server"], r["tool"]),
-                f"{r['tool']} returns {r['p95_bytes'] / 1024:,.1f} KB at p95 (~{r['p95_tokens']:,.0f} tokens)",
+                f"{r['tool']} returns {r['p95_bytes'] / 1024:,.1f} KB at p95 (~{r['p95_tokens'] or 0:,.0f} tokens)",
                 "return less: paginate, filter fields, summarise; each call fills the agent's context",
                 server=r["server"],
                 calls=int(r["calls"]),

@@ -70,7 +70,7 @@ def detect(a: Analysis) -> None:
     _drift(a)
     rows = a.run(
         f"""
-        WITH f AS (SELECT * FROM req WHERE status = '{ev.UNAUTHORIZED}' OR error_category = '{ev.CAT_AUTH}'),
+        WITH f AS (SELECT * FROM rare WHERE status = '{ev.UNAUTHORIZED}' OR error_category = '{ev.CAT_AUTH}'),
              peak AS (SELECT client, max(n) AS peak FROM (SELECT client, floor(time / ?) AS b, count(*) AS n
                                                            FROM f GROUP BY 1, 2) GROUP BY 1)
         SELECT client, any_value(client_name) AS name, count(*) AS n, any_value(peak.peak) AS peak,
@@ -113,7 +113,7 @@ def _redactions(a: Analysis) -> None:
         SELECT k AS kind, tool, sum(v) AS n, count(DISTINCT session) AS sessions, list(DISTINCT session)[1:?] AS ex
         FROM (SELECT tool, session, unnest(map_keys(m)) AS k, unnest(map_values(m)) AS v
               FROM (SELECT tool, session, json_transform(redactions, '"MAP(VARCHAR, BIGINT)"') AS m
-                    FROM req WHERE redactions IS NOT NULL))
+                    FROM rare WHERE redactions IS NOT NULL))
         WHERE k LIKE 'INJECTION:%' OR k IN (SELECT unnest(?))
         GROUP BY 1, 2 ORDER BY n DESC""",
         [a.th.examples, sorted(SECRET_KINDS)],
@@ -164,8 +164,8 @@ def _drift(a: Analysis) -> None:
             SELECT server_name AS server, time, {_SESSION} AS session, instance_id,
                    coalesce(client_name, '?') AS client, client_capabilities AS caps,
                    response_tool_hashes::VARCHAR AS h
-            FROM events WHERE method = 'tools/list' AND response_tool_hashes IS NOT NULL {a.events_where}),
-        init AS (SELECT {_SESSION} AS session, any_value(client_capabilities) AS caps FROM events
+            FROM marks WHERE method = 'tools/list' AND response_tool_hashes IS NOT NULL {a.events_where}),
+        init AS (SELECT {_SESSION} AS session, any_value(client_capabilities) AS caps FROM marks
                  WHERE method = 'initialize' AND client_capabilities IS NOT NULL {a.events_where} GROUP BY 1)
         SELECT l.server, l.client, coalesce(l.caps, init.caps) AS caps, h, min(time) AS first,
                max(time) AS last, list(DISTINCT l.session) AS sessions, list(DISTINCT instance_id) AS instances

@@ -6,9 +6,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from mcplens.analysis.core import _ERROR, _SAME, _r, _t
+from mcplens.analysis.core import _SAME, _r, _t
 from mcplens.analysis.findings import CRITICAL, INFO, WARNING
 from mcplens.classify import DATA_ACCESS, HIGH, MEDIUM
+from mcplens.store.rollup import BUCKET
 
 if TYPE_CHECKING:
     from mcplens.analysis.core import Analysis
@@ -34,18 +35,36 @@ def spikes(a: Analysis, column: str, factor: float, min_calls: int, detector: st
     windows = sorted({int(w) * 60 for w in th.spike_windows if int(w) > 0}) or [3600]
     unit = math.gcd(*windows)
     day_units = max(1, round(86400 / unit))
-    b0 = a.now - windows[-1] - th.baseline
-    a.run(
-        f"""CREATE OR REPLACE TEMP TABLE spike_units AS
-            SELECT server, {column} AS who, floor((? - time) / ?)::BIGINT AS ago, count(*) AS n,
-                   any_value(client_name) AS client_name, min(time) AS first
-            FROM req WHERE time >= ? AND time < ? AND method = 'tools/call' GROUP BY ALL""",
-        [a.now, float(unit), b0, a.now],
-    )
-    best: dict[tuple[Any, Any], dict[str, Any]] = {}
-    # the baseline ends where the longest window starts: a burst of half an hour is not its own baseline
     lead = windows[-1] // unit
     base_units = int(th.baseline // unit)
+    b1 = a.now - windows[-1]  # the baseline ends where the longest window starts
+    k1 = math.floor(b1 / unit)  # ... in whole units (of the epoch): the rollups' buckets add up to them
+    k0 = k1 - base_units
+    name = "max(client_name)" if column == "client" else "NULL::VARCHAR"
+    if unit % BUCKET == 0 and a.bucket_size == BUCKET:
+        m = unit // int(BUCKET)
+        base = (f"SELECT server, client AS who, floor(bucket / {m})::BIGINT AS u, sum(n) AS n, "
+                f"max(client_name) AS client_name, min(first) AS first FROM ru_clients GROUP BY ALL"
+                if column == "client" else
+                f"SELECT server, tool AS who, floor(bucket / {m})::BIGINT AS u, sum(served) AS n, "
+                f"NULL::VARCHAR AS client_name, min(first) AS first FROM ru_buckets "
+                f"WHERE method = 'tools/call' AND served > 0 GROUP BY ALL")
+    else:
+        base = (f"SELECT server, {column} AS who, floor(time / {float(unit)!r})::BIGINT AS u, count(*) AS n, "
+                f"{name} AS client_name, min(time) AS first FROM req WHERE method = 'tools/call' "
+                f"AND time >= {float(k0 * unit)!r} AND time < {float(k1 * unit)!r} GROUP BY ALL")
+    # the recent windows exactly, from the events of the last one; the baseline per whole unit
+    a.run(
+        f"""CREATE OR REPLACE TEMP TABLE spike_units AS
+            SELECT server, {column} AS who, least(floor((? - time) / ?)::BIGINT, {lead - 1}) AS ago, count(*) AS n,
+                   {name} AS client_name, min(time) AS first
+            FROM req WHERE time >= ? AND time < ? AND method = 'tools/call' GROUP BY ALL
+            UNION ALL
+            SELECT server, who, {lead} + ({k1} - 1 - u) AS ago, n, client_name, first
+            FROM ({base}) WHERE u >= {k0} AND u < {k1}""",
+        [a.now, float(unit), b1, a.now],
+    )
+    best: dict[tuple[Any, Any], dict[str, Any]] = {}
     for w in windows:
         k = w // unit
         need = max(5, math.ceil(min_calls * math.sqrt(w / 3600)))
@@ -55,7 +74,7 @@ def spikes(a: Analysis, column: str, factor: float, min_calls: int, detector: st
                 busy AS (SELECT server, who, max(n) AS busiest FROM (
                            SELECT server, who, win, sum(n) AS n FROM x WHERE base GROUP BY ALL)
                          GROUP BY ALL)
-            SELECT x.server, x.who, any_value(client_name) AS client_name,
+            SELECT x.server, x.who, max(client_name) AS client_name,
                    coalesce(sum(n) FILTER (WHERE base), 0) AS base_calls,
                    sum(n) FILTER (WHERE recent) AS recent_calls,
                    coalesce(any_value(busy.busiest), 0) AS busiest,
@@ -188,13 +207,24 @@ def chains(a: Analysis) -> None:
 
 
 def loops(a: Analysis) -> None:
-    rows = a.run(
+    # per (server, tool) and count: how many keys, and the first sessions by name; the examples are the
+    # sessions of the longest runs (ties by session), read level by level from the top
+    levels = a.run(
         """
-        SELECT server, tool, count(*) AS loops, sum(n) AS calls, max(n) AS longest, min(t0) AS first,
-               max(t1) AS last, list(session ORDER BY n DESC, session)[1:?] AS sessions
-        FROM ru_loops WHERE n >= ? GROUP BY server, tool ORDER BY calls DESC""",
+        SELECT server, tool, n, count(*) AS keys, min(session, ?) AS ss, min(t0) AS first, max(t1) AS last
+        FROM ru_loops WHERE n >= ? GROUP BY server, tool, n ORDER BY server, tool, n DESC""",
         [a.th.examples, a.th.loop_repeats],
     )
+    per: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for lv in levels:
+        r = per.setdefault((lv["server"], lv["tool"]), {"server": lv["server"], "tool": lv["tool"], "loops": 0,
+                                                         "calls": 0, "longest": lv["n"], "first": lv["first"],
+                                                         "last": lv["last"], "sessions": []})
+        r["loops"] += lv["keys"]
+        r["calls"] += lv["keys"] * lv["n"]
+        r["first"], r["last"] = min(r["first"], lv["first"]), max(r["last"], lv["last"])
+        r["sessions"] += sorted(lv["ss"])[: a.th.examples - len(r["sessions"])]
+    rows = sorted(per.values(), key=lambda r: -r["calls"])
     for r in rows:
         a.add(
             "loop",
@@ -216,8 +246,8 @@ def loops(a: Analysis) -> None:
 def fail_together(a: Analysis) -> None:
     th = a.th
     rows = a.run(
-        f"""
-        WITH eb AS (SELECT DISTINCT server, tool, floor(time / 60) AS b FROM req WHERE {_ERROR}),
+        """
+        WITH eb AS (SELECT server, tool, minute AS b FROM ru_errmin),
              n AS (SELECT server, tool, count(*) AS buckets FROM eb GROUP BY 1, 2)
         SELECT a.server, a.tool AS a, b.tool AS b, count(*) AS together, na.buckets AS a_buckets,
                nb.buckets AS b_buckets
@@ -247,7 +277,7 @@ def fail_together(a: Analysis) -> None:
 def unused(a: Analysis) -> None:
     rows = a.run(
         f"""
-        SELECT server_name AS server, response_tool_names AS names FROM events
+        SELECT server_name AS server, response_tool_names AS names FROM marks
         WHERE method = 'tools/list' AND response_tool_names IS NOT NULL {a.events_where}
         QUALIFY row_number() OVER (PARTITION BY server_name ORDER BY time DESC) = 1""",
         a.events_params,

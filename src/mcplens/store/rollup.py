@@ -11,15 +11,29 @@ their earlier events. Summing (or, for loops, taking the latest) over all batche
 over all events, and events not yet compacted are one more delta computed when reading. Every
 table has a ``server`` column so ``--server`` can still use them.
 
-``compute()`` is also the slow path: over the raw events of a time window with no history, it
-gives the same tables, so the detectors have one implementation whichever way the tables came.
+**Windows (the contract any store meets).** Every row the analysis reads (:data:`WINDOWED`) sits in
+the ``hour`` (``floor(time / HOUR_S)``; ``buckets``/``clients``: 5-minute ``bucket``, ``errmin``:
+``minute``) of the call that makes it, judged with the session's whole history. So the rows of
+any set of whole hours, merged by :data:`MERGE`, are what those hours' calls did; a window is the
+stored rows of its whole hours plus ``compute()`` over its partial first and last hour and the
+events not compacted yet, with the earlier events of their sessions as ``history`` (``spans`` says
+where each session's calls begin). Over a window a session that began before it is judged with
+its earlier calls (a chain or read-then-send across the window's start counts). A store that keeps
+its own rollups (PostgreSQL) can keep these same rows per hour incrementally, ``compute()`` over
+each new batch with its sessions' history, and hand them over as ``ru_*``.
+
+``compute()`` is also the slow path: over the raw events of a window, with the events before it as
+history, it gives the same tables, so the detectors have one implementation whichever way the
+tables came.
 
 Tables (``ru_<name>``):
 
 * ``chains``: server, chain (2 or 3 tools), occurrences (counted at the chain's last call),
   sessions (counted where the chain first occurs in the session);
 * ``sessions``: server, with_calls (sessions whose first tool call is here), with_2_calls;
-* ``loops``: one row per (session, tool, arguments) key called at least twice: the running count;
+* ``loops``: per (session, tool, arguments) key called at least twice and hour with its calls: the
+  running count at the hour's end, and the row it supersedes (``prev_hour``, ``prev_n``), so a set
+  of hours keeps each key's latest row with an anti-join instead of grouping every key;
 * ``exfil``: server, read tool, send tool, for sends within ``exfil_window`` after a successful
   read of that tool: sessions (counted at their first such send), sends, the largest request and
   some example sessions;
@@ -33,6 +47,13 @@ Tables (``ru_<name>``):
 * ``series``: the dashboard's time series (see :func:`series_sql`): per 5-minute bucket, server,
   method, target and status the calls, errors and summed duration; latency and payload histograms
   (``mcplens.histogram``) per bucket and target; calls per client.
+* ``spans``: per session key (``sk``), its first tool call ever and its last in the batch;
+* ``clients``: tool calls per (server, client, 5-minute bucket), the client-spike baseline;
+* ``errmin``: failed requests per (server, tool, minute), for tools that fail together;
+* ``perf``: per (server, method, target, hour) the served calls, and latency (microseconds),
+  payload and token ``mcplens.histogram`` buckets with count, sum, least and largest value;
+* ``marks``: the events the analysis reads one by one, whole (:data:`MARKS`): a window filters them
+  by time.
 
 Assumption: a session's events reach later batches later in time (a segment is compacted after
 the ones its process wrote before it). A straggler older than events already rolled up (a dead
@@ -50,16 +71,21 @@ from typing import Any, Final
 from mcplens import event as ev
 from mcplens.classify import ToolClasses
 from mcplens.store import windows
-from mcplens.store.sql import ERROR, SESSION_KEY, tool_hints
+from mcplens.store.sql import ERROR, SESSION_KEY, label, tool_hints
 
 #: beside the batches: ``parquet/rollups/<batch>.<tag>.<table>.parquet``, named in the batch's manifest;
 #: files no manifest names (an interrupted or superseded roll-up) go at the next compaction
 ROLLUP_DIR: Final = "rollups"
 EXAMPLES: Final = 20  # example sessions kept per read-then-send pair
-TABLES: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances", "values", "statuses", "series")
+TABLES: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances", "values", "statuses", "series",
+                  "spans", "clients", "errmin", "marks", "perf")
 #: bump when a table's meaning changes: batches rolled up by another version are rolled up again
-VERSION: Final = 4  # 2: rate-limited/unauthorized are not errors (ev.NOT_FAILURES); instances know clean stops
-# 3: the dashboard's ``series``; 4: the window rollups (store/windows.py) and series' tokens and size_max
+VERSION: Final = 5  # 2: rate-limited/unauthorized are not errors (ev.NOT_FAILURES); instances know clean stops
+# 3: the dashboard's ``series``
+# 4: chains, sessions, loops, exfil and instances per ``hour`` (a window sums its whole hours); ``buckets``
+#    with the served requests' count and first/last time; ``spans``, ``clients``, ``errmin``, ``marks``,
+#    ``perf``
+# 5: the window rollups of the views (store/windows.py) and series' tokens, size_max and daily rows
 #: the default bucket of the error-spike detector; rollups are kept at this size, so a run whose
 #: bucket is a multiple of it can use them
 BUCKET: Final = 300.0
@@ -69,6 +95,24 @@ EXFIL_WINDOW: Final = 600.0
 HOUR: Final = 12
 #: ``mcplens report``'s daily rows (``series``' ``_d`` measures), in buckets: a week reads 7 per tool
 DAY: Final = 288
+#: seconds per ``hour`` of the session tables: a window reads the stored rows of its whole hours and
+#: computes its partial first and last hour from the events
+HOUR_S: Final = 3600.0
+#: the tables a window's analysis needs (the others serve the whole store's report and the dashboard)
+WINDOWED: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances", "clients", "errmin", "perf")
+#: the requests that serve something (the performance rules' scope)
+SERVED: Final = ("tools/call", "resources/read", "prompts/get")
+#: the events the analysis reads one by one, few among many: ``marks`` keeps them whole (every column), so a
+#: window filters them by time like the events themselves: tool lists and handshakes that carry what the
+#: drift and unused-tool rules and the classification read, process health records, and requests refused,
+#: failing authentication or with redactions
+MARKS: Final = (
+    f"((method IN ('tools/list', 'initialize') AND (response_tool_names IS NOT NULL OR response_tool_hints IS NOT NULL"
+    f" OR response_tool_hashes IS NOT NULL OR client_capabilities IS NOT NULL))"
+    f" OR (kind = '{ev.HEALTH_KIND}' AND process_memory_usage IS NOT NULL)"
+    f" OR (kind = 'request' AND proxy_direction IS NULL AND (status IN ('{ev.RATE_LIMITED}', '{ev.UNAUTHORIZED}')"
+    f" OR error_category = '{ev.CAT_AUTH}' OR redactions IS NOT NULL)))"
+)
 
 Exec = Callable[..., Any]
 Rows = Callable[..., list[dict[str, Any]]]
@@ -82,6 +126,10 @@ def _calls(relation: str, is_new: bool) -> str:
         FROM {relation} WHERE kind = 'request' AND method = 'tools/call' AND {SESSION_KEY} IS NOT NULL"""
 
 
+def _hour(column: str = "time") -> str:
+    return f"floor({column} / {HOUR_S!r})::BIGINT"
+
+
 def compute(
     execute: Exec,
     new: str,
@@ -92,20 +140,21 @@ def compute(
     exfil_window: float,
     bucket: float = BUCKET,
     prefix: str = "ru_",
-    exact_sessions: bool = True,
+    tables: Sequence[str] = TABLES,
 ) -> None:
-    """Create temp tables ``<prefix><table>`` from the events of relation ``new``.
+    """Create temp tables ``<prefix><table>`` (those in ``tables``) from the events of relation ``new``.
 
     ``history``: a relation holding earlier events (any superset of the earlier events of the
-    sessions in ``new``); ``None`` when ``new`` is all there is. Both relations have the store's
-    friendly column names. ``reads`` and ``sends`` are the tools classified as data access and as
-    outbound, for the read-then-send pairs. ``exact_sessions=False`` counts a window's sessions
-    per chain with HyperLogLog (about 2% off), for windows of millions of requests.
+    sessions in ``new``, none later than them); ``None`` when the sessions in ``new`` have none.
+    Both relations have the store's friendly column names. ``reads`` and ``sends`` are the tools
+    classified as data access and as outbound, for the read-then-send pairs.
+
+    Every contribution is counted in the ``hour`` of the call that makes it (a chain at its last
+    call, a session at its first call, a read-then-send at the send), judged with the session's
+    history: so the rows of any set of whole hours add up to what those hours' calls did.
     """
     p = prefix
-    if history is None:  # one pass over a window: nothing to subtract, so no per-session bookkeeping
-        # a table, not a view: the pair query reads it several times, and a view over a time window of
-        # Parquet batches was re-read for each (seconds per 100k events)
+    if history is None:
         execute(f"CREATE OR REPLACE TEMP TABLE {p}calls AS {_calls(new, True)}")
     else:
         execute(f"CREATE OR REPLACE TEMP TABLE {p}new_calls AS {_calls(new, True)}")
@@ -115,88 +164,160 @@ def compute(
                 UNION ALL
                 SELECT * FROM ({_calls(history, False)}) WHERE sk IN (SELECT DISTINCT sk FROM {p}new_calls)"""
         )
+    want = set(tables)
     # history first on equal times: it was written earlier
-    execute(
-        f"""CREATE OR REPLACE TEMP TABLE {p}seq AS
-            SELECT server, sk, tool, is_new, lag(tool) OVER w AS p1, lag(tool, 2) OVER w AS p2,
-                   row_number() OVER w AS k
-            FROM {p}calls WINDOW w AS (PARTITION BY sk ORDER BY time, is_new)"""
-    )
-    occ = f"""occ AS (
-                SELECT server, sk, [p1, tool] AS chain, is_new FROM {p}seq WHERE p1 IS NOT NULL
+    if want & {"chains", "sessions"}:
+        execute(
+            f"""CREATE OR REPLACE TEMP TABLE {p}seq AS
+                SELECT server, sk, tool, is_new, time, lag(tool) OVER w AS p1, lag(tool, 2) OVER w AS p2,
+                       row_number() OVER w AS k
+                FROM {p}calls WINDOW w AS (PARTITION BY sk ORDER BY time, is_new)"""
+        )
+    if "chains" in want:
+        # occurrences in the hour of the chain's last call; a session in the hour of its first occurrence
+        execute(
+            f"""CREATE OR REPLACE TEMP TABLE {p}chains AS
+                WITH occ AS (
+                    SELECT server, sk, [p1, tool] AS chain, is_new, time FROM {p}seq WHERE p1 IS NOT NULL
+                    UNION ALL
+                    SELECT server, sk, [p2, p1, tool], is_new, time FROM {p}seq WHERE p2 IS NOT NULL),
+                per AS (SELECT server, sk, chain, min(time) AS t FROM occ GROUP BY ALL HAVING bool_and(is_new)),
+                parts AS (
+                    SELECT server, chain, {_hour()} AS hour, count(*) AS occurrences, 0 AS sessions
+                    FROM occ WHERE is_new GROUP BY ALL
+                    UNION ALL
+                    SELECT server, chain, {_hour('t')}, 0, count(*) FROM per GROUP BY ALL)
+                SELECT server, chain, hour, sum(occurrences)::BIGINT AS occurrences, sum(sessions)::BIGINT AS sessions
+                FROM parts GROUP BY ALL"""
+        )
+    if "sessions" in want:
+        execute(
+            f"""CREATE OR REPLACE TEMP TABLE {p}sessions AS
+                SELECT server, {_hour()} AS hour, count(*) FILTER (WHERE k = 1) AS with_calls,
+                       count(*) FILTER (WHERE k = 2) AS with_2_calls
+                FROM {p}seq WHERE is_new AND k <= 2 GROUP BY ALL"""
+        )
+    if "loops" in want:
+        # per hour with new calls: the key's running count at the hour's end, from 2 on, and where the
+        # count stood before (``prev_hour``, ``prev_n``: the key's previous row, which this one supersedes)
+        execute(
+            f"""CREATE OR REPLACE TEMP TABLE {p}loops AS
+                WITH c AS (
+                    SELECT loopkey, server, tool, session, time, is_new,
+                           count(*) OVER w AS run, lag(time) OVER w AS pt,
+                           min(time) OVER (PARTITION BY loopkey) AS t0
+                    FROM {p}calls WHERE loopkey IN (
+                        SELECT loopkey FROM {p}calls GROUP BY 1 HAVING count(*) >= 2 AND bool_or(is_new))
+                    WINDOW w AS (PARTITION BY loopkey ORDER BY time, is_new ROWS UNBOUNDED PRECEDING))
+                SELECT loopkey, any_value(server) AS server, any_value(tool) AS tool,
+                       any_value(session) AS session, {_hour()} AS hour, max(run) AS n, min(t0) AS t0,
+                       max(time) AS t1, {_hour('arg_min(pt, run)')} AS prev_hour, min(run) - 1 AS prev_n
+                FROM c WHERE is_new GROUP BY loopkey, hour HAVING max(run) >= 2"""
+        )
+    if "exfil" in want:
+        execute(
+            f"""CREATE OR REPLACE TEMP TABLE {p}exfil AS
+                WITH r AS (SELECT sk, tool AS a, time FROM {p}calls WHERE status = 'ok' AND tool IN (SELECT unnest(?))),
+                     s AS (SELECT server, sk, session, tool AS b, time, request_size, is_new FROM {p}calls
+                           WHERE tool IN (SELECT unnest(?))),
+                     sa AS (SELECT s.*, ra.a FROM s JOIN (SELECT DISTINCT sk, a FROM r) ra USING (sk)
+                            WHERE ra.a <> s.b),
+                     j AS (SELECT sa.*, r.time AS read_time FROM sa ASOF JOIN r
+                           ON sa.sk = r.sk AND sa.a = r.a AND r.time < sa.time),
+                     p AS (SELECT * FROM j WHERE time - read_time <= ?),
+                     firsts AS (SELECT server, a, b, {_hour('min(time)')} AS hour, any_value(session) AS session
+                                FROM p GROUP BY server, sk, a, b HAVING bool_and(is_new)),
+                     sends AS (SELECT server, a, b, {_hour()} AS hour, count(*) AS sends,
+                                      max(request_size) AS max_send_bytes, min(read_time) AS first_read,
+                                      max(time) AS last_send
+                               FROM p WHERE is_new GROUP BY ALL),
+                     f AS (SELECT server, a, b, hour, count(*) AS sessions,
+                                  list(session ORDER BY session)[1:{EXAMPLES}] AS examples
+                           FROM firsts GROUP BY ALL)
+                SELECT server, a AS read_tool, b AS send_tool, hour, coalesce(f.sessions, 0) AS sessions,
+                       sends::BIGINT AS sends, max_send_bytes, first_read, last_send,
+                       coalesce(f.examples, []::VARCHAR[]) AS examples
+                FROM sends LEFT JOIN f USING (server, a, b, hour)""",
+            [list(reads), list(sends), exfil_window],
+        )
+    if "buckets" in want:
+        execute(
+            f"""CREATE OR REPLACE TEMP TABLE {p}buckets AS
+                SELECT server_name AS server, method, coalesce(target, method) AS tool,
+                       floor(time / {float(bucket)!r}) AS bucket,
+                       CASE WHEN {ERROR} THEN error_category END AS category,
+                       count(*) AS calls, count(*) FILTER (WHERE {ERROR}) AS errors,
+                       count(*) FILTER (WHERE proxy_direction IS NULL) AS served,
+                       min(time) FILTER (WHERE proxy_direction IS NULL) AS first,
+                       max(time) FILTER (WHERE proxy_direction IS NULL) AS last
+                FROM {new} WHERE kind = 'request' GROUP BY ALL"""
+        )
+    if "instances" in want:
+        execute(
+            f"""CREATE OR REPLACE TEMP TABLE {p}instances AS
+                SELECT server_name AS server, instance_id, {_hour()} AS hour, any_value(pid) AS pid,
+                       any_value(transport) AS transport, min(time) AS started, max(time) AS last_seen,
+                       max(time) FILTER (WHERE kind = 'request') AS last_request,
+                       max(time) FILTER (WHERE kind = '{ev.HEALTH_KIND}') AS last_health,
+                       count(*) FILTER (WHERE kind = 'request') AS requests,
+                       count(*) FILTER (WHERE error_type = 'ServerExited') AS exited
+                FROM {new} WHERE instance_id IS NOT NULL GROUP BY 1, 2, 3"""
+        )
+    if "spans" in want:  # where each session's history starts: what an edge of a window must read
+        execute(
+            f"""CREATE OR REPLACE TEMP TABLE {p}spans AS
+                SELECT sk, min(time) AS first, max(time) FILTER (WHERE is_new) AS last
+                FROM {p}calls GROUP BY sk HAVING bool_or(is_new) ORDER BY last"""
+        )
+    if "clients" in want:  # tool calls per client and 5-minute bucket: the client-spike baseline
+        execute(
+            f"""CREATE OR REPLACE TEMP TABLE {p}clients AS
+                SELECT server_name AS server, coalesce(client_id, client_name, 'unknown') AS client,
+                       floor(time / {float(bucket)!r})::BIGINT AS bucket, max(client_name) AS client_name,
+                       count(*) AS n, min(time) AS first
+                FROM {new} WHERE kind = 'request' AND proxy_direction IS NULL AND method = 'tools/call'
+                GROUP BY ALL"""
+        )
+    if "errmin" in want:  # the minutes each tool failed in (tools that fail together)
+        execute(
+            f"""CREATE OR REPLACE TEMP TABLE {p}errmin AS
+                SELECT server_name AS server, {label('method', 'target')} AS tool, floor(time / 60)::BIGINT AS minute,
+                       count(*) AS errors
+                FROM {new} WHERE kind = 'request' AND proxy_direction IS NULL AND {ERROR} GROUP BY ALL"""
+        )
+    if "perf" in want:  # latency, payload and token histograms (mcplens.histogram) per served target and hour
+        from mcplens.histogram import index_sql
+
+        served = ", ".join(f"'{m}'" for m in SERVED)
+        execute(
+            f"""CREATE OR REPLACE TEMP TABLE {p}perf AS
+                WITH r AS (SELECT server_name AS server, method, target, {_hour()} AS hour,
+                                  round(duration_s * 1e6)::BIGINT AS d, response_size::BIGINT AS z,
+                                  response_tokens::BIGINT AS k
+                           FROM {new} WHERE kind = 'request' AND proxy_direction IS NULL AND method IN ({served}))
+                SELECT server, method, target, hour, 'calls' AS measure, NULL::INTEGER AS idx, count(*) AS n,
+                       NULL::BIGINT AS vsum, NULL::BIGINT AS vmin, NULL::BIGINT AS vmax FROM r GROUP BY ALL
                 UNION ALL
-                SELECT server, sk, [p2, p1, tool], is_new FROM {p}seq WHERE p2 IS NOT NULL)"""
-    if history is None:
-        distinct = "count(DISTINCT sk)" if exact_sessions else "approx_count_distinct(sk)"
-        execute(
-            f"""CREATE OR REPLACE TEMP TABLE {p}chains AS
-                WITH {occ}
-                SELECT server, chain, count(*) AS occurrences, {distinct} AS sessions FROM occ GROUP BY ALL"""
+                SELECT server, method, target, hour, 'duration', {index_sql('d')}, count(*), sum(d), min(d), max(d)
+                FROM r WHERE d IS NOT NULL GROUP BY ALL
+                UNION ALL
+                SELECT server, method, target, hour, 'size', {index_sql('z')}, count(*), sum(z), min(z), max(z)
+                FROM r WHERE z IS NOT NULL GROUP BY ALL
+                UNION ALL
+                SELECT server, method, target, hour, 'tokens', {index_sql('k')}, count(*), sum(k), min(k), max(k)
+                FROM r WHERE k IS NOT NULL GROUP BY ALL"""
         )
-    else:
-        execute(
-            f"""CREATE OR REPLACE TEMP TABLE {p}chains AS
-                WITH {occ},
-                per AS (
-                    SELECT server, sk, chain, count(*) FILTER (WHERE is_new) AS occurrences,
-                           bool_and(is_new) AS first
-                    FROM occ GROUP BY ALL)
-                SELECT server, chain, sum(occurrences)::BIGINT AS occurrences,
-                       count(*) FILTER (WHERE first) AS sessions
-                FROM per GROUP BY ALL HAVING sum(occurrences) > 0"""
-        )
-    execute(
-        f"""CREATE OR REPLACE TEMP TABLE {p}sessions AS
-            SELECT server, count(*) FILTER (WHERE k = 1) AS with_calls, count(*) FILTER (WHERE k = 2) AS with_2_calls
-            FROM {p}seq WHERE is_new AND k <= 2 GROUP BY ALL"""
-    )
-    execute(
-        f"""CREATE OR REPLACE TEMP TABLE {p}loops AS
-            SELECT loopkey, any_value(server) AS server, any_value(tool) AS tool, any_value(session) AS session,
-                   count(*) AS n, min(time) AS t0, max(time) AS t1
-            FROM {p}calls GROUP BY loopkey HAVING count(*) >= 2 AND bool_or(is_new)"""
-    )
-    execute(
-        f"""CREATE OR REPLACE TEMP TABLE {p}exfil AS
-            WITH r AS (SELECT sk, tool AS a, time FROM {p}calls WHERE status = 'ok' AND tool IN (SELECT unnest(?))),
-                 s AS (SELECT server, sk, session, tool AS b, time, request_size, is_new FROM {p}calls
-                       WHERE tool IN (SELECT unnest(?))),
-                 sa AS (SELECT s.*, ra.a FROM s JOIN (SELECT DISTINCT sk, a FROM r) ra USING (sk) WHERE ra.a <> s.b),
-                 j AS (SELECT sa.*, r.time AS read_time FROM sa ASOF JOIN r
-                       ON sa.sk = r.sk AND sa.a = r.a AND r.time < sa.time),
-                 per AS (SELECT server, sk, any_value(session) AS session, a, b, bool_and(is_new) AS first,
-                                count(*) FILTER (WHERE is_new) AS sends,
-                                max(request_size) FILTER (WHERE is_new) AS max_send_bytes,
-                                min(read_time) FILTER (WHERE is_new) AS first_read,
-                                max(time) FILTER (WHERE is_new) AS last_send
-                         FROM j WHERE time - read_time <= ? GROUP BY server, sk, a, b HAVING bool_or(is_new))
-            SELECT server, a AS read_tool, b AS send_tool, count(*) FILTER (WHERE first) AS sessions,
-                   sum(sends)::BIGINT AS sends, max(max_send_bytes) AS max_send_bytes, min(first_read) AS first_read,
-                   max(last_send) AS last_send, list(session ORDER BY session)[1:{EXAMPLES}] AS examples
-            FROM per GROUP BY ALL""",
-        [list(reads), list(sends), exfil_window],
-    )
-    execute(
-        f"""CREATE OR REPLACE TEMP TABLE {p}buckets AS
-            SELECT server_name AS server, method, coalesce(target, method) AS tool,
-                   floor(time / {float(bucket)!r}) AS bucket,
-                   CASE WHEN {ERROR} THEN error_category END AS category,
-                   count(*) AS calls, count(*) FILTER (WHERE {ERROR}) AS errors
-            FROM {new} WHERE kind = 'request' GROUP BY ALL"""
-    )
-    execute(
-        f"""CREATE OR REPLACE TEMP TABLE {p}instances AS
-            SELECT server_name AS server, instance_id, any_value(pid) AS pid, any_value(transport) AS transport,
-                   min(time) AS started, max(time) AS last_seen,
-                   max(time) FILTER (WHERE kind = 'request') AS last_request,
-                   max(time) FILTER (WHERE kind = '{ev.HEALTH_KIND}') AS last_health,
-                   count(*) FILTER (WHERE kind = 'request') AS requests,
-                   count(*) FILTER (WHERE error_type = 'ServerExited') AS exited
-            FROM {new} WHERE instance_id IS NOT NULL GROUP BY 1, 2"""
-    )
+    if "marks" in want:
+        execute(f"CREATE OR REPLACE TEMP TABLE {p}marks AS SELECT * FROM {new} WHERE {MARKS} ORDER BY time")
+    for table, column in (("chains", "hour"), ("loops", "hour"), ("perf", "hour"), ("buckets", "bucket"),
+                          ("clients", "bucket"), ("errmin", "minute"), ("instances", "hour"), ("exfil", "hour")):
+        if table in want:  # in time order: a window read from the stored files skips row groups
+            execute(f"CREATE OR REPLACE TEMP TABLE {p}{table} AS SELECT * FROM {p}{table} ORDER BY {column}")
     for table, sql in tool_table_sql(new).items():
-        execute(f"CREATE OR REPLACE TEMP TABLE {p}{table} AS {sql}")
-    execute(f"CREATE OR REPLACE TEMP TABLE {p}series AS {series_sql(new, bucket, calls=f'{p}calls')}")  # dashboard
+        if table in want:
+            execute(f"CREATE OR REPLACE TEMP TABLE {p}{table} AS {sql}")
+    if "series" in want:
+        execute(f"CREATE OR REPLACE TEMP TABLE {p}series AS {series_sql(new, bucket, calls=f'{p}calls')}")
     execute(f"DROP TABLE IF EXISTS {p}seq")
     execute(f"DROP TABLE IF EXISTS {p}calls")
     execute(f"DROP TABLE IF EXISTS {p}new_calls")
@@ -289,13 +410,14 @@ MERGE: Final[dict[str, str]] = {
     "FROM {src} GROUP BY ALL",
     "sessions": "SELECT server, sum(with_calls) AS with_calls, sum(with_2_calls) AS with_2_calls "
     "FROM {src} GROUP BY ALL",
-    "loops": "SELECT loopkey, arg_max(server, n) AS server, arg_max(tool, n) AS tool, arg_max(session, n) AS session, "
-    "max(n) AS n, min(t0) AS t0, max(t1) AS t1 FROM {src} GROUP BY loopkey",
+    # each key's latest row: a row is superseded by the one that names it as its previous (no grouping by key)
+    "loops": "WITH w AS (SELECT * FROM {src}), sup AS (SELECT loopkey, prev_hour AS hour, prev_n AS n FROM w "
+    "WHERE prev_n >= 2) SELECT loopkey, server, tool, session, n, t0, t1 FROM w ANTI JOIN sup USING (loopkey, hour, n)",
     "exfil": "SELECT server, read_tool, send_tool, sum(sessions) AS sessions, sum(sends) AS sends, "
     "max(max_send_bytes) AS max_send_bytes, min(first_read) AS first_read, max(last_send) AS last_send, "
     f"list_sort(flatten(list(examples)))[1:{EXAMPLES}] AS examples FROM {{src}} GROUP BY ALL",
-    "buckets": "SELECT server, method, tool, bucket, category, sum(calls) AS calls, sum(errors) AS errors "
-    "FROM {src} GROUP BY ALL",
+    "buckets": "SELECT server, method, tool, bucket, category, sum(calls) AS calls, sum(errors) AS errors, "
+    "sum(served) AS served, min(first) AS first, max(last) AS last FROM {src} GROUP BY ALL",
     "instances": "SELECT server, instance_id, any_value(pid) AS pid, any_value(transport) AS transport, "
     "min(started) AS started, max(last_seen) AS last_seen, max(last_request) AS last_request, "
     "max(last_health) AS last_health, sum(requests) AS requests, sum(exited) AS exited FROM {src} GROUP BY 1, 2",
@@ -305,6 +427,13 @@ MERGE: Final[dict[str, str]] = {
     "sum(errors)::BIGINT AS errors, "
     "coalesce(sum(vsum) FILTER (WHERE measure NOT LIKE 'size_max%'), max(vsum))::BIGINT AS vsum "
     "FROM {src} GROUP BY ALL",  # size_max: the largest, not the sum
+    "spans": "SELECT sk, min(first) AS first, max(last) AS last FROM {src} GROUP BY sk",
+    "clients": "SELECT server, client, bucket, max(client_name) AS client_name, sum(n) AS n, min(first) AS first "
+    "FROM {src} GROUP BY ALL",
+    "errmin": "SELECT server, tool, minute, sum(errors) AS errors FROM {src} GROUP BY ALL",
+    "marks": "SELECT * FROM {src}",
+    "perf": "SELECT server, method, target, measure, idx, sum(n)::BIGINT AS n, sum(vsum)::BIGINT AS vsum, "
+    "min(vmin) AS vmin, max(vmax) AS vmax FROM {src} GROUP BY ALL",
 }
 
 
@@ -371,7 +500,7 @@ def roll_up_batch(run: Rows, new: str, history: str | None, out: Path, known_too
     for table in (*TABLES, *windows.TABLES):
         name = f"{ROLLUP_DIR}/{out.stem}.{tag}.{table}.parquet"
         quoted = "'" + str(out.parent / name).replace("'", "''") + "'"
-        run(f"COPY ru_{table} TO {quoted} (FORMAT parquet, COMPRESSION zstd)")
+        run(f"COPY ru_{table} TO {quoted} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 16384)")
         files[table] = name
     span = run(f"SELECT min(time) AS lo, max(time) AS hi FROM {new}")[0]  # a window reads only batches it overlaps
     return {**settings(tools, reads, sends, exfil_window), "files": files, "time": [span["lo"], span["hi"]]}

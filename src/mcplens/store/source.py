@@ -14,19 +14,17 @@ to read the ones stored at compaction when the run covers the whole store.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from mcplens.store import rollup
 from mcplens.store.sql import label, lit
 
 if TYPE_CHECKING:
     from mcplens.store.window import TimeWindow
-
-#: a window with more requests counts sessions per chain approximately (HyperLogLog, ~2%)
-EXACT_SESSIONS_UP_TO: Final = 200_000
 
 Rows = list[dict[str, Any]]
 #: tools -> (data-access tools, outbound tools): the analysis's classification
@@ -73,9 +71,15 @@ class AnalysisSource(ABC):
     def __call__(self, sql: str, params: list[Any] | None = None) -> Rows:
         """Run DuckDB SQL; rows as dicts by column name (none for a statement without a result)."""
 
+    def marks(self) -> None:
+        """Create the view ``marks``: the window's events of :data:`rollup.MARKS` (few, read one by one)."""
+        self(f"CREATE OR REPLACE TEMP VIEW marks AS SELECT * FROM events WHERE {rollup.MARKS}{self.where_literal()}")
+
     @abstractmethod
-    def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int) -> RollupInfo:
-        """Create ``ru_<table>`` for this window and server; ``requests``: how many the window holds."""
+    def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int,
+                      min_loop: int = 2) -> RollupInfo:
+        """Create ``ru_<table>`` (:data:`rollup.WINDOWED`) for this window and server; ``requests``: how
+        many the window holds (unused); ``ru_loops`` keeps the keys called at least ``min_loop`` times."""
 
 
 class DuckDBSource(AnalysisSource):
@@ -88,16 +92,51 @@ class DuckDBSource(AnalysisSource):
     def __call__(self, sql: str, params: list[Any] | None = None) -> Rows:
         return self._run(sql, params or [])
 
-    def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int) -> RollupInfo:
-        """The slow path: the tables computed from the window's events, no history needed."""
+    def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int,
+                      min_loop: int = 2) -> RollupInfo:
+        """The slow path: the tables computed from the window's events, with the earlier events of the
+        window's sessions that ``events`` holds as their history (see :func:`rollup.compute`)."""
 
         where = self.where_literal()
         tools = self(f"SELECT DISTINCT {label('method', 'target')} AS tool FROM events "
                      f"WHERE kind = 'request' AND proxy_direction IS NULL {where} AND method = 'tools/call'")
         reads, sends = split([r["tool"] for r in tools])
         self(f"CREATE OR REPLACE TEMP VIEW win_events AS SELECT * FROM events WHERE true {where}")
-        rollup.compute(self, "win_events", None, reads=reads, sends=sends, exfil_window=exfil_window,
-                       bucket=bucket, prefix="rw_", exact_sessions=requests <= EXACT_SESSIONS_UP_TO)
-        for t in rollup.TABLES:
-            self(f"CREATE OR REPLACE TEMP TABLE ru_{t} AS {rollup.MERGE[t].format(src='rw_' + t)}")
+        history = None
+        if self.since is not None:
+            server = "" if self.server is None else f" AND server_name = {lit(self.server)}"
+            self(f"CREATE OR REPLACE TEMP VIEW win_history AS SELECT * FROM events WHERE time < {lit(self.since)}"
+                 f"{server}")
+            history = "win_history"
+        tables = rollup.WINDOWED  # what the analysis reads (the marks are a view of the events: marks())
+        rollup.compute(self, "win_events", history, reads=reads, sends=sends, exfil_window=exfil_window,
+                       bucket=bucket, prefix="rw_", tables=tables)
+        for t in tables:
+            src = f"(SELECT * FROM rw_{t} WHERE n >= {int(min_loop)})" if t == "loops" else f"rw_{t}"
+            kind = "VIEW" if t == "loops" else "TABLE"  # loops: one row per key, read once
+            self(f"CREATE OR REPLACE TEMP {kind} ru_{t} AS {rollup.MERGE[t].format(src=src)}")
         return RollupInfo(bucket, reads, sends, stored=False)
+
+
+def hours(window: TimeWindow | None) -> tuple[int | None, int | None]:
+    """The whole hours (``[lo, hi)``, by :data:`rollup.HOUR_S`) inside a window; None: unbounded."""
+    if window is None:
+        return None, None
+    lo = None if window.since is None else math.ceil(window.since / rollup.HOUR_S)
+    hi = None if window.until is None else math.floor(window.until / rollup.HOUR_S)
+    return lo, hi
+
+
+def in_hours(column: str, lo: int | None, hi: int | None) -> str:
+    """SQL: ``column`` (an hour number) within ``[lo, hi)``."""
+    return " AND ".join([f"{column} >= {lo}" if lo is not None else "true",
+                         f"{column} < {hi}" if hi is not None else "true"])
+
+
+def hour_of(table: str) -> str:
+    """The hour column of a stored rollup table (``buckets`` has finer buckets)."""
+    if table in ("buckets", "clients"):
+        return f"floor(bucket * {rollup.BUCKET!r} / {rollup.HOUR_S!r})"
+    if table == "errmin":
+        return f"floor(minute * 60 / {rollup.HOUR_S!r})"
+    return "hour"

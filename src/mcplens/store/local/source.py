@@ -1,9 +1,17 @@
 """The local store's :class:`~mcplens.store.source.AnalysisSource`: stored rollups when they answer the run.
 
-A run over the whole store (no window) reads the rollup tables compaction stored beside each batch,
-plus a delta for the events not compacted yet, when they were made with the run's settings
-(:func:`rollup.applies`); otherwise, and for a window, it computes them from the events like any
-DuckDB source.
+When every batch has rollups made with the run's settings (:func:`rollup.applies`), the rollup
+tables of any window are the stored rows of its whole hours (``hour``, store/rollup.py) plus two
+small computations from the events, each with its sessions' history (their earlier calls, found
+from the stored ``spans`` so only that stretch of time is read):
+
+* the partial first hour ``[since, first whole hour)``;
+* the partial last hour ``[last whole hour, until)`` of the compacted batches, and the events not
+  compacted yet (the tail).
+
+So a week over ten million events reads some thousands of rollup rows and at most two hours of
+events. Otherwise (a batch without rollups, another classification) it computes them from the
+window's events like any DuckDB source.
 """
 
 from __future__ import annotations
@@ -11,9 +19,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mcplens.store import rollup
-from mcplens.store.rollup import BUCKET
-from mcplens.store.source import DuckDBSource, RollupInfo, Split
-from mcplens.store.sql import lit
+from mcplens.store.rollup import BUCKET, HOUR_S
+from mcplens.store.source import DuckDBSource, RollupInfo, Split, hour_of, hours, in_hours
+from mcplens.store.sql import SESSION_KEY, lit
 
 if TYPE_CHECKING:
     from mcplens.store.base import TimeWindow
@@ -26,31 +34,86 @@ class LocalSource(DuckDBSource):
         #: each batch's rollup settings and files, when every batch has them (else None)
         self.rollups = reader.rollups
         self.has_segments = reader.has_segments
+        if self.rollups is not None and self.has_segments:
+            # the tail is JSON: parse it once for every query of the run, not once per query
+            self("CREATE OR REPLACE TEMP TABLE tail_events AS SELECT * FROM segment_events")
+            self("CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM batch_events UNION ALL SELECT * FROM tail_events")
 
-    def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int) -> RollupInfo:
-        stored = self.rollups if self.since is None and self.until is None else None
+    def marks(self) -> None:
+        if not self.rollups or not all(rollup.complete(m) for m in self.rollups):
+            return super().marks()
+        files = ", ".join(lit(m["files"]["marks"]) for m in self.rollups)
+        where = self.where_literal()
+        tail = (f" UNION ALL BY NAME SELECT * FROM tail_events WHERE {rollup.MARKS}{where}"
+                if self.has_segments else "")
+        self(f"CREATE OR REPLACE TEMP VIEW marks AS SELECT * FROM read_parquet([{files}], union_by_name=true) "
+             f"WHERE true{where}{tail}")
+        return None
+
+    def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int,
+                      min_loop: int = 2) -> RollupInfo:
+        stored = self.rollups
         if stored:
-            files = [m["files"]["buckets"] for m in stored]
-            tools = self(
-                "SELECT DISTINCT tool FROM read_parquet(?) WHERE method = 'tools/call' UNION "
-                "SELECT DISTINCT target FROM segment_events WHERE kind = 'request' AND method = 'tools/call'",
-                [files],
-            )
-            reads, sends = split([r["tool"] for r in tools])
+            # every tool any batch saw called, and the tail's: a superset of the window's, which changes
+            # nothing (pairs of tools not called in the window have no rows)
+            tools = {t for m in stored for t in m.get("tools") or ()}
+            if self.has_segments:
+                tools |= {r["t"] for r in self("SELECT DISTINCT target AS t FROM tail_events WHERE kind = 'request' "
+                                               "AND method = 'tools/call' AND target IS NOT NULL")}
+            reads, sends = split(sorted(tools))
             if all(rollup.applies(m, reads=reads, sends=sends, exfil_window=exfil_window, bucket=bucket)
                    for m in stored):
-                self._stored_tables(stored, reads, sends, exfil_window)
+                self._stored_tables(stored, reads, sends, exfil_window, min_loop)
                 return RollupInfo(BUCKET, reads, sends, stored=True)
-        return super().rollup_tables(split, exfil_window=exfil_window, bucket=bucket, requests=requests)
+        return super().rollup_tables(split, exfil_window=exfil_window, bucket=bucket, requests=requests,
+                                     min_loop=min_loop)
 
     def _stored_tables(self, stored: list[dict[str, Any]], reads: list[str], sends: list[str],
-                       exfil_window: float) -> None:
-        if self.has_segments:  # events not compacted yet: their delta over the compacted history
-            rollup.compute(self, "segment_events", "batch_events", reads=reads, sends=sends,
-                           exfil_window=exfil_window, bucket=BUCKET, prefix="rd_")
-        server = "" if self.server is None else f" WHERE server IS NOT DISTINCT FROM {lit(self.server)}"
-        for t in rollup.TABLES:
+                       exfil_window: float, min_loop: int) -> None:
+        lo, hi = hours(self.window)
+        core = lo is None or hi is None or lo < hi
+        spans = ", ".join(lit(m["files"]["spans"]) for m in stored)
+        # (new events, the batches' history before, the tail's history before): history precedes them
+        regions: list[tuple[str, float | None, float | None]] = []
+        s, u = self.since, self.until
+        upto = "" if u is None else f" AND time < {lit(u)}"
+        if s is not None:  # the partial first hour (the whole window when it has no whole hour)
+            end = lo * HOUR_S if core and lo is not None else u
+            first = f"time >= {lit(s)}" + ("" if end is None else f" AND time < {lit(end)}")
+            regions.append((f"SELECT * FROM events WHERE {first}", s, s))
+        if core:  # the partial last hour of the batches, and the tail
+            parts = []
+            if u is not None and hi is not None:
+                parts.append(f"SELECT * FROM batch_events WHERE time >= {lit(hi * HOUR_S)}{upto}")
+            if self.has_segments:
+                start = "" if lo is None else f" AND time >= {lit(lo * HOUR_S)}"
+                parts.append(f"SELECT * FROM tail_events WHERE true{start}{upto}")
+            if parts:
+                regions.append((" UNION ALL ".join(parts), None if u is None or hi is None else hi * HOUR_S,
+                                -float("inf") if lo is None else lo * HOUR_S))
+        computed = []
+        for i, (new, batch_before, tail_before) in enumerate(regions):
+            self(f"CREATE OR REPLACE TEMP VIEW rg{i}_new AS {new}")
+            # the sessions' history starts at their first call: read the batches from there on only
+            row = self(
+                f"SELECT min(first) AS t FROM read_parquet([{spans}]) WHERE sk IN ("
+                f"SELECT hash({SESSION_KEY}) FROM rg{i}_new WHERE kind = 'request' AND method = 'tools/call')")
+            start = row[0]["t"] if row else None
+            hist = ["SELECT * FROM batch_events WHERE "
+                    + (f"time >= {lit(start)}" if start is not None else "false")
+                    + ("" if batch_before is None else f" AND time < {lit(batch_before)}")]
+            if self.has_segments and tail_before is not None and tail_before != -float("inf"):
+                hist.append(f"SELECT * FROM tail_events WHERE time < {lit(tail_before)}")
+            self(f"CREATE OR REPLACE TEMP VIEW rg{i}_hist AS " + " UNION ALL ".join(f"({h})" for h in hist))
+            rollup.compute(self, f"rg{i}_new", f"rg{i}_hist", reads=reads, sends=sends, exfil_window=exfil_window,
+                           bucket=BUCKET, prefix=f"rg{i}_", tables=rollup.WINDOWED)
+            computed.append(f"rg{i}_")
+        server = "" if self.server is None else f" AND server IS NOT DISTINCT FROM {lit(self.server)}"
+        for t in rollup.WINDOWED:  # what the analysis reads
             files = ", ".join(lit(m["files"][t]) for m in stored)
-            delta = f" UNION ALL BY NAME SELECT * FROM rd_{t}" if self.has_segments else ""
-            src = f"(SELECT * FROM read_parquet([{files}]){delta}){server}"
-            self(f"CREATE OR REPLACE TEMP TABLE ru_{t} AS {rollup.MERGE[t].format(src=src)}")
+            parts = [f"SELECT * FROM read_parquet([{files}]) WHERE {in_hours(hour_of(t), lo, hi) if core else 'false'}"]
+            parts += [f"SELECT * FROM {p}{t}" for p in computed]
+            keep = f" AND n >= {int(min_loop)}" if t == "loops" else ""
+            src = "(" + " UNION ALL BY NAME ".join(f"({x})" for x in parts) + f") WHERE true{server}{keep}"
+            kind = "VIEW" if t == "loops" else "TABLE"  # loops: one row per key, read once
+            self(f"CREATE OR REPLACE TEMP {kind} ru_{t} AS {rollup.MERGE[t].format(src=src)}")

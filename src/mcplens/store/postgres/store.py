@@ -327,11 +327,11 @@ class PostgresStore(Store):
         rollup tables computed from them by :class:`~mcplens.store.source.DuckDBSource`."""
         from mcplens.store.source import DuckDBSource
 
-        with self.reader(since=None if window is None else window.since) as run:
+        with self.reader(since=None if window is None else window.since, history=True) as run:
             yield DuckDBSource(run, window, server)
 
     @contextlib.contextmanager
-    def reader(self, *, since: float | None = None) -> Iterator[Any]:
+    def reader(self, *, since: float | None = None, history: bool = False) -> Iterator[Any]:
         """An in-memory DuckDB holding the window's events as the table ``events`` (friendly columns,
         the local store's types), for the detectors' DuckDB SQL.
 
@@ -350,13 +350,21 @@ class PostgresStore(Store):
                            else f'CAST(from_json("{n}", \'["VARCHAR"]\') AS VARCHAR[]) AS "{n}"'
                            if duck_types[n] == "VARCHAR[]" else f'"{n}"' for n, _, _ in cols)
         where = "true" if since is None else "time >= %s"
+        params = None if since is None else [since]
+        if since is not None and history:  # the insights judge a window's sessions with their earlier calls
+            from mcplens.store.sql import SESSION_KEY
+
+            call = "kind = 'request' AND method = 'tools/call'"
+            where += (f" OR (time < %s AND {call} AND {SESSION_KEY} IN "
+                      f"(SELECT {SESSION_KEY} FROM {_T} WHERE time >= %s AND {call}))")
+            params = [since] * 3
         fd, name = tempfile.mkstemp(prefix="mcplens-pg-", suffix=".csv")
         path = Path(name)
         try:
             with os.fdopen(fd, "wb") as out:
                 cur = self.conn().cursor()
                 sql = f"COPY (SELECT {out_cols} FROM {_T} WHERE {where}) TO STDOUT (FORMAT csv)"
-                with cur.copy(sql, [since] if since is not None else None) as cp:
+                with cur.copy(sql, params) as cp:
                     for block in cp:
                         out.write(block)
             con = _duckdb().connect()

@@ -1,0 +1,133 @@
+"""A window's insights from the stored hourly rollups equal the same window computed from the events.
+
+The data is SYNTHETIC (tests/analysis/workload.py), written through the real segment writer and
+compacted by the real compaction into two Parquet batches with a tail of segments left uncompacted.
+Chains, a loop and a read-then-send are placed across a batch cut, across an hour boundary and
+across the start of a window (which is in the middle of an hour), so that the partial hours, the
+whole hours and the tail each hold part of them. The reference is the plain DuckDB source, which
+computes every table from the window's events with the earlier events of its sessions as history.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcplens import event as ev
+from mcplens.analysis.core import Analysis, Options
+from mcplens.analysis.run import analyze
+from mcplens.store import rollup
+from mcplens.store.base import TimeWindow
+from mcplens.store.local import source as local_source
+from mcplens.store.local.reader import LocalStore
+from mcplens.store.local.source import LocalSource
+from mcplens.store.source import DuckDBSource
+from tests.analysis import workload
+
+DAY = workload.DAY
+HOUR = rollup.HOUR_S
+CUT1 = workload.T0 + 1.0 * DAY  # the first batch ends here (mid-hour)
+CUT2 = workload.T0 + 2.0 * DAY  # the second here; the tail after it stays uncompacted
+EDGE = CUT1 + 2 * HOUR + 1234.5  # a window start in the middle of an hour, after the first cut
+
+
+def _placed() -> list[dict[str, Any]]:
+    same = {"q": "the same question"}
+    out = [workload.call(EDGE - 45 + 10 * i, "summarize", session="loop-edge", args=same, client="c-loop")
+           for i in range(8)]  # 5 before the window's start, 3 after
+    out += [workload.call(CUT1 - 40 + 10 * i, "summarize", session="loop-cut", args=same, client="c-loop")
+            for i in range(7)]
+    out += [  # read before the window starts, send inside it
+        workload.call(EDGE - 100, "query_orders", session="leak-edge", client="c-leak"),
+        workload.call(EDGE + 100, "post_comment", session="leak-edge", client="c-leak", request_size=40_000),
+        workload.call(CUT2 - 60, "query_orders", session="leak-cut", client="c-leak"),
+        workload.call(CUT2 + 60, "post_comment", session="leak-cut", client="c-leak", request_size=30_000),
+    ]
+    hour = (EDGE // HOUR + 3) * HOUR  # a whole hour's boundary inside the window
+    for k in range(40):  # chains across the window's start, an hour boundary and both cuts
+        for t0 in (EDGE, hour, CUT1, CUT2):
+            out += [workload.call(t0 - 5 + k * 0.01, "translate", session=f"chain{k}@{t0}", client="c-chain"),
+                    workload.call(t0 + 5 + k * 0.01, "create_ticket", session=f"chain{k}@{t0}", client="c-chain"),
+                    workload.call(t0 + 7 + k * 0.01, "post_comment", session=f"chain{k}@{t0}", client="c-chain")]
+    return out
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    evs = sorted([*workload.normal(20_000, days=3.0, seed=5), *_placed()], key=lambda e: e[ev.TIME])
+    home = tmp_path_factory.mktemp("windows") / "home"
+    for i, (lo, hi) in enumerate(((0.0, CUT1), (CUT1, CUT2), (CUT2, 1e12))):
+        workload.write(home, [e for e in evs if lo <= e[ev.TIME] < hi], instance=f"writer{i}")
+        if i < 2:
+            LocalStore(home).compact()
+    return home
+
+
+WINDOWS = {
+    "since, mid-hour": TimeWindow(EDGE, None),
+    "both ends mid-hour, until in the tail": TimeWindow(EDGE - 0.4 * DAY, CUT2 + 5 * HOUR + 99.0),
+    "no whole hour": TimeWindow(EDGE - 600.0, EDGE + 900.0),
+    "whole hours only": TimeWindow((EDGE // HOUR + 1) * HOUR, (CUT2 // HOUR - 2) * HOUR),
+    "until before the tail": TimeWindow(None, CUT1 + 3 * HOUR + 17.0),
+    "mostly tail": TimeWindow(CUT2 + 100.0, None),
+}
+
+
+def _run(store: LocalStore, window: TimeWindow | None, *, stored: bool, server: str | None = None
+         ) -> tuple[list[dict[str, Any]], dict[str, list[tuple[str, ...]]]]:
+    with store.reader() as run:
+        source = (LocalSource if stored else DuckDBSource)(run, window, server)
+        found = [f.to_dict() for f in analyze(source, Options())]
+        a = Analysis(source, Options())
+        assert a.from_rollups is stored
+        tables = {t: sorted(tuple(map(str, r.values())) for r in source(f"SELECT * FROM ru_{t}"))
+                  for t in rollup.WINDOWED if t != "chains"}
+        # a chain is a list: compare it as text, with its counts
+        tables["chains"] = sorted(tuple(map(str, r.values())) for r in source(
+            "SELECT server, chain::VARCHAR AS c, occurrences, sessions FROM ru_chains"))
+        tables["marks"] = sorted(tuple(map(str, r.values())) for r in source("SELECT event_id, time FROM marks"))
+        return found, tables
+
+
+@pytest.mark.parametrize("name", [*WINDOWS, "whole store"])
+def test_a_window_from_rollups_equals_the_window_from_the_events(home: Path, name: str) -> None:
+    store = LocalStore(home)
+    window = WINDOWS.get(name)
+    found, tables = _run(store, window, stored=True)
+    want, want_tables = _run(store, window, stored=False)
+    for t in want_tables:
+        assert tables[t] == want_tables[t], (name, t)
+    assert found == want
+    assert found  # something to compare
+
+
+def test_what_crosses_the_window_start_is_judged_with_its_history(home: Path) -> None:
+    found, tables = _run(LocalStore(home), WINDOWS["since, mid-hour"], stored=True)
+    loop = next(f for f in found if f["detector"] == "loop" and "loop-edge" in f["evidence"]["example_sessions"])
+    assert loop["evidence"]["longest_run"] >= 8  # the running count, its calls before the start included
+    leak = next(f for f in found if f["detector"] == "exfiltration" and f["subject"].endswith("-> post_comment"))
+    assert leak["evidence"]["max_outbound_request_bytes"] == 40_000  # the read came before the window
+    chain = [r for r in tables["chains"] if r[1] == "[translate, create_ticket, post_comment]"]
+    assert chain and int(chain[0][2]) >= 40 * 2  # the chains at the start and at the hour boundary
+
+
+@pytest.mark.parametrize(("shift", "name"), [((1, 0), "both ends mid-hour, until in the tail"),
+                                             ((-1, 0), "both ends mid-hour, until in the tail"),
+                                             ((0, 1), "until before the tail"),
+                                             ((0, -1), "until before the tail")])
+def test_an_hour_dropped_or_counted_twice_is_caught(home: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     shift: tuple[int, int], name: str) -> None:
+    """The comparison above is sharp: misplace the stored hours by one and it fails."""
+    real = local_source.in_hours
+
+    def off(column: str, lo: int | None, hi: int | None) -> str:
+        return real(column, None if lo is None else lo + shift[0], None if hi is None else hi + shift[1])
+
+    monkeypatch.setattr(local_source, "in_hours", off)
+    store = LocalStore(home)
+    window = WINDOWS[name]
+    _, tables = _run(store, window, stored=True)
+    _, want = _run(store, window, stored=False)
+    assert tables["chains"] != want["chains"] and tables["buckets"] != want["buckets"]
