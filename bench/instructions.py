@@ -124,7 +124,7 @@ def measure(calls: int, warmup: int, vary: bool, jobs: int) -> dict[str, dict[st
 
 
 def report(res: dict[str, dict[str, float]], calls: int, vary: bool) -> str:
-    import mcp
+    import importlib.metadata
 
     base = res["sdk-default"]["per_call"]
     otel = res["sdk+otel-provider"]["per_call"] - base
@@ -136,7 +136,7 @@ def report(res: dict[str, dict[str, float]], calls: int, vary: bool) -> str:
         f"### Whole-process instructions per call (`bench/instructions.py{' --vary' if vary else ''}`) — {now}",
         "",
         f"- Machine: `{platform.system()} {platform.release()} {platform.machine()}`, nproc {os.cpu_count()}; "
-        f"CPython {platform.python_version()}, mcp {mcp.__version__ if hasattr(mcp, '__version__') else '?'}; "
+        f"CPython {platform.python_version()}, mcp {importlib.metadata.version('mcp')}; "
         f"mcplens source at git {head}. Counted by valgrind (callgrind), so the figures do not depend on "
         "the machine's load.",
         f"- Each contender in its own process, {calls} and {2 * calls} in-memory `tools/call`s with the "
