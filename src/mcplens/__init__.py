@@ -1,7 +1,7 @@
 """mcplens: privacy-safe monitoring for MCP servers.
 
 ``mcplens.instrument(server)`` is the whole integration. Importing this package stays cheap:
-standard library only, no framework, no DuckDB.
+the standard library and orjson (imported by the writer), no framework, no DuckDB.
 """
 
 from __future__ import annotations
