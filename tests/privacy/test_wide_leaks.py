@@ -184,14 +184,28 @@ def _health_by_instance(home: Path) -> list[list[dict[str, Any]]]:
     return list(by.values())
 
 
+# Rollup columns that hold DuckDB ``hash()`` of a pseudonymous session key (and of a call's
+# target and redacted arguments): 20-digit integers mcplens makes itself, whose random digits can hold
+# any 8-digit run (``12016407778436586459`` once matched a corpus card fragment in CI).
+HASHED_KEYS = frozenset({"sk", "loopkey"})
+
+
 def parquet_text(home: Path) -> str:
     """Parquet is compressed: read every file back through DuckDB and render its rows as text."""
     import duckdb
 
     out = []
+    con = duckdb.connect()
     for path in Path(home).rglob("*.parquet"):
-        rows = duckdb.connect().execute(f"SELECT * FROM read_parquet('{path}')").fetchall()
-        out.append(repr([_unmeasured(r) for r in rows]))
+        source = f"read_parquet('{path}')"
+        kept = [
+            f'"{name}"'
+            for name, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+            if not (name in HASHED_KEYS and kind == "UBIGINT")
+        ]
+        if kept:
+            rows = con.execute(f"SELECT {', '.join(kept)} FROM {source}").fetchall()
+            out.append(repr([_unmeasured(r) for r in rows]))
     return "\n".join(out)
 
 
