@@ -63,6 +63,15 @@ try:
             return _orjson_dumps(value, default=str, option=_OPTIONS).decode("utf-8")
         except _orjson_error:
             return _std_compact(value)
+    _LINE_OPTIONS = _OPTIONS | orjson.OPT_APPEND_NEWLINE
+
+    def dumps_line(value: Any) -> bytes:
+        """``value`` as one line of compact JSON, its newline included."""
+        try:
+            return _orjson_dumps(value, default=str, option=_LINE_OPTIONS)
+        except _orjson_error:
+            return _std_bytes(value) + b"\n"
+
     def exact(value: Any) -> bytes | None:
         """``value`` as compact JSON when it is plain JSON data (no ``default=str`` stand-ins,
         which could make two different values encode alike), else None."""
@@ -73,6 +82,9 @@ try:
 except ImportError:  # pragma: no cover - a platform with no orjson wheel: the standard library
     dumps = _std_bytes
     compact = _std_compact
+
+    def dumps_line(value: Any) -> bytes:
+        return _std_bytes(value) + b"\n"
 
     def exact(value: Any) -> bytes | None:
         try:
