@@ -37,7 +37,9 @@ def test_sinks_of_one_instance_reopened_in_the_same_second_keep_every_event(tmp_
     assert LocalStore(home).query("SELECT count(*) AS n FROM events")[0]["n"] == written == 12
 
 
-def test_a_batch_cut_short_in_a_later_piece_keeps_whole_lines_and_counts_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_batch_cut_short_in_a_later_piece_keeps_whole_lines_and_counts_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A batch larger than one write piece (WRITE_CHUNK) whose disk fills in its second piece: the
     first piece stays, the torn line is cut back, and PartialWrite names exactly the lines on disk.
     The disk is simulated at ``os.write`` (a short write, then ENOSPC)."""
