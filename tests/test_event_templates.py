@@ -97,6 +97,12 @@ def test_templated_events_equal_events_built_from_scratch(tmp_path: Path, monkey
     assert pipeline.templates.hits >= len(fast) // 3, (pipeline.templates.hits, len(fast))
     assert len(fast) == len(slow) > 3 * 4 * 11  # and initialize, discovery
     assert _comparable(fast) == _comparable(slow)
+    # sessions as the transport gives them: one per legacy connection; the 2026-era client's
+    # requests (a connection each, in process) stitched into one by client and idle gap
+    for name, source in (("agent-one", "connection"), ("agent-two", "connection"), ("agent-three", "idle_gap")):
+        calls = [e for e in fast if e.get(ev.CLIENT_NAME) == name and e[ev.METHOD] == "tools/call"]
+        assert len(calls) == 4 * 7 and {e[ev.SESSION_SOURCE] for e in calls} == {source}, name
+        assert len({e[ev.SESSION_ID] for e in calls}) == 1, name
     # and the per-call fields are each call's own
     assert len({e[ev.EVENT_ID] for e in fast}) == len(fast)
     assert len({e[ev.SPAN_ID] for e in fast}) == len(fast)

@@ -34,6 +34,7 @@ from mcplens.capture import sessions
 from mcplens.capture.common import (
     JSONRPC_INVALID_PARAMS,
     MODERN_CLIENT_INFO,
+    MODERN_PROTOCOL,
     Exchange,
     UriTemplates,
     build_event,
@@ -332,7 +333,7 @@ class EventBuilder:
             found = self._template_key(method, params, request_id, meta, protocol_version, connection, request, t0,
                                        result)
             if found is not None:
-                key, session = found
+                key, session = found  # the session as (raw id, source, stitching key)
                 template = self._templates.get(key)
                 if template is not None:
                     self.uris.learn_result(method, result)
@@ -361,21 +362,23 @@ class EventBuilder:
             x.uri_template = self._template_for(params["uri"])
         self._where(connection, request, meta, x, t0)
         e = build_event(x, self._base)
-        if key is not None and e.get(ev.SESSION_ID) == session:
+        if key is not None and e.get(ev.SESSION_SOURCE) == session[1] and (
+            session[2] is not None or e.get(ev.SESSION_ID) == session[0]
+        ):
             e[KEY_FIELD] = key
         return [e]
 
     def _template_key(
         self, method: str, params: Any, request_id: Any, meta: Any, protocol_version: Any, connection: Any,
         request: Any, t0: float, result: Any,
-    ) -> tuple[tuple[Any, ...], str] | None:
+    ) -> tuple[tuple[Any, ...], Session] | None:
         """What an ``ok`` call's event is made of besides its per-call fields (event_templates), and
-        its raw session id; None when that cannot be told cheaply and exactly, or the call has no
-        session of its transport's (then the event is built from scratch).
+        how its session is found; None when that cannot be told cheaply and exactly (then the
+        event is built from scratch).
 
-        It mirrors :meth:`__call__`, :meth:`_where` and ``build_event``: every input they read
-        is here, but the reply (only sizes and counts come from it, per call), the clocks and the
-        session (a 2026-era client may open a connection per request).
+        It mirrors :meth:`__call__`, :meth:`_where`, ``build_event`` and ``sessions.derive``: every
+        input they read is here, but the reply (only sizes and counts come from it, per call), the
+        clocks and the session (a 2026-era client has no session: one is stitched per call).
         """
         if (
             request_id is None or type(params) is not dict or method in _UNTEMPLATED
@@ -395,18 +398,35 @@ class EventBuilder:
             where: tuple[Any, ...] = ("tcp", getattr(client, "host", None))
         elif self._stdio is not None and self._stdio.served_stdio_at(t0):
             session, where = self._pipe_session, ("pipe",)
-        elif connection is not None:
-            session, where = self._connection_id(connection), ("inproc",)
         else:
-            return None
-        if not isinstance(session, str) or not session:
-            return None  # a session stitched by idle gaps depends on the calls before
+            session = self._connection_id(connection) if connection is not None and not _stateless(meta) else None
+            where = ("inproc",)
+        spec: Session
+        if isinstance(session, str) and session:
+            spec = (session, sessions.source_of(session), None)
+        else:  # as sessions.derive finds one: a conversation id the client sent, else stitched
+            client_meta = params.get("_meta")
+            conversation = sessions.conversation_id(client_meta)
+            if conversation is not None:
+                spec = (f"meta:{self._server_name or ''}:{conversation}", sessions.META, None)
+            else:
+                named = client_meta.get(MODERN_CLIENT_INFO) if isinstance(client_meta, dict) else None
+                if not isinstance(named, dict):
+                    return None  # the client is named elsewhere (its connection): built from scratch
+                name, version = named.get("name"), named.get("version")
+                address = where[1] if where[0] == "tcp" else None
+                client_key = "|".join([str(name) if name is not None else "",
+                                       str(version) if version is not None else "", address or ""])
+                if not client_key.strip("|") and not address:
+                    spec = (None, None, None)
+                else:
+                    spec = (None, sessions.IDLE, (self._base[ev.INSTANCE_ID], client_key, address or ""))
         info: Any = None
         if not (isinstance(meta, dict) and isinstance(meta.get(MODERN_CLIENT_INFO), dict)) and connection is not None:
             # the record of initialize: the same object for as long as the connection lives
             client_params = getattr(connection, "client_params", None)
             info = (id(connection), id(getattr(client_params, "client_info", None)))
-        return (method, blob, protocol_version, template, where, info), session
+        return (method, blob, protocol_version, template, where, info), spec
 
     def _where(self, connection: Any, request: Any, meta: Any, x: Exchange, t0: float) -> None:
         """Transport, session and client, from whatever this transport carries."""
@@ -420,7 +440,7 @@ class EventBuilder:
             x.session_raw = self._pipe_session  # one client per stdio process: the pipe is the session
         else:
             x.transport = "inproc"
-            if connection is not None:
+            if connection is not None and not _stateless(meta):  # a 2026-era request's connection is its own
                 x.session_raw = self._connection_id(connection)
         info = meta.get(MODERN_CLIENT_INFO) if isinstance(meta, dict) else None
         if not isinstance(info, dict) and connection is not None:
@@ -448,19 +468,33 @@ _UNTEMPLATED = frozenset({"initialize", "tools/list"})
 _ENVELOPE_BYTES = len('{"jsonrpc":"2.0","id":,"result":}')
 
 
+def _stateless(meta: Any) -> bool:
+    """A 2026-07-28 era request: no session, whatever connection object carried it."""
+    return isinstance(meta, dict) and MODERN_PROTOCOL in meta
+
+
+#: how a templated call's session is found: (raw session id, its source, the key to stitch by
+#: idle gaps when it has no id of its own); (None, None, None) when it has none
+Session = tuple["str | None", "str | None", "tuple[Any, ...] | None"]
+
+
 def _stamp(
-    template: dict[str, Any], method: str, params: dict[str, Any], request_id: Any, session: str, t0: float,
+    template: dict[str, Any], method: str, params: dict[str, Any], request_id: Any, session: Session, t0: float,
     t1: float, result: dict[str, Any],
 ) -> Sanitized:
     """A template's copy with this call's :data:`~mcplens.event_templates.PER_CALL` fields, each set
     as ``build_event`` sets it for an ``ok`` request (the session id raw: the pipeline has the privacy
     stage pseudonymise it)."""
     e = Sanitized(template)
-    e[ev.SESSION_ID] = session
-    e[ev.SESSION_SOURCE] = sessions.source_of(session)
     ids = event_ids()
     e[ev.EVENT_ID] = ids[:32]
-    e[ev.TIME] = t0 + time.time() - perf_counter()
+    e[ev.TIME] = start = t0 + time.time() - perf_counter()
+    raw, source, stitch = session
+    if stitch is not None:
+        raw = sessions.stitched(stitch, start)
+    if raw is not None:
+        e[ev.SESSION_ID] = raw
+        e[ev.SESSION_SOURCE] = source
     e[ev.DURATION] = t1 - t0
     e[ev.REQUEST_ID] = str(request_id)
     # as reply_size() measures it: {"jsonrpc":"2.0","id":<id>,"result":<result>}

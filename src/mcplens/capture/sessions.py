@@ -87,6 +87,11 @@ class Stitcher:
 _STITCHER = Stitcher()
 
 
+def stitched(key: tuple[Any, ...], t: float) -> str:
+    """The idle-gap session of a request from ``key`` (instance, client key, address) at ``t``."""
+    return _STITCHER.session(key, t)
+
+
 def derive(e: dict[str, Any], session_raw: str | None, meta: Any, client_key: str, address: str | None) -> None:
     """Fill the event's session id (raw: the privacy stage pseudonymises it) and its source."""
     if session_raw:
@@ -101,5 +106,5 @@ def derive(e: dict[str, Any], session_raw: str | None, meta: Any, client_key: st
     if not client_key.strip("|") and not address:
         return  # nothing to stitch by: the analysis falls back to the server instance
     key = (e.get(ev.INSTANCE_ID), client_key, address or "")
-    e[ev.SESSION_ID] = _STITCHER.session(key, float(e.get(ev.TIME) or 0.0))
+    e[ev.SESSION_ID] = stitched(key, float(e.get(ev.TIME) or 0.0))
     e[ev.SESSION_SOURCE] = IDLE
