@@ -44,12 +44,26 @@ def source_of(session_raw: str) -> str:
     return TRANSPORT
 
 
+#: whether a ``_meta`` key names a conversation, by key: a client sends the same few keys on every
+#: request, and the pattern (case-insensitive, searched) cost more than the rest of a copied event
+_KEY_NAMES_CONVERSATION: dict[str, bool] = {}
+
+
+def _names_conversation(key: str) -> bool:
+    found = _KEY_NAMES_CONVERSATION.get(key)
+    if found is None:
+        found = _CONVERSATION_KEY.search(key) is not None
+        if len(_KEY_NAMES_CONVERSATION) < 4096:
+            _KEY_NAMES_CONVERSATION[key] = found
+    return found
+
+
 def conversation_id(meta: Any) -> str | None:
     """A conversation id the client sent in ``_meta`` (a key or W3C baggage), if any."""
     if not isinstance(meta, dict):
         return None
     for key, value in meta.items():
-        if isinstance(key, str) and _CONVERSATION_KEY.search(key) and isinstance(value, str | int) and str(value):
+        if isinstance(key, str) and _names_conversation(key) and isinstance(value, str | int) and str(value):
             return f"{key}={value}"
     baggage = meta.get("baggage")
     if isinstance(baggage, str):
