@@ -192,3 +192,26 @@ def _pg(v: Any) -> Any:
     from psycopg.types.json import Jsonb
 
     return Jsonb(v) if isinstance(v, dict) else v
+
+
+def test_reader_tail_new_and_late_events_of_the_open_hour(pg: Database, tmp_path: Path, monkeypatch: Any) -> None:
+    """What no batch holds yet is read from ``events``: a new event shows at the next refresh, one that
+    arrives late for the tail's older part once that part is checked again, and nothing twice."""
+    from mcplens.store.postgres import store as pg_store
+
+    now = time.time()
+    w = PostgresWriter(pg.writer, tmp_path / "w", "inst-tail")
+    assert w.write_batch([factory.request(now - 1000 + k, target="search") for k in range(5)]) == 5
+    reader = PostgresStore(pg.reader)
+    try:
+        assert sum(r["calls"] for r in reader.tool_table()) == 5
+        monkeypatch.setattr(pg_store, "REFRESH", 0.0)
+        assert w.write_batch([factory.request(time.time(), target="fetch")]) == 1  # the recent part
+        assert {r["target"]: r["calls"] for r in reader.tool_table()} == {"search": 5, "fetch": 1}
+        assert w.write_batch([factory.request(now - 900, target="store")]) == 1  # late, in the older part
+        monkeypatch.setattr(pg_store, "OLDER_CHECK", 0.0)
+        assert {r["target"]: r["calls"] for r in reader.tool_table()} == {"search": 5, "fetch": 1, "store": 1}
+        assert reader.tail_events == 7
+    finally:
+        reader.close()
+        w.close()

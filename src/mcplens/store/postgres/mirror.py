@@ -55,8 +55,10 @@ from mcplens.store.postgres.schema import DAY, HOUR, SCHEMA, columns
 GRACE: Final = 300.0
 #: days back that each ``db rollup`` run looks for late events in stretches already rolled
 RECHECK_DAYS: Final = 2
-#: the reader's tail segment in the mirror (a closed segment name: ``<stamp>-<pid>-<instance>-<seq>``)
-TAIL_NAME: Final = "00000000T000000-0-postgres.tail-0.jsonl"
+#: the reader's tail segments in the mirror (closed segment names: ``<stamp>-<pid>-<instance>-<seq>``):
+#: the older part of the tail (rewritten when it changed) and the last minutes (rewritten every refresh)
+TAIL_OLDER: Final = "00000000T000000-0-postgres.tail-0.jsonl"
+TAIL_RECENT: Final = "00000000T000000-0-postgres.tail-1.jsonl"
 CACHE_ENV: Final = "MCPLENS_PG_CACHE"
 
 _T = f"{SCHEMA}.events"
@@ -201,22 +203,23 @@ def _as_event_keys(table: str) -> str:
     return ", ".join(f'"{f}" AS "{k}"' for f, (k, _) in FIELDS.items())
 
 
-def write_tail(conn: Any, home: Path, since: float | None) -> int:
-    """The events not rolled up yet (``time >= since``; all when None) as the mirror's one segment."""
+def write_segment(conn: Any, home: Path, name: str, lo: float | None, hi: float | None) -> int:
+    """The events with ``lo <= time < hi`` (None: unbounded) as the mirror's segment ``name``
+    (removed when there are none); returns how many."""
     from mcplens.store.local.files import _duckdb, _lit
     from mcplens.store.local.writer import CLOSED, events_dir
 
     closed = events_dir(home) / CLOSED
     closed.mkdir(parents=True, exist_ok=True, mode=0o700)
-    target = closed / TAIL_NAME
+    target = closed / name
+    where, params = _range(lo, hi)
     con = _duckdb().connect()
     try:
-        n = load_events(conn, con, "tail", "true" if since is None else "time >= %s",
-                        None if since is None else [since])
+        n = load_events(conn, con, "tail", where, params)
         if not n:
             target.unlink(missing_ok=True)
             return 0
-        tmp = closed / f".{TAIL_NAME}.{os.getpid()}.tmp"
+        tmp = closed / f".{name}.{os.getpid()}.tmp"
         con.execute(f"COPY (SELECT {_as_event_keys('tail')} FROM tail ORDER BY time, event_id) TO {_lit(tmp)} "
                     "(FORMAT json)")
         os.chmod(tmp, 0o600)
@@ -224,6 +227,22 @@ def write_tail(conn: Any, home: Path, since: float | None) -> int:
         return n
     finally:
         con.close()
+
+
+def count(conn: Any, lo: float | None, hi: float | None) -> int:
+    where, params = _range(lo, hi)
+    return int(conn.execute(f"SELECT count(*) FROM {_T} WHERE {where}", params).fetchone()[0])
+
+
+def _range(lo: float | None, hi: float | None) -> tuple[str, list[Any]]:
+    clauses, params = ["true"], []
+    if lo is not None:
+        clauses.append("time >= %s")
+        params.append(lo)
+    if hi is not None:
+        clauses.append("time < %s")
+        params.append(hi)
+    return " AND ".join(clauses), params
 
 
 # ---- the rollup job ------------------------------------------------------------------------------

@@ -29,6 +29,11 @@ from mcplens.store.postgres import connect, mask_url
 
 #: seconds a mirror refresh stays good for (the dashboard's several calls per page share one)
 REFRESH: Final = 1.0
+#: the tail's last ``RECENT`` seconds are read again on every refresh; the older part of it only when
+#: its count changed, checked every ``OLDER_CHECK`` seconds (an event that arrives later than that for
+#: the older part shows after at most that long; once its hour is rolled up, the batch has it)
+RECENT: Final = 120.0
+OLDER_CHECK: Final = 60.0
 
 
 class PostgresStore(LocalStore):
@@ -47,6 +52,9 @@ class PostgresStore(LocalStore):
         #: what the last refresh found: rolled_until and the tail's events
         self.rolled_until: float | None = None
         self.tail_events = 0
+        self._cut: float | None = None  # where the tail's recent part begins
+        self._older_n = 0
+        self._older_at = -float("inf")
 
     def __repr__(self) -> str:
         return f"PostgresStore({mask_url(self.url)!r})"
@@ -82,8 +90,17 @@ class PostgresStore(LocalStore):
             if self._home is None:
                 self._home = mirror.mirror_home(conn, self._cache)
                 self.home, self.root = self._home, events_dir(self._home)
-            self.rolled_until = mirror.sync(conn, self._home)
-            self.tail_events = mirror.write_tail(conn, self._home, self.rolled_until)
+            rolled = mirror.sync(conn, self._home)
+            now = time.monotonic()
+            if rolled != self.rolled_until or self._cut is None or now - self._older_at >= OLDER_CHECK:
+                cut = time.time() - RECENT if rolled is None else max(rolled, time.time() - RECENT)
+                n = mirror.count(conn, rolled, cut)
+                # the same start and count over a range that only grew: the file holds these events already
+                if (rolled, n) != (self.rolled_until, self._older_n) or self._cut is None:
+                    mirror.write_segment(conn, self._home, mirror.TAIL_OLDER, rolled, cut)
+                self.rolled_until, self._older_n, self._older_at, self._cut = rolled, n, now, cut
+            recent = mirror.write_segment(conn, self._home, mirror.TAIL_RECENT, self._cut, None)
+            self.tail_events = self._older_n + recent
             self._fresh_at = time.monotonic()
 
     def snapshot(self) -> Snapshot:
