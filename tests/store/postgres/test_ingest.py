@@ -196,7 +196,8 @@ def _pg(v: Any) -> Any:
 
 def test_reader_tail_new_and_late_events_of_the_open_hour(pg: Database, tmp_path: Path, monkeypatch: Any) -> None:
     """What no batch holds yet is read from ``events``: a new event shows at the next refresh, one that
-    arrives late for the tail's older part once that part is checked again, and nothing twice."""
+    arrives late for the tail's older part once that part is checked again, and nothing twice, also
+    with a second reader process sharing the mirror (the dashboard and a CLI command)."""
     from mcplens.store.postgres import store as pg_store
 
     now = time.time()
@@ -212,6 +213,13 @@ def test_reader_tail_new_and_late_events_of_the_open_hour(pg: Database, tmp_path
         monkeypatch.setattr(pg_store, "OLDER_CHECK", 0.0)
         assert {r["target"]: r["calls"] for r in reader.tool_table()} == {"search": 5, "fetch": 1, "store": 1}
         assert reader.tail_events == 7
+        # a second reader sharing the mirror, whose tail is cut elsewhere: neither sees the other's tail
+        monkeypatch.setattr(pg_store, "RECENT", 5000.0)
+        other = PostgresStore(pg.reader)
+        assert {r["target"]: r["calls"] for r in other.tool_table()} == {"search": 5, "fetch": 1, "store": 1}
+        other.close()
+        monkeypatch.setattr(pg_store, "OLDER_CHECK", 3600.0)
+        assert {r["target"]: r["calls"] for r in reader.tool_table()} == {"search": 5, "fetch": 1, "store": 1}
     finally:
         reader.close()
         w.close()

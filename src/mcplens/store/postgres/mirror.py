@@ -162,6 +162,30 @@ def sync(conn: Any, home: Path) -> float | None:
     return rolled
 
 
+def reader_home(home: Path) -> Path:
+    """A directory of this process's own under the mirror ``home``, laid out as a local store: the
+    shared batches (a link to ``home``'s) and this reader's own tail segments, so two processes that
+    share a mirror (the dashboard and a CLI command) never read each other's tail. Directories of
+    processes that are gone are removed."""
+    import shutil
+
+    from mcplens.store.local.files import pid_alive
+    from mcplens.store.local.writer import PARQUET, events_dir
+
+    _pq(home)
+    readers = home / "readers"
+    readers.mkdir(exist_ok=True, mode=0o700)
+    for d in readers.iterdir():
+        pid = d.name.split("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+    mine = readers / f"{os.getpid()}-{os.urandom(4).hex()}"
+    root = events_dir(mine)
+    root.mkdir(parents=True, mode=0o700)
+    (root / PARQUET).symlink_to(events_dir(home) / PARQUET, target_is_directory=True)
+    return mine
+
+
 # ---- events out of PostgreSQL into DuckDB --------------------------------------------------------
 
 def load_events(conn: Any, con: Any, table: str, where: str, params: list[Any] | None) -> int:
@@ -288,7 +312,8 @@ def roll_up(conn: Any, home: Path, *, now: float | None = None, grace: float = G
             history = _RolledUp()  # every earlier batch is the new one's history, as in compaction
             history.parquet = [m.parquet for m in manifests]
             history.tools = sorted({t for m in manifests for t in (m.rollups or {}).get("tools", ())})
-            made.append(_roll_stretch(conn, home, history, a, b, late, None if late else b))
+            with _locked(home):  # a reader's sync on this mirror would take its files for leftovers
+                made.append(_roll_stretch(conn, home, history, a, b, late, None if late else b))
             if not late:
                 until = b
         return {"batches": [m["name"] for m in made if m["events"]], "events": sum(m["events"] for m in made),

@@ -46,7 +46,8 @@ class PostgresStore(LocalStore):
         self.url = url
         self._cache = cache
         self._conn: Any = None
-        self._home: Path | None = None
+        self._home: Path | None = None  # the mirror: batches shared by the processes of this user
+        self._view = Path()  # this process's own directory in it (the batches linked, its tail)
         self._fresh_at = -float("inf")
         self._lock = threading.Lock()
         #: what the last refresh found: rolled_until and the tail's events
@@ -89,7 +90,12 @@ class PostgresStore(LocalStore):
             conn = self.conn()
             if self._home is None:
                 self._home = mirror.mirror_home(conn, self._cache)
-                self.home, self.root = self._home, events_dir(self._home)
+                self._view = mirror.reader_home(self._home)
+                self.home, self.root = self._view, events_dir(self._view)
+                import atexit
+                import shutil
+
+                atexit.register(shutil.rmtree, self._view, True)
             rolled = mirror.sync(conn, self._home)
             now = time.monotonic()
             if rolled != self.rolled_until or self._cut is None or now - self._older_at >= OLDER_CHECK:
@@ -97,9 +103,9 @@ class PostgresStore(LocalStore):
                 n = mirror.count(conn, rolled, cut)
                 # the same start and count over a range that only grew: the file holds these events already
                 if (rolled, n) != (self.rolled_until, self._older_n) or self._cut is None:
-                    mirror.write_segment(conn, self._home, mirror.TAIL_OLDER, rolled, cut)
+                    mirror.write_segment(conn, self._view, mirror.TAIL_OLDER, rolled, cut)
                 self.rolled_until, self._older_n, self._older_at, self._cut = rolled, n, now, cut
-            recent = mirror.write_segment(conn, self._home, mirror.TAIL_RECENT, self._cut, None)
+            recent = mirror.write_segment(conn, self._view, mirror.TAIL_RECENT, self._cut, None)
             self.tail_events = self._older_n + recent
             self._fresh_at = time.monotonic()
 
