@@ -152,10 +152,12 @@ def test_upgrading_a_version_1_database_then_rolling_up(pg_cluster: Any, tmp_pat
     assert sum(raw.values()) > 1000 and got == raw
 
 
-def test_rollup_job_closed_hours_only_late_events_and_reruns(pg: Database, tmp_path: Path) -> None:
+def test_rollup_job_closed_hours_only_late_events_and_reruns(pg: Database, tmp_path: Path, monkeypatch: Any) -> None:
     """Hours are rolled once closed (plus the grace); the open hour stays the readers' tail; a run
     with nothing new adds nothing; an event arriving late for a rolled hour is rolled by the next run
-    as one more batch of its day, so the reader counts every stored event once."""
+    as one more batch of its day, so the reader counts every stored event once. Batches hold whole
+    hours, at most ``BATCH_EVENTS`` events unless one hour holds more."""
+    monkeypatch.setattr(mirror, "BATCH_EVENTS", 250)
     now = (time.time() // HOUR) * HOUR + 0.5 * HOUR  # mid-hour: the current hour is open
     rnd = random.Random(9)
     events = _mixed(rnd, 900, now - 5.2 * HOUR, "files")
@@ -169,6 +171,9 @@ def test_rollup_job_closed_hours_only_late_events_and_reruns(pg: Database, tmp_p
         closed = (now // HOUR) * HOUR
         assert first["rolled_until"] == closed
         assert first["events"] == sum(1 for e in events if e[ev.TIME] < closed) > 0
+        batches = conn.execute("SELECT lo, hi, events FROM mcplens.batches ORDER BY lo").fetchall()
+        assert len(batches) >= 3 and all(n <= 250 or hi - lo <= HOUR for lo, hi, n in batches), batches
+        assert all(lo % HOUR == 0 and hi % HOUR == 0 for lo, hi, _ in batches), "whole hours"
         assert mirror.roll_up(conn, home, now=now, grace=300)["events"] == 0, "a re-run adds nothing"
         late = [factory.request(closed - 2 * HOUR + k, target="search", server="files") for k in range(3)]
         assert w.write_batch(late) == 3  # a spool replayed after the hour was rolled

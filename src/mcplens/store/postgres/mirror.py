@@ -12,9 +12,9 @@ Instead ``mcplens db rollup`` (a periodic job, run as the admin role) runs the *
 
 1. it mirrors the batches already stored (below) into a local directory laid out as a local store;
 2. it reads each closed stretch of events (``rolled_until`` up to the last whole hour that ended
-   ``GRACE`` seconds ago; at most one UTC day per batch) from ``events`` into DuckDB and writes it as
-   a Parquet batch, with its rollups computed against the earlier batches as history, exactly as
-   compaction does (store/local/compact.py);
+   ``GRACE`` seconds ago; whole hours, at most one UTC day and ``BATCH_EVENTS`` per batch) from
+   ``events`` into DuckDB and writes it as a Parquet batch, with its rollups computed against the
+   earlier batches as history, exactly as compaction does (store/local/compact.py);
 3. it stores the batch's Parquet file and rollup files (``bytea``) with its manifest in
    ``mcplens.batches`` / ``mcplens.batch_files`` and moves ``rolled_until``, in one transaction.
 
@@ -53,6 +53,8 @@ from mcplens.store.postgres.schema import DAY, HOUR, SCHEMA, columns
 
 #: seconds after an hour ends before ``db rollup`` takes it (writers' batches and short spools land first)
 GRACE: Final = 300.0
+#: events per batch at most (whole hours: an hour holding more is one batch of its own)
+BATCH_EVENTS: Final = 2_000_000
 #: days back that each ``db rollup`` run looks for late events in stretches already rolled
 RECHECK_DAYS: Final = 2
 #: the reader's tail segments in the mirror (closed segment names: ``<stamp>-<pid>-<instance>-<seq>``):
@@ -271,14 +273,25 @@ def _range(lo: float | None, hi: float | None) -> tuple[str, list[Any]]:
 
 # ---- the rollup job ------------------------------------------------------------------------------
 
-def _stretches(start: float, end: float) -> list[tuple[float, float]]:
-    """``[start, end)`` cut at UTC midnights: one batch per day at most (bounded memory per step)."""
-    out = []
-    a = start
-    while a < end:
-        b = min(end, (math.floor(a / DAY) + 1) * DAY)
-        out.append((a, b))
-        a = b
+def _stretches(conn: Any, start: float, end: float) -> list[tuple[float, float]]:
+    """``[start, end)`` as batches of whole hours: cut at UTC midnights and before ``BATCH_EVENTS``
+    events (an hour is never split), so one step's memory stays bounded however busy the fleet."""
+    if start >= end:
+        return []
+    counts = dict(conn.execute(f"SELECT floor(time / {HOUR})::bigint, count(*) FROM {_T} WHERE time >= %s "
+                               "AND time < %s GROUP BY 1", (start, end)).fetchall())
+    out: list[tuple[float, float]] = []
+    a, n = start, 0
+    h = start
+    while h < end:
+        nxt = min(end, (math.floor(h / HOUR) + 1) * HOUR)
+        k = counts.get(math.floor(h / HOUR), 0)
+        if h > a and (n + k > BATCH_EVENTS or math.floor(h / DAY) != math.floor(a / DAY)):
+            out.append((a, h))
+            a, n = h, 0
+        n += k
+        h = nxt
+    out.append((a, end))
     return out
 
 
@@ -303,7 +316,7 @@ def roll_up(conn: Any, home: Path, *, now: float | None = None, grace: float = G
             if row[0] is None:
                 return {"batches": [], "events": 0, "rolled_until": None}
             rolled = math.floor(float(row[0]) / HOUR) * HOUR
-        todo = _late(conn, rolled) + [(a, b, False) for a, b in _stretches(rolled, closed)]
+        todo = _late(conn, rolled) + [(a, b, False) for a, b in _stretches(conn, rolled, closed)]
         until = rolled
         for a, b, late in todo:
             if budget is not None and time.monotonic() - started > budget:
