@@ -180,6 +180,12 @@ def test_rollup_job_closed_hours_only_late_events_and_reruns(pg: Database, tmp_p
         again = mirror.roll_up(conn, home, now=now, grace=300)
         assert again["events"] == 3 and again["late"] == 3, again
         assert mirror.roll_up(conn, home, now=now, grace=300)["events"] == 0
+        # batches rolled up by another mcplens version (store/rollup.py VERSION) are rolled up again
+        conn.execute("UPDATE mcplens.batches SET manifest = jsonb_set(manifest, '{rollups,version}', '1')")
+        redo = mirror.roll_up(conn, home, now=now, grace=300)
+        assert redo["rerolled"] == len(batches) + 1 and redo["events"] == 0, redo
+        assert not conn.execute("SELECT name FROM mcplens.batches WHERE (manifest #>> '{rollups,version}')::int = 1"
+                                ).fetchall()
     finally:
         conn.close()
         w.close()

@@ -314,8 +314,9 @@ def roll_up(conn: Any, home: Path, *, now: float | None = None, grace: float = G
         if rolled is None:
             row = conn.execute(f"SELECT min(time) FROM {_T}").fetchone()
             if row[0] is None:
-                return {"batches": [], "events": 0, "rolled_until": None}
+                return {"batches": [], "events": 0, "late": 0, "rolled_until": None, "rerolled": 0, "done": True}
             rolled = math.floor(float(row[0]) / HOUR) * HOUR
+        rerolled = _reroll(conn, home)
         todo = _late(conn, rolled) + [(a, b, False) for a, b in _stretches(conn, rolled, closed)]
         until = rolled
         for a, b, late in todo:
@@ -331,12 +332,55 @@ def roll_up(conn: Any, home: Path, *, now: float | None = None, grace: float = G
                 until = b
         return {"batches": [m["name"] for m in made if m["events"]], "events": sum(m["events"] for m in made),
                 "late": sum(m["events"] for m in made if m["late"]), "rolled_until": until,
-                "done": len(made) == len(todo)}
+                "rerolled": rerolled, "done": len(made) == len(todo)}
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_JOB_LOCK,))
 
 
 _JOB_LOCK: Final = 7_160_101_101
+
+
+def _reroll(conn: Any, home: Path) -> int:
+    """Batches rolled up by another version of mcplens (store/rollup.py's ``VERSION``) get their
+    rollups made again, all of them in order (each is the next one's history), as compaction does;
+    until then the readers scan those batches' events (correct, slower). Returns how many."""
+    from mcplens.store import rollup
+    from mcplens.store.local.compact import _fsync, _RolledUp
+    from mcplens.store.local.files import MANIFEST_SUFFIX, _duckdb
+    from mcplens.store.local.reader import LocalStore
+
+    manifests = sorted(LocalStore(home).manifests(), key=_created)
+    if all(rollup.complete(m.rollups) for m in manifests):
+        return 0
+    pq = _pq(home)
+    history = _RolledUp()
+    con = _duckdb().connect()
+    try:
+        for m in manifests:
+            path = pq / f"{m.batch}{MANIFEST_SUFFIX}"
+            with _locked(home):
+                old = json.loads(path.read_text("utf-8"))
+                meta = history.add(con, m.parquet)
+                new = {**old, "rollups": meta}
+                files = [pq / f for f in meta["files"].values()]
+                gone = sorted(set(_files_of(old)) - set(_files_of(new)))
+                with conn.transaction():
+                    conn.execute(f"UPDATE {SCHEMA}.batches SET manifest = %s::jsonb WHERE name = %s",
+                                 (json.dumps(new), m.batch))
+                    with conn.cursor() as cur, cur.copy(f"COPY {SCHEMA}.batch_files (batch, name, data) "
+                                                        "FROM STDIN") as cp:
+                        for p in files:
+                            cp.write_row((m.batch, str(p.relative_to(pq)), p.read_bytes()))
+                    conn.execute(f"DELETE FROM {SCHEMA}.batch_files WHERE batch = %s AND name = ANY(%s)",
+                                 (m.batch, gone))
+                for p in files:
+                    _fsync(p)
+                _write_atomic(path, json.dumps(new, indent=1).encode())
+                for f in gone:
+                    (pq / f).unlink(missing_ok=True)
+    finally:
+        con.close()
+    return len(manifests)
 
 
 def _created(m: Any) -> tuple[float, str]:
