@@ -22,10 +22,19 @@ def test_upgrade_is_versioned_and_idempotent(pg: Database, capsys: pytest.Captur
     assert main(["db", "upgrade", "--json", "--store", pg.admin]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out == {"applied": [], "version": schema.LATEST}, "a second upgrade must change nothing"
+    assert main(["db", "status", "--json", "--store", pg.admin]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["version"] == schema.LATEST and status["rolled_until"] is None and status["batches"] == 0
     conn = connect(pg.admin)
     try:
         versions = [r[0] for r in conn.execute("SELECT version FROM mcplens.schema_version ORDER BY 1").fetchall()]
         assert versions == [v for v, _, _ in schema.MIGRATIONS]
+        # migrations are frozen text: every event field (store/base.FIELDS) must have its column from
+        # some migration, so a new field without one fails here, not in a replica's COPY
+        have = {r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns "
+                                           "WHERE table_schema = 'mcplens' AND table_name = 'events'").fetchall()}
+        want = {n for n, _, _ in schema.columns()} | {n for n, _, _ in schema.WRITER_HEALTH}
+        assert want <= have, sorted(want - have)
         days = [d for _, d in schema.partitions(conn)]
         today = int(time.time() // DAY)
         assert set(range(today, today + schema.AHEAD_DAYS + 1)) <= set(days), "partitions are created ahead"

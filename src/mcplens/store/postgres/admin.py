@@ -49,9 +49,19 @@ def cmd_db(args: argparse.Namespace) -> int:
         elif args.action == "status":
             version = schema.current_version(conn)
             parts = schema.partitions(conn) if version else []
-            _out(args, {"version": version, "latest": schema.LATEST, "partitions": [p for p, _ in parts]},
+            rolled, batches = None, 0
+            if version >= 3:
+                row = conn.execute(f"SELECT (SELECT value::float8 FROM {schema.SCHEMA}.settings "
+                                   f"WHERE key = 'rolled_until'), (SELECT count(*) FROM {schema.SCHEMA}.batches)"
+                                   ).fetchone()
+                rolled, batches = row[0], int(row[1])
+            _out(args, {"version": version, "latest": schema.LATEST, "partitions": [p for p, _ in parts],
+                        "rolled_until": rolled, "batches": batches},
                  f"{mask_url(url)}: schema version {version} of {schema.LATEST}; {len(parts)} day partition(s)"
-                 + (f", {parts[0][0]} .. {parts[-1][0]}" if parts else ""))
+                 + (f", {parts[0][0]} .. {parts[-1][0]}" if parts else "")
+                 + (f"; {batches} rollup batch(es) up to "
+                    f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(rolled))}" if rolled is not None
+                    else "; nothing rolled up yet (`mcplens db rollup`)"))
         elif args.action == "rollup":
             from mcplens.store.postgres import mirror
 
