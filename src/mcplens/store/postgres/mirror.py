@@ -190,10 +190,12 @@ def reader_home(home: Path) -> Path:
 
 # ---- events out of PostgreSQL into DuckDB --------------------------------------------------------
 
-def load_events(conn: Any, con: Any, table: str, where: str, params: list[Any] | None) -> int:
-    """The events matching ``where`` copied into DuckDB table ``table`` (friendly column names, the
-    local store's types): one ``COPY ... TO STDOUT`` in CSV (floats print round-trip exact, JSON and
-    arrays as JSON text) into a temp file, read by DuckDB's CSV reader. Returns the row count."""
+@contextlib.contextmanager
+def exported(conn: Any, where: str, params: list[Any] | None) -> Iterator[str]:
+    """The events matching ``where`` as a DuckDB ``SELECT`` (friendly column names, the local
+    store's types), valid inside the block: one ``COPY ... TO STDOUT`` in CSV (floats print
+    round-trip exact, JSON and arrays as JSON text) into a private temp file that DuckDB's CSV
+    reader reads, in one pass, wherever the SELECT goes (a Parquet batch, a segment, a table)."""
     from mcplens.store.base import FIELDS
 
     cols = columns()
@@ -213,12 +215,17 @@ def load_events(conn: Any, con: Any, table: str, where: str, params: list[Any] |
                 for block in cp:
                     out.write(block)
         lit = "'" + str(path).replace("'", "''") + "'"
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {select} FROM read_csv({lit}, header=false, "
-                    f"columns={{{read_types}}}, quote='\"', escape='\"', allow_quoted_nulls=false, "
-                    "auto_detect=false)")
-        return int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        yield (f"SELECT {select} FROM read_csv({lit}, header=false, columns={{{read_types}}}, quote='\"', "
+               "escape='\"', allow_quoted_nulls=false, auto_detect=false)")
     finally:
         path.unlink(missing_ok=True)
+
+
+def load_events(conn: Any, con: Any, table: str, where: str, params: list[Any] | None) -> int:
+    """The events matching ``where`` copied into DuckDB table ``table`` (see :func:`exported`)."""
+    with exported(conn, where, params) as select:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {select}")
+    return int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
 def _as_event_keys(table: str) -> str:
@@ -240,19 +247,20 @@ def write_segment(conn: Any, home: Path, name: str, lo: float | None, hi: float 
     target = closed / name
     where, params = _range(lo, hi)
     con = _duckdb().connect()
+    tmp = closed / f".{name}.{os.getpid()}.tmp"
     try:
-        n = load_events(conn, con, "tail", where, params)
+        with exported(conn, where, params) as select:
+            n = int(con.execute(f"COPY (SELECT {_as_event_keys('e')} FROM ({select}) e ORDER BY time, event_id) "
+                                f"TO {_lit(tmp)} (FORMAT json)").fetchone()[0])
         if not n:
             target.unlink(missing_ok=True)
             return 0
-        tmp = closed / f".{name}.{os.getpid()}.tmp"
-        con.execute(f"COPY (SELECT {_as_event_keys('tail')} FROM tail ORDER BY time, event_id) TO {_lit(tmp)} "
-                    "(FORMAT json)")
         os.chmod(tmp, 0o600)
         os.replace(tmp, target)
         return n
     finally:
         con.close()
+        tmp.unlink(missing_ok=True)
 
 
 def count(conn: Any, lo: float | None, hi: float | None) -> int:
@@ -415,18 +423,18 @@ def _roll_stretch(conn: Any, home: Path, history: Any, a: float, b: float, late:
     con = _duckdb().connect()
     written: list[Path] = []
     try:
-        n = load_events(conn, con, "stretch", "time >= %s AND time < %s", [a, b])
+        new = "true"
         if late:  # only what no batch of this stretch holds
             batches = [r[0] for r in conn.execute(f"SELECT manifest ->> 'parquet' FROM {SCHEMA}.batches "
                                                   "WHERE lo = %s AND hi = %s", (a, b)).fetchall()]
             files = ", ".join(_path_lit(pq / f) for f in batches)
-            con.execute(f"DELETE FROM stretch WHERE event_id IN "
-                        f"(SELECT \"{ev.EVENT_ID}\" FROM read_parquet([{files}]))")
-            n = int(con.execute("SELECT count(*) FROM stretch").fetchone()[0])
-        if n:
-            con.execute(f"COPY (SELECT {_as_event_keys('stretch')} FROM stretch ORDER BY time) TO {_lit(out)} "
-                        f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP})")
+            new = f"event_id NOT IN (SELECT \"{ev.EVENT_ID}\" FROM read_parquet([{files}]))"
+        with exported(conn, "time >= %s AND time < %s", [a, b]) as select:  # one pass: CSV to Parquet
             written.append(out)
+            n = int(con.execute(f"COPY (SELECT {_as_event_keys('e')} FROM ({select}) e WHERE {new} ORDER BY time) "
+                                f"TO {_lit(out)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP})"
+                                ).fetchone()[0])
+        if n:
             os.chmod(out, 0o600)
             rollups = history.add(con, out)
             written += [pq / f for f in rollups["files"].values()]
@@ -447,7 +455,7 @@ def _roll_stretch(conn: Any, home: Path, history: Any, a: float, b: float, late:
             for p in written:
                 _fsync(p)
             _write_atomic(pq / f"{name}{MANIFEST_SUFFIX}", json.dumps(manifest, indent=1).encode())
-        written = []  # committed: kept
+            written = []  # committed: kept (an empty stretch's file goes)
         return {"name": name, "events": n, "late": late}
     finally:
         con.close()
