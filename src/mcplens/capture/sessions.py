@@ -81,21 +81,21 @@ class Stitcher:
     def __init__(self, idle_gap: float = IDLE_GAP, max_clients: int = MAX_CLIENTS) -> None:
         self.idle_gap = idle_gap
         self.max_clients = max_clients
-        self._last: OrderedDict[tuple[Any, ...], tuple[float, float]] = OrderedDict()
+        self._last: OrderedDict[tuple[Any, ...], tuple[float, float, str]] = OrderedDict()
         self._lock = threading.Lock()  # more than one writer thread when a process has several data dirs
 
     def session(self, key: tuple[Any, ...], t: float) -> str:
         """The session of a request from ``key`` at ``t``: the current one, or a new one after a gap."""
         with self._lock:
-            last = self._last.pop(key, None)  # (last request time, session start)
+            last = self._last.pop(key, None)  # (last request time, session start, its id)
             if last is None or t - last[0] > self.idle_gap:
-                last = (t, t)
-            else:
-                last = (max(t, last[0]), last[1])
+                last = (t, t, "stitch:" + ":".join(str(k) for k in key) + f":{t:.6f}")
+            elif t > last[0]:
+                last = (t, last[1], last[2])
             self._last[key] = last
             while len(self._last) > self.max_clients:
                 self._last.popitem(last=False)
-        return "stitch:" + ":".join(str(k) for k in key) + f":{last[1]:.6f}"
+        return last[2]
 
 
 _STITCHER = Stitcher()
