@@ -42,7 +42,7 @@ from mcplens.capture.common import (
     parse_traceparent,
     reply_items,
 )
-from mcplens.event_templates import KEY_FIELD, MAX_PARAMS_BYTES, Sanitized
+from mcplens.event_templates import KEY_FIELD, MAX_PARAMS_BYTES, MAX_TEMPLATES, Sanitized
 from mcplens.pipeline import Builder, Pipeline
 
 CallNext = Callable[[Any], Awaitable[Any]]
@@ -274,6 +274,8 @@ class EventBuilder:
         self._capture = capture
         self._base = {ev.INSTANCE_ID: pipeline.instance_id, ev.PID: pipeline._base[ev.PID]}
         self._templates = pipeline.templates
+        #: how the session of a request without one is found, by (params JSON, where): see _derive
+        self._derived: dict[tuple[bytes, tuple[Any, ...]], Session | None] = {}
         self._connections: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         self._pipe_session = f"pipe:{pipeline.instance_id}"
         self._stdio = _watch_stdio()
@@ -401,32 +403,42 @@ class EventBuilder:
         else:
             session = self._connection_id(connection) if connection is not None and not _stateless(meta) else None
             where = ("inproc",)
-        spec: Session
+        spec: Session | None
         if isinstance(session, str) and session:
             spec = (session, sessions.source_of(session), None)
-        else:  # as sessions.derive finds one: a conversation id the client sent, else stitched
-            client_meta = params.get("_meta")
-            conversation = sessions.conversation_id(client_meta)
-            if conversation is not None:
-                spec = (f"meta:{self._server_name or ''}:{conversation}", sessions.META, None)
-            else:
-                named = client_meta.get(MODERN_CLIENT_INFO) if isinstance(client_meta, dict) else None
-                if not isinstance(named, dict):
-                    return None  # the client is named elsewhere (its connection): built from scratch
-                name, version = named.get("name"), named.get("version")
-                address = where[1] if where[0] == "tcp" else None
-                client_key = "|".join([str(name) if name is not None else "",
-                                       str(version) if version is not None else "", address or ""])
-                if not client_key.strip("|") and not address:
-                    spec = (None, None, None)
-                else:
-                    spec = (None, sessions.IDLE, (self._base[ev.INSTANCE_ID], client_key, address or ""))
+        else:  # a function of the params (their _meta) and the address: found once per pair
+            spec = self._derived.get((blob, where), _UNKNOWN)
+            if spec is _UNKNOWN:
+                spec = self._derive(params.get("_meta"), where)
+                if len(self._derived) >= MAX_TEMPLATES:
+                    self._derived.clear()
+                self._derived[(blob, where)] = spec
+            if spec is None:
+                return None
         info: Any = None
         if not (isinstance(meta, dict) and isinstance(meta.get(MODERN_CLIENT_INFO), dict)) and connection is not None:
             # the record of initialize: the same object for as long as the connection lives
             client_params = getattr(connection, "client_params", None)
             info = (id(connection), id(getattr(client_params, "client_info", None)))
         return (method, blob, protocol_version, template, where, info), spec
+
+    def _derive(self, client_meta: Any, where: tuple[Any, ...]) -> Session | None:
+        """How ``sessions.derive`` finds the session of a request with no session id: a conversation
+        id the client sent, else stitched by client and idle gap; None when the client is named
+        elsewhere than in the request (its connection's initialize): then it is built from scratch."""
+        conversation = sessions.conversation_id(client_meta)
+        if conversation is not None:
+            return (f"meta:{self._server_name or ''}:{conversation}", sessions.META, None)
+        named = client_meta.get(MODERN_CLIENT_INFO) if isinstance(client_meta, dict) else None
+        if not isinstance(named, dict):
+            return None
+        name, version = named.get("name"), named.get("version")
+        address = where[1] if where[0] == "tcp" else None
+        client_key = "|".join([str(name) if name is not None else "",
+                               str(version) if version is not None else "", address or ""])
+        if not client_key.strip("|") and not address:
+            return (None, None, None)
+        return (None, sessions.IDLE, (self._base[ev.INSTANCE_ID], client_key, address or ""))
 
     def _where(self, connection: Any, request: Any, meta: Any, x: Exchange, t0: float) -> None:
         """Transport, session and client, from whatever this transport carries."""
@@ -473,6 +485,7 @@ def _stateless(meta: Any) -> bool:
     return isinstance(meta, dict) and MODERN_PROTOCOL in meta
 
 
+_UNKNOWN: Any = object()
 #: how a templated call's session is found: (raw session id, its source, the key to stitch by
 #: idle gaps when it has no id of its own); (None, None, None) when it has none
 Session = tuple["str | None", "str | None", "tuple[Any, ...] | None"]
