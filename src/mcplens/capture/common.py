@@ -344,10 +344,11 @@ def reply_items(method: str, result: Any) -> tuple[int | None, list[str] | None]
             if isinstance(content, dict) and "type" in content:
                 kinds.add(str(content["type"]))
     else:
-        for item in items:
-            if isinstance(item, dict) and "type" in item:
-                kinds.add(str(item["type"]))
-    return len(items), (sorted(kinds) or None)
+        kinds = {str(item["type"]) for item in items if type(item) is dict and "type" in item} or {
+            str(item["type"]) for item in items if isinstance(item, dict) and "type" in item}
+    if len(kinds) < 2:
+        return len(items), (list(kinds) or None)
+    return len(items), sorted(kinds)
 
 
 _HINTS = (("readOnlyHint", "readOnly"), ("destructiveHint", "destructive"), ("openWorldHint", "openWorld"))

@@ -511,7 +511,7 @@ def _stamp(
     e[ev.DURATION] = t1 - t0
     e[ev.REQUEST_ID] = str(request_id)
     # as reply_size() measures it: {"jsonrpc":"2.0","id":<id>,"result":<result>}
-    size = _ENVELOPE_BYTES + _json.size(request_id) + _json.size(result)
+    size = _ENVELOPE_BYTES + _json.size(request_id) + len(_json.dumps(result))
     e[ev.RESPONSE_SIZE] = size
     e[ev.RESPONSE_TOKENS] = -(-size // 4)
     items, kinds = reply_items(method, result)
