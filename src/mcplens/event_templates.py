@@ -39,9 +39,10 @@ PER_CALL = frozenset({
 KEY_FIELD = "mcplens.internal.template_key"
 #: templates kept at most; when full they are all let go and learnt again (sessions come and go,
 #: so an old session's templates would otherwise fill it for good)
-MAX_TEMPLATES = 1024
+MAX_TEMPLATES = 512
 #: keys are only made for requests whose params encode to at most this many bytes, which bounds
-#: a template's size too (its arguments are those params, redacted): ~4 MB in all at most
+#: a template's size too (its arguments are those params, redacted): 5.7 KB each for 300-byte
+#: arguments (tracemalloc, bench/instructions.py --vary), so ~3 MB in all, ~6 MB at this bound
 MAX_PARAMS_BYTES = 2048
 
 
