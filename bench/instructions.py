@@ -43,6 +43,9 @@ CONTENDERS = ("sdk-default", "sdk+otel-provider", "mcplens")
 #: with --split: mcplens whose builder makes no event, so its figure is the request path, the
 #: queue and the writer's loop alone; the rest of mcplens's is building, cleaning and writing
 REQUEST_ONLY = "mcplens-request-path"
+#: with --split: the SDK with one more middleware that only awaits the next, the floor of any
+#: middleware-based capture
+NOOP_MIDDLEWARE = "sdk+noop-middleware"
 GOAL_FRACTION = 1 / 8  # mcplens adds at most 1/8 of what OTel-with-provider adds (issue 11)
 
 
@@ -68,6 +71,12 @@ async def serve(contender: str, calls: int, warmup: int, vary: bool) -> None:
         otel = OtelSwitch("batch")
         otel.on()
         flush = otel.flush
+    elif contender == NOOP_MIDDLEWARE:
+        async def noop(ctx: Any, call_next: Any) -> Any:
+            return await call_next(ctx)
+
+        low = getattr(server, "_lowlevel_server", None) or server
+        low.middleware.insert(0, noop)
     elif contender in ("mcplens", REQUEST_ONLY):
         import mcplens
 
@@ -196,8 +205,10 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=2, help="valgrind processes at once")
     p.add_argument("--write-results", action="store_true")
     p.add_argument("--split", action="store_true",
-                   help=f"also {REQUEST_ONLY}: mcplens building no event (its request path and queue alone)")
-    p.add_argument("--run", choices=(*CONTENDERS, REQUEST_ONLY), help=argparse.SUPPRESS)  # the child's side
+                   help=f"also {REQUEST_ONLY} (mcplens building no event: its request path and queue alone) "
+                        f"and {NOOP_MIDDLEWARE} (one SDK middleware that does nothing)")
+    split = (*CONTENDERS, REQUEST_ONLY, NOOP_MIDDLEWARE)
+    p.add_argument("--run", choices=split, help=argparse.SUPPRESS)  # the child's side
     a = p.parse_args()
     if a.run:
         asyncio.run(serve(a.run, a.calls, a.warmup, a.vary))
@@ -205,7 +216,7 @@ def main() -> int:
 
         sys.stderr.write(f"minflt {resource.getrusage(resource.RUSAGE_SELF).ru_minflt}\n")
         return 0
-    res = measure(a.calls, a.warmup, a.vary, a.jobs, (*CONTENDERS, REQUEST_ONLY) if a.split else CONTENDERS)
+    res = measure(a.calls, a.warmup, a.vary, a.jobs, split if a.split else CONTENDERS)
     text = report(res, a.calls, a.vary)
     sys.stderr.write(text + "\n")
     if a.write_results:
