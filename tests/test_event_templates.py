@@ -46,6 +46,10 @@ async def _calls(server: Any, mode: str, rounds: int, name: str = "agent") -> No
             await client.read_resource("notes://note/42")
             await client.read_resource(f"user://{EMAIL}/profile")
             await client.get_prompt("greet", {"name": "Bob Stone"})
+            # a traced client: a new trace context (and progress token) in _meta on every request
+            trace, span = f"{0xABC0 + i:032x}", f"{0x51 + i:016x}"
+            await client.call_tool("add", {"a": 7, "b": 8}, meta={
+                "traceparent": f"00-{trace}-{span}-01", "tracestate": "x" * (i + 1), "progressToken": f"p-{name}-{i}"})
             await client.list_tools()
 
 
@@ -95,18 +99,48 @@ def test_templated_events_equal_events_built_from_scratch(tmp_path: Path, monkey
     assert reference.templates.hits == 0
     # the fast lane was taken, for most of the repeated calls
     assert pipeline.templates.hits >= len(fast) // 3, (pipeline.templates.hits, len(fast))
-    assert len(fast) == len(slow) > 3 * 4 * 11  # and initialize, discovery
+    assert len(fast) == len(slow) > 3 * 4 * 12  # and initialize, discovery
+    traced = [e for e in fast if ev.PARENT_SPAN_ID in e]
+    assert len(traced) == 3 * 4
+    # each keeps its own trace context and size (the trace state grows by a byte per round)
+    assert [e[ev.TRACE_ID] for e in sorted(traced, key=_round)] == [f"{0xABC0 + i % 4:032x}" for i in range(12)]
+    assert [e[ev.PARENT_SPAN_ID] for e in sorted(traced, key=_round)] == [f"{0x51 + i % 4:016x}" for i in range(12)]
+    assert len({e[ev.REQUEST_SIZE] for e in traced}) == 4 * 2  # a byte more each round; client names differ
     assert _comparable(fast) == _comparable(slow)
     # sessions as the transport gives them: one per legacy connection; the 2026-era client's
     # requests (a connection each, in process) stitched into one by client and idle gap
     for name, source in (("agent-one", "connection"), ("agent-two", "connection"), ("agent-three", "idle_gap")):
         calls = [e for e in fast if e.get(ev.CLIENT_NAME) == name and e[ev.METHOD] == "tools/call"]
-        assert len(calls) == 4 * 7 and {e[ev.SESSION_SOURCE] for e in calls} == {source}, name
+        assert len(calls) == 4 * 8 and {e[ev.SESSION_SOURCE] for e in calls} == {source}, name
         assert len({e[ev.SESSION_ID] for e in calls}) == 1, name
     # and the per-call fields are each call's own
     assert len({e[ev.EVENT_ID] for e in fast}) == len(fast)
     assert len({e[ev.SPAN_ID] for e in fast}) == len(fast)
     assert all(e[ev.DURATION] >= 0 and e[ev.RESPONSE_SIZE] > 0 for e in fast if e[ev.STATUS] == ev.OK)
+
+
+def _round(e: dict[str, Any]) -> tuple[Any, int]:
+    return (e.get(ev.CLIENT_NAME), int(e[ev.TRACE_ID], 16))
+
+
+def test_a_traced_client_s_calls_are_copies_with_their_own_trace(tmp_path: Path) -> None:
+    """A client that sends a new trace context with every request (any agent with OTel on) must
+    not defeat the fast lane: the trace context is a per-call field, not part of the key."""
+    server = build()
+    handle = mcplens.instrument(server, home=tmp_path, handle_sigterm=False)
+
+    async def traced() -> None:
+        async with mcp.Client(server, mode="legacy") as client:
+            for i in range(10):
+                await client.call_tool("add", {"a": 7, "b": 8}, meta={
+                    "traceparent": f"00-{i + 1:032x}-{i + 1:016x}-01", "progressToken": i})
+
+    anyio.run(traced)
+    handle.pipeline.flush()
+    assert handle.pipeline.templates.hits == 9  # all but the first
+    calls = [e for e in read_events(tmp_path) if e.get(ev.TOOL_NAME) == "add"]
+    assert [e[ev.TRACE_ID] for e in calls] == [f"{i + 1:032x}" for i in range(10)]
+    assert [e[ev.PARENT_SPAN_ID] for e in calls] == [f"{i + 1:016x}" for i in range(10)]
 
 
 def test_every_copy_is_redacted_and_counted(tmp_path: Path) -> None:
@@ -149,7 +183,7 @@ def test_no_templates_when_a_callback_or_processor_may_not_be_pure(tmp_path: Pat
     anyio.run(_calls, server, "legacy", 2)
     handle.pipeline.flush()
     assert len(handle.pipeline.templates) == 0
-    assert len([e for e in handed if e.get(ev.METHOD) == "tools/call"]) == 2 * 7  # every call, to the processor
+    assert len([e for e in handed if e.get(ev.METHOD) == "tools/call"]) == 2 * 8  # every call, to the processor
 
 
 def test_templates_are_bounded() -> None:

@@ -30,7 +30,7 @@ from mcplens import event as ev
 
 #: the fields that differ between two calls with the same key; a template holds all the others
 PER_CALL = frozenset({
-    ev.EVENT_ID, ev.TIME, ev.DURATION, ev.REQUEST_ID, ev.RESPONSE_SIZE, ev.RESPONSE_TOKENS,
+    ev.EVENT_ID, ev.TIME, ev.DURATION, ev.REQUEST_ID, ev.REQUEST_SIZE, ev.RESPONSE_SIZE, ev.RESPONSE_TOKENS,
     ev.RESPONSE_ITEMS, ev.RESPONSE_TYPES, ev.TRACE_ID, ev.SPAN_ID, ev.PARENT_SPAN_ID,
     ev.SESSION_ID, ev.SESSION_SOURCE,
 })

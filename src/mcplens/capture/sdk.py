@@ -335,11 +335,11 @@ class EventBuilder:
             found = self._template_key(method, params, request_id, meta, protocol_version, connection, request, t0,
                                        result)
             if found is not None:
-                key, session = found  # the session as (raw id, source, stitching key)
+                key, session, size = found  # the session as (raw id, source, stitching key)
                 template = self._templates.get(key)
                 if template is not None:
                     self.uris.learn_result(method, result)
-                    return [_stamp(template, method, params, request_id, session, t0, t1, result)]
+                    return [_stamp(template, method, params, request_id, session, size, t0, t1, result)]
         if method == "initialize" and isinstance(params, dict):
             requested = params.get("protocolVersion")
             protocol_version = requested if isinstance(requested, str) else None
@@ -373,10 +373,11 @@ class EventBuilder:
     def _template_key(
         self, method: str, params: Any, request_id: Any, meta: Any, protocol_version: Any, connection: Any,
         request: Any, t0: float, result: Any,
-    ) -> tuple[tuple[Any, ...], Session] | None:
+    ) -> tuple[tuple[Any, ...], Session, int] | None:
         """What an ``ok`` call's event is made of besides its per-call fields (event_templates), and
-        how its session is found; None when that cannot be told cheaply and exactly (then the
-        event is built from scratch).
+        how its session is found, and the params' size; None when that cannot be told cheaply and
+        exactly (then the event is built from scratch). What a client sends afresh with every
+        request in ``_meta`` (a W3C trace context, a progress token) is left out of the key.
 
         It mirrors :meth:`__call__`, :meth:`_where`, ``build_event`` and ``sessions.derive``: every
         input they read is here, but the reply (only sizes and counts come from it, per call), the
@@ -385,12 +386,18 @@ class EventBuilder:
         if (
             request_id is None or type(params) is not dict or method in _UNTEMPLATED
             or type(result) is not dict or (method == "tools/call" and result.get("isError") is True)
-            or (meta is not None and meta != params.get("_meta"))  # build_event reads params' copy
         ):
             return None
         blob = _json.exact(params)
         if blob is None or len(blob) > MAX_PARAMS_BYTES:
             return None
+        size = len(blob)  # the request's size, as build_event measures params this small
+        client_meta = params.get("_meta")
+        if type(client_meta) is dict and not _PER_REQUEST_META.isdisjoint(client_meta):
+            kept = {k: v for k, v in client_meta.items() if k not in _PER_REQUEST_META}
+            blob = _json.exact({**params, "_meta": kept})
+            if blob is None:
+                return None
         template = None
         if method == "resources/read" and isinstance(params.get("uri"), str):
             template = self._template_for(params["uri"])
@@ -415,12 +422,19 @@ class EventBuilder:
                 self._derived[(blob, where)] = spec
             if spec is None:
                 return None
-        info: Any = None
-        if not (isinstance(meta, dict) and isinstance(meta.get(MODERN_CLIENT_INFO), dict)) and connection is not None:
-            # the record of initialize: the same object for as long as the connection lives
+        # the client as _where names it: from the SDK's own view of _meta, else from the record of
+        # initialize (the same object for as long as the connection lives); build_event reads the
+        # rest of _meta from params, which the key holds
+        named = meta.get(MODERN_CLIENT_INFO) if isinstance(meta, dict) else None
+        info: Any
+        if isinstance(named, dict):
+            info = _json.exact(named) or id(named)
+        elif connection is not None:
             client_params = getattr(connection, "client_params", None)
             info = (id(connection), id(getattr(client_params, "client_info", None)))
-        return (method, blob, protocol_version, template, where, info), spec
+        else:
+            info = None
+        return (method, blob, protocol_version, template, where, info, _stateless(meta)), spec, size
 
     def _derive(self, client_meta: Any, where: tuple[Any, ...]) -> Session | None:
         """How ``sessions.derive`` finds the session of a request with no session id: a conversation
@@ -476,6 +490,9 @@ class EventBuilder:
 #: methods whose event is made of the reply beyond its sizes (tool definitions, the negotiated
 #: version): always built from scratch
 _UNTEMPLATED = frozenset({"initialize", "tools/list"})
+#: ``_meta`` keys a client sends afresh with each request, none of which the event keeps but as
+#: per-call fields (the trace and parent span ids; the request's size)
+_PER_REQUEST_META = frozenset({"traceparent", "tracestate", "progressToken"})
 #: bytes of a JSON-RPC result envelope around its id and result
 _ENVELOPE_BYTES = len('{"jsonrpc":"2.0","id":,"result":}')
 
@@ -492,8 +509,8 @@ Session = tuple["str | None", "str | None", "tuple[Any, ...] | None"]
 
 
 def _stamp(
-    template: dict[str, Any], method: str, params: dict[str, Any], request_id: Any, session: Session, t0: float,
-    t1: float, result: dict[str, Any],
+    template: dict[str, Any], method: str, params: dict[str, Any], request_id: Any, session: Session, size: int,
+    t0: float, t1: float, result: dict[str, Any],
 ) -> Sanitized:
     """A template's copy with this call's :data:`~mcplens.event_templates.PER_CALL` fields, each set
     as ``build_event`` sets it for an ``ok`` request (the session id raw: the pipeline has the privacy
@@ -510,6 +527,7 @@ def _stamp(
         e[ev.SESSION_SOURCE] = source
     e[ev.DURATION] = t1 - t0
     e[ev.REQUEST_ID] = str(request_id)
+    e[ev.REQUEST_SIZE] = size
     # as reply_size() measures it: {"jsonrpc":"2.0","id":<id>,"result":<result>}
     size = _ENVELOPE_BYTES + _json.size(request_id) + len(_json.dumps(result))
     e[ev.RESPONSE_SIZE] = size
