@@ -154,6 +154,23 @@ def _filters(server: str | None, tool: str | None) -> tuple[str, list[Any]]:
     return "".join(f" AND {c}" for c in clauses), params
 
 
+def volume(store: Any, window: TimeWindow | None, server: str | None = None) -> dict[str, Any]:
+    """Calls per slot only (``step_s``, ``time``, ``calls``: the same as :func:`traffic`'s): the
+    Health page's volume beside CPU and memory needs no errors, sessions or quantiles, and those
+    are most of :func:`traffic`'s reading."""
+    where, params = _filters(server, None)
+    since, until = bounds(store, window)
+    h = "_h" if Grid.of(since, until).hourly else ""
+    sql = f"""SELECT (bucket - {{b0}}) // {{step}} AS slot, sum(n)::BIGINT AS n
+              FROM {{src}} WHERE measure = 'calls{h}' {where} GROUP BY ALL"""
+    grid, rows = query(store, TimeWindow(since, until), sql, params)
+    calls = [0] * grid.slots
+    for r in rows:
+        if 0 <= r["slot"] < grid.slots:
+            calls[r["slot"]] = r["n"]
+    return {"step_s": grid.seconds, "time": grid.times(), "calls": calls}
+
+
 def traffic(store: Any, window: TimeWindow | None, server: str | None = None,
             tool: str | None = None) -> dict[str, Any]:
     """Per slot: calls, errors, error rate, mean and p50/p95/p99 latency (ms), p95 payload (bytes);
