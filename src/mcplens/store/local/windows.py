@@ -399,11 +399,19 @@ def open_window(store: LocalStore, window: TimeWindow | None, *, scan: bool = Fa
     scans do); ``scan``: ignore the rollups (the reference the tests compare with)."""
     if snap is None:
         snap = store._snapshot_since(None if window is None else window.since)
+    with connection() as con:
+        yield Window(con, snap, Plan.of(window), scan=scan)
+
+
+@contextlib.contextmanager
+def connection() -> Iterator[Any]:
+    """This thread's kept DuckDB connection (its object cache holds the rollup files' Parquet footers);
+    dropped when a statement fails or is interrupted, so the next read starts afresh."""
     con = _connection()
     try:
-        yield Window(con, snap, Plan.of(window), scan=scan)
+        yield con
     except BaseException:
-        _LOCAL.con = None  # a failed or interrupted statement: start the next read afresh
+        _LOCAL.con = None
         with _OPEN_LOCK:
             if con in _OPEN:
                 _OPEN.remove(con)
