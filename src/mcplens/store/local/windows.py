@@ -114,12 +114,19 @@ class Plan:
     def stored_series(self) -> list[str]:
         """The stored ``series`` rows of the whole buckets, one filter per range (each prunes row groups
         on its own): daily rows for whole days, hourly for whole hours, 5-minute rows for the rest."""
+        return [where for where, _ in self.series_ranges()]
+
+    def series_ranges(self) -> list[tuple[str, tuple[float | None, float | None]]]:
+        """:meth:`stored_series` with each range's time span (a little wide), so a reader opens only
+        the files whose events may fall in it: a week's partial hours and 5-minute buckets lie in
+        one or two batches, not in all of them."""
         if not self.whole:
             return []
         out = []
         for suffix, lo, hi in split(self.b0, self.b1):
             names = ", ".join(_lit(m + suffix) for m in TOOL_MEASURES)
-            out.append(f"measure IN ({names}) AND {self.buckets(lo, hi)}")
+            span = (None if lo is None else lo * BUCKET - 1.0, None if hi is None else hi * BUCKET + 1.0)
+            out.append((f"measure IN ({names}) AND {self.buckets(lo, hi)}", span))
         return out
 
     def edge_spans(self) -> list[tuple[float | None, float | None]]:
@@ -286,6 +293,10 @@ class Window:
             for t in (*windows.TABLES, "series"):
                 self.stored[t] = [m["files"][t] for _, m in pairs]
                 self.stored[t] += [str(c.tables[t]) for c in tail if t in c.tables]
+        #: a stored file's batch's event time span ([first, last]); a file not named here (a segment's
+        #: cached table, a batch without a span): unknown, read for any range
+        self.spans: dict[str, Any] = {m["files"][t]: m.get("time") for _, m in pairs for t in m["files"]} \
+            if self.rolled else {}
         if tail:
             files = ", ".join(_path_lit(c.events) for c in tail)
             con.execute(f"CREATE OR REPLACE TEMP VIEW tail_all AS SELECT * FROM read_parquet([{files}])")
@@ -325,7 +336,12 @@ class Window:
         if name in self._made:
             return name
         if name == "w_series":
-            stored = " UNION ALL ".join(self._stored("series", f) for f in self.plan.stored_series() or ["false"])
+            parts = []
+            for where, span in self.plan.series_ranges():  # each range from the files that may hold it
+                files = [f for f in self.stored.get("series") or () if self.plan.overlaps(self.spans.get(f), span)]
+                if files:
+                    parts.append(self._stored("series", where, files))
+            stored = " UNION ALL ".join(parts) or self._stored("series", "false")
             sql = f"{stored} UNION ALL BY NAME ({tool_rows_sql('w_edge')})"
         elif name == "all_winst":  # every batch's, not only the window's
             if self.rolled:
@@ -343,8 +359,9 @@ class Window:
         self._made.add(name)
         return name
 
-    def _stored(self, table: str, where: str) -> str:
-        files = self.stored.get(table)
+    def _stored(self, table: str, where: str, files: list[str] | None = None) -> str:
+        """The stored rows of ``table`` that meet ``where`` (from ``files``: default all the window's)."""
+        files = self.stored.get(table) if files is None else files
         if not files:
             self.need("batch_events")
             empty = windows.table_sql("batch_events").get(table, windows.table_sql("batch_events")["winst"]) \
