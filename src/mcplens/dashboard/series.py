@@ -137,9 +137,9 @@ def _from_rollups(snap: Any, grid: Grid, where: str, sqls: list[str], params: li
             src = f"(SELECT * FROM read_parquet([{listed}], union_by_name=true) WHERE {where})"
             if rows is not None:
                 measures, extra, extra_params = rows
-                names = ", ".join(_lit(m) for m in measures)
+                wanted = ", ".join(_lit(m) for m in measures)
                 con.execute(f"CREATE OR REPLACE TEMP TABLE dash_rows AS SELECT * FROM {src} "
-                            f"WHERE measure IN ({names}) {extra}", extra_params)
+                            f"WHERE measure IN ({wanted}) {extra}", extra_params)
                 src = "dash_rows"
         out = []
         try:
