@@ -383,29 +383,36 @@ class Window:
 _LOCAL = threading.local()
 _OPEN: list[Any] = []  # every thread's connection, closed at exit (before the interpreter tears down)
 _OPEN_LOCK = threading.Lock()
+_DB: list[Any] = []  # the one in-memory database every thread's connection opens (a cursor of it)
 
 
 def _close_all() -> None:
     with _OPEN_LOCK:
-        for con in _OPEN:
+        for con in [*_OPEN, *_DB]:
             with contextlib.suppress(Exception):
                 con.close()
         _OPEN.clear()
+        _DB.clear()
 
 
 atexit.register(_close_all)
 
 
 def _connection() -> Any:
-    """One DuckDB connection per thread, kept: a connection costs ~20 ms, and its object cache keeps
-    the Parquet footers of the rollup files between calls."""
+    """One DuckDB connection per thread, kept, all to one in-memory database: a connection costs
+    ~20 ms, and the database's object cache keeps the Parquet footers of the rollup files between
+    calls, for every thread (a server answers each request on whichever worker thread is free, so a
+    cache per thread would be cold for most requests). Temporary views and tables stay per connection."""
     con = getattr(_LOCAL, "con", None)
     if con is None:
-        con = _duckdb().connect()
-        con.execute("SET enable_object_cache = true")
-        _LOCAL.con = con
         with _OPEN_LOCK:
+            if not _DB:
+                db = _duckdb().connect()
+                db.execute("SET enable_object_cache = true")
+                _DB.append(db)
+            con = _DB[0].cursor()
             _OPEN.append(con)
+        _LOCAL.con = con
     return con
 
 
