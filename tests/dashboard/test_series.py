@@ -72,3 +72,21 @@ def test_hourly_and_five_minute_histograms_agree(tmp_path: Path) -> None:
         assert sum(b["n"] for b in fine["latency_histogram"]) == exact[tool]["calls"]
         top = fine["latency_histogram"][-1]
         assert top["lo"] <= 50.0 < top["hi"]  # the slowest call took 50 ms
+
+
+def test_volume_is_traffics_calls(tmp_path: Path) -> None:
+    """The Health page's call volume (a counts-only read) equals the traffic chart's, on both grids,
+    over stored rollups and an uncompacted tail, with and without a server filter."""
+    home = tmp_path / "home"
+    now = time.time()
+    factory.write(home, calls(now - 5 * 3600, 400, session="s1"))
+    LocalStore(home).compact()
+    factory.write(home, calls(now - 900, 50, session="s2"), instance="c" * 16)  # the tail
+    store = LocalStore(home)
+    until = time.time() + 1  # one fixed window for both reads (an open end moves between them)
+    for span, want in ((3600, 50), (86400, 450), (7 * 86400, 450)):
+        for server in (None, "nosuch"):
+            t = series.traffic(store, TimeWindow(until - span, until), server)
+            v = series.volume(store, TimeWindow(until - span, until), server)
+            assert v == {"step_s": t["step_s"], "time": t["time"], "calls": t["calls"]}
+            assert sum(v["calls"]) == (0 if server else want)

@@ -118,7 +118,7 @@ def flows(store: Any, window: TimeWindow | None, server: str | None = None) -> d
 def instances(store: Any, window: TimeWindow | None) -> dict[str, Any]:
     """CPU and memory of each instance over time (its last health record per chart slot) beside the
     call volume."""
-    volume = series.traffic(store, window)
+    volume = series.volume(store, window)  # = traffic()'s step_s, time and calls
     win = _windows(store)
     if win is not None:
         t0, step = volume["time"][0], volume["step_s"]

@@ -90,9 +90,10 @@ def _ident(name: str) -> str:
 
 
 def query(store: Any, window: TimeWindow | None, sql: str | list[str], params: list[Any] | None = None,
-          attempts: int = 5) -> tuple[Grid, Any]:
+          attempts: int = 5, rows: tuple[tuple[str, ...], str, list[Any]] | None = None) -> tuple[Grid, Any]:
     """Run ``sql`` (with ``{src}`` the series rows and ``{step}``/``{b0}`` the grid) over the window;
-    a list of statements runs on one snapshot and returns a list of row lists.
+    a list of statements runs on one snapshot and returns a list of row lists. ``rows``: (measures,
+    filter, params) that every statement's rows meet, read once for all (see :func:`_from_rollups`).
 
     From one snapshot: every batch's stored ``series`` plus the segments' rows (cached), or, when
     some batch has no usable rollups, a scan of the window's events.
@@ -105,7 +106,7 @@ def query(store: Any, window: TimeWindow | None, sql: str | list[str], params: l
             snap = store.snapshot().written_since(grid.b0 * BUCKET - 2.0) if hasattr(store, "snapshot") else None
             sqls = [sql] if isinstance(sql, str) else sql
             if snap is not None and snap.rollups is not None and all(rollup.complete(m) for m in snap.rollups):
-                out = _from_rollups(snap, grid, where, sqls, params or [])
+                out = _from_rollups(snap, grid, where, sqls, params or [], rows)
             else:
                 with store.reader(since=grid.b0 * BUCKET) as run:
                     lo, hi = grid.b0 * BUCKET, (grid.b1 + 1) * BUCKET
@@ -121,11 +122,12 @@ def query(store: Any, window: TimeWindow | None, sql: str | list[str], params: l
     raise AssertionError("unreachable")
 
 
-def _from_rollups(snap: Any, grid: Grid, where: str, sqls: list[str], params: list[Any]) -> list[list[dict[str, Any]]]:
-    import duckdb
-
-    con = duckdb.connect()
-    try:
+def _from_rollups(snap: Any, grid: Grid, where: str, sqls: list[str], params: list[Any],
+                  rows: tuple[tuple[str, ...], str, list[Any]] | None = None) -> list[list[dict[str, Any]]]:
+    """``sqls`` over the stored rows of the grid's buckets. With ``rows`` (measures, filter, its
+    params), the rows of those measures that pass the filter are read from the files once, into a
+    temporary table the statements then share, instead of each statement reading every file."""
+    with windows.connection() as con:  # kept: its object cache holds the files' footers
         files = [m["files"]["series"] for m in snap.rollups]
         # each segment's rows, cached with its Parquet copy (made once per file version)
         files += [str(c.tables["series"]) for c in windows.TAIL.files(con, list(snap.segments))]
@@ -133,14 +135,22 @@ def _from_rollups(snap: Any, grid: Grid, where: str, sqls: list[str], params: li
         if files:
             listed = ", ".join(_lit(f) for f in files)
             src = f"(SELECT * FROM read_parquet([{listed}], union_by_name=true) WHERE {where})"
+            if rows is not None:
+                measures, extra, extra_params = rows
+                wanted = ", ".join(_lit(m) for m in measures)
+                con.execute(f"CREATE OR REPLACE TEMP TABLE dash_rows AS SELECT * FROM {src} "
+                            f"WHERE measure IN ({wanted}) {extra}", extra_params)
+                src = "dash_rows"
         out = []
-        for sql in sqls:
-            cur = con.execute(sql.format(src=src, step=grid.step, b0=grid.b0), params)
-            names = [d[0] for d in cur.description]
-            out.append([dict(zip(names, r, strict=True)) for r in cur.fetchall()])
+        try:
+            for sql in sqls:
+                cur = con.execute(sql.format(src=src, step=grid.step, b0=grid.b0), params)
+                names = [d[0] for d in cur.description]
+                out.append([dict(zip(names, r, strict=True)) for r in cur.fetchall()])
+        finally:
+            if src == "dash_rows":
+                con.execute("DROP TABLE IF EXISTS dash_rows")
         return out
-    finally:
-        con.close()
 
 
 def _filters(server: str | None, tool: str | None) -> tuple[str, list[Any]]:
@@ -152,6 +162,23 @@ def _filters(server: str | None, tool: str | None) -> tuple[str, list[Any]]:
         clauses.append("coalesce(target, method) = ?")
         params.append(tool)
     return "".join(f" AND {c}" for c in clauses), params
+
+
+def volume(store: Any, window: TimeWindow | None, server: str | None = None) -> dict[str, Any]:
+    """Calls per slot only (``step_s``, ``time``, ``calls``: the same as :func:`traffic`'s): the
+    Health page's volume beside CPU and memory needs no errors, sessions or quantiles, and those
+    are most of :func:`traffic`'s reading."""
+    where, params = _filters(server, None)
+    since, until = bounds(store, window)
+    h = "_h" if Grid.of(since, until).hourly else ""
+    sql = f"""SELECT (bucket - {{b0}}) // {{step}} AS slot, sum(n)::BIGINT AS n
+              FROM {{src}} WHERE measure = 'calls{h}' {where} GROUP BY ALL"""
+    grid, rows = query(store, TimeWindow(since, until), sql, params)
+    calls = [0] * grid.slots
+    for r in rows:
+        if 0 <= r["slot"] < grid.slots:
+            calls[r["slot"]] = r["n"]
+    return {"step_s": grid.seconds, "time": grid.times(), "calls": calls}
 
 
 def traffic(store: Any, window: TimeWindow | None, server: str | None = None,
@@ -182,7 +209,10 @@ def traffic(store: Any, window: TimeWindow | None, server: str | None = None,
     if tool is not None:  # the whole window's histograms
         sqls.append(f"SELECT measure, idx, sum(n)::BIGINT AS n FROM {{src}} WHERE measure IN ('duration{h}', 'size{h}')"
                     f" {where} GROUP BY ALL ORDER BY measure, idx")
-    grid, results = query(store, TimeWindow(since, until), sqls, params)
+    # one tool's rows are few: read them once for every statement (all tools' rows are many, and each
+    # statement's own read of the files, pruned by measure, costs less than copying them all)
+    rows = ((f"calls{h}", "sessions", f"duration{h}", f"size{h}"), where, params) if tool is not None else None
+    grid, results = query(store, TimeWindow(since, until), sqls, params, rows=rows)
     n = grid.slots
     calls, errors, vsum, sessions = [0] * n, [0] * n, [0] * n, [0] * n
     pct: dict[str, list[float | None]] = {k: [None] * n for k in ("p50_ms", "p95_ms", "p99_ms", "payload_p95_bytes")}

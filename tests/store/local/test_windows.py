@@ -252,3 +252,34 @@ def test_split_tiles_the_buckets_once() -> None:
         assert seen == Counter(range(lo, hi)), (lo, hi)
     assert W.split(None, None) == [("_d", None, None)]
     assert [s for s, _, _ in W.split(5, None)] == ["_d", "_h", ""]
+
+
+def test_threads_share_one_database_but_not_temp_views() -> None:
+    """Each thread reads on its own kept connection (temporary views never clash), all of one database,
+    so the Parquet footers cached by one thread's read serve the next request on another thread."""
+    import threading
+
+    seen: dict[str, Any] = {}
+
+    def run(name: str, value: int) -> None:
+        with W.connection() as con:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW probe AS SELECT {value} AS v")
+            barrier.wait(timeout=30)  # both views exist before either is read
+            seen[name] = (con.execute("SELECT v FROM probe").fetchone()[0], id(con))
+
+    barrier = threading.Barrier(2)
+    threads = [threading.Thread(target=run, args=(n, v)) for n, v in (("a", 1), ("b", 2))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert seen["a"][0] == 1 and seen["b"][0] == 2 and seen["a"][1] != seen["b"][1]
+    with W.connection() as con:  # a table (not temporary) made on this thread's connection ...
+        con.execute("CREATE OR REPLACE TABLE shared_probe AS SELECT 7 AS v")
+    out: list[int] = []
+    t = threading.Thread(target=lambda: out.append(W._connection().execute("SELECT v FROM shared_probe").fetchone()[0]))
+    t.start()
+    t.join(30)
+    with W.connection() as con:
+        con.execute("DROP TABLE shared_probe")
+    assert out == [7]  # ... is seen from another thread's: one database

@@ -114,12 +114,19 @@ class Plan:
     def stored_series(self) -> list[str]:
         """The stored ``series`` rows of the whole buckets, one filter per range (each prunes row groups
         on its own): daily rows for whole days, hourly for whole hours, 5-minute rows for the rest."""
+        return [where for where, _ in self.series_ranges()]
+
+    def series_ranges(self) -> list[tuple[str, tuple[float | None, float | None]]]:
+        """:meth:`stored_series` with each range's time span (a little wide), so a reader opens only
+        the files whose events may fall in it: a week's partial hours and 5-minute buckets lie in
+        one or two batches, not in all of them."""
         if not self.whole:
             return []
         out = []
         for suffix, lo, hi in split(self.b0, self.b1):
             names = ", ".join(_lit(m + suffix) for m in TOOL_MEASURES)
-            out.append(f"measure IN ({names}) AND {self.buckets(lo, hi)}")
+            span = (None if lo is None else lo * BUCKET - 1.0, None if hi is None else hi * BUCKET + 1.0)
+            out.append((f"measure IN ({names}) AND {self.buckets(lo, hi)}", span))
         return out
 
     def edge_spans(self) -> list[tuple[float | None, float | None]]:
@@ -286,6 +293,10 @@ class Window:
             for t in (*windows.TABLES, "series"):
                 self.stored[t] = [m["files"][t] for _, m in pairs]
                 self.stored[t] += [str(c.tables[t]) for c in tail if t in c.tables]
+        #: a stored file's batch's event time span ([first, last]); a file not named here (a segment's
+        #: cached table, a batch without a span): unknown, read for any range
+        self.spans: dict[str, Any] = {m["files"][t]: m.get("time") for _, m in pairs for t in m["files"]} \
+            if self.rolled else {}
         if tail:
             files = ", ".join(_path_lit(c.events) for c in tail)
             con.execute(f"CREATE OR REPLACE TEMP VIEW tail_all AS SELECT * FROM read_parquet([{files}])")
@@ -325,7 +336,12 @@ class Window:
         if name in self._made:
             return name
         if name == "w_series":
-            stored = " UNION ALL ".join(self._stored("series", f) for f in self.plan.stored_series() or ["false"])
+            parts = []
+            for where, span in self.plan.series_ranges():  # each range from the files that may hold it
+                files = [f for f in self.stored.get("series") or () if self.plan.overlaps(self.spans.get(f), span)]
+                if files:
+                    parts.append(self._stored("series", where, files))
+            stored = " UNION ALL ".join(parts) or self._stored("series", "false")
             sql = f"{stored} UNION ALL BY NAME ({tool_rows_sql('w_edge')})"
         elif name == "all_winst":  # every batch's, not only the window's
             if self.rolled:
@@ -343,8 +359,9 @@ class Window:
         self._made.add(name)
         return name
 
-    def _stored(self, table: str, where: str) -> str:
-        files = self.stored.get(table)
+    def _stored(self, table: str, where: str, files: list[str] | None = None) -> str:
+        """The stored rows of ``table`` that meet ``where`` (from ``files``: default all the window's)."""
+        files = self.stored.get(table) if files is None else files
         if not files:
             self.need("batch_events")
             empty = windows.table_sql("batch_events").get(table, windows.table_sql("batch_events")["winst"]) \
@@ -366,29 +383,36 @@ class Window:
 _LOCAL = threading.local()
 _OPEN: list[Any] = []  # every thread's connection, closed at exit (before the interpreter tears down)
 _OPEN_LOCK = threading.Lock()
+_DB: list[Any] = []  # the one in-memory database every thread's connection opens (a cursor of it)
 
 
 def _close_all() -> None:
     with _OPEN_LOCK:
-        for con in _OPEN:
+        for con in [*_OPEN, *_DB]:
             with contextlib.suppress(Exception):
                 con.close()
         _OPEN.clear()
+        _DB.clear()
 
 
 atexit.register(_close_all)
 
 
 def _connection() -> Any:
-    """One DuckDB connection per thread, kept: a connection costs ~20 ms, and its object cache keeps
-    the Parquet footers of the rollup files between calls."""
+    """One DuckDB connection per thread, kept, all to one in-memory database: a connection costs
+    ~20 ms, and the database's object cache keeps the Parquet footers of the rollup files between
+    calls, for every thread (a server answers each request on whichever worker thread is free, so a
+    cache per thread would be cold for most requests). Temporary views and tables stay per connection."""
     con = getattr(_LOCAL, "con", None)
     if con is None:
-        con = _duckdb().connect()
-        con.execute("SET enable_object_cache = true")
-        _LOCAL.con = con
         with _OPEN_LOCK:
+            if not _DB:
+                db = _duckdb().connect()
+                db.execute("SET enable_object_cache = true")
+                _DB.append(db)
+            con = _DB[0].cursor()
             _OPEN.append(con)
+        _LOCAL.con = con
     return con
 
 
@@ -399,11 +423,19 @@ def open_window(store: LocalStore, window: TimeWindow | None, *, scan: bool = Fa
     scans do); ``scan``: ignore the rollups (the reference the tests compare with)."""
     if snap is None:
         snap = store._snapshot_since(None if window is None else window.since)
+    with connection() as con:
+        yield Window(con, snap, Plan.of(window), scan=scan)
+
+
+@contextlib.contextmanager
+def connection() -> Iterator[Any]:
+    """This thread's kept DuckDB connection (its object cache holds the rollup files' Parquet footers);
+    dropped when a statement fails or is interrupted, so the next read starts afresh."""
     con = _connection()
     try:
-        yield Window(con, snap, Plan.of(window), scan=scan)
+        yield con
     except BaseException:
-        _LOCAL.con = None  # a failed or interrupted statement: start the next read afresh
+        _LOCAL.con = None
         with _OPEN_LOCK:
             if con in _OPEN:
                 _OPEN.remove(con)
