@@ -141,6 +141,7 @@ def compute(
     bucket: float = BUCKET,
     prefix: str = "ru_",
     tables: Sequence[str] = TABLES,
+    sort: bool = True,
 ) -> None:
     """Create temp tables ``<prefix><table>`` (those in ``tables``) from the events of relation ``new``.
 
@@ -152,6 +153,9 @@ def compute(
     Every contribution is counted in the ``hour`` of the call that makes it (a chain at its last
     call, a session at its first call, a read-then-send at the send), judged with the session's
     history: so the rows of any set of whole hours add up to what those hours' calls did.
+
+    ``sort``: order the tables by time, so a window read from files written from them skips row
+    groups. Tables that are only merged in memory (a window's edges, the slow path) need no order.
     """
     p = prefix
     if history is None:
@@ -311,7 +315,7 @@ def compute(
         execute(f"CREATE OR REPLACE TEMP TABLE {p}marks AS SELECT * FROM {new} WHERE {MARKS} ORDER BY time")
     for table, column in (("chains", "hour"), ("loops", "hour"), ("perf", "hour"), ("buckets", "bucket"),
                           ("clients", "bucket"), ("errmin", "minute"), ("instances", "hour"), ("exfil", "hour")):
-        if table in want:  # in time order: a window read from the stored files skips row groups
+        if sort and table in want:  # in time order: a window read from the stored files skips row groups
             execute(f"CREATE OR REPLACE TEMP TABLE {p}{table} AS SELECT * FROM {p}{table} ORDER BY {column}")
     for table, sql in tool_table_sql(new).items():
         if table in want:

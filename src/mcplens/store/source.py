@@ -110,7 +110,7 @@ class DuckDBSource(AnalysisSource):
             history = "win_history"
         tables = rollup.WINDOWED  # what the analysis reads (the marks are a view of the events: marks())
         rollup.compute(self, "win_events", history, reads=reads, sends=sends, exfil_window=exfil_window,
-                       bucket=bucket, prefix="rw_", tables=tables)
+                       bucket=bucket, prefix="rw_", tables=tables, sort=False)
         for t in tables:
             src = f"(SELECT * FROM rw_{t} WHERE n >= {int(min_loop)})" if t == "loops" else f"rw_{t}"
             kind = "VIEW" if t == "loops" else "TABLE"  # loops: one row per key, read once

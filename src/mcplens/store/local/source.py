@@ -106,7 +106,7 @@ class LocalSource(DuckDBSource):
                 hist.append(f"SELECT * FROM tail_events WHERE time < {lit(tail_before)}")
             self(f"CREATE OR REPLACE TEMP VIEW rg{i}_hist AS " + " UNION ALL ".join(f"({h})" for h in hist))
             rollup.compute(self, f"rg{i}_new", f"rg{i}_hist", reads=reads, sends=sends, exfil_window=exfil_window,
-                           bucket=BUCKET, prefix=f"rg{i}_", tables=rollup.WINDOWED)
+                           bucket=BUCKET, prefix=f"rg{i}_", tables=rollup.WINDOWED, sort=False)
             computed.append(f"rg{i}_")
         server = "" if self.server is None else f" AND server IS NOT DISTINCT FROM {lit(self.server)}"
         for t in rollup.WINDOWED:  # what the analysis reads
