@@ -54,6 +54,8 @@ Tables (``ru_<name>``):
   payload and token ``mcplens.histogram`` buckets with count, sum, least and largest value;
 * ``marks``: the events the analysis reads one by one, whole (:data:`MARKS`): a window filters them
   by time.
+* ``chains_d``, ``perf_d``: ``chains`` and ``perf`` per UTC day (:data:`DAILY`; ``hour`` the day's
+  first): a window reads the day rows of its whole days and the hour rows of the hours around them.
 
 Assumption: a session's events reach later batches later in time (a segment is compacted after
 the ones its process wrote before it). A straggler older than events already rolled up (a dead
@@ -78,14 +80,20 @@ from mcplens.store.sql import ERROR, SESSION_KEY, label, tool_hints
 ROLLUP_DIR: Final = "rollups"
 EXAMPLES: Final = 20  # example sessions kept per read-then-send pair
 TABLES: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances", "values", "statuses", "series",
-                  "spans", "clients", "errmin", "marks", "perf")
+                  "spans", "clients", "errmin", "marks", "perf", "chains_d", "perf_d")
+#: the windowed tables also stored per UTC day (``<table>_d``, ``hour`` the day's first hour, rows merged
+#: as the hourly ones): a week reads 7 rows per key of its whole days instead of 168
+DAILY: Final = ("chains", "perf")
+#: hours per day row of :data:`DAILY`
+DAY_H: Final = 24
 #: bump when a table's meaning changes: batches rolled up by another version are rolled up again
-VERSION: Final = 5  # 2: rate-limited/unauthorized are not errors (ev.NOT_FAILURES); instances know clean stops
+VERSION: Final = 6  # 2: rate-limited/unauthorized are not errors (ev.NOT_FAILURES); instances know clean stops
 # 3: the dashboard's ``series``
 # 4: chains, sessions, loops, exfil and instances per ``hour`` (a window sums its whole hours); ``buckets``
 #    with the served requests' count and first/last time; ``spans``, ``clients``, ``errmin``, ``marks``,
 #    ``perf``
 # 5: the window rollups of the views (store/windows.py) and series' tokens, size_max and daily rows
+# 6: ``chains_d`` and ``perf_d``: chains and perf per UTC day, for a window's whole days
 #: the default bucket of the error-spike detector; rollups are kept at this size, so a run whose
 #: bucket is a multiple of it can use them
 BUCKET: Final = 300.0
@@ -313,6 +321,15 @@ def compute(
         )
     if "marks" in want:
         execute(f"CREATE OR REPLACE TEMP TABLE {p}marks AS SELECT * FROM {new} WHERE {MARKS} ORDER BY time")
+    for table in DAILY:  # per day: the day's hourly rows merged (MERGE's sums, least and largest), by key
+        if table in want and f"{table}_d" in want:
+            keys = {"chains": "server, chain", "perf": "server, method, target, measure, idx"}[table]
+            measures = {"chains": "sum(occurrences)::BIGINT AS occurrences, sum(sessions)::BIGINT AS sessions",
+                        "perf": "sum(n)::BIGINT AS n, sum(vsum)::BIGINT AS vsum, min(vmin) AS vmin, "
+                                "max(vmax) AS vmax"}[table]
+            execute(f"""CREATE OR REPLACE TEMP TABLE {p}{table}_d AS
+                        SELECT {keys}, (hour // {DAY_H}) * {DAY_H} AS hour, {measures} FROM {p}{table}
+                        GROUP BY ALL ORDER BY hour""")
     for table, column in (("chains", "hour"), ("loops", "hour"), ("perf", "hour"), ("buckets", "bucket"),
                           ("clients", "bucket"), ("errmin", "minute"), ("instances", "hour"), ("exfil", "hour")):
         if sort and table in want:  # in time order: a window read from the stored files skips row groups

@@ -127,6 +127,13 @@ def hours(window: TimeWindow | None) -> tuple[int | None, int | None]:
     return lo, hi
 
 
+def whole_days(lo: int | None, hi: int | None) -> tuple[int | None, int | None]:
+    """The whole UTC days (``[d0, d1)`` as hour numbers, by :data:`rollup.DAY_H`) inside the hours
+    ``[lo, hi)``; None: unbounded. Empty when ``d0 >= d1``."""
+    d = rollup.DAY_H
+    return (None if lo is None else -(-lo // d) * d), (None if hi is None else hi // d * d)
+
+
 def in_hours(column: str, lo: int | None, hi: int | None) -> str:
     """SQL: ``column`` (an hour number) within ``[lo, hi)``."""
     return " AND ".join([f"{column} >= {lo}" if lo is not None else "true",
