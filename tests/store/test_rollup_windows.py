@@ -72,6 +72,8 @@ WINDOWS = {
     "whole hours only": TimeWindow((EDGE // HOUR + 1) * HOUR, (CUT2 // HOUR - 2) * HOUR),
     "until before the tail": TimeWindow(None, CUT1 + 3 * HOUR + 17.0),
     "mostly tail": TimeWindow(CUT2 + 100.0, None),
+    # a whole UTC day inside, whole hours around it and partial hours at both ends (chains, perf: day rows)
+    "whole days, both ends mid-hour": TimeWindow(workload.T0 + 3 * HOUR + 600.0, CUT2 + 5 * HOUR + 99.0),
 }
 
 
@@ -131,3 +133,22 @@ def test_an_hour_dropped_or_counted_twice_is_caught(home: Path, monkeypatch: pyt
     _, tables = _run(store, window, stored=True)
     _, want = _run(store, window, stored=False)
     assert tables["chains"] != want["chains"] and tables["buckets"] != want["buckets"]
+
+
+# a day more before the window (fewer days is still right: their hours are read instead; a day more after
+# it would hold only the hours up to the tail here, which the window reads anyway)
+@pytest.mark.parametrize("shift", [(-24, 0)])
+def test_a_day_dropped_or_counted_twice_is_caught(home: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   shift: tuple[int, int]) -> None:
+    """Chains and perf read day rows for a window's whole days: count a day outside it and it shows."""
+    real = local_source.whole_days
+
+    def off(lo: int | None, hi: int | None) -> tuple[int | None, int | None]:
+        d0, d1 = real(lo, hi)
+        return (None if d0 is None else d0 + shift[0]), (None if d1 is None else d1 + shift[1])
+
+    monkeypatch.setattr(local_source, "whole_days", off)
+    window = WINDOWS["whole days, both ends mid-hour"]
+    _, tables = _run(LocalStore(home), window, stored=True)
+    _, want = _run(LocalStore(home), window, stored=False)
+    assert tables["chains"] != want["chains"] and tables["perf"] != want["perf"]

@@ -54,6 +54,8 @@ Tables (``ru_<name>``):
   payload and token ``mcplens.histogram`` buckets with count, sum, least and largest value;
 * ``marks``: the events the analysis reads one by one, whole (:data:`MARKS`): a window filters them
   by time.
+* ``chains_d``, ``perf_d``: ``chains`` and ``perf`` per UTC day (:data:`DAILY`; ``hour`` the day's
+  first): a window reads the day rows of its whole days and the hour rows of the hours around them.
 
 Assumption: a session's events reach later batches later in time (a segment is compacted after
 the ones its process wrote before it). A straggler older than events already rolled up (a dead
@@ -78,14 +80,20 @@ from mcplens.store.sql import ERROR, SESSION_KEY, label, tool_hints
 ROLLUP_DIR: Final = "rollups"
 EXAMPLES: Final = 20  # example sessions kept per read-then-send pair
 TABLES: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances", "values", "statuses", "series",
-                  "spans", "clients", "errmin", "marks", "perf")
+                  "spans", "clients", "errmin", "marks", "perf", "chains_d", "perf_d")
+#: the windowed tables also stored per UTC day (``<table>_d``, ``hour`` the day's first hour, rows merged
+#: as the hourly ones): a week reads 7 rows per key of its whole days instead of 168
+DAILY: Final = ("chains", "perf")
+#: hours per day row of :data:`DAILY`
+DAY_H: Final = 24
 #: bump when a table's meaning changes: batches rolled up by another version are rolled up again
-VERSION: Final = 5  # 2: rate-limited/unauthorized are not errors (ev.NOT_FAILURES); instances know clean stops
+VERSION: Final = 6  # 2: rate-limited/unauthorized are not errors (ev.NOT_FAILURES); instances know clean stops
 # 3: the dashboard's ``series``
 # 4: chains, sessions, loops, exfil and instances per ``hour`` (a window sums its whole hours); ``buckets``
 #    with the served requests' count and first/last time; ``spans``, ``clients``, ``errmin``, ``marks``,
 #    ``perf``
 # 5: the window rollups of the views (store/windows.py) and series' tokens, size_max and daily rows
+# 6: ``chains_d`` and ``perf_d``: chains and perf per UTC day, for a window's whole days
 #: the default bucket of the error-spike detector; rollups are kept at this size, so a run whose
 #: bucket is a multiple of it can use them
 BUCKET: Final = 300.0
@@ -141,6 +149,7 @@ def compute(
     bucket: float = BUCKET,
     prefix: str = "ru_",
     tables: Sequence[str] = TABLES,
+    sort: bool = True,
 ) -> None:
     """Create temp tables ``<prefix><table>`` (those in ``tables``) from the events of relation ``new``.
 
@@ -152,6 +161,9 @@ def compute(
     Every contribution is counted in the ``hour`` of the call that makes it (a chain at its last
     call, a session at its first call, a read-then-send at the send), judged with the session's
     history: so the rows of any set of whole hours add up to what those hours' calls did.
+
+    ``sort``: order the tables by time, so a window read from files written from them skips row
+    groups. Tables that are only merged in memory (a window's edges, the slow path) need no order.
     """
     p = prefix
     if history is None:
@@ -309,9 +321,18 @@ def compute(
         )
     if "marks" in want:
         execute(f"CREATE OR REPLACE TEMP TABLE {p}marks AS SELECT * FROM {new} WHERE {MARKS} ORDER BY time")
+    for table in DAILY:  # per day: the day's hourly rows merged (MERGE's sums, least and largest), by key
+        if table in want and f"{table}_d" in want:
+            keys = {"chains": "server, chain", "perf": "server, method, target, measure, idx"}[table]
+            measures = {"chains": "sum(occurrences)::BIGINT AS occurrences, sum(sessions)::BIGINT AS sessions",
+                        "perf": "sum(n)::BIGINT AS n, sum(vsum)::BIGINT AS vsum, min(vmin) AS vmin, "
+                                "max(vmax) AS vmax"}[table]
+            execute(f"""CREATE OR REPLACE TEMP TABLE {p}{table}_d AS
+                        SELECT {keys}, (hour // {DAY_H}) * {DAY_H} AS hour, {measures} FROM {p}{table}
+                        GROUP BY ALL ORDER BY hour""")
     for table, column in (("chains", "hour"), ("loops", "hour"), ("perf", "hour"), ("buckets", "bucket"),
                           ("clients", "bucket"), ("errmin", "minute"), ("instances", "hour"), ("exfil", "hour")):
-        if table in want:  # in time order: a window read from the stored files skips row groups
+        if sort and table in want:  # in time order: a window read from the stored files skips row groups
             execute(f"CREATE OR REPLACE TEMP TABLE {p}{table} AS SELECT * FROM {p}{table} ORDER BY {column}")
     for table, sql in tool_table_sql(new).items():
         if table in want:

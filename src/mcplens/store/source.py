@@ -110,7 +110,7 @@ class DuckDBSource(AnalysisSource):
             history = "win_history"
         tables = rollup.WINDOWED  # what the analysis reads (the marks are a view of the events: marks())
         rollup.compute(self, "win_events", history, reads=reads, sends=sends, exfil_window=exfil_window,
-                       bucket=bucket, prefix="rw_", tables=tables)
+                       bucket=bucket, prefix="rw_", tables=tables, sort=False)
         for t in tables:
             src = f"(SELECT * FROM rw_{t} WHERE n >= {int(min_loop)})" if t == "loops" else f"rw_{t}"
             kind = "VIEW" if t == "loops" else "TABLE"  # loops: one row per key, read once
@@ -125,6 +125,13 @@ def hours(window: TimeWindow | None) -> tuple[int | None, int | None]:
     lo = None if window.since is None else math.ceil(window.since / rollup.HOUR_S)
     hi = None if window.until is None else math.floor(window.until / rollup.HOUR_S)
     return lo, hi
+
+
+def whole_days(lo: int | None, hi: int | None) -> tuple[int | None, int | None]:
+    """The whole UTC days (``[d0, d1)`` as hour numbers, by :data:`rollup.DAY_H`) inside the hours
+    ``[lo, hi)``; None: unbounded. Empty when ``d0 >= d1``."""
+    d = rollup.DAY_H
+    return (None if lo is None else -(-lo // d) * d), (None if hi is None else hi // d * d)
 
 
 def in_hours(column: str, lo: int | None, hi: int | None) -> str:

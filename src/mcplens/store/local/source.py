@@ -1,7 +1,8 @@
 """The local store's :class:`~mcplens.store.source.AnalysisSource`: stored rollups when they answer the run.
 
 When every batch has rollups made with the run's settings (:func:`rollup.applies`), the rollup
-tables of any window are the stored rows of its whole hours (``hour``, store/rollup.py) plus two
+tables of any window are the stored rows of its whole hours (``hour``, store/rollup.py; for chains and
+perf, the day rows of its whole UTC days and the hour rows around them) plus two
 small computations from the events, each with its sessions' history (their earlier calls, found
 from the stored ``spans`` so only that stretch of time is read):
 
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcplens.store import rollup
 from mcplens.store.rollup import BUCKET, HOUR_S
-from mcplens.store.source import DuckDBSource, RollupInfo, Split, hour_of, hours, in_hours
+from mcplens.store.source import DuckDBSource, RollupInfo, Split, hour_of, hours, in_hours, whole_days
 from mcplens.store.sql import SESSION_KEY, lit
 
 if TYPE_CHECKING:
@@ -106,12 +107,21 @@ class LocalSource(DuckDBSource):
                 hist.append(f"SELECT * FROM tail_events WHERE time < {lit(tail_before)}")
             self(f"CREATE OR REPLACE TEMP VIEW rg{i}_hist AS " + " UNION ALL ".join(f"({h})" for h in hist))
             rollup.compute(self, f"rg{i}_new", f"rg{i}_hist", reads=reads, sends=sends, exfil_window=exfil_window,
-                           bucket=BUCKET, prefix=f"rg{i}_", tables=rollup.WINDOWED)
+                           bucket=BUCKET, prefix=f"rg{i}_", tables=rollup.WINDOWED, sort=False)
             computed.append(f"rg{i}_")
         server = "" if self.server is None else f" AND server IS NOT DISTINCT FROM {lit(self.server)}"
+        d0, d1 = whole_days(lo, hi)
+        daily = core and (d0 is None or d1 is None or d0 < d1)
         for t in rollup.WINDOWED:  # what the analysis reads
             files = ", ".join(lit(m["files"][t]) for m in stored)
-            parts = [f"SELECT * FROM read_parquet([{files}]) WHERE {in_hours(hour_of(t), lo, hi) if core else 'false'}"]
+            if daily and t in rollup.DAILY:  # the whole days' day rows, the whole hours around them
+                days = ", ".join(lit(m["files"][f"{t}_d"]) for m in stored)
+                parts = [f"SELECT * FROM read_parquet([{days}]) WHERE {in_hours('hour', d0, d1)}"]
+                parts += [f"SELECT * FROM read_parquet([{files}]) WHERE {in_hours('hour', a, b)}"
+                          for a, b in ((lo, d0), (d1, hi)) if a is not None and b is not None and a < b]
+            else:
+                parts = [f"SELECT * FROM read_parquet([{files}]) WHERE "
+                         f"{in_hours(hour_of(t), lo, hi) if core else 'false'}"]
             parts += [f"SELECT * FROM {p}{t}" for p in computed]
             keep = f" AND n >= {int(min_loop)}" if t == "loops" else ""
             src = "(" + " UNION ALL BY NAME ".join(f"({x})" for x in parts) + f") WHERE true{server}{keep}"
