@@ -287,11 +287,26 @@ def _sessions_phase(ph: Any, stack: Any, names: list[str], args: argparse.Namesp
                 got = out[(stack.kind, mode)]
                 if isinstance(got[name], str):
                     continue
+                _upstream_idle(ph, stack)
                 try:
                     got[name].extend(ph.run_sessions(stack.urls[name], args.sessions, spread, ph.CALLS[stack.kind]))
                 except BaseException as exc:  # noqa: BLE001 - a contender that fails here: reported
                     got[name] = repr(exc)[:160]
     return out
+
+
+def _upstream_idle(ph: Any, stack: Any, deadline: float = 60.0) -> None:
+    """Wait until the upstream has finished with the previous contender's 300 sessions (their
+    DELETEs and closed GET streams keep a Python MCPServer busy for seconds after the last call):
+    otherwise whichever contender runs next is measured against that backlog. Idle = under 2% of a
+    CPU over half a second, polled with a deadline."""
+    pid = stack.pids["upstream"]
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        c0 = ph.cpu_seconds(pid)
+        time.sleep(0.5)  # the measuring window of the CPU rate, not synchronisation
+        if ph.cpu_seconds(pid) - c0 < 0.01:
+            return
 
 
 def _sessions_table(ph: Any, many: dict[tuple[str, str], dict[str, Any]], names: list[str],
