@@ -40,6 +40,9 @@ sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
 CONTENDERS = ("sdk-default", "sdk+otel-provider", "mcplens")
+#: with --split: mcplens whose builder makes no event, so its figure is the request path, the
+#: queue and the writer's loop alone; the rest of mcplens's is building, cleaning and writing
+REQUEST_ONLY = "mcplens-request-path"
 GOAL_FRACTION = 1 / 8  # mcplens adds at most 1/8 of what OTel-with-provider adds (issue 11)
 
 
@@ -65,8 +68,13 @@ async def serve(contender: str, calls: int, warmup: int, vary: bool) -> None:
         otel = OtelSwitch("batch")
         otel.on()
         flush = otel.flush
-    elif contender == "mcplens":
+    elif contender in ("mcplens", REQUEST_ONLY):
         import mcplens
+
+        if contender == REQUEST_ONLY:
+            from mcplens.capture.sdk import EventBuilder
+
+            EventBuilder.__call__ = lambda self, raw: []  # type: ignore[method-assign]
 
         handle = mcplens.instrument(server, home=Path(tempfile.mkdtemp(prefix="mcplens-instr-")),
                                     handle_sigterm=False)
@@ -84,6 +92,8 @@ async def serve(contender: str, calls: int, warmup: int, vary: bool) -> None:
     if contender == "mcplens":
         counters = handle.pipeline.counters
         assert counters["dropped"] == 0 and counters["written"] >= calls, counters
+    if contender == REQUEST_ONLY:
+        assert handle.pipeline.counters["enqueued"] >= calls, handle.pipeline.counters
     if otel is not None:
         assert otel.exporter.exported >= calls, otel.exporter.exported
 
@@ -112,14 +122,33 @@ def count(contender: str, calls: int, warmup: int, vary: bool) -> int:
         return int(m.group(1))
 
 
-def measure(calls: int, warmup: int, vary: bool, jobs: int) -> dict[str, dict[str, float]]:
-    plan = [(c, n) for c in CONTENDERS for n in (calls, 2 * calls)]
+def faults(contender: str, calls: int, warmup: int, vary: bool) -> int:
+    """Minor page faults of a whole native run (no valgrind): the kernel's share of the cost, which
+    instruction counts leave out (memory a process frees back to the system and touches again)."""
+    env = {**os.environ, "PYTHONHASHSEED": "0", "MCPLENS_FLUSH_INTERVAL": "0.25"}
+    cmd = [sys.executable, __file__, "--run", contender, "--calls", str(calls), "--warmup", str(warmup)]
+    if vary:
+        cmd.append("--vary")
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    m = re.search(r"^minflt (\d+)$", proc.stderr, re.M)
+    if proc.returncode != 0 or m is None:
+        raise SystemExit(f"{contender} ({calls} calls, native) failed:\n{proc.stderr[-3000:]}")
+    return int(m.group(1))
+
+
+def measure(calls: int, warmup: int, vary: bool, jobs: int, contenders: tuple[str, ...] = CONTENDERS,
+            ) -> dict[str, dict[str, float]]:
+    plan = [(c, n) for c in contenders for n in (calls, 2 * calls)]
     with ThreadPoolExecutor(jobs) as pool:
         counts = dict(zip(plan, pool.map(lambda p: count(p[0], p[1], warmup, vary), plan), strict=True))
+    # page faults vary a little run to run: the median of three differences, at 10x the calls
+    flts = {c: sorted(faults(c, 20 * calls, warmup, vary) - faults(c, 10 * calls, warmup, vary)
+                      for _ in range(3))[1] / (10 * calls) for c in contenders}
     out: dict[str, dict[str, float]] = {}
-    for c in CONTENDERS:
+    for c in contenders:
         per_call = (counts[(c, 2 * calls)] - counts[(c, calls)]) / calls
-        out[c] = {"per_call": per_call, "short": counts[(c, calls)], "long": counts[(c, 2 * calls)]}
+        out[c] = {"per_call": per_call, "short": counts[(c, calls)], "long": counts[(c, 2 * calls)],
+                  "faults": flts[c]}
     return out
 
 
@@ -146,13 +175,13 @@ def report(res: dict[str, dict[str, float]], calls: int, vary: bool) -> str:
         "`MCPLENS_FLUSH_INTERVAL=10`: under valgrind calls are ~50x slower, and this keeps the writer's "
         "batches about as large as the default 0.25 s gives at native speed.",
         "",
-        "| contender | instructions per call | added vs sdk-default |",
-        "|---|---:|---:|",
+        "| contender | instructions per call | added vs sdk-default | minor page faults per call (native) |",
+        "|---|---:|---:|---:|",
     ]
-    for c in CONTENDERS:
-        per = res[c]["per_call"]
+    for c, r in res.items():
+        per = r["per_call"]
         added = "—" if c == "sdk-default" else f"{per - base:,.0f}"
-        lines.append(f"| {c} | {per:,.0f} | {added} |")
+        lines.append(f"| {c} | {per:,.0f} | {added} | {r['faults']:.2f} |")
     verdict = "met" if lens <= GOAL_FRACTION * otel else "not met"
     lines += ["", f"- mcplens adds {lens / otel:.0%} of what OTel-with-provider adds "
                   f"(goal ≤ {GOAL_FRACTION:.1%}): **{verdict}**", ""]
@@ -166,12 +195,17 @@ def main() -> int:
     p.add_argument("--vary", action="store_true", help="argument values differ on every call")
     p.add_argument("--jobs", type=int, default=2, help="valgrind processes at once")
     p.add_argument("--write-results", action="store_true")
-    p.add_argument("--run", choices=CONTENDERS, help=argparse.SUPPRESS)  # the child's side
+    p.add_argument("--split", action="store_true",
+                   help=f"also {REQUEST_ONLY}: mcplens building no event (its request path and queue alone)")
+    p.add_argument("--run", choices=(*CONTENDERS, REQUEST_ONLY), help=argparse.SUPPRESS)  # the child's side
     a = p.parse_args()
     if a.run:
         asyncio.run(serve(a.run, a.calls, a.warmup, a.vary))
+        import resource
+
+        sys.stderr.write(f"minflt {resource.getrusage(resource.RUSAGE_SELF).ru_minflt}\n")
         return 0
-    res = measure(a.calls, a.warmup, a.vary, a.jobs)
+    res = measure(a.calls, a.warmup, a.vary, a.jobs, (*CONTENDERS, REQUEST_ONLY) if a.split else CONTENDERS)
     text = report(res, a.calls, a.vary)
     sys.stderr.write(text + "\n")
     if a.write_results:

@@ -1,22 +1,23 @@
-"""The fleet store: ingest with 8 writers, then the per-tool table and the insights, PostgreSQL vs local.
+"""The fleet store: ingest with 8 writers, then the reads, PostgreSQL vs the local store.
 
-    .venv/bin/python bench/postgres.py [--events 1000000] [--grow 10000000] [--writers 8] [--record]
+    .venv/bin/python bench/postgres.py [--events 1000000] [--writers 8] [--rounds 2] [--baseline-ref REF] [--record]
+    .venv/bin/python bench/postgres.py --grown-dir DIR --events 240000 --grow 10000000 [--record]
+    .venv/bin/python bench/postgres.py --breakdown 30000 [--record]
 
 One throwaway cluster (tests/store/postgres/cluster.py: initdb in a temp dir, 127.0.0.1, fsync ON,
 synchronous_commit on: the durable configuration) on the same 2 cores as everything else.
 
 1. **Ingest**: ``--writers`` processes each take ``events / writers`` pre-built events (6 tools, 2
    servers, ~2% errors, lognormal latencies, sessions of 10 calls; built before the clock starts) and
-   push them through the real writer (``PostgresWriter.write_batch``, 1,000 per batch: JSON encode,
-   COPY, INSERT ... ON CONFLICT, rollup trigger, commit), all at once. The same processes then write
-   the same events through the local segment writer (``EventLogSink``) for the baseline.
-2. **Grow** (optional): the table is grown to ``--grow`` rows by copying what was ingested with
-   shifted times and fresh ids inside PostgreSQL (``INSERT ... SELECT``, the rollup trigger runs on
-   each copy as on any insert): ingesting 10M through the writers would take minutes and measures
-   nothing new.
-3. **Reads** (best of 3): the per-tool table over the whole store and over the last 7 days, and all
-   insights over the last day and over the whole store; the local store over the ingested events
-   (compacted to Parquet with its rollups) in the same run.
+   push them through the real writer (``PostgresWriter.write_batch``, 1,000 per batch: one binary
+   COPY each), all at once. The same processes then write the same events through the local segment
+   writer (``EventLogSink``) for the baseline. ``--baseline-ref`` interleaves another git ref's
+   writer and schema (before/after in one run).
+2. **Reads at scale** (``--grown-dir``): a kept cluster grown in SQL to ``--grow`` events over 7 days
+   (shifted copies: ingesting 10M through the writers would take minutes and measure nothing new),
+   ``mcplens db rollup`` over it (timed), then each read best of 3 through ``PostgresStore`` and,
+   interleaved, through the local store over the same batches (the reader's mirror directory).
+3. **Breakdown**: one writer, variants interleaved: where the database's CPU per event goes.
 """
 
 from __future__ import annotations
@@ -120,6 +121,8 @@ def main() -> None:
                     help="also ingest with this git ref's src/ (its schema and writer), interleaved: before/after")
     ap.add_argument("--rounds", type=int, default=1, help="ingest rounds (each contender once per round)")
     ap.add_argument("--ingest-only", action="store_true", help="stop after the ingest rounds")
+    ap.add_argument("--rollup-again", action="store_true",
+                    help="with --grown-dir: drop the stored batches and run the rollup job again (timed)")
     ap.add_argument("--grown-dir", type=Path,
                     help="reads at scale: a cluster kept in this directory holding --grow events over 7 days "
                          "(made on the first run: --events through the writers, then grown in SQL; reused after)")
@@ -133,7 +136,7 @@ def main() -> None:
     from mcplens.analysis.run import insights
     from mcplens.store.base import TimeWindow
     from mcplens.store.local.reader import LocalStore
-    from mcplens.store.postgres import connect, schema
+    from mcplens.store.postgres import connect
     from mcplens.store.postgres.store import PostgresStore
 
     if args.breakdown:
@@ -174,7 +177,14 @@ def main() -> None:
                     ingest_home = home
                 print(lines[-1], flush=True)
         if not args.ingest_only:
+            from mcplens.store.postgres import mirror
+
             conn = connect(url)
+            t = time.perf_counter()
+            job = mirror.roll_up(conn, mirror.mirror_home(conn, tmp / "job"), now=time.time())
+            lines.append(f"`mcplens db rollup` over the ingested events: {time.perf_counter() - t:.1f} s, "
+                         f"{job['events']:,} events rolled up (the open hour stays the readers' tail)")
+            print(lines[-1], flush=True)
             stored = conn.execute("SELECT count(*) FROM mcplens.events").fetchone()[0]
 
             # the local store: the same events, compacted (Parquet + rollups), as `mcplens compact` leaves them
@@ -205,40 +215,6 @@ def main() -> None:
                          f"local {lt:.2f} s (compacted in {compact_s:.1f} s)")
             print(lines[-1], flush=True)
 
-            if args.grow > stored:
-                t = time.perf_counter()
-                base = stored
-                copy = 1
-                cols = ", ".join(f'"{c}"' for c, _, _ in schema.columns()
-                                 if c not in ("event_id", "time", "session_id"))
-                while stored < args.grow:
-                    # shift back by whole weeks into partitions made for them; new ids, new sessions
-                    shift = copy * span
-                    days = sorted({int((t0 - shift) // 86400) + d for d in range(9)})
-                    conn.execute("SELECT mcplens.ensure_partitions(%s)", (days,))
-                    take = min(base, args.grow - stored)
-                    conn.execute(f"INSERT INTO mcplens.events (event_id, time, session_id, {cols}) "
-                                 f"SELECT event_id || '-{copy}', time - {shift}, session_id || '-{copy}', {cols} "
-                                 f"FROM mcplens.events WHERE time >= {t0} LIMIT {take}")
-                    # writers add rollup deltas themselves; rows made in SQL get theirs the same way
-                    # merge_stage does (the copy sits wholly in [t0 - shift, now - shift))
-                    conn.execute(schema._ROLLUP_SELECT.format(
-                        src=f"(SELECT * FROM mcplens.events WHERE time >= {t0 - shift} AND time < {now - shift}) e"))
-                    stored += take
-                    copy += 1
-                grow_s = time.perf_counter() - t
-                conn.execute("ANALYZE mcplens.events")
-                lines.append(f"grown to {stored:,} rows in PostgreSQL in {grow_s:.0f} s "
-                             "(INSERT ... SELECT of shifted copies)")
-                print(lines[-1], flush=True)
-                for label, fn in (
-                    ("per-tool table, whole store", lambda: pgs.tool_table()),
-                    ("per-tool table, last 7 days", lambda: pgs.tool_table(week)),
-                    ("insights, last day", lambda: insights(pgs, since=day)),
-                ):
-                    pt, _ = best(fn)
-                    lines.append(f"{label} over {stored:,} events: PostgreSQL {pt:.3f} s")
-                    print(lines[-1], flush=True)
             conn.close()
             pgs.close()
     finally:
@@ -261,15 +237,14 @@ def grow_in_sql(conn: Any, target: int, t0: float, span: float) -> int:
     """Grow ``events`` to ``target`` rows with shifted copies of what is there, within the same span
     (a busier fleet over the same 7 days, not a longer history), new ids and sessions. The copies
     are made in a temp table and inserted once in time order (as writers insert: the BRIN index on
-    time stays useful), with their rollups made from them as ``merge_stage`` makes them. The two
-    btree indexes are dropped meanwhile and built again at the end (a bulk build instead of 10M
-    random inserts)."""
+    time stays useful). The unique btree index is dropped meanwhile and built again at the end (a
+    bulk build instead of 10M random inserts). The rollups are ``mcplens db rollup``'s job, after."""
     from mcplens.store.postgres import schema
 
     stored = conn.execute("SELECT count(*) FROM mcplens.events").fetchone()[0]
     base = stored
     cols = ", ".join(f'"{c}"' for c, _, _ in schema.columns() if c not in ("event_id", "time", "session_id"))
-    conn.execute("DROP INDEX mcplens.events_id, mcplens.events_session")
+    conn.execute("DROP INDEX mcplens.events_id")
     conn.execute("CREATE TEMP TABLE grow (LIKE mcplens.events)")
     conn.execute("SET work_mem = '256MB'")
     copy = 1
@@ -283,11 +258,9 @@ def grow_in_sql(conn: Any, target: int, t0: float, span: float) -> int:
         copy += 1
         print(f"  made {stored:,}", flush=True)
     conn.execute("INSERT INTO mcplens.events SELECT * FROM grow ORDER BY time")
-    conn.execute(schema._rollup_select("pg_temp.grow"))
     conn.execute("DROP TABLE grow")
     conn.execute("SET maintenance_work_mem = '512MB'")
     conn.execute("CREATE UNIQUE INDEX events_id ON mcplens.events (event_id, time)")
-    conn.execute("CREATE INDEX events_session ON mcplens.events (session_id, time)")
     conn.execute("VACUUM ANALYZE mcplens.events")
     return stored
 
@@ -301,7 +274,7 @@ def grown(args: argparse.Namespace) -> None:
     from mcplens.dashboard import data
     from mcplens.store.base import TimeWindow
     from mcplens.store.postgres import connect, schema
-    from mcplens.store.postgres.store import PostgresStore
+    from mcplens.store.postgres.store import RECENT, PostgresStore
 
     root: Path = args.grown_dir
     made = not (root / "data").exists()
@@ -336,33 +309,69 @@ def grown(args: argparse.Namespace) -> None:
             shutil.rmtree(root / "ingest", ignore_errors=True)
         now = json.loads(meta.read_text())["now"]
         url = cluster.url(db="grown")
-        pgs = PostgresStore(url)
+        cache = root / "mirrors"
+        if made or args.rollup_again:
+            from mcplens.store.postgres import mirror
+
+            conn = connect(url)
+            conn.execute("DELETE FROM mcplens.batches")
+            conn.execute("DELETE FROM mcplens.settings WHERE key = 'rolled_until'")
+            shutil.rmtree(root / "job", ignore_errors=True)
+            t, c = time.perf_counter(), time.process_time()
+            job = mirror.roll_up(conn, mirror.mirror_home(conn, root / "job"), now=now)
+            lines.append(f"`mcplens db rollup` over the store (a first run: every hour at once): "
+                         f"{time.perf_counter() - t:.0f} s wall, {time.process_time() - c:.0f} s CPU in the job's "
+                         f"process (DuckDB), {len(job['batches'])} batches, {job['events']:,} events")
+            print(lines[-1], flush=True)
+            conn.close()
+        import shutil
+
+        shutil.rmtree(cache, ignore_errors=True)  # a reader starting from nothing
+        pgs = PostgresStore(url, cache=cache)
         stored = pgs.count()
-        week, day = TimeWindow(now - span, now + 1), TimeWindow(now - 86400, now + 1)
-        rollup_rows = pgs.rows("SELECT (SELECT count(*) FROM mcplens.rollup_calls) AS c, "
-                               "(SELECT count(*) FROM mcplens.rollup_hists) AS h")[0]
-        lines.append(f"store: {stored:,} events over 7 days in PostgreSQL; rollups {rollup_rows['c']:,} call rows, "
-                     f"{rollup_rows['h']:,} histogram rows")
+        t = time.perf_counter()
+        pgs.refresh(force=True)
+        lines.append(f"store: {stored:,} events over 7 days in PostgreSQL; a reader's first refresh (downloads "
+                     f"every batch into its mirror) {time.perf_counter() - t:.1f} s; {pgs.tail_events:,} events "
+                     "not rolled up (its tail)")
         print(lines[-1], flush=True)
+        refreshes = []
+        for _ in range(3):
+            t, c = time.perf_counter(), time.process_time()
+            pgs.refresh(force=True)
+            refreshes.append((time.perf_counter() - t, time.process_time() - c))
+        lines.append(f"a warm refresh (the batch listing, the tail's count and its last {RECENT:.0f} s; the reads "
+                     f"below refresh at most every second): {min(w for w, _ in refreshes) * 1000:.0f} ms, "
+                     f"CPU {min(c for _, c in refreshes) * 1000:.0f} ms (best of 3)")
+        print(lines[-1], flush=True)
+        from mcplens.store.local.reader import LocalStore
+
+        local = LocalStore(pgs.home)  # the same batches as a local data directory: the local baseline
+        week, day = TimeWindow(now - span, now + 1), TimeWindow(now - 86400, now + 1)
+        week_mid = TimeWindow(now - span + 1234.5, now - 1800.25)
         for label, fn, rounds in (
-            ("per-tool table, whole store", lambda: pgs.tool_table(), 3),
-            ("per-tool table, last 7 days (window edges mid-hour)", lambda: pgs.tool_table(week), 3),
-            ("dashboard /api/tools, 7 days", lambda: data.tools(pgs, week), 3),
-            ("dashboard /api/sessions, 7 days", lambda: data.sessions(pgs, week), 3),
-            ("dashboard /api/health, 7 days", lambda: data.health(pgs, week), 3),
-            ("insights, last day", lambda: insights(pgs, since=day.since), 1),
-            ("dashboard /api/overview, last day", lambda: data.overview(pgs, day), 1),
+            ("per-tool table, whole store", lambda s: s.tool_table(), 3),
+            ("per-tool table, last 7 days (window edges mid-hour)", lambda s: s.tool_table(week_mid), 3),
+            ("dashboard /api/tools, 7 days", lambda s: data.tools(s, week), 3),
+            ("dashboard /api/sessions, 7 days", lambda s: data.sessions(s, week), 3),
+            ("dashboard /api/health, 7 days", lambda s: data.health(s, week), 3),
+            ("dashboard /api/overview, 7 days", lambda s: data.overview(s, week), 3),
+            ("insights, last day", lambda s: insights(s, since=day.since), 3),
+            ("insights, last 7 days", lambda s: insights(s, since=week.since), 1),
         ):
             try:
-                took, _ = best(fn, rounds=rounds)
-                lines.append(f"{label} over {stored:,} events: {took:.3f} s (best of {rounds})")
+                got = []
+                for s in (pgs, local):  # interleaved: the same machine load for both
+                    took, _ = best(lambda s=s, fn=fn: fn(s), rounds=rounds)
+                    cpu0 = time.process_time()
+                    fn(s)
+                    got.append((took, time.process_time() - cpu0))
+                (pt, pc), (lt, lc) = got
+                lines.append(f"{label} over {stored:,} events: PostgreSQL {pt:.3f} s (CPU {pc:.3f} s), local store "
+                             f"over the same batches {lt:.3f} s (CPU {lc:.3f} s); best of {rounds}")
             except Exception as e:  # noqa: BLE001 - recorded: a call the PostgreSQL store cannot answer yet
                 lines.append(f"{label} over {stored:,} events: failed ({type(e).__name__}: {str(e)[:100]})")
             print(lines[-1], flush=True)
-        # the dashboard's charts over PostgreSQL load the window's events into DuckDB (no series
-        # rollups are kept in PostgreSQL yet): 7 days of a big store is minutes, so it is not run
-        lines.append(f"dashboard /api/overview, 7 days over {stored:,} events: not run (it would load the whole "
-                     "window into DuckDB; see the last-day figure)")
         pgs.close()
     finally:
         cluster.stop()
@@ -458,10 +467,9 @@ def breakdown(args: argparse.Namespace) -> None:
 
     variants = {
         "full": [],
-        "no rollup deltas": ["CREATE OR REPLACE FUNCTION mcplens.add_rollups(deltas jsonb) RETURNS void "
-                             "LANGUAGE plpgsql AS $$ BEGIN END $$"],
-        "no session index": ["DROP INDEX mcplens.events_session"],
-        "no unique id index": ["DROP INDEX mcplens.events_id"],
+        "synchronous_commit off": ["DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET synchronous_commit = off', "
+                                   "current_database()); END $$"],
+        "no unique id index (no exactly-once: for scale only)": ["DROP INDEX mcplens.events_id"],
     }
     cluster = Cluster(settings={"fsync": "on", "full_page_writes": "on", "shared_buffers": "512MB",
                                 "max_wal_size": "4GB"}).init().start()

@@ -63,9 +63,34 @@ try:
             return _orjson_dumps(value, default=str, option=_OPTIONS).decode("utf-8")
         except _orjson_error:
             return _std_compact(value)
+    _LINE_OPTIONS = _OPTIONS | orjson.OPT_APPEND_NEWLINE
+
+    def dumps_line(value: Any) -> bytes:
+        """``value`` as one line of compact JSON, its newline included."""
+        try:
+            return _orjson_dumps(value, default=str, option=_LINE_OPTIONS)
+        except _orjson_error:
+            return _std_bytes(value) + b"\n"
+
+    def exact(value: Any) -> bytes | None:
+        """``value`` as compact JSON when it is plain JSON data (no ``default=str`` stand-ins,
+        which could make two different values encode alike), else None."""
+        try:
+            return _orjson_dumps(value)
+        except _orjson_error:
+            return None
 except ImportError:  # pragma: no cover - a platform with no orjson wheel: the standard library
     dumps = _std_bytes
     compact = _std_compact
+
+    def dumps_line(value: Any) -> bytes:
+        return _std_bytes(value) + b"\n"
+
+    def exact(value: Any) -> bytes | None:
+        try:
+            return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+        except (TypeError, ValueError):
+            return None
 
 
 def _sleep0() -> None:

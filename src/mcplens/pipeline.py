@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 from mcplens import event as ev
 from mcplens.config import Settings
+from mcplens.event_templates import KEY_FIELD, Sanitized, Templates
 from mcplens.store import open_writer
 from mcplens.store.local.writer import health_record
 
@@ -206,6 +207,9 @@ class Pipeline:
         self.settings = settings
         #: every event passes through it before any sink sees it
         self.privacy = PrivacyStage(settings.effective_policy(), lazy_pseudonymizer(settings.home), settings.processors)
+        #: cleaned events a builder copies for a call it has seen before (event_templates); only
+        #: filled while the privacy stage is a pure function of the event
+        self.templates = Templates()
         self.instance_id = os.urandom(16).hex()
         self._queue: collections.deque[tuple[Builder, Any]] = collections.deque()
         self._queue_size = settings.queue_size
@@ -338,11 +342,19 @@ class Pipeline:
                     continue
                 for e in built:
                     measured += (e.get(ev.REQUEST_SIZE) or 0) + (e.get(ev.RESPONSE_SIZE) or 0)
-                    try:
-                        kept = privacy(e)
-                    except Exception as exc:  # noqa: BLE001 - an event the stage could not clean is not kept
-                        self.fault("the privacy stage", exc)
-                        continue
+                    kept: dict[str, Any] | None
+                    if type(e) is Sanitized:  # a copy of a template this stage cleaned before
+                        kept = privacy.stamped(e)
+                        self.templates.hits += 1
+                    else:
+                        key = e.pop(KEY_FIELD, None)
+                        try:
+                            kept = privacy(e)
+                        except Exception as exc:  # noqa: BLE001 - an event the stage could not clean is not kept
+                            self.fault("the privacy stage", exc)
+                            continue
+                        if key is not None and kept is not None and privacy.pure:
+                            self.templates.put(key, kept)
                     if kept is not None and processors:
                         kept = self._process(kept)
                     if kept is not None:

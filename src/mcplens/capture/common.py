@@ -23,6 +23,20 @@ from mcplens.capture import sessions
 
 #: ids only need to be unique, not secret: the PRNG (reseeded in forked children) skips a syscall
 _bits = random.getrandbits
+#: ids drawn ahead, 80 hex digits each (an event id, a trace id, a span id): one draw and one
+#: format per 64 events instead of per event
+_ID_POOL: list[str] = []
+_POOL_DRAW = 64
+
+
+def event_ids() -> str:
+    """80 random hex digits: ``[:32]`` an event id, ``[32:64]`` a trace id, ``[64:]`` a span id."""
+    try:
+        return _ID_POOL.pop()
+    except IndexError:  # list.pop is atomic: two threads never get the same ids
+        text = f"{_bits(320 * _POOL_DRAW):0{80 * _POOL_DRAW}x}"
+        _ID_POOL.extend([text[i : i + 80] for i in range(0, 80 * _POOL_DRAW, 80)])
+        return _ID_POOL.pop()
 MODERN_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
 MODERN_PROTOCOL = "io.modelcontextprotocol/protocolVersion"
 MODERN_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
@@ -299,34 +313,42 @@ def _tool_error_text(result: dict[str, Any]) -> str:
     return " ".join(str(b.get("text", "")) for b in content if isinstance(b, dict))[:65536]
 
 
-def _reply_items(method: str, result: Any) -> tuple[int | None, list[str] | None]:
-    if not isinstance(result, dict):
+#: where a reply lists its items, by method
+_REPLY_LISTS = {
+    "tools/call": "content",
+    "resources/read": "contents",
+    "prompts/get": "messages",
+    "tools/list": "tools",
+    "prompts/list": "prompts",
+    "resources/list": "resources",
+    "resources/templates/list": "resourceTemplates",
+}
+
+
+def reply_items(method: str, result: Any) -> tuple[int | None, list[str] | None]:
+    """(items, sorted distinct content types) of a reply that lists items."""
+    key = _REPLY_LISTS.get(method)
+    if key is None or not isinstance(result, dict):
         return None, None
-    key = {
-        "tools/call": "content",
-        "resources/read": "contents",
-        "prompts/get": "messages",
-        "tools/list": "tools",
-        "prompts/list": "prompts",
-        "resources/list": "resources",
-        "resources/templates/list": "resourceTemplates",
-    }.get(method)
-    items = result.get(key) if key else None
+    items = result.get(key)
     if not isinstance(items, list):
         return None, None
     kinds: set[str] = set()
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        if method == "resources/read":
-            kinds.add(str(item.get("mimeType") or ("blob" if "blob" in item else "text")))
-        elif method == "prompts/get":
-            content = item.get("content")
+    if method == "resources/read":
+        for item in items:
+            if isinstance(item, dict):
+                kinds.add(str(item.get("mimeType") or ("blob" if "blob" in item else "text")))
+    elif method == "prompts/get":
+        for item in items:
+            content = item.get("content") if isinstance(item, dict) else None
             if isinstance(content, dict) and "type" in content:
                 kinds.add(str(content["type"]))
-        elif "type" in item:
-            kinds.add(str(item["type"]))
-    return len(items), (sorted(kinds) or None)
+    else:
+        kinds = {str(item["type"]) for item in items if type(item) is dict and "type" in item} or {
+            str(item["type"]) for item in items if isinstance(item, dict) and "type" in item}
+    if len(kinds) < 2:
+        return len(items), (list(kinds) or None)
+    return len(items), sorted(kinds)
 
 
 _HINTS = (("readOnlyHint", "readOnly"), ("destructiveHint", "destructive"), ("openWorldHint", "openWorld"))
@@ -473,7 +495,7 @@ def build_event(exchange: Exchange, base: dict[str, Any]) -> dict[str, Any]:
     meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else None
     name = params.get("name") if isinstance(params.get("name"), str) else None
     e: dict[str, Any] = dict(base)
-    ids = f"{_bits(320):080x}"  # the event's id, a trace id and a span id from one draw
+    ids = event_ids()
     e[ev.EVENT_ID] = ids[:32]
     e[ev.EVENT_KIND] = "notification" if exchange.is_notification else "request"
     e[ev.SCHEMA] = ev.SCHEMA_VERSION
@@ -523,7 +545,7 @@ def build_event(exchange: Exchange, base: dict[str, Any]) -> dict[str, Any]:
         if size is not None:
             e[ev.RESPONSE_SIZE] = size
             e[ev.RESPONSE_TOKENS] = math.ceil(size / 4)
-        items, kinds = _reply_items(method, exchange.result)
+        items, kinds = reply_items(method, exchange.result)
         if items is not None:
             e[ev.RESPONSE_ITEMS] = items
         if kinds:

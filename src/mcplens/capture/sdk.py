@@ -28,14 +28,21 @@ from collections.abc import Awaitable, Callable, Sequence
 from time import perf_counter
 from typing import Any
 
+from mcplens import _json
 from mcplens import event as ev
+from mcplens.capture import sessions
 from mcplens.capture.common import (
     JSONRPC_INVALID_PARAMS,
     MODERN_CLIENT_INFO,
+    MODERN_PROTOCOL,
     Exchange,
     UriTemplates,
     build_event,
+    event_ids,
+    parse_traceparent,
+    reply_items,
 )
+from mcplens.event_templates import KEY_FIELD, MAX_PARAMS_BYTES, MAX_TEMPLATES, Sanitized
 from mcplens.pipeline import Builder, Pipeline
 
 CallNext = Callable[[Any], Awaitable[Any]]
@@ -266,6 +273,9 @@ class EventBuilder:
         self._server_version = server_version
         self._capture = capture
         self._base = {ev.INSTANCE_ID: pipeline.instance_id, ev.PID: pipeline._base[ev.PID]}
+        self._templates = pipeline.templates
+        #: how the session of a request without one is found, by (params JSON, where): see _derive
+        self._derived: dict[tuple[bytes, tuple[Any, ...]], Session | None] = {}
         self._connections: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         self._pipe_session = f"pipe:{pipeline.instance_id}"
         self._stdio = _watch_stdio()
@@ -319,6 +329,17 @@ class EventBuilder:
         method, params, request_id, meta, protocol_version, connection, request, t0, t1, result, exc = raw
         if _internal_dispatch(method, request):
             return []
+        key = None
+        if exc is None:
+            result = _dump(result)
+            found = self._template_key(method, params, request_id, meta, protocol_version, connection, request, t0,
+                                       result)
+            if found is not None:
+                key, session = found  # the session as (raw id, source, stitching key)
+                template = self._templates.get(key)
+                if template is not None:
+                    self.uris.learn_result(method, result)
+                    return [_stamp(template, method, params, request_id, session, t0, t1, result)]
         if method == "initialize" and isinstance(params, dict):
             requested = params.get("protocolVersion")
             protocol_version = requested if isinstance(requested, str) else None
@@ -335,14 +356,89 @@ class EventBuilder:
             protocol_version=protocol_version,
         )
         if exc is None:
-            x.result = _dump(result)
+            x.result = result
             self.uris.learn_result(method, x.result)
         else:
             _describe_exception(x, exc)
         if method == "resources/read" and isinstance(params, dict) and isinstance(params.get("uri"), str):
             x.uri_template = self._template_for(params["uri"])
         self._where(connection, request, meta, x, t0)
-        return [build_event(x, self._base)]
+        e = build_event(x, self._base)
+        if key is not None and e.get(ev.SESSION_SOURCE) == session[1] and (
+            session[2] is not None or e.get(ev.SESSION_ID) == session[0]
+        ):
+            e[KEY_FIELD] = key
+        return [e]
+
+    def _template_key(
+        self, method: str, params: Any, request_id: Any, meta: Any, protocol_version: Any, connection: Any,
+        request: Any, t0: float, result: Any,
+    ) -> tuple[tuple[Any, ...], Session] | None:
+        """What an ``ok`` call's event is made of besides its per-call fields (event_templates), and
+        how its session is found; None when that cannot be told cheaply and exactly (then the
+        event is built from scratch).
+
+        It mirrors :meth:`__call__`, :meth:`_where`, ``build_event`` and ``sessions.derive``: every
+        input they read is here, but the reply (only sizes and counts come from it, per call), the
+        clocks and the session (a 2026-era client has no session: one is stitched per call).
+        """
+        if (
+            request_id is None or type(params) is not dict or method in _UNTEMPLATED
+            or type(result) is not dict or (method == "tools/call" and result.get("isError") is True)
+            or (meta is not None and meta != params.get("_meta"))  # build_event reads params' copy
+        ):
+            return None
+        blob = _json.exact(params)
+        if blob is None or len(blob) > MAX_PARAMS_BYTES:
+            return None
+        template = None
+        if method == "resources/read" and isinstance(params.get("uri"), str):
+            template = self._template_for(params["uri"])
+        if request is not None:
+            client = getattr(request, "client", None)
+            session = getattr(connection, "session_id", None) or request.headers.get("mcp-session-id")
+            where: tuple[Any, ...] = ("tcp", getattr(client, "host", None))
+        elif self._stdio is not None and self._stdio.served_stdio_at(t0):
+            session, where = self._pipe_session, ("pipe",)
+        else:
+            session = self._connection_id(connection) if connection is not None and not _stateless(meta) else None
+            where = ("inproc",)
+        spec: Session | None
+        if isinstance(session, str) and session:
+            spec = (session, sessions.source_of(session), None)
+        else:  # a function of the params (their _meta) and the address: found once per pair
+            spec = self._derived.get((blob, where), _UNKNOWN)
+            if spec is _UNKNOWN:
+                spec = self._derive(params.get("_meta"), where)
+                if len(self._derived) >= MAX_TEMPLATES:
+                    self._derived.clear()
+                self._derived[(blob, where)] = spec
+            if spec is None:
+                return None
+        info: Any = None
+        if not (isinstance(meta, dict) and isinstance(meta.get(MODERN_CLIENT_INFO), dict)) and connection is not None:
+            # the record of initialize: the same object for as long as the connection lives
+            client_params = getattr(connection, "client_params", None)
+            info = (id(connection), id(getattr(client_params, "client_info", None)))
+        return (method, blob, protocol_version, template, where, info), spec
+
+    def _derive(self, client_meta: Any, where: tuple[Any, ...]) -> Session | None:
+        """How ``sessions.derive`` finds the session of a request with no session id: a conversation
+        id the client sent, else stitched by client and idle gap; None when the client is named
+        elsewhere than in the request (its connection's initialize): then it is built from scratch."""
+        conversation = sessions.conversation_id(client_meta)
+        if conversation is not None:
+            return (f"meta:{self._server_name or ''}:{conversation}", sessions.META, None)
+        named = client_meta.get(MODERN_CLIENT_INFO) if isinstance(client_meta, dict) else None
+        if not isinstance(named, dict):
+            return None
+        name, version = named.get("name"), named.get("version")
+        address = where[1] if where[0] == "tcp" else None
+        client_key = "|".join([str(name) if name is not None else "",
+                               str(version) if version is not None else "", address or ""])
+        if not client_key.strip("|") and not address:
+            return (None, None, None)
+        return (None, sessions.IDLE, (self._base[ev.INSTANCE_ID], client_key, address or ""))
 
     def _where(self, connection: Any, request: Any, meta: Any, x: Exchange, t0: float) -> None:
         """Transport, session and client, from whatever this transport carries."""
@@ -356,7 +452,7 @@ class EventBuilder:
             x.session_raw = self._pipe_session  # one client per stdio process: the pipe is the session
         else:
             x.transport = "inproc"
-            if connection is not None:
+            if connection is not None and not _stateless(meta):  # a 2026-era request's connection is its own
                 x.session_raw = self._connection_id(connection)
         info = meta.get(MODERN_CLIENT_INFO) if isinstance(meta, dict) else None
         if not isinstance(info, dict) and connection is not None:
@@ -375,6 +471,61 @@ class EventBuilder:
             return cid
         except TypeError:
             return f"conn:{id(connection):x}"
+
+
+#: methods whose event is made of the reply beyond its sizes (tool definitions, the negotiated
+#: version): always built from scratch
+_UNTEMPLATED = frozenset({"initialize", "tools/list"})
+#: bytes of a JSON-RPC result envelope around its id and result
+_ENVELOPE_BYTES = len('{"jsonrpc":"2.0","id":,"result":}')
+
+
+def _stateless(meta: Any) -> bool:
+    """A 2026-07-28 era request: no session, whatever connection object carried it."""
+    return isinstance(meta, dict) and MODERN_PROTOCOL in meta
+
+
+_UNKNOWN: Any = object()
+#: how a templated call's session is found: (raw session id, its source, the key to stitch by
+#: idle gaps when it has no id of its own); (None, None, None) when it has none
+Session = tuple["str | None", "str | None", "tuple[Any, ...] | None"]
+
+
+def _stamp(
+    template: dict[str, Any], method: str, params: dict[str, Any], request_id: Any, session: Session, t0: float,
+    t1: float, result: dict[str, Any],
+) -> Sanitized:
+    """A template's copy with this call's :data:`~mcplens.event_templates.PER_CALL` fields, each set
+    as ``build_event`` sets it for an ``ok`` request (the session id raw: the pipeline has the privacy
+    stage pseudonymise it)."""
+    e = Sanitized(template)
+    ids = event_ids()
+    e[ev.EVENT_ID] = ids[:32]
+    e[ev.TIME] = start = t0 + time.time() - perf_counter()
+    raw, source, stitch = session
+    if stitch is not None:
+        raw = sessions.stitched(stitch, start)
+    if raw is not None:
+        e[ev.SESSION_ID] = raw
+        e[ev.SESSION_SOURCE] = source
+    e[ev.DURATION] = t1 - t0
+    e[ev.REQUEST_ID] = str(request_id)
+    # as reply_size() measures it: {"jsonrpc":"2.0","id":<id>,"result":<result>}
+    size = _ENVELOPE_BYTES + _json.size(request_id) + len(_json.dumps(result))
+    e[ev.RESPONSE_SIZE] = size
+    e[ev.RESPONSE_TOKENS] = -(-size // 4)
+    items, kinds = reply_items(method, result)
+    if items is not None:
+        e[ev.RESPONSE_ITEMS] = items
+    if kinds:
+        e[ev.RESPONSE_TYPES] = kinds
+    meta = params.get("_meta")
+    trace_id, parent = parse_traceparent(meta if isinstance(meta, dict) else None)
+    e[ev.TRACE_ID] = trace_id or ids[32:64]
+    e[ev.SPAN_ID] = ids[64:]
+    if parent:
+        e[ev.PARENT_SPAN_ID] = parent
+    return e
 
 
 def _internal_dispatch(method: str, request: Any) -> bool:

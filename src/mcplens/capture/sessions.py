@@ -44,12 +44,26 @@ def source_of(session_raw: str) -> str:
     return TRANSPORT
 
 
+#: whether a ``_meta`` key names a conversation, by key: a client sends the same few keys on every
+#: request, and the pattern (case-insensitive, searched) cost more than the rest of a copied event
+_KEY_NAMES_CONVERSATION: dict[str, bool] = {}
+
+
+def _names_conversation(key: str) -> bool:
+    found = _KEY_NAMES_CONVERSATION.get(key)
+    if found is None:
+        found = _CONVERSATION_KEY.search(key) is not None
+        if len(_KEY_NAMES_CONVERSATION) < 4096:
+            _KEY_NAMES_CONVERSATION[key] = found
+    return found
+
+
 def conversation_id(meta: Any) -> str | None:
     """A conversation id the client sent in ``_meta`` (a key or W3C baggage), if any."""
     if not isinstance(meta, dict):
         return None
     for key, value in meta.items():
-        if isinstance(key, str) and _CONVERSATION_KEY.search(key) and isinstance(value, str | int) and str(value):
+        if isinstance(key, str) and _names_conversation(key) and isinstance(value, str | int) and str(value):
             return f"{key}={value}"
     baggage = meta.get("baggage")
     if isinstance(baggage, str):
@@ -67,24 +81,29 @@ class Stitcher:
     def __init__(self, idle_gap: float = IDLE_GAP, max_clients: int = MAX_CLIENTS) -> None:
         self.idle_gap = idle_gap
         self.max_clients = max_clients
-        self._last: OrderedDict[tuple[Any, ...], tuple[float, float]] = OrderedDict()
+        self._last: OrderedDict[tuple[Any, ...], tuple[float, float, str]] = OrderedDict()
         self._lock = threading.Lock()  # more than one writer thread when a process has several data dirs
 
     def session(self, key: tuple[Any, ...], t: float) -> str:
         """The session of a request from ``key`` at ``t``: the current one, or a new one after a gap."""
         with self._lock:
-            last = self._last.pop(key, None)  # (last request time, session start)
+            last = self._last.pop(key, None)  # (last request time, session start, its id)
             if last is None or t - last[0] > self.idle_gap:
-                last = (t, t)
-            else:
-                last = (max(t, last[0]), last[1])
+                last = (t, t, "stitch:" + ":".join(str(k) for k in key) + f":{t:.6f}")
+            elif t > last[0]:
+                last = (t, last[1], last[2])
             self._last[key] = last
             while len(self._last) > self.max_clients:
                 self._last.popitem(last=False)
-        return "stitch:" + ":".join(str(k) for k in key) + f":{last[1]:.6f}"
+        return last[2]
 
 
 _STITCHER = Stitcher()
+
+
+def stitched(key: tuple[Any, ...], t: float) -> str:
+    """The idle-gap session of a request from ``key`` (instance, client key, address) at ``t``."""
+    return _STITCHER.session(key, t)
 
 
 def derive(e: dict[str, Any], session_raw: str | None, meta: Any, client_key: str, address: str | None) -> None:
@@ -101,5 +120,5 @@ def derive(e: dict[str, Any], session_raw: str | None, meta: Any, client_key: st
     if not client_key.strip("|") and not address:
         return  # nothing to stitch by: the analysis falls back to the server instance
     key = (e.get(ev.INSTANCE_ID), client_key, address or "")
-    e[ev.SESSION_ID] = _STITCHER.session(key, float(e.get(ev.TIME) or 0.0))
+    e[ev.SESSION_ID] = stitched(key, float(e.get(ev.TIME) or 0.0))
     e[ev.SESSION_SOURCE] = IDLE

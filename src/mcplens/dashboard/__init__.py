@@ -30,6 +30,7 @@ def add_parser(sub: Any) -> None:
     """Register ``mcplens dashboard`` on the CLI's subparsers (the CLI calls only this)."""
     p = sub.add_parser("dashboard", help="web pages of tools, clients, sessions, flows, security, health, alerts")
     p.add_argument("--home", type=Path, help="data directory (default: $MCPLENS_HOME or the platform's)")
+    p.add_argument("--store", help="read a PostgreSQL store: postgresql://... (default: $MCPLENS_STORE)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; any other address requires the printed token)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
@@ -59,7 +60,8 @@ def run_command(args: argparse.Namespace) -> int:
 
     explicit = args.home is not None or bool(os.environ.get("MCPLENS_HOME"))
     home = (args.home or default_home()).expanduser()
-    if explicit and not home.is_dir():
+    store_url = getattr(args, "store", None) or os.environ.get("MCPLENS_STORE") or None  # PostgreSQL: no home
+    if explicit and not store_url and not home.is_dir():
         print(f"mcplens dashboard: error: data directory {home} does not exist", file=sys.stderr)
         return 2
     try:
@@ -84,10 +86,16 @@ def run_command(args: argparse.Namespace) -> int:
         return 1
     port = sock.getsockname()[1]
     token = secrets.token_urlsafe(24) if needs_token(host) else None
-    app = create_app(open_store(home), home=home, alerts_config=args.alerts, insights_config=args.config,
+    app = create_app(open_store(store_url or home), home=home, alerts_config=args.alerts, insights_config=args.config,
                      token=token, port=port)
     url = url_of(host, port)
-    print(f"mcplens dashboard: {url} (data: {home}; Ctrl-C stops it)", flush=True)
+    if store_url:
+        from mcplens.store.postgres import mask_url
+
+        shown = mask_url(store_url)
+    else:
+        shown = str(home)
+    print(f"mcplens dashboard: {url} (data: {shown}; Ctrl-C stops it)", flush=True)
     if token is not None:  # once, on stderr: whoever has it can read every page
         print(f"mcplens dashboard: {host} is not loopback, so a token is required. Open once:\n"
               f"  {url}?token={token}", file=sys.stderr, flush=True)

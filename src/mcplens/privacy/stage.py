@@ -77,6 +77,12 @@ class PrivacyStage:
         #: handed) never use it.
         self._clean_args: set[tuple[str | None, bytes]] = set()
 
+    @property
+    def pure(self) -> bool:
+        """Whether the output is a function of the event and the policy alone: not with a
+        redaction callback or user processors, which need not be (event_templates relies on it)."""
+        return self.policy.callback is None and not self._user
+
     def redactor(self, tool: str | None) -> Redactor:
         r = self._redactors.get(tool)
         if r is None:
@@ -95,6 +101,18 @@ class PrivacyStage:
             if out is None:
                 return None
             e = out
+        return e
+
+    def stamped(self, e: dict[str, Any]) -> dict[str, Any]:
+        """A copy of a template this stage cleaned (event_templates): all of it is clean but its
+        raw session id, which gets its pseudonym as :meth:`pseudonymise` gives it."""
+        raw = e.get(ev.SESSION_ID)
+        if raw is not None:
+            pseudonym = self._ids()("s", str(raw))
+            if pseudonym is None:
+                del e[ev.SESSION_ID]
+            else:
+                e[ev.SESSION_ID] = pseudonym
         return e
 
     # -- the built-in processors ----------------------------------------------------------------

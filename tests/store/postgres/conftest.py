@@ -68,3 +68,9 @@ def pg(pg_cluster: Cluster) -> Database:
     assert main(["db", "grant", WRITER, "--as", "writer", "--store", db.admin]) == 0
     assert main(["db", "grant", READER, "--as", "reader", "--store", db.admin]) == 0
     return db
+
+
+@pytest.fixture(autouse=True)
+def _mirror_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Readers' mirrors (store/postgres/mirror.py) in a temp dir, not the user's cache."""
+    monkeypatch.setenv("MCPLENS_PG_CACHE", str(tmp_path_factory.mktemp("pg-mirrors")))

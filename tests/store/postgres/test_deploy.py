@@ -26,6 +26,8 @@ def test_compose_file() -> None:
     assert _stores(server["environment"])[0].startswith("postgresql://fleet_writer@")
     assert _stores(services["dashboard"]["environment"])[0].startswith("postgresql://fleet_reader@")
     assert "db upgrade" in " ".join(services["migrate"]["command"])
+    assert "db rollup" in " ".join(services["rollup"]["command"])
+    assert _stores(services["rollup"]["environment"])[0].startswith("postgresql://mcplens_admin@")
     assert set(doc["secrets"]) >= {s for svc in services.values() for s in svc.get("secrets", [])}
     prom = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
     assert prom["scrape_configs"][0]["dns_sd_configs"][0]["names"] == ["mcp-server"]
@@ -48,6 +50,9 @@ def test_kubernetes_snippet() -> None:
     dash = kinds[("Deployment", "mcplens-dashboard")]["spec"]["template"]["spec"]["containers"][0]
     assert _stores(dash["env"])[0].startswith("postgresql://fleet_reader@")
     assert ("CronJob", "mcplens-retention") in kinds and ("Deployment", "prometheus") in kinds
+    rollup = kinds[("CronJob", "mcplens-rollup")]["spec"]
+    job = rollup["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert job["command"] == ["mcplens", "db", "rollup"] and rollup["concurrencyPolicy"] == "Forbid"
     prom = yaml.safe_load(kinds[("ConfigMap", "prometheus-config")]["data"]["prometheus.yml"])
     assert prom["scrape_configs"][0]["job_name"] == "mcplens"
     for d in docs:

@@ -22,10 +22,19 @@ def test_upgrade_is_versioned_and_idempotent(pg: Database, capsys: pytest.Captur
     assert main(["db", "upgrade", "--json", "--store", pg.admin]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out == {"applied": [], "version": schema.LATEST}, "a second upgrade must change nothing"
+    assert main(["db", "status", "--json", "--store", pg.admin]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["version"] == schema.LATEST and status["rolled_until"] is None and status["batches"] == 0
     conn = connect(pg.admin)
     try:
         versions = [r[0] for r in conn.execute("SELECT version FROM mcplens.schema_version ORDER BY 1").fetchall()]
         assert versions == [v for v, _, _ in schema.MIGRATIONS]
+        # migrations are frozen text: every event field (store/base.FIELDS) must have its column from
+        # some migration, so a new field without one fails here, not in a replica's COPY
+        have = {r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns "
+                                           "WHERE table_schema = 'mcplens' AND table_name = 'events'").fetchall()}
+        want = {n for n, _, _ in schema.columns()} | {n for n, _, _ in schema.WRITER_HEALTH}
+        assert want <= have, sorted(want - have)
         days = [d for _, d in schema.partitions(conn)]
         today = int(time.time() // DAY)
         assert set(range(today, today + schema.AHEAD_DAYS + 1)) <= set(days), "partitions are created ahead"
@@ -52,7 +61,12 @@ def test_writer_creates_the_day_it_needs_and_retention_drops_whole_days(pg: Data
         result = json.loads(capsys.readouterr().out)
         assert old_day in result["dropped"]
         assert conn.execute("SELECT count(*) FROM mcplens.events").fetchone()[0] == 7
-        assert conn.execute("SELECT sum(calls) FROM mcplens.rollup_calls").fetchone()[0] == 7
+        # the batches of the rollup job go with the days they hold (and the readers' mirrors with them)
+        from mcplens.store.postgres import mirror
+
+        home = mirror.mirror_home(conn, tmp_path / "job")
+        assert mirror.roll_up(conn, home, now=now)["events"] == 7
+        assert conn.execute("SELECT count(*) FROM mcplens.batches").fetchone()[0] == 1
         # the setting is kept: a bare `retention` applies it again, and a late replay of an old event
         # does not bring the dropped day back
         assert main(["retention", "--store", pg.admin]) == 0
@@ -61,6 +75,11 @@ def test_writer_creates_the_day_it_needs_and_retention_drops_whole_days(pg: Data
         w2.close()
         assert conn.execute("SELECT count(*) FROM mcplens.events").fetchone()[0] == 7
         assert old_day not in [p for p, _ in schema.partitions(conn)]
+        assert main(["retention", "--keep", "5d", "--store", pg.admin]) == 0
+        assert conn.execute("SELECT count(*) FROM mcplens.batches").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM mcplens.batch_files").fetchone()[0] == 0
+        mirror.sync(conn, home)  # and a mirror drops them too
+        assert not list(home.rglob("*.parquet"))
     finally:
         conn.close()
 
@@ -72,21 +91,19 @@ def test_writer_role_cannot_select_and_reader_cannot_insert(pg: Database, tmp_pa
     assert w.write_batch([factory.request(time.time())]) == 1  # the writer can write ...
     w.close()
     with psycopg.connect(pg.writer, autocommit=True) as conn:
-        for sql in ("SELECT count(*) FROM mcplens.events", "SELECT * FROM mcplens.rollup_calls",
-                    "SELECT * FROM mcplens.stage", "UPDATE mcplens.rollup_calls SET calls = 0",
+        for sql in ("SELECT count(*) FROM mcplens.events", "SELECT * FROM mcplens.batches",
+                    "SELECT * FROM mcplens.batch_files", "SELECT * FROM mcplens.settings",
+                    "SELECT * FROM mcplens.stage", "DELETE FROM mcplens.batches",
+                    "INSERT INTO mcplens.settings VALUES ('rolled_until', '0')",
                     "DELETE FROM mcplens.events", "DROP TABLE mcplens.events"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):  # ... and nothing else
                 conn.execute(sql)
-        # its rollup helper only ever adds: a negative, empty or unknown delta is refused
-        for deltas in ('{"c": [[3600, "files", "tools/call", "x", "ok", -5, 0, 0.0, null]], "h": []}',
-                       '{"c": [], "h": [[3600, "files", "tools/call", "x", "d", 3, "{1,-2}"]]}',
-                       '{"c": [], "h": [[3600, "files", "tools/call", "x", "q", 3, "{1}"]]}'):
-            with pytest.raises(psycopg.errors.DataException):
-                conn.execute("SELECT mcplens.add_rollups(%s::jsonb)", [deltas])
     with psycopg.connect(pg.reader, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM mcplens.events").fetchone()[0] == 1
         for sql in ("INSERT INTO mcplens.events (event_id, time) VALUES ('x', 1)", "DELETE FROM mcplens.events",
-                    "UPDATE mcplens.rollup_calls SET calls = 0", "SELECT mcplens.ensure_partitions(ARRAY[1])"):
+                    "DELETE FROM mcplens.batches", "UPDATE mcplens.settings SET value = '0'",
+                    "INSERT INTO mcplens.batch_files VALUES ('x', 'y', '')",
+                    "SELECT mcplens.ensure_partitions(ARRAY[1])"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(sql)
 

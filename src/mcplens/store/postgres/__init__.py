@@ -6,7 +6,10 @@ passes through unchanged. psycopg is imported only when such a URL is set (the `
 
 * :mod:`.schema`: versioned migrations (``mcplens db upgrade``), day partitions, roles, retention;
 * :mod:`.writer`: the writer thread's sink, COPY per batch, spooling to local segments when down;
-* :mod:`.store`: the :class:`~mcplens.store.base.Store` over PostgreSQL.
+* :mod:`.mirror`: ``mcplens db rollup`` (closed hours into the local store's batches and rollup
+  files, kept in the database) and the readers' mirror of them;
+* :mod:`.store`: the :class:`~mcplens.store.base.Store` over PostgreSQL: the local store's reader
+  over that mirror and the events not rolled up yet.
 
 Credentials never reach a log line, an event or an error message: every URL printed goes through
 :func:`mask_url` and every error through :func:`clean_error`.

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +49,29 @@ def cmd_db(args: argparse.Namespace) -> int:
         elif args.action == "status":
             version = schema.current_version(conn)
             parts = schema.partitions(conn) if version else []
-            _out(args, {"version": version, "latest": schema.LATEST, "partitions": [p for p, _ in parts]},
+            rolled, batches = None, 0
+            if version >= 3:
+                row = conn.execute(f"SELECT (SELECT value::float8 FROM {schema.SCHEMA}.settings "
+                                   f"WHERE key = 'rolled_until'), (SELECT count(*) FROM {schema.SCHEMA}.batches)"
+                                   ).fetchone()
+                rolled, batches = row[0], int(row[1])
+            _out(args, {"version": version, "latest": schema.LATEST, "partitions": [p for p, _ in parts],
+                        "rolled_until": rolled, "batches": batches},
                  f"{mask_url(url)}: schema version {version} of {schema.LATEST}; {len(parts)} day partition(s)"
-                 + (f", {parts[0][0]} .. {parts[-1][0]}" if parts else ""))
+                 + (f", {parts[0][0]} .. {parts[-1][0]}" if parts else "")
+                 + (f"; {batches} rollup batch(es) up to "
+                    f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(rolled))}" if rolled is not None
+                    else "; nothing rolled up yet (`mcplens db rollup`)"))
+        elif args.action == "rollup":
+            from mcplens.store.postgres import mirror
+
+            home = mirror.mirror_home(conn, args.cache)
+            res = mirror.roll_up(conn, home, grace=float(args.grace), budget=args.budget_rollup)
+            _out(args, res, f"rolled up {res['events']:,} event(s) into {len(res['batches'])} batch(es)"
+                 + (f" ({res['late']:,} late)" if res["late"] else "")
+                 + ("" if res["rolled_until"] is None else
+                    f"; rolled up until {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(res['rolled_until']))}")
+                 + ("" if res.get("done", True) else "; more to do (run again)"))
         elif args.action == "grant":
             if not args.login or args.role is None:
                 raise ValueError("mcplens db grant LOGIN --as writer|reader")
@@ -119,13 +140,19 @@ def add_parsers(sub: Any) -> None:
     store.add_argument("--store", help="postgresql://... URL, libpq form (default: $MCPLENS_STORE)")
     store.add_argument("--json", action="store_true", help="machine-readable output")
     p = sub.add_parser("db", parents=[store], help="PostgreSQL store: upgrade the schema, status, grant roles, replay")
-    p.add_argument("action", choices=("upgrade", "status", "grant", "replay"),
+    p.add_argument("action", choices=("upgrade", "status", "grant", "replay", "rollup"),
                    help="upgrade: apply migrations (idempotent); status; grant LOGIN --as writer|reader; "
-                        "replay: push the spool a replica left under --home")
+                        "replay: push the spool a replica left under --home; rollup: roll the closed hours "
+                        "into the batches readers use (run every few minutes, as the admin role)")
     p.add_argument("login", nargs="?", help="grant: an existing login role")
     p.add_argument("--as", dest="role", choices=("writer", "reader"), help="grant: which role to give")
     p.add_argument("--home", type=Path, help="replay: the data directory holding the spool")
     p.add_argument("--budget", type=float, default=600.0, help="replay: seconds at most (default 600)")
+    p.add_argument("--grace", type=float, default=300.0,
+                   help="rollup: seconds after an hour ends before it is rolled up (default 300)")
+    p.add_argument("--cache", type=Path, help="rollup: where its working mirror lives (default: the user's cache)")
+    p.add_argument("--rollup-budget", dest="budget_rollup", type=float, default=None,
+                   help="rollup: seconds after which no new day is started")
     p.set_defaults(func=cmd_db, standalone=True)
     p = sub.add_parser("retention", parents=[store],
                        help="PostgreSQL store: drop day partitions older than --keep (saved as the setting)")

@@ -1,23 +1,21 @@
 """The writer thread's sink for PostgreSQL: one binary COPY per batch, spooling to local segments when it cannot.
 
-Per batch, in one transaction: the events go out as typed rows (``COPY events FROM STDIN (FORMAT
+Per batch, one statement: the events go out as typed rows (``COPY events FROM STDIN (FORMAT
 binary)``, each row a tuple of the event's values in column order, formatted by psycopg's C
-dumpers), straight into the day partitions; then one call of ``add_rollups`` adds the batch's
-hourly rollup deltas (calls, statuses, duration sums, histogram counts), aggregated here, per batch,
-from the same events. Why this shape:
+dumpers), straight into the day partitions. Why this shape:
 
 * the server parses no JSON and runs no trigger per row: a row costs PostgreSQL a binary tuple,
-  three index entries and its WAL; the rollups cost one upsert per (hour, tool, status) and per
-  (hour, tool, measure, bucket) touched by the batch, not per event;
+  two index entries (the unique id, the BRIN range on time) and its WAL;
+* no rollups at ingest: ``mcplens db rollup`` makes them later from closed hours (:mod:`.mirror`),
+  so a writer pays nothing for them (schema 2's per-batch deltas were a third of the database's
+  cost per event, and upserts of the same rollup rows by eight writers at once contended);
 * exactly once: the event's own ``event.id`` (128 random bits) is unique in ``events``. A batch
   holding an id already stored (a replay after a commit whose answer was lost, or a spool two
-  processes raced on) fails its COPY as a whole, so neither its rows nor its deltas count; it is
-  then sent the slow way: COPY into the unlogged ``stage`` table and ``merge_stage()``, which
-  inserts with ``ON CONFLICT DO NOTHING`` and rolls up only the rows actually added;
-* the rollups stay exact and mergeable: a delta is added in the transaction that adds its rows,
-  upserts go in key order (concurrent writers never deadlock on them);
-* least privilege: the writer role may INSERT into ``events`` and ``stage`` and call the three
-  helper functions (which only ever add), nothing else: it cannot SELECT or change a rollup.
+  processes raced on) fails its COPY as a whole, so none of its rows count; it is then sent the
+  slow way: COPY into the unlogged ``stage`` table and ``merge_stage()``, which inserts with ``ON
+  CONFLICT DO NOTHING``;
+* least privilege: the writer role may INSERT into ``events`` and ``stage`` and call the helper
+  functions, nothing else: it cannot SELECT.
 
 When PostgreSQL is down, slow (``statement_timeout``) or refusing, the batch goes to the **spool**:
 the local segment writer under ``<home>/spool/postgres/``. While anything is spooled, new batches
@@ -35,18 +33,16 @@ import contextlib
 import fcntl
 import json
 import logging
-import math
 import os
 import time
 from pathlib import Path
 from typing import Any, Final
 
 from mcplens import event as ev
-from mcplens import histogram
-from mcplens._json import compact, dumps
+from mcplens._json import dumps
 from mcplens.store.local.writer import CLOSED, LIVE, EventLogSink, events_dir
 from mcplens.store.postgres import clean_error, mask_url
-from mcplens.store.postgres.schema import DAY, HOUR, SCHEMA, WRITER_HEALTH, columns
+from mcplens.store.postgres.schema import DAY, SCHEMA, WRITER_HEALTH, columns
 
 logger = logging.getLogger("mcplens")
 
@@ -60,7 +56,6 @@ _COLS: Final = ", ".join(f'"{n}"' for n, _, _ in _ALL)
 _COPY: Final = f"COPY {SCHEMA}.events ({_COLS}) FROM STDIN (FORMAT binary)"
 _COPY_STAGE: Final = f"COPY {SCHEMA}.stage ({_COLS}) FROM STDIN (FORMAT binary)"
 _MERGE: Final = f"SELECT {SCHEMA}.merge_stage()"
-_ADD: Final = f"SELECT {SCHEMA}.add_rollups(%s::jsonb)"
 #: keep_since() is read again after this many seconds (retention moves it once a day or so)
 KEEP_SINCE_TTL: Final = 300.0
 #: seconds one statement may take before the batch is spooled instead (a slow server)
@@ -74,71 +69,6 @@ REPLAY_BUDGET: Final = 1.0
 REPLAY_CHUNK: Final = 4096
 #: seconds close() may spend replaying the spool before leaving it for the next process
 CLOSE_BUDGET: Final = 2.0
-_US: Final = 1000000.0
-_LN2: Final = math.log(2.0)
-#: bucket of each integer size or token count seen (they repeat); bounded
-_INT_INDEX: dict[int, int] = {}
-
-
-def rollup_deltas(events: list[dict[str, Any]]) -> str:
-    """The hourly rollup rows a batch adds, as the JSON document ``add_rollups`` takes:
-    ``{"c": [[hour, server, method, target, status, calls, dur_n, dur_sum, size_max], ...],
-    "h": [[hour, server, method, target, measure, lo, "{n,n,...}"], ...]}``.
-
-    The same arithmetic as the SQL that rolls up raw events (``schema._rollup_select``, the reader's
-    partial hours): tool-table calls only (``kind = 'request'``, not a proxy's own record), hour
-    ``floor(time / 3600) * 3600``, buckets of ``mcplens.histogram`` (durations in µs)."""
-    groups: dict[tuple[Any, ...], tuple[dict[Any, list[Any]], dict[int, int], dict[int, int], dict[int, int]]] = {}
-    log, floor, sub, ln2, memo = math.log, math.floor, histogram.SUB, _LN2, _INT_INDEX
-    kind_k, proxy_k, time_k, server_k, method_k, target_k = (ev.EVENT_KIND, ev.PROXY_DIRECTION, ev.TIME,
-                                                             ev.SERVER_NAME, ev.METHOD, ev.TARGET)
-    dur_k, size_k, tok_k, status_k = ev.DURATION, ev.RESPONSE_SIZE, ev.RESPONSE_TOKENS, ev.STATUS
-    for e in events:
-        get = e.get
-        if get(kind_k) != "request" or get(proxy_k) is not None:
-            continue
-        key = (floor(e[time_k] / HOUR) * float(HOUR), get(server_k), get(method_k), get(target_k))
-        g = groups.get(key)
-        if g is None:
-            g = groups[key] = ({}, {}, {}, {})
-        status = get(status_k)
-        c = g[0].get(status)
-        if c is None:
-            c = g[0][status] = [0, 0, 0.0, None]
-        c[0] += 1
-        d = get(dur_k)
-        if d is not None:
-            c[1] += 1
-            c[2] += d
-            v = d * _US
-            if v == v:  # histogram.index, inlined: NaN is not counted
-                i = 0 if v < 1 else 1 + floor(log(v) / ln2 * sub)
-                h = g[1]
-                h[i] = h.get(i, 0) + 1
-        for v, h in ((get(size_k), g[2]), (get(tok_k), g[3])):
-            if v is None:
-                continue
-            i = memo.get(v) if type(v) is int else None
-            if i is None:
-                i = histogram.index(v)
-                if i is None:
-                    continue
-                if type(v) is int and len(memo) < 65536:
-                    memo[v] = i
-            h[i] = h.get(i, 0) + 1
-            if h is g[2] and (c[3] is None or v > c[3]):
-                c[3] = v
-    calls = [[*key, status, *c] for key, g in groups.items() for status, c in g[0].items()]
-    rows_h = []
-    for key, g in groups.items():
-        for measure, h in zip("dst", g[1:], strict=True):
-            if h:
-                lo = min(h)
-                rows_h.append([*key, measure, lo,
-                               "{" + ",".join([str(h.get(i, 0)) for i in range(lo, max(h) + 1)]) + "}"])
-    return compact({"c": calls, "h": rows_h})
-
-
 _TEXT_OID: Final = 25
 _TEXT_ARRAY_OID: Final = 1009
 #: text[] values are few and repeat (content types, capabilities): their binary form is remembered
@@ -307,14 +237,10 @@ class PostgresWriter:
                 if not rows:
                     return True
                 try:
-                    deltas = rollup_deltas(rows)
-                except (TypeError, ValueError, KeyError, OverflowError) as exc:  # a value of the wrong type
-                    raise _Rejected(exc) from exc
-                try:
-                    self._copy(conn, _COPY, rows, deltas)
+                    self._copy(conn, _COPY, rows, stage=False)
                 except psycopg.errors.UniqueViolation:
                     # some of these ids are stored already (a replay): the slow way, each row at most once
-                    self._copy(conn, _COPY_STAGE, rows, None)
+                    self._copy(conn, _COPY_STAGE, rows, stage=True)
                     self.stats["merged"] += 1
                 return True
             except _Rejected:
@@ -332,16 +258,20 @@ class PostgresWriter:
                 return False
         return False
 
-    def _copy(self, conn: Any, sql: str, rows: list[dict[str, Any]], deltas: str | None) -> None:
-        """One transaction: the rows by binary COPY, then their rollup deltas (``None``: through the
-        staging table, ``merge_stage`` rolls up what it adds)."""
-        with conn.transaction(), conn.cursor() as cur:
+    def _copy(self, conn: Any, sql: str, rows: list[dict[str, Any]], *, stage: bool) -> None:
+        """The rows by binary COPY, one statement (its own transaction); ``stage``: into the staging
+        table and ``merge_stage()`` in the same transaction, which inserts what is not stored yet."""
+        with contextlib.ExitStack() as stack:
+            if stage:
+                stack.enter_context(conn.transaction())
+            cur = stack.enter_context(conn.cursor())
             with cur.copy(sql) as cp:
                 cp.set_types(TYPES)
                 write = cp.write_row
                 for e in rows:
                     write(tuple(map(e.get, KEYS)))
-            cur.execute(_ADD if deltas is not None else _MERGE, None if deltas is None else (deltas,))
+            if stage:
+                cur.execute(_MERGE)
 
     def _send_events(self, events: list[dict[str, Any]]) -> bool:
         """Send, and if PostgreSQL rejects the content (a value of the wrong type), split the batch
