@@ -209,12 +209,15 @@ async def latency_block(url: str, n: int) -> list[int]:
         return [await call(c, url, head, i + 2) for i in range(n)]
 
 
-async def throughput(url: str, sessions: int, seconds: float) -> float:
-    """Calls per second with ``sessions`` sessions each calling back to back for ``seconds``."""
+async def throughput(url: str, sessions: int, seconds: float, start_at: float | None = None) -> float:
+    """Calls per second with ``sessions`` sessions each calling back to back for ``seconds``
+    (from the wall-clock time ``start_at`` when given: several client processes start together)."""
     async with client() as c:
         heads = [await open_session(c, url) for _ in range(sessions)]
         done = [0]
         stop = [0.0]
+        if start_at is not None and start_at > time.time():
+            await anyio.sleep(start_at - time.time())  # the agreed start of the timed run, not synchronisation
 
         async def loop(head: dict[str, str]) -> None:
             rid = 1
@@ -278,8 +281,22 @@ def run_latency(url: str, n: int) -> list[int]:
     return anyio.run(latency_block, url, n)
 
 
-def run_throughput(url: str, sessions: int, seconds: float) -> float:
-    return anyio.run(throughput, url, sessions, seconds)
+def run_throughput(url: str, sessions: int, seconds: float, clients: int = 1) -> float:
+    """Calls per second; with ``clients`` > 1 the sessions are shared out between that many client
+    processes starting together (one Python client driving 50 sessions can be the bottleneck
+    itself), and their rates are summed."""
+    if clients <= 1:
+        return anyio.run(throughput, url, sessions, seconds)
+    start_at = time.time() + 1.0 + 0.02 * sessions  # after every process has opened its sessions
+    share = [sessions // clients + (k < sessions % clients) for k in range(clients)]
+    procs = [subprocess.Popen([sys.executable, __file__, "throughput", url, str(n), str(seconds), repr(start_at)],
+                              stdout=subprocess.PIPE, text=True) for n in share if n]
+    rates = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120 + seconds)
+        assert proc.returncode == 0, proc.returncode
+        rates.append(float(out.split()[-1]))
+    return sum(rates)
 
 
 def run_sessions(url: str, sessions: int, spread: float = 0.0, message: dict[str, Any] = CALL) -> list[int]:
@@ -299,3 +316,9 @@ def stats(values: list[Any]) -> dict[str, float]:
     ordered = sorted(values)
     pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
     return {"p50": pick(0.5), "p99": pick(0.99), "n": len(ordered)}
+
+
+if __name__ == "__main__":  # one client process of a throughput run (see run_throughput)
+    if sys.argv[1] == "throughput":
+        rate = anyio.run(throughput, sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]))
+        print(rate)

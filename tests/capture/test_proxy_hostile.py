@@ -212,3 +212,16 @@ def test_start_up_line_leaves_out_the_upstream_query(tmp_path: Path) -> None:
     with ProxyProcess(dead + "?access_token=tok-9d8c7b6a5f4e", tmp_path / "home") as proxy:
         assert poll(lambda: f"fronting {dead} " in proxy.stderr())
         assert "tok-9d8c" not in proxy.stderr()
+
+
+@pytest.mark.parametrize("choice", ["default", "asyncio"])
+def test_the_proxy_runs_on_uvloop_unless_told_otherwise(choice: str, tmp_path: Path) -> None:
+    """uvloop (the [proxy] extra) roughly quarters the relay's CPU per call (bench/RESULTS.md);
+    ``MCPLENS_PROXY_LOOP=asyncio`` keeps the standard loop. The start-up line says which runs."""
+    pytest.importorskip("uvloop")
+    dead = f"http://127.0.0.1:{free_port()}/mcp"
+    env = {"MCPLENS_PROXY_LOOP": "asyncio"} if choice == "asyncio" else {}
+    with ProxyProcess(dead, tmp_path / "home", **env) as proxy:
+        assert poll(lambda: "event loop " in proxy.stderr())
+        want = "asyncio" if choice == "asyncio" else "uvloop"
+        assert f"event loop {want})" in proxy.stderr()

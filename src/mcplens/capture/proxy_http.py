@@ -412,8 +412,10 @@ class HttpProxy:
 
     def log_start(self) -> None:
         log.info("mcplens proxy: listening on %s, fronting %s (recording %s; bodies up to %d bytes; "
-                 "at most %d requests in flight)", self.listen or "?", self._origin + self._path.decode(),
-                 "on" if self.pipeline is not None else "off", self.max_body, self.max_in_flight)
+                 "at most %d requests in flight; event loop %s)", self.listen or "?",
+                 self._origin + self._path.decode(),
+                 "on" if self.pipeline is not None else "off", self.max_body, self.max_in_flight,
+                 type(asyncio.get_running_loop()).__module__.split(".")[0])
 
     def close(self) -> None:
         """Shutdown: idle upstream connections closed, what the capture holds recorded."""
@@ -589,10 +591,29 @@ def serve(upstream: str, listen: str, settings: Settings, *,
         print(f"mcplens proxy: {e}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_run(app, host, port))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(_run(app, host, port))
     finally:
         if pipeline is not None:
             pipeline.close()
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (the ``[proxy]`` extra brings it), else asyncio's.
+
+    Why: the relay is a few hundred lines of Python between two sockets; what it costs per call is
+    mostly the event loop's (selector wake-ups, transport writes, handles). libuv's loop does that
+    work in C: measured in bench/RESULTS.md. ``MCPLENS_PROXY_LOOP=asyncio`` keeps the standard loop.
+    """
+    import os
+
+    if os.environ.get("MCPLENS_PROXY_LOOP", "").strip().lower() == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def _run(app: HttpProxy, host: str, port: int) -> int:
