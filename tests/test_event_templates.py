@@ -193,3 +193,35 @@ def test_templates_are_bounded() -> None:
         assert len(t) <= MAX_TEMPLATES
     stored = t.get(("k", MAX_TEMPLATES * 3 + 6))
     assert stored == {ev.METHOD: "tools/call"}  # the per-call fields are not part of a template
+
+
+def test_a_copy_the_stage_cannot_finish_is_counted_and_the_rest_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fault while a copy gets its pseudonym (an unreadable key file, a bug) costs that event only:
+    the other events of its batch are written and the fault is counted, never the batch lost."""
+    from mcplens.privacy.stage import PrivacyStage
+
+    server = build()
+    handle = mcplens.instrument(server, home=tmp_path, handle_sigterm=False)
+
+    async def calls(n: int) -> None:
+        async with mcp.Client(server, mode="legacy") as client:
+            for _ in range(n):
+                await client.call_tool("add", {"a": 2, "b": 3})  # a copy after the first
+                await client.call_tool("boom", {"reason": "x"})  # an error: always built afresh
+
+    anyio.run(calls, 1)
+    handle.pipeline.flush()
+
+    def broken(self: PrivacyStage, e: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("the key file went away")
+
+    monkeypatch.setattr(PrivacyStage, "stamped", broken)
+    before = dict(handle.pipeline.counters)
+    anyio.run(calls, 5)
+    handle.pipeline.flush()
+    after = handle.pipeline.counters
+    assert after["faults"] - before["faults"] == 4  # the copies: all but the first call of the new connection
+    booms = [e for e in read_events(tmp_path) if e.get(ev.TOOL_NAME) == "boom"]
+    assert len(booms) == 6  # every error call of those batches was written

@@ -343,18 +343,19 @@ class Pipeline:
                 for e in built:
                     measured += (e.get(ev.REQUEST_SIZE) or 0) + (e.get(ev.RESPONSE_SIZE) or 0)
                     kept: dict[str, Any] | None
-                    if type(e) is Sanitized:  # a copy of a template this stage cleaned before
-                        kept = privacy.stamped(e)
-                        self.templates.hits += 1
-                    else:
-                        key = e.pop(KEY_FIELD, None)
-                        try:
+                    key = None
+                    try:
+                        if type(e) is Sanitized:  # a copy of a template this stage cleaned before
+                            kept = privacy.stamped(e)
+                            self.templates.hits += 1
+                        else:
+                            key = e.pop(KEY_FIELD, None)
                             kept = privacy(e)
-                        except Exception as exc:  # noqa: BLE001 - an event the stage could not clean is not kept
-                            self.fault("the privacy stage", exc)
-                            continue
-                        if key is not None and kept is not None and privacy.pure:
-                            self.templates.put(key, kept)
+                    except Exception as exc:  # noqa: BLE001 - an event the stage could not clean is not kept
+                        self.fault("the privacy stage", exc)
+                        continue
+                    if key is not None and kept is not None and privacy.pure:
+                        self.templates.put(key, kept)
                     if kept is not None and processors:
                         kept = self._process(kept)
                     if kept is not None:
