@@ -328,6 +328,9 @@ class LocalStore(Store):
         snap = self._snapshot_since(since)
         con = duckdb.connect()
         try:
+            # the Parquet footers parsed once for the whole batch of queries: without it each query
+            # parses every batch's again (~60 ms over 10M events, for a query that reads 7 rows)
+            con.execute("SET enable_object_cache = true")
             con.execute(self._view_sql(snap))
             if snap.rollups is not None:
                 con.execute(events_view_sql("batch_events", snap.parquet, []))
