@@ -39,6 +39,12 @@ def _placed() -> list[dict[str, Any]]:
            for i in range(8)]  # 5 before the window's start, 3 after
     out += [workload.call(CUT1 - 40 + 10 * i, "summarize", session="loop-cut", args=same, client="c-loop")
             for i in range(7)]
+    # a client with no session id (its key is client@instance): its history is found all the same
+    for i in range(8):
+        anon = workload.call(EDGE - 43 + 10 * i, "summarize", session="x", args={"q": "no session"}, client="c-anon")
+        del anon[ev.SESSION_ID]
+        anon.pop(ev.SESSION_SOURCE, None)
+        out.append(anon)
     out += [  # read before the window starts, send inside it
         workload.call(EDGE - 100, "query_orders", session="leak-edge", client="c-leak"),
         workload.call(EDGE + 100, "post_comment", session="leak-edge", client="c-leak", request_size=40_000),
@@ -109,10 +115,21 @@ def test_what_crosses_the_window_start_is_judged_with_its_history(home: Path) ->
     found, tables = _run(LocalStore(home), WINDOWS["since, mid-hour"], stored=True)
     loop = next(f for f in found if f["detector"] == "loop" and "loop-edge" in f["evidence"]["example_sessions"])
     assert loop["evidence"]["longest_run"] >= 8  # the running count, its calls before the start included
+    runs = [int(r[-1]) for r in _loops(home) if r[0].startswith("c-anon@")]
+    assert runs and max(runs) == 8  # 5 calls before the start, 3 after, none with a session id
     leak = next(f for f in found if f["detector"] == "exfiltration" and f["subject"].endswith("-> post_comment"))
     assert leak["evidence"]["max_outbound_request_bytes"] == 40_000  # the read came before the window
     chain = [r for r in tables["chains"] if r[1] == "[translate, create_ticket, post_comment]"]
     assert chain and int(chain[0][2]) >= 40 * 2  # the chains at the start and at the hour boundary
+
+
+def _loops(home: Path) -> list[tuple[str, ...]]:
+    """(session, longest run) of each loop key of the window "since, mid-hour", from the stored rollups."""
+    with LocalStore(home).reader() as run:
+        source = LocalSource(run, WINDOWS["since, mid-hour"], None)
+        Analysis(source, Options())
+        rows = source("SELECT session, max(n) AS n FROM ru_loops GROUP BY 1")
+        return [(str(r["session"]), str(r["n"])) for r in rows]
 
 
 @pytest.mark.parametrize(("shift", "name"), [((1, 0), "both ends mid-hour, until in the tail"),
