@@ -94,9 +94,11 @@ class LocalSource(DuckDBSource):
                                 -float("inf") if lo is None else lo * HOUR_S))
         computed = []
         for i, (new, batch_before, tail_before) in enumerate(regions):
-            # a table, not a view: the roll-up reads it a dozen times, and each read of a view over
-            # the batches would open every Parquet file again (~0.1 s each over 10M events)
-            self(f"CREATE OR REPLACE TEMP TABLE rg{i}_new AS {new}")
+            # a table when it reads the batches: the roll-up reads it a dozen times, and each read of a
+            # view over them would open every Parquet file again (~0.1 s each over 10M events); the
+            # tail is a table already, which a view reads column by column without a copy
+            kind = "TABLE" if "FROM batch_events" in new or "FROM events" in new else "VIEW"
+            self(f"CREATE OR REPLACE TEMP {kind} rg{i}_new AS {new}")
             # the sessions' history starts at their first call: read the batches from there on only
             row = self(
                 f"SELECT min(first) AS t FROM read_parquet([{spans}]) WHERE sk IN ("
