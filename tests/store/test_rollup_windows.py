@@ -39,6 +39,10 @@ def _placed() -> list[dict[str, Any]]:
            for i in range(8)]  # 5 before the window's start, 3 after
     out += [workload.call(CUT1 - 40 + 10 * i, "summarize", session="loop-cut", args=same, client="c-loop")
             for i in range(7)]
+    # a session whose history lies in both batches when the window's first hour and the tail are read
+    again = {"q": "asked again and again"}
+    out += [workload.call(t, "summarize", session="loop-long", args=again, client="c-long")
+            for t in (CUT1 - 30, CUT1 - 20, CUT1 + 30, EDGE + 30, EDGE + 40, CUT2 + 30)]
     # a client with no session id (its key is client@instance): its history is found all the same
     for i in range(8):
         anon = workload.call(EDGE - 43 + 10 * i, "summarize", session="x", args={"q": "no session"}, client="c-anon")
@@ -115,8 +119,10 @@ def test_what_crosses_the_window_start_is_judged_with_its_history(home: Path) ->
     found, tables = _run(LocalStore(home), WINDOWS["since, mid-hour"], stored=True)
     loop = next(f for f in found if f["detector"] == "loop" and "loop-edge" in f["evidence"]["example_sessions"])
     assert loop["evidence"]["longest_run"] >= 8  # the running count, its calls before the start included
-    runs = [int(r[-1]) for r in _loops(home) if r[0].startswith("c-anon@")]
+    loops = _loops(home)
+    runs = [int(r[-1]) for r in loops if r[0].startswith("c-anon@")]
     assert runs and max(runs) == 8  # 5 calls before the start, 3 after, none with a session id
+    assert [int(r[-1]) for r in loops if r[0] == "loop-long"] == [6]  # two calls in the first batch
     leak = next(f for f in found if f["detector"] == "exfiltration" and f["subject"].endswith("-> post_comment"))
     assert leak["evidence"]["max_outbound_request_bytes"] == 40_000  # the read came before the window
     chain = [r for r in tables["chains"] if r[1] == "[translate, create_ticket, post_comment]"]

@@ -425,7 +425,7 @@ def _rollups(manifests: list[Manifest]) -> list[dict[str, Any]] | None:
         if not m.rollups or not m.rollups.get("files"):
             return None
         files = {t: str(m.parquet.parent / n) for t, n in m.rollups["files"].items()}
-        out.append({**m.rollups, "files": files})
+        out.append({**m.rollups, "files": files, "batch": str(m.parquet)})
     return out
 
 
