@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 client for the HTTP proxy's upstream side: asyncio streams and a keep-alive pool.
+"""A lean HTTP/1.1 client for the HTTP proxy's upstream side: an asyncio Protocol and a keep-alive pool.
 
 Why not ``httpx``: profiled under 20-50 concurrent MCP sessions, the general-purpose client stack
 (request and URL models, a connection pool that re-checks every connection's socket on each
@@ -7,6 +7,12 @@ per call as the upstream ``MCPServer`` spent answering it. The proxy needs much 
 a request whose target and headers it has already validated, and the reply's status, headers and
 body bytes as they arrive (``Transfer-Encoding`` undone, ``Content-Encoding`` kept). This module
 does exactly that and no more.
+
+Why a Protocol, not asyncio streams: uvicorn sends each SSE reply as three segments (head, the
+event's chunk, the final ``0`` chunk), and through a ``StreamReader`` every chunk cost three awaits
+(size line, data, CRLF), each a coroutine round with its own future. Here the bytes land in one
+buffer and :meth:`Response.body` decodes every complete piece in it at once, yielding what
+arrived together as one chunk: one wake-up of the relay per segment, whatever its framing.
 
 Framing follows RFC 9112 section 6.3: no body for ``HEAD`` or 1xx/204/304; ``chunked`` when it
 is the final transfer coding; else ``Content-Length`` (conflicting values are an error, never a
@@ -52,25 +58,112 @@ class StaleConnection(UpstreamError):
     """A pooled connection was found closed before any byte of the answer: safe to retry once."""
 
 
-class _Conn:
-    __slots__ = ("reader", "writer", "idle_since")
+#: bytes buffered from an upstream connection before reading from it pauses (a slow client)
+HIGH_WATER: Final = 4 * READ
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+
+class _Conn(asyncio.Protocol):
+    """One upstream connection: what it receives is buffered, and the one task reading it is woken."""
+
+    __slots__ = ("transport", "buf", "eof", "exc", "idle_since", "_waiter", "_drain", "_paused_reading")
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.eof = False
+        self.exc: BaseException | None = None
         self.idle_since = 0.0
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._paused_reading = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if len(self.buf) > HIGH_WATER and not self._paused_reading and self.transport is not None:
+            self._paused_reading = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool | None:
+        self.eof = True
+        self._wake()
+        return False  # close the transport: HTTP/1.1 has no half-closed use here
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        if exc is not None:
+            self.exc = exc
+        self._wake()
+        drain, self._drain = self._drain, None
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    def pause_writing(self) -> None:
+        if self._drain is None:
+            self._drain = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        drain, self._drain = self._drain, None
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    # -- the reading task's side ---------------------------------------------------------------------
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Until more bytes, the end, or an error arrive (raises the connection's error)."""
+        if self.exc is not None:
+            raise self.exc
+        if self.eof:
+            return
+        if self._paused_reading and self.transport is not None:
+            self._paused_reading = False
+            self.transport.resume_reading()
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+        if self.exc is not None:
+            raise self.exc
+
+    def consumed(self) -> None:
+        """The reader took bytes out of the buffer: reading resumes once it has room again."""
+        if self._paused_reading and len(self.buf) <= HIGH_WATER and self.transport is not None:
+            self._paused_reading = False
+            self.transport.resume_reading()
+
+    async def drain(self, timeout: float) -> None:
+        drain = self._drain
+        if drain is not None:
+            await asyncio.wait_for(asyncio.shield(drain), timeout)
+
+    @property
+    def usable(self) -> bool:
+        """Open, nothing unread: safe to send the next request on."""
+        return (self.transport is not None and not self.eof and self.exc is None and not self.buf
+                and not self.transport.is_closing())
 
     def close(self) -> None:
-        try:
-            self.writer.close()
-        except Exception:  # noqa: BLE001,S110 - already gone
-            pass
+        transport = self.transport
+        if transport is not None:
+            try:
+                transport.close()
+            except Exception:  # noqa: BLE001,S110 - already gone
+                pass
 
 
 class Response:
     """Status, headers (raw byte pairs, as sent) and the body as an async iterator of chunks."""
 
-    __slots__ = ("status", "headers", "_conn", "_pool", "_mode", "_left", "_done", "_keep")
+    __slots__ = ("status", "headers", "_conn", "_pool", "_mode", "_left", "_done", "_keep", "_state")
 
     def __init__(self, pool: Upstream, conn: _Conn, status: int, headers: list[tuple[bytes, bytes]],
                  mode: str, length: int, keep: bool) -> None:
@@ -79,9 +172,10 @@ class Response:
         self._pool = pool
         self._conn: _Conn | None = conn
         self._mode = mode  # "none", "length", "chunked", "close"
-        self._left = length
+        self._left = length  # "length": bytes to come; "chunked": bytes left of the current chunk
         self._done = mode == "none"
         self._keep = keep
+        self._state = 0  # chunked: 0 size line, 1 chunk data, 2 CRLF after a chunk, 3 trailers
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of a header (``name`` in lower case)."""
@@ -91,69 +185,114 @@ class Response:
         return None
 
     async def body(self) -> AsyncIterator[bytes]:
-        """The body as it arrives; raises :class:`UpstreamError` when the upstream breaks off."""
+        """The body as it arrives, everything that arrived together as one chunk; raises
+        :class:`UpstreamError` when the upstream breaks off (or the connection's own error)."""
         conn = self._conn
         if conn is None or self._done:
             return
-        reader = conn.reader
+        decode = self._decode_chunked if self._mode == "chunked" else self._decode_plain
+        while True:
+            pieces = decode(conn)
+            if pieces:
+                yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            if self._done:
+                return
+            # the decoder took every complete piece: what is left needs more bytes
+            if conn.eof and conn.exc is None:
+                self._ended_early()
+                if self._done:
+                    return
+            await conn.wait()
+
+    def _ended_early(self) -> None:
         mode = self._mode
+        if mode == "close":
+            self._done, self._keep = True, False
+            return
         if mode == "length":
-            while self._left > 0:
-                chunk = await reader.read(min(self._left, READ))
-                if not chunk:
-                    raise ReadError("body shorter than Content-Length")
-                self._left -= len(chunk)
-                yield chunk
-        elif mode == "chunked":
-            while True:
-                line = await _line(reader)
-                size_text = line.split(b";", 1)[0].strip()
-                try:
-                    size = int(size_text, 16)
-                except ValueError:
-                    raise RemoteProtocolError("bad chunk size") from None
-                if size < 0 or len(size_text) > 16:
-                    raise RemoteProtocolError("bad chunk size")
-                if size == 0:
-                    while await _line(reader):  # trailers: read and dropped
-                        pass
+            raise ReadError("body shorter than Content-Length")
+        if self._state == 1:
+            raise ReadError("chunk cut short")
+        raise ReadError("connection closed mid-body")
+
+    def _decode_plain(self, conn: _Conn) -> list[bytes]:
+        buf = conn.buf
+        if not buf:
+            if conn.eof and self._mode == "close":
+                self._done, self._keep = True, False
+            return []
+        if self._mode == "length":
+            take = min(self._left, len(buf))
+            piece = bytes(buf[:take])
+            del buf[:take]
+            self._left -= take
+            if self._left <= 0:
+                self._done = True
+        else:
+            piece = bytes(buf)
+            buf.clear()
+        conn.consumed()
+        return [piece]
+
+    def _decode_chunked(self, conn: _Conn) -> list[bytes]:
+        """Every complete piece of chunked framing in the buffer, decoded (the rest waits for more bytes)."""
+        buf = conn.buf
+        pieces: list[bytes] = []
+        pos = 0
+        n = len(buf)
+        try:
+            while not self._done:
+                state = self._state
+                if state == 1:
+                    if pos >= n:
+                        break
+                    take = min(self._left, n - pos)
+                    pieces.append(bytes(buf[pos:pos + take]))
+                    pos += take
+                    self._left -= take
+                    if self._left == 0:
+                        self._state = 2
+                    continue
+                end = buf.find(b"\n", pos)
+                if end < 0:
+                    if n - pos > MAX_HEAD:
+                        raise RemoteProtocolError("line too long")
                     break
-                while size > 0:
-                    chunk = await reader.read(min(size, READ))
-                    if not chunk:
-                        raise ReadError("chunk cut short")
-                    size -= len(chunk)
-                    yield chunk
-                if await _line(reader):
-                    raise RemoteProtocolError("no CRLF after a chunk")
-        else:  # "close": until the upstream closes
-            while True:
-                chunk = await reader.read(READ)
-                if not chunk:
-                    break
-                yield chunk
-            self._keep = False
-        self._done = True
+                line = bytes(buf[pos:end]).rstrip(b"\r\n")
+                pos = end + 1
+                if state == 0:
+                    size_text = line.split(b";", 1)[0].strip()
+                    try:
+                        size = int(size_text, 16)
+                    except ValueError:
+                        raise RemoteProtocolError("bad chunk size") from None
+                    if size < 0 or len(size_text) > 16:
+                        raise RemoteProtocolError("bad chunk size")
+                    if size == 0:
+                        self._state = 3
+                    else:
+                        self._left, self._state = size, 1
+                elif state == 2:
+                    if line:
+                        raise RemoteProtocolError("no CRLF after a chunk")
+                    self._state = 0
+                elif not line:  # state 3: trailers, read and dropped, until the empty line
+                    self._done = True
+        finally:
+            if pos:
+                del buf[:pos]
+                conn.consumed()
+        return pieces
 
     def close(self) -> None:
         """Back to the pool when the body was read whole and the connection may be reused; else closed."""
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if self._done and self._keep:
+        if self._done and self._keep and not conn.buf:
             self._pool._release(conn)
         else:
             conn.close()
-
-
-async def _line(reader: asyncio.StreamReader) -> bytes:
-    try:
-        line = await reader.readuntil(b"\n")
-    except asyncio.IncompleteReadError:
-        raise ReadError("connection closed mid-body") from None
-    except asyncio.LimitOverrunError:
-        raise RemoteProtocolError("line too long") from None
-    return line.rstrip(b"\r\n")
 
 
 class Upstream:
@@ -171,14 +310,15 @@ class Upstream:
         self.write_timeout = write_timeout
 
     async def _connect(self) -> _Conn:
+        loop = asyncio.get_running_loop()
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, ssl=self._ssl, limit=MAX_HEAD,
-                                        server_hostname=self.host if self._ssl is not None else None),
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(_Conn, self.host, self.port, ssl=self._ssl,
+                                       server_hostname=self.host if self._ssl is not None else None),
                 self.connect_timeout)
         except (OSError, TimeoutError) as exc:
             raise ConnectError(f"{type(exc).__name__}: {exc}") from None
-        return _Conn(reader, writer)
+        return conn
 
     def _take(self) -> _Conn | None:
         """The most recently used idle connection still open (newest first: least likely closed)."""
@@ -186,7 +326,7 @@ class Upstream:
         now = time.monotonic()
         while idle:
             conn = idle.pop()
-            if now - conn.idle_since < self.idle_expiry and not conn.reader.at_eof() and not conn.writer.is_closing():
+            if now - conn.idle_since < self.idle_expiry and conn.usable:
                 return conn
             conn.close()
         return None
@@ -233,23 +373,36 @@ class Upstream:
                 pass
         return await self._exchange(await self._connect(), method, head, body, reused=False)
 
+    async def _read_head(self, conn: _Conn, *, reused: bool) -> bytes:
+        searched = 0
+        while True:
+            buf = conn.buf
+            end = buf.find(b"\r\n\r\n", max(0, searched - 3))
+            if end >= 0:
+                raw = bytes(buf[:end + 4])
+                del buf[:end + 4]
+                conn.consumed()
+                return raw
+            searched = len(buf)
+            if searched > MAX_HEAD:
+                raise RemoteProtocolError("response head too large")
+            if conn.eof and conn.exc is None:
+                if reused and not buf:
+                    raise StaleConnection("closed before answering")
+                raise ReadError("connection closed before the response head")
+            await conn.wait()
+
     async def _exchange(self, conn: _Conn, method: str, head: bytes, body: bytes, *, reused: bool) -> Response:
         try:
-            writer = conn.writer
-            writer.write(head + body if len(body) < READ else head)
+            transport = conn.transport
+            if transport is None or transport.is_closing():
+                raise ConnectionResetError("connection closed")
+            transport.write(head + body if len(body) < READ else head)
             if len(body) >= READ:
-                writer.write(body)
-            if writer.transport.get_write_buffer_size():
-                await asyncio.wait_for(writer.drain(), self.write_timeout)
+                transport.write(body)
+            await conn.drain(self.write_timeout)
             while True:
-                try:
-                    raw = await conn.reader.readuntil(b"\r\n\r\n")
-                except asyncio.IncompleteReadError as exc:
-                    if reused and not exc.partial:
-                        raise StaleConnection("closed before answering") from None
-                    raise ReadError("connection closed before the response head") from None
-                except asyncio.LimitOverrunError:
-                    raise RemoteProtocolError("response head too large") from None
+                raw = await self._read_head(conn, reused=reused)
                 status, headers, version = _parse_head(raw)
                 if 100 <= status < 200 and status != 101:
                     continue  # interim (100 Continue, 103 Early Hints): the final answer follows
