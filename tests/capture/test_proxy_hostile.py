@@ -225,3 +225,52 @@ def test_the_proxy_runs_on_uvloop_unless_told_otherwise(choice: str, tmp_path: P
         assert poll(lambda: "event loop " in proxy.stderr())
         want = "asyncio" if choice == "asyncio" else "uvloop"
         assert f"event loop {want})" in proxy.stderr()
+
+
+def test_bytes_an_upstream_sends_past_its_reply_never_become_the_next_clients_answer(tmp_path: Path) -> None:
+    """An upstream that sends more than its reply frames (a bug, or a response-splitting attempt)
+    must not have the surplus read as the answer to the next request on that pooled connection,
+    which may be another client's: such a connection is closed, never reused."""
+    from tests.capture.proxy_helpers import read_message
+
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    connections: list[int] = []
+
+    def serve(conn: socket.socket) -> None:
+        buf = b""
+        with conn:
+            while True:
+                try:
+                    message = read_message(conn, buf)
+                except OSError:
+                    return
+                if message is None:
+                    return
+                buf = message[4]
+                # the reply (2 bytes by its Content-Length) and, in the same write, a planted one
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+                             b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 9\r\n\r\n"
+                             b'"planted"')
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            connections.append(1)
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.getsockname()[1]}/mcp"
+        with ProxyProcess(url, tmp_path / "home") as proxy:
+            post = (b"POST /mcp HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+            answers = [raw_http(proxy.port, post) for _ in range(4)]  # one client connection each, in turn
+    finally:
+        srv.close()
+    assert [(status, body) for status, _, body in answers] == [(200, b"{}")] * 4
+    assert len(connections) == 4  # none of the tainted connections was reused
