@@ -274,3 +274,68 @@ def test_bytes_an_upstream_sends_past_its_reply_never_become_the_next_clients_an
         srv.close()
     assert [(status, body) for status, _, body in answers] == [(200, b"{}")] * 4
     assert len(connections) == 4  # none of the tainted connections was reused
+
+
+@pytest.mark.parametrize("trickle", [False, True], ids=["one-write", "byte-by-byte"])
+def test_a_chunked_sse_reply_arrives_whole_however_the_upstream_splits_it(trickle: bool, tmp_path: Path) -> None:
+    """The upstream client decodes chunked framing from whatever bytes have arrived (a size line,
+    an extension, data and CRLF split anywhere, trailers): the client gets the event whole, and
+    the connection, read to its end, serves the next request."""
+    import http.client
+
+    from tests.capture.proxy_helpers import read_message
+
+    event = b'event: message\r\ndata: {"jsonrpc":"2.0","id":1,"result":{"ok":true}}\r\n\r\n'
+    reply = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+             b"7;ext=\"a\"\r\n" + event[:7] + b"\r\n" + b"%X\r\n" % (len(event) - 7) + event[7:] + b"\r\n"
+             b"0\r\nx-trailer: t\r\n\r\n")
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    connections: list[int] = []
+
+    def serve(conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        buf = b""
+        with conn:
+            while True:
+                try:
+                    message = read_message(conn, buf)
+                    if message is None:
+                        return
+                    buf = message[4]
+                    if not trickle:
+                        conn.sendall(reply)
+                        continue
+                    for i in range(len(reply)):
+                        conn.sendall(reply[i:i + 1])
+                        time.sleep(0.001)  # pacing: a slow network, so the proxy sees many small reads
+                except OSError:
+                    return
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            connections.append(1)
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.getsockname()[1]}/mcp"
+        with ProxyProcess(url, tmp_path / "home") as proxy:
+            client = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)
+            bodies = []
+            for i in (1, 2):
+                client.request("POST", "/mcp", body=b'{"jsonrpc":"2.0","id":%d,"method":"ping"}' % i,
+                               headers={"content-type": "application/json", "accept": "text/event-stream"})
+                got = client.getresponse()
+                bodies.append((got.status, got.read()))
+            client.close()
+    finally:
+        srv.close()
+    assert bodies == [(200, event), (200, event)]
+    assert len(connections) == 1  # read to its end (trailers too), the upstream connection was reused
