@@ -339,3 +339,64 @@ def test_a_chunked_sse_reply_arrives_whole_however_the_upstream_splits_it(trickl
         srv.close()
     assert bodies == [(200, event), (200, event)]
     assert len(connections) == 1  # read to its end (trailers too), the upstream connection was reused
+
+
+def test_a_client_that_does_not_read_holds_back_the_upstream_and_then_gets_every_byte(tmp_path: Path) -> None:
+    """The reply is relayed from the upstream connection's callbacks: while the client's socket is
+    full, reading from the upstream pauses (the upstream's send blocks), so the proxy never buffers
+    a big reply in memory; once the client reads, every byte arrives, in order."""
+    import contextlib
+    import hashlib
+
+    total = 96 * 1024 * 1024
+    piece = bytes(range(256)) * 256  # 64 KiB
+    sent = [0]
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+
+    def serve() -> None:
+        from tests.capture.proxy_helpers import read_message
+
+        conn, _ = srv.accept()
+        with conn:
+            if read_message(conn) is None:
+                return
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n"
+                         b"content-length: %d\r\n\r\n" % total)
+            with contextlib.suppress(OSError):
+                while sent[0] < total:
+                    conn.sendall(piece)
+                    sent[0] += len(piece)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.getsockname()[1]}/mcp"
+        with ProxyProcess(url, tmp_path / "home") as proxy, \
+                socket.create_connection(("127.0.0.1", proxy.port), timeout=60) as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            client.sendall(b"GET /mcp HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert poll(lambda: sent[0] > 0)
+            # the upstream stalls well before the end while the client reads nothing (the
+            # window over which it is watched, not synchronisation)
+            time.sleep(2.0)
+            assert sent[0] < total // 2, (sent[0], total)
+            got, digest, head = 0, hashlib.sha256(), b""
+            while b"\r\n\r\n" not in head:
+                head += client.recv(65536)
+            head, rest = head.split(b"\r\n\r\n", 1)
+            assert head.startswith(b"HTTP/1.1 200")
+            digest.update(rest)
+            got += len(rest)
+            while got < total:
+                data = client.recv(1 << 20)
+                assert data, got
+                digest.update(data)
+                got += len(data)
+    finally:
+        srv.close()
+    want = hashlib.sha256()
+    for _ in range(total // len(piece)):
+        want.update(piece)
+    assert got == total and digest.digest() == want.digest()

@@ -121,6 +121,12 @@ class Response:
         if waiter is not None:
             await waiter
 
+    @property
+    def blocked(self) -> asyncio.Future[None] | None:
+        """While the client's socket buffer is full, a future done once it has room (else None):
+        for writers called from a protocol callback, which cannot await :meth:`drain`."""
+        return self._conn.drain_waiter
+
     def end(self) -> None:
         """The whole response was written: the connection may serve the next request."""
         if self.finished:

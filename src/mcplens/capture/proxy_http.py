@@ -509,12 +509,16 @@ class HttpProxy:
                              _text(response.header(b"content-type")) or "",
                              _text(response.header(b"content-encoding")), _text(response.header(b"mcp-session-id")))
             resp.start(response.status, out)
-            try:
-                async for chunk in response.body():
-                    if recording:
-                        self._submit("chunk", sid, perf_counter(), chunk)
+            if recording:
+                def sink(chunk: bytes) -> None:
+                    self._submit("chunk", sid, perf_counter(), chunk)
                     resp.write(chunk)
-                    await resp.drain()
+            else:
+                sink = resp.write
+            try:
+                # straight from the upstream connection's callbacks to the client's: no task
+                # wake-up per segment (see Response.pipe); reading pauses while the client is full
+                await response.pipe(sink, lambda: resp.blocked)
             except Exception as exc:  # noqa: BLE001 - the upstream broke off mid-stream
                 # so does the client's response: left unfinished, the server closes the
                 # connection, as the upstream did, rather than end it cleanly

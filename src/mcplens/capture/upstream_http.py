@@ -26,7 +26,7 @@ import asyncio
 import collections
 import ssl as _ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Final
 
 #: read size for bodies: an SSE event is passed on as soon as it arrives, whatever this is
@@ -65,7 +65,7 @@ HIGH_WATER: Final = 4 * READ
 class _Conn(asyncio.Protocol):
     """One upstream connection: what it receives is buffered, and the one task reading it is woken."""
 
-    __slots__ = ("transport", "buf", "eof", "exc", "idle_since", "_waiter", "_drain", "_paused_reading")
+    __slots__ = ("transport", "buf", "eof", "exc", "idle_since", "pump", "_waiter", "_drain", "_paused_reading")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -73,6 +73,8 @@ class _Conn(asyncio.Protocol):
         self.eof = False
         self.exc: BaseException | None = None
         self.idle_since = 0.0
+        #: set while :meth:`Response.pipe` relays the body: called for every arrival instead of a wake-up
+        self.pump: Callable[[], None] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._paused_reading = False
@@ -84,20 +86,19 @@ class _Conn(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buf += data
         if len(self.buf) > HIGH_WATER and not self._paused_reading and self.transport is not None:
-            self._paused_reading = True
-            self.transport.pause_reading()
-        self._wake()
+            self.hold()
+        self._arrived()
 
     def eof_received(self) -> bool | None:
         self.eof = True
-        self._wake()
+        self._arrived()
         return False  # close the transport: HTTP/1.1 has no half-closed use here
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = True
         if exc is not None:
             self.exc = exc
-        self._wake()
+        self._arrived()
         drain, self._drain = self._drain, None
         if drain is not None and not drain.done():
             drain.set_result(None)
@@ -112,6 +113,19 @@ class _Conn(asyncio.Protocol):
             drain.set_result(None)
 
     # -- the reading task's side ---------------------------------------------------------------------
+    def _arrived(self) -> None:
+        pump = self.pump
+        if pump is not None:
+            pump()
+        else:
+            self._wake()
+
+    def hold(self) -> None:
+        """Stop reading from the socket (the buffer is full, or the client cannot take more)."""
+        if not self._paused_reading and self.transport is not None:
+            self._paused_reading = True
+            self.transport.pause_reading()
+
     def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
@@ -203,6 +217,67 @@ class Response:
                 if self._done:
                     return
             await conn.wait()
+
+    async def pipe(self, sink: Callable[[bytes], None], blocked: Callable[[], asyncio.Future[None] | None]) -> None:
+        """The body handed to ``sink`` straight from the connection's ``data_received``, everything
+        that arrived together as one piece: no task wake-up per segment, only at the end, on an
+        error, or when ``blocked()`` (the consumer's buffer is full) returns a future to wait on,
+        during which reading from the upstream pauses. Raises as :meth:`body` does."""
+        conn = self._conn
+        if conn is None or self._done:
+            return
+        decode = self._decode_chunked if self._mode == "chunked" else self._decode_plain
+        loop = asyncio.get_running_loop()
+        waiter: list[asyncio.Future[None] | None] = [None]
+        failed: list[BaseException] = []
+
+        def wake() -> None:
+            w, waiter[0] = waiter[0], None
+            if w is not None and not w.done():
+                w.set_result(None)
+
+        def pump() -> None:
+            try:
+                pieces = decode(conn)
+                if pieces:
+                    sink(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+                if not self._done and conn.eof:
+                    if conn.exc is not None:
+                        raise conn.exc
+                    self._ended_early()
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting task, which raises it
+                failed.append(exc)
+                conn.pump = None
+                wake()
+                return
+            if self._done:
+                conn.pump = None
+                wake()
+            elif blocked() is not None:
+                conn.hold()
+                wake()
+
+        conn.pump = pump
+        try:
+            pump()  # what is buffered already
+            while not self._done:
+                if failed:
+                    raise failed[0]
+                full = blocked()
+                if full is not None:
+                    conn.hold()
+                    await full
+                    conn.pump = pump
+                    pump()
+                    if not failed and not self._done:
+                        conn.consumed()  # reading resumes
+                    continue
+                w = waiter[0] = loop.create_future()
+                await w
+            if failed:
+                raise failed[0]
+        finally:
+            conn.pump = None
 
     def _ended_early(self) -> None:
         mode = self._mode
