@@ -57,10 +57,26 @@ def _run(answer: Answer, scenario: Callable[[Upstream], object]) -> tuple[object
     return asyncio.run(main())
 
 
+#: how the body is read: the pull iterator (``body``) or the push relay the proxy uses (``pipe``)
+_READER = ["body"]
+
+
+@pytest.fixture(autouse=True, params=["body", "pipe"])
+def reader(request: pytest.FixtureRequest) -> str:
+    """Every case runs with both ways of reading the body: they must give the same bytes and errors."""
+    _READER[0] = request.param
+    return request.param
+
+
 async def _get(up: Upstream, method: str = "POST", body: bytes = b"{}") -> tuple[int, bytes]:
     response = await up.request(method, b"/mcp?x=%2F", [(b"host", b"h"), (b"accept", b"*/*")], body)
     try:
-        data = b"".join([chunk async for chunk in response.body()])
+        if _READER[0] == "body":
+            data = b"".join([chunk async for chunk in response.body()])
+        else:
+            pieces: list[bytes] = []
+            await response.pipe(pieces.append, lambda: None)
+            data = b"".join(pieces)
     finally:
         response.close()
     return response.status, data
