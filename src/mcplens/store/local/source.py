@@ -94,7 +94,10 @@ class LocalSource(DuckDBSource):
                                 -float("inf") if lo is None else lo * HOUR_S))
         computed = []
         for i, (new, batch_before, tail_before) in enumerate(regions):
-            self(f"CREATE OR REPLACE TEMP VIEW rg{i}_new AS {new}")
+            # a table of the columns compute reads: the history lookup below and six of the edge tables
+            # read these events (one scan)
+            cols = ", ".join(rollup.COMPUTE_COLUMNS)
+            self(f"CREATE OR REPLACE TEMP TABLE rg{i}_new AS SELECT {cols} FROM ({new})")
             # the sessions' history starts at their first call: read the batches from there on only
             row = self(
                 f"SELECT min(first) AS t FROM read_parquet([{spans}]) WHERE sk IN ("
