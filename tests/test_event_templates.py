@@ -193,7 +193,72 @@ def test_templates_are_bounded() -> None:
         t.put(("k", i), {ev.METHOD: "tools/call", ev.EVENT_ID: "x", ev.TIME: 1.0})
         assert len(t) <= MAX_TEMPLATES
     stored = t.get(("k", MAX_TEMPLATES * 3 + 6))
-    assert stored == {ev.METHOD: "tools/call"}  # the per-call fields are not part of a template
+    assert stored is not None
+    assert stored.fields == {ev.METHOD: "tools/call"}  # the per-call fields are not part of a template
+
+
+@pytest.mark.parametrize("fields", [
+    {ev.METHOD: "tools/call", "mcplens.request.arguments": {"q": "caf\u00e9 \u2014 \U0001f600", "n": [1, 2.5, None]}},
+    {ev.METHOD: "tools/call", "odd": "quote \" backslash \\ newline \n tab \t nul \x00"},
+    {},
+])
+def test_a_copys_line_is_the_whole_events_line(fields: dict[str, Any]) -> None:
+    """The event log writes a copy as its template's line followed by the per-call fields: byte for
+    byte what encoding the whole event gives, whatever the values (escapes, non-ASCII, nesting)."""
+    from mcplens import _json
+    from mcplens.event_templates import Sanitized
+
+    t = Templates()
+    t.put("k", {**fields, ev.EVENT_ID: "old", ev.TIME: 0.5})
+    template = t.get("k")
+    assert template is not None
+    copy = Sanitized(template)
+    copy[ev.EVENT_ID] = "e" * 32
+    copy[ev.TIME] = 1795900000.123456
+    copy[ev.RESPONSE_TYPES] = ["text", "image"]
+    whole = copy.whole()
+    assert type(whole) is dict and whole == {**fields, ev.EVENT_ID: "e" * 32, ev.TIME: 1795900000.123456,
+                                             ev.RESPONSE_TYPES: ["text", "image"]}
+    assert copy.line() == _json.dumps_line(whole)
+    assert json.loads(copy.line()) == whole
+
+
+def test_an_exporter_gets_every_copy_whole(tmp_path: Path) -> None:
+    """A copy reaches the event log as a reference to its template; an exporter is handed plain,
+    whole events, the same as the event log holds."""
+    seen: list[dict[str, Any]] = []
+
+    class Keep:
+        name = "keep"
+
+        def export(self, events: Any) -> None:
+            seen.extend(events)
+
+        def shutdown(self) -> None:
+            pass
+
+        def lost(self) -> int:
+            return 0
+
+    server = build()
+    handle = mcplens.instrument(server, home=tmp_path, handle_sigterm=False)
+    handle.pipeline.add_exporter(Keep())
+
+    async def calls() -> None:
+        async with mcp.Client(server, mode="legacy") as client:
+            for _ in range(6):
+                await client.call_tool("add", {"a": 2, "b": 3})
+
+    anyio.run(calls)
+    handle.pipeline.flush()
+    assert handle.pipeline.templates.hits >= 4
+    on_disk = {e[ev.EVENT_ID]: e for e in read_events(tmp_path) if e.get(ev.METHOD) == "tools/call"}
+    exported = [e for e in seen if e.get(ev.METHOD) == "tools/call"]
+    assert len(exported) == len(on_disk) == 6
+    for e in exported:
+        assert type(e) is dict
+        assert e == on_disk[e[ev.EVENT_ID]]
+        assert e[ev.TOOL_NAME] == "add"
 
 
 def test_a_copy_the_stage_cannot_finish_is_counted_and_the_rest_written(

@@ -9,9 +9,11 @@ So a builder gives each capture it can describe completely a **key**: everything
 made of except the :data:`PER_CALL` fields (method, the request's params as compact JSON,
 session, client, transport...). The first event of a key is built and cleaned as usual; the
 pipeline then keeps what the privacy stage returned, without the per-call fields, as the key's
-**template**. The next capture with that key is a copy of the template with its own per-call
-fields set, marked :class:`Sanitized` so the pipeline does not clean it twice; of its per-call fields only
-the raw session id goes through the privacy stage (its pseudonym, ``PrivacyStage.stamped``).
+**template**. The next capture with that key is a copy of the template: a :class:`Sanitized`
+holding its own per-call fields and a reference to the template, so the pipeline does not clean it
+twice; of its per-call fields only the raw session id goes through the privacy stage (its
+pseudonym, ``PrivacyStage.stamped``). The event log writes the copy's line as the template's line,
+encoded once, followed by the per-call fields (:class:`Template`); other sinks get it whole.
 
 This is sound because the privacy stage is a pure function of the event and the policy: the
 same input gives the same output, redactions and counts included. It is not when the user's
@@ -26,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
+from mcplens import _json
 from mcplens import event as ev
 
 #: the fields that differ between two calls with the same key; a template holds all the others
@@ -46,10 +49,46 @@ MAX_TEMPLATES = 512
 MAX_PARAMS_BYTES = 2048
 
 
-class Sanitized(dict[str, Any]):
-    """An event copied from a template the privacy stage returned: it is not cleaned again."""
+class Template:
+    """A cleaned event without its per-call fields, and the start of its JSON line.
 
-    __slots__ = ()
+    ``prefix`` is the template's compact JSON without its closing brace, followed by a comma: a
+    copy's line is the prefix and its per-call fields' JSON without their opening brace. That is
+    byte for byte the line of the whole event (the template's fields first, then the per-call
+    ones, as :meth:`Sanitized.whole` orders them), while the copy's encoding costs only the
+    per-call fields, a fifth of the line, and no copy of the template is made.
+    """
+
+    __slots__ = ("fields", "prefix")
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+        self.prefix = _json.dumps(fields)[:-1] + b"," if fields else b"{"
+
+
+class Sanitized(dict[str, Any]):
+    """A copy of a template the privacy stage returned: it is not cleaned again.
+
+    It holds only the call's per-call fields, and refers to its :class:`Template` for the rest:
+    the event log encodes it as one line with :meth:`line`; any other sink is handed
+    :meth:`whole`.
+    """
+
+    __slots__ = ("template",)
+
+    def __init__(self, template: Template) -> None:
+        super().__init__()
+        self.template = template
+
+    def whole(self) -> dict[str, Any]:
+        """The whole event as a plain dict: the template's fields, then the per-call ones."""
+        return {**self.template.fields, **self}
+
+    def line(self) -> bytes:
+        """The whole event's JSON line, as ``_json.dumps_line(self.whole())`` gives it."""
+        if not self:
+            return _json.dumps_line(self.template.fields)
+        return self.template.prefix + _json.dumps_line(self)[1:]
 
 
 class Templates:
@@ -58,10 +97,10 @@ class Templates:
     __slots__ = ("_by_key", "hits")
 
     def __init__(self) -> None:
-        self._by_key: dict[Hashable, dict[str, Any]] = {}
+        self._by_key: dict[Hashable, Template] = {}
         self.hits = 0
 
-    def get(self, key: Hashable) -> dict[str, Any] | None:
+    def get(self, key: Hashable) -> Template | None:
         return self._by_key.get(key)
 
     def put(self, key: Hashable, cleaned: dict[str, Any]) -> None:
@@ -69,7 +108,7 @@ class Templates:
         by_key = self._by_key
         if len(by_key) >= MAX_TEMPLATES:
             by_key.clear()
-        by_key[key] = {k: v for k, v in cleaned.items() if k not in PER_CALL}
+        by_key[key] = Template({k: v for k, v in cleaned.items() if k not in PER_CALL})
 
     def __len__(self) -> int:
         return len(self._by_key)

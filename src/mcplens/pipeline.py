@@ -225,6 +225,8 @@ class Pipeline:
         self._reported: dict[str, int] = {}
         self._last_health = float("-inf")
         self._eventlog = open_writer(settings, self.instance_id)  # the durable sink: the store's write half
+        #: the event log encodes a template's copy itself (``Sanitized.line``), so it need not be made whole
+        self._splices = bool(getattr(self._eventlog, "writes_sanitized", False))
         #: enrichment of sanitized events before any sink (an exporter's, e.g. OTel trace ids)
         self.processors: list[Processor] = []
         self.exporters: list[Exporter] = []
@@ -326,6 +328,9 @@ class Pipeline:
             measured = 0
             privacy = self.privacy
             processors = self.processors
+            # a copy of a template goes to the event log as it is (encoded from its template's
+            # line); whatever else sees it (processors, exporters, a store that takes rows) gets it whole
+            whole = bool(processors or self._workers) or not self._splices
             while q and seen < MAX_SLICE:
                 if deadline is not None and perf_counter() >= deadline:
                     out_of_time = True
@@ -348,6 +353,8 @@ class Pipeline:
                         if type(e) is Sanitized:  # a copy of a template this stage cleaned before
                             kept = privacy.stamped(e)
                             self.templates.hits += 1
+                            if whole:
+                                kept = e.whole()
                         else:
                             key = e.pop(KEY_FIELD, None)
                             kept = privacy(e)

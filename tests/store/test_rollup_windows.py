@@ -39,6 +39,16 @@ def _placed() -> list[dict[str, Any]]:
            for i in range(8)]  # 5 before the window's start, 3 after
     out += [workload.call(CUT1 - 40 + 10 * i, "summarize", session="loop-cut", args=same, client="c-loop")
             for i in range(7)]
+    # a session whose history lies in both batches when the window's first hour and the tail are read
+    again = {"q": "asked again and again"}
+    out += [workload.call(t, "summarize", session="loop-long", args=again, client="c-long")
+            for t in (CUT1 - 30, CUT1 - 20, CUT1 + 30, EDGE + 30, EDGE + 40, CUT2 + 30)]
+    # a client with no session id (its key is client@instance): its history is found all the same
+    for i in range(8):
+        anon = workload.call(EDGE - 43 + 10 * i, "summarize", session="x", args={"q": "no session"}, client="c-anon")
+        del anon[ev.SESSION_ID]
+        anon.pop(ev.SESSION_SOURCE, None)
+        out.append(anon)
     out += [  # read before the window starts, send inside it
         workload.call(EDGE - 100, "query_orders", session="leak-edge", client="c-leak"),
         workload.call(EDGE + 100, "post_comment", session="leak-edge", client="c-leak", request_size=40_000),
@@ -109,10 +119,23 @@ def test_what_crosses_the_window_start_is_judged_with_its_history(home: Path) ->
     found, tables = _run(LocalStore(home), WINDOWS["since, mid-hour"], stored=True)
     loop = next(f for f in found if f["detector"] == "loop" and "loop-edge" in f["evidence"]["example_sessions"])
     assert loop["evidence"]["longest_run"] >= 8  # the running count, its calls before the start included
+    loops = _loops(home)
+    runs = [int(r[-1]) for r in loops if r[0].startswith("c-anon@")]
+    assert runs and max(runs) == 8  # 5 calls before the start, 3 after, none with a session id
+    assert [int(r[-1]) for r in loops if r[0] == "loop-long"] == [6]  # two calls in the first batch
     leak = next(f for f in found if f["detector"] == "exfiltration" and f["subject"].endswith("-> post_comment"))
     assert leak["evidence"]["max_outbound_request_bytes"] == 40_000  # the read came before the window
     chain = [r for r in tables["chains"] if r[1] == "[translate, create_ticket, post_comment]"]
     assert chain and int(chain[0][2]) >= 40 * 2  # the chains at the start and at the hour boundary
+
+
+def _loops(home: Path) -> list[tuple[str, ...]]:
+    """(session, longest run) of each loop key of the window "since, mid-hour", from the stored rollups."""
+    with LocalStore(home).reader() as run:
+        source = LocalSource(run, WINDOWS["since, mid-hour"], None)
+        Analysis(source, Options())
+        rows = source("SELECT session, max(n) AS n FROM ru_loops GROUP BY 1")
+        return [(str(r["session"]), str(r["n"])) for r in rows]
 
 
 @pytest.mark.parametrize(("shift", "name"), [((1, 0), "both ends mid-hour, until in the tail"),

@@ -42,7 +42,7 @@ from mcplens.capture.common import (
     parse_traceparent,
     reply_items,
 )
-from mcplens.event_templates import KEY_FIELD, MAX_PARAMS_BYTES, MAX_TEMPLATES, Sanitized
+from mcplens.event_templates import KEY_FIELD, MAX_PARAMS_BYTES, MAX_TEMPLATES, Sanitized, Template
 from mcplens.pipeline import Builder, Pipeline
 
 CallNext = Callable[[Any], Awaitable[Any]]
@@ -509,7 +509,7 @@ Session = tuple["str | None", "str | None", "tuple[Any, ...] | None"]
 
 
 def _stamp(
-    template: dict[str, Any], method: str, params: dict[str, Any], request_id: Any, session: Session, size: int,
+    template: Template, method: str, params: dict[str, Any], request_id: Any, session: Session, size: int,
     t0: float, t1: float, result: dict[str, Any],
 ) -> Sanitized:
     """A template's copy with this call's :data:`~mcplens.event_templates.PER_CALL` fields, each set

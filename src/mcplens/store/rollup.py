@@ -122,13 +122,6 @@ MARKS: Final = (
     f" OR error_category = '{ev.CAT_AUTH}' OR redactions IS NOT NULL)))"
 )
 
-#: the columns :func:`compute` reads from its ``new`` relation: a window's edge hours are copied into
-#: memory with these only (one scan of the few columns needed, not one scan per table nor every column)
-COMPUTE_COLUMNS: Final = (
-    "time", "kind", "method", "target", "status", "server_name", "session_id", "client_id", "client_name",
-    "instance_id", "pid", "transport", "proxy_direction", "request_size", "request_arguments", "request_args",
-    "error_category", "error_type", "duration_s", "response_size", "response_tokens")
-
 Exec = Callable[..., Any]
 Rows = Callable[..., list[dict[str, Any]]]
 
@@ -177,11 +170,17 @@ def compute(
         execute(f"CREATE OR REPLACE TEMP TABLE {p}calls AS {_calls(new, True)}")
     else:
         execute(f"CREATE OR REPLACE TEMP TABLE {p}new_calls AS {_calls(new, True)}")
+        # the history's rows of other sessions are left out by their raw session id first, before the
+        # session key and the loop key are computed for each (a session open for days would otherwise
+        # cost a hash of every call of those days): a row with a session id has it as its key
+        execute(f"CREATE OR REPLACE TEMP TABLE {p}new_sessions AS SELECT DISTINCT session FROM {p}new_calls")
+        ours = (f"(SELECT * FROM {history} WHERE session_id IS NULL OR session_id IN "
+                f"(SELECT session FROM {p}new_sessions))")
         execute(
             f"""CREATE OR REPLACE TEMP TABLE {p}calls AS
                 SELECT * FROM {p}new_calls
                 UNION ALL
-                SELECT * FROM ({_calls(history, False)}) WHERE sk IN (SELECT DISTINCT sk FROM {p}new_calls)"""
+                SELECT * FROM ({_calls(ours, False)}) WHERE sk IN (SELECT DISTINCT sk FROM {p}new_calls)"""
         )
     want = set(tables)
     # history first on equal times: it was written earlier

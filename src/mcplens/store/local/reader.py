@@ -328,6 +328,9 @@ class LocalStore(Store):
         snap = self._snapshot_since(since)
         con = duckdb.connect()
         try:
+            # the Parquet footers parsed once for the whole batch of queries: without it each query
+            # parses every batch's again (~60 ms over 10M events, for a query that reads 7 rows)
+            con.execute("SET enable_object_cache = true")
             con.execute(self._view_sql(snap))
             if snap.rollups is not None:
                 con.execute(events_view_sql("batch_events", snap.parquet, []))
@@ -422,7 +425,7 @@ def _rollups(manifests: list[Manifest]) -> list[dict[str, Any]] | None:
         if not m.rollups or not m.rollups.get("files"):
             return None
         files = {t: str(m.parquet.parent / n) for t, n in m.rollups["files"].items()}
-        out.append({**m.rollups, "files": files})
+        out.append({**m.rollups, "files": files, "batch": str(m.parquet)})
     return out
 
 

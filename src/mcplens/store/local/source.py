@@ -4,7 +4,7 @@ When every batch has rollups made with the run's settings (:func:`rollup.applies
 tables of any window are the stored rows of its whole hours (``hour``, store/rollup.py; for chains and
 perf, the day rows of its whole UTC days and the hour rows around them) plus two
 small computations from the events, each with its sessions' history (their earlier calls, found
-from the stored ``spans`` so only that stretch of time is read):
+from the stored ``spans`` so only the batches that hold them, from their first call on, are read):
 
 * the partial first hour ``[since, first whole hour)``;
 * the partial last hour ``[last whole hour, until)`` of the compacted batches, and the events not
@@ -17,9 +17,11 @@ window's events like any DuckDB source.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcplens.store import rollup
+from mcplens.store.local.files import events_view_sql
 from mcplens.store.rollup import BUCKET, HOUR_S
 from mcplens.store.source import DuckDBSource, RollupInfo, Split, hour_of, hours, in_hours, whole_days
 from mcplens.store.sql import SESSION_KEY, lit
@@ -74,6 +76,7 @@ class LocalSource(DuckDBSource):
         lo, hi = hours(self.window)
         core = lo is None or hi is None or lo < hi
         spans = ", ".join(lit(m["files"]["spans"]) for m in stored)
+        batch_of = {m["files"]["spans"]: m.get("batch") for m in stored}  # a spans file's batch
         # (new events, the batches' history before, the tail's history before): history precedes them
         regions: list[tuple[str, float | None, float | None]] = []
         s, u = self.since, self.until
@@ -94,16 +97,25 @@ class LocalSource(DuckDBSource):
                                 -float("inf") if lo is None else lo * HOUR_S))
         computed = []
         for i, (new, batch_before, tail_before) in enumerate(regions):
-            # a table of the columns compute reads: the history lookup below and six of the edge tables
-            # read these events (one scan)
-            cols = ", ".join(rollup.COMPUTE_COLUMNS)
-            self(f"CREATE OR REPLACE TEMP TABLE rg{i}_new AS SELECT {cols} FROM ({new})")
-            # the sessions' history starts at their first call: read the batches from there on only
-            row = self(
-                f"SELECT min(first) AS t FROM read_parquet([{spans}]) WHERE sk IN ("
-                f"SELECT hash({SESSION_KEY}) FROM rg{i}_new WHERE kind = 'request' AND method = 'tools/call')")
-            start = row[0]["t"] if row else None
-            hist = ["SELECT * FROM batch_events WHERE "
+            # a table when it reads the batches: the roll-up reads it a dozen times, and each read of a
+            # view over them would open every Parquet file again (~0.1 s each over 10M events); the
+            # tail is a table already, which a view reads column by column without a copy
+            kind = "TABLE" if "FROM batch_events" in new or "FROM events" in new else "VIEW"
+            self(f"CREATE OR REPLACE TEMP {kind} rg{i}_new AS {new}")
+            # the sessions' history starts at their first call, and lies in the batches whose spans
+            # name them (a batch's spans list every session with a tool call in it): read only those,
+            # from there on
+            found = self(
+                f"SELECT filename AS f, min(first) AS t FROM read_parquet([{spans}], filename=true) WHERE sk IN ("
+                f"SELECT hash({SESSION_KEY}) FROM rg{i}_new WHERE kind = 'request' AND method = 'tools/call') "
+                "GROUP BY 1")
+            start = min((r["t"] for r in found if r["t"] is not None), default=None)
+            batches = {batch_of.get(r["f"]) for r in found}
+            past = "batch_events"  # all of them, unless each spans file found names its batch
+            if start is not None and batches and None not in batches:
+                past = f"rg{i}_past"
+                self(events_view_sql(past, [Path(b) for b in sorted(b for b in batches if b)], []))
+            hist = [f"SELECT * FROM {past} WHERE "
                     + (f"time >= {lit(start)}" if start is not None else "false")
                     + ("" if batch_before is None else f" AND time < {lit(batch_before)}")]
             if self.has_segments and tail_before is not None and tail_before != -float("inf"):

@@ -26,6 +26,7 @@ from typing import Any
 
 from mcplens import _json, resources
 from mcplens import event as ev
+from mcplens.event_templates import Sanitized
 
 #: segment numbers, shared by every sink of this process: two sinks of one instance opened in the
 #: same second (a pipeline closed and opened again) must never pick the same file name
@@ -69,6 +70,8 @@ class EventLogSink:
     """
 
     name = "eventlog"
+    #: a template's copy (event_templates) comes as it is, and is encoded from its template's line
+    writes_sanitized = True
 
     def __init__(self, home: Path, instance_id: str, *, max_bytes: int, max_age: float) -> None:
         self._root = events_dir(home)
@@ -133,7 +136,7 @@ class EventLogSink:
         chunk: list[bytes] = []
         size = 0
         for e in events:
-            line = dumps_line(e)
+            line = e.line() if type(e) is Sanitized else dumps_line(e)
             chunk.append(line)
             size += len(line)
             if size >= WRITE_CHUNK:
