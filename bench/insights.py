@@ -150,7 +150,8 @@ def child(stores: list[Path], windows: list[str]) -> None:
 def compare(stores: list[Path], windows: list[str], rounds: int, baseline: Path
             ) -> list[tuple[str, str, float, float, int]]:
     """(store, window, median CPU baseline, median CPU this, findings): ``rounds`` fresh processes of
-    each, alternating; asserts both versions' findings are byte-identical."""
+    each, alternating; every run's findings (JSON digest) are compared with the first run's and any
+    difference is printed."""
     import statistics
     import subprocess
 
@@ -161,6 +162,7 @@ def compare(stores: list[Path], windows: list[str], rounds: int, baseline: Path
     this_src = str(here.parent.parent / "src")
     cpus: dict[tuple[str, str, str], list[float]] = {}
     seen: dict[tuple[str, str], tuple[str, int]] = {}
+    differ: set[tuple[str, str]] = set()
     for r in range(rounds):
         for name, src in (("baseline", str(baseline)), ("this", this_src)):
             env = dict(os.environ, PYTHONPATH=src)
@@ -168,9 +170,10 @@ def compare(stores: list[Path], windows: list[str], rounds: int, baseline: Path
             for x in res:
                 cpus.setdefault((name, x["store"], x["window"]), []).append(x["cpu"])
                 key = (x["store"], x["window"])
-                if key in seen:
-                    assert seen[key] == (x["digest"], x["findings"]), f"findings differ: {name} {key}"
-                seen[key] = (x["digest"], x["findings"])
+                if key in seen and seen[key] != (x["digest"], x["findings"]):
+                    differ.add(key)
+                    print(f"FINDINGS DIFFER: {name} round {r + 1} {key}", flush=True)
+                seen.setdefault(key, (x["digest"], x["findings"]))
             print(f"round {r + 1} {name}: " + ", ".join(f"{Path(x['store']).name} {x['window']} {x['cpu']:.3f}s"
                                                           for x in res), flush=True)
     out = []
@@ -178,8 +181,10 @@ def compare(stores: list[Path], windows: list[str], rounds: int, baseline: Path
         for w in windows:
             b = statistics.median(cpus[("baseline", str(home), w)])
             t = statistics.median(cpus[("this", str(home), w)])
+            same = "same findings" if (str(home), w) not in differ else "FINDINGS DIFFERED"
             out.append((Path(home).name, w, b, t, seen[(str(home), w)][1]))
-            print(f"{Path(home).name} {w:>4}: CPU baseline {b:.3f} s, this {t:.3f} s (x{t / b:.2f})", flush=True)
+            print(f"{Path(home).name} {w:>4}: CPU baseline {b:.3f} s, this {t:.3f} s (x{t / b:.2f}), {same} "
+                  f"in all {2 * rounds} runs" if same == "same findings" else f", {same}", flush=True)
     return out
 
 
@@ -196,7 +201,7 @@ def main() -> None:
     ap.add_argument("--baseline", type=Path, metavar="SRC",
                     help="with --store: also time the mcplens package under SRC (an older checkout's src/), "
                          "each run in a fresh process (as the CLI runs), the two interleaved round by round, "
-                         "and check both find the same (byte-identical JSON)")
+                         "and compare every run's findings (byte-identical JSON)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
