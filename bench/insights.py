@@ -184,7 +184,7 @@ def compare(stores: list[Path], windows: list[str], rounds: int, baseline: Path
             same = "same findings" if (str(home), w) not in differ else "FINDINGS DIFFERED"
             out.append((Path(home).name, w, b, t, seen[(str(home), w)][1]))
             print(f"{Path(home).name} {w:>4}: CPU baseline {b:.3f} s, this {t:.3f} s (x{t / b:.2f}), {same} "
-                  f"in all {2 * rounds} runs" if same == "same findings" else f", {same}", flush=True)
+                  f"({2 * rounds} runs)", flush=True)
     return out
 
 
