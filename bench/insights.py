@@ -128,6 +128,66 @@ def time_stores(stores: list[Path], windows: list[str], rounds: int) -> list[tup
     return out
 
 
+def child(stores: list[Path], windows: list[str]) -> None:
+    """One fresh process: each window once per store (the first run, as the CLI's), CPU and the
+    findings' digest as one JSON line."""
+    import hashlib
+
+    out = []
+    for home in stores:
+        store = LocalStore(home)
+        newest = store.query("SELECT max(time) AS t FROM events")[0]["t"]
+        for w in windows:
+            since = None if w == "all" else newest - _seconds(w)
+            c = time.process_time()
+            found = insights(store, since=since)
+            cpu = time.process_time() - c
+            digest = hashlib.sha256(json.dumps([f.to_dict() for f in found], sort_keys=True).encode()).hexdigest()
+            out.append({"store": str(home), "window": w, "cpu": cpu, "findings": len(found), "digest": digest})
+    print(json.dumps(out))
+
+
+def compare(stores: list[Path], windows: list[str], rounds: int, baseline: Path
+            ) -> list[tuple[str, str, float, float, int]]:
+    """(store, window, median CPU baseline, median CPU this, findings): ``rounds`` fresh processes of
+    each, alternating; every run's findings (JSON digest) are compared with the first run's and any
+    difference is printed."""
+    import statistics
+    import subprocess
+
+    here = Path(__file__).resolve()
+    cmd = [sys.executable, str(here), "--child", "--windows", ",".join(windows)]
+    for home in stores:
+        cmd += ["--store", str(home)]
+    this_src = str(here.parent.parent / "src")
+    cpus: dict[tuple[str, str, str], list[float]] = {}
+    seen: dict[tuple[str, str], tuple[str, int]] = {}
+    differ: set[tuple[str, str]] = set()
+    for r in range(rounds):
+        for name, src in (("baseline", str(baseline)), ("this", this_src)):
+            env = dict(os.environ, PYTHONPATH=src)
+            res = json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout)
+            for x in res:
+                cpus.setdefault((name, x["store"], x["window"]), []).append(x["cpu"])
+                key = (x["store"], x["window"])
+                if key in seen and seen[key] != (x["digest"], x["findings"]):
+                    differ.add(key)
+                    print(f"FINDINGS DIFFER: {name} round {r + 1} {key}", flush=True)
+                seen.setdefault(key, (x["digest"], x["findings"]))
+            print(f"round {r + 1} {name}: " + ", ".join(f"{Path(x['store']).name} {x['window']} {x['cpu']:.3f}s"
+                                                          for x in res), flush=True)
+    out = []
+    for home in stores:
+        for w in windows:
+            b = statistics.median(cpus[("baseline", str(home), w)])
+            t = statistics.median(cpus[("this", str(home), w)])
+            same = "same findings" if (str(home), w) not in differ else "FINDINGS DIFFERED"
+            out.append((Path(home).name, w, b, t, seen[(str(home), w)][1]))
+            print(f"{Path(home).name} {w:>4}: CPU baseline {b:.3f} s, this {t:.3f} s (x{t / b:.2f}), {same} "
+                  f"({2 * rounds} runs)", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--store", type=Path, action="append", help="time insights over this existing store")
@@ -138,7 +198,28 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=Path("/tmp/mcplens-bench-insights"))
     ap.add_argument("--keep", action="store_true", help="keep the data directory")
     ap.add_argument("--record", action="store_true", help="append the results to bench/RESULTS.md")
+    ap.add_argument("--baseline", type=Path, metavar="SRC",
+                    help="with --store: also time the mcplens package under SRC (an older checkout's src/), "
+                         "each run in a fresh process (as the CLI runs), the two interleaved round by round, "
+                         "and compare every run's findings (byte-identical JSON)")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        child(args.store, args.windows.split(","))
+        return
+    if args.store and args.baseline:
+        rows = compare(args.store, args.windows.split(","), args.rounds, args.baseline)
+        if args.record:
+            load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+            stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            head = (f"`bench/insights.py --store ... --baseline {args.baseline}` {args.label} ({stamp}, load {load}, "
+                    f"median of {args.rounds} fresh processes each, interleaved):")
+            lines = ["", head, "", "| store | window | CPU baseline | CPU this | ratio | findings |",
+                     "|---|---|---:|---:|---:|---:|",
+                     *(f"| {h} | {w} | {b:.3f} s | {t:.3f} s | {t / b:.2f} | {k} |" for h, w, b, t, k in rows), ""]
+            with open(Path(__file__).with_name("RESULTS.md"), "a", encoding="utf-8") as f:
+                f.write("\n".join(lines))
+        return
     if args.store:
         timed = time_stores(args.store, args.windows.split(","), args.rounds)
         if args.record:

@@ -438,8 +438,11 @@ MERGE: Final[dict[str, str]] = {
     "sessions": "SELECT server, sum(with_calls) AS with_calls, sum(with_2_calls) AS with_2_calls "
     "FROM {src} GROUP BY ALL",
     # each key's latest row: a row is superseded by the one that names it as its previous (no grouping by key)
-    "loops": "WITH w AS (SELECT * FROM {src}), sup AS (SELECT loopkey, prev_hour AS hour, prev_n AS n FROM w "
-    "WHERE prev_n >= 2) SELECT loopkey, server, tool, session, n, t0, t1 FROM w ANTI JOIN sup USING (loopkey, hour, n)",
+    # two scans, not a CTE: the superseded keys are few (their scan reads three columns and keeps a handful of
+    # rows), while a CTE read twice would hold every row of the window in memory first
+    "loops": "SELECT loopkey, server, tool, session, n, t0, t1 FROM (SELECT * FROM {src}) ANTI JOIN "
+    "(SELECT loopkey, prev_hour AS hour, prev_n AS n FROM (SELECT * FROM {src}) WHERE prev_n >= 2) "
+    "USING (loopkey, hour, n)",
     "exfil": "SELECT server, read_tool, send_tool, sum(sessions) AS sessions, sum(sends) AS sends, "
     "max(max_send_bytes) AS max_send_bytes, min(first_read) AS first_read, max(last_send) AS last_send, "
     f"list_sort(flatten(list(examples)))[1:{EXAMPLES}] AS examples FROM {{src}} GROUP BY ALL",
