@@ -44,9 +44,9 @@ async def _sampling(ctx: Any, params: Any) -> types.CreateMessageResult:
                                      model="test-model")
 
 
-def _params(home: Path, peer: str, *args: str) -> StdioServerParameters:
+def _params(home: Path, peer: str, *args: str, env: dict[str, str] | None = None) -> StdioServerParameters:
     cmd = proxy_cmd(home, "node", str(npm_peer(peer)), *args)
-    return StdioServerParameters(command=cmd[0], args=cmd[1:], env=env_for(home))
+    return StdioServerParameters(command=cmd[0], args=cmd[1:], env={**env_for(home), **(env or {})})
 
 
 async def _everything(home: Path, i: int) -> None:
@@ -66,7 +66,10 @@ async def _everything(home: Path, i: int) -> None:
 
 async def _memory(home: Path, i: int) -> None:
     info = types.Implementation(name="notes-agent", version="1.4")
-    async with mcp.Client(_params(home, "mcp-server-memory"), client_info=info, mode="auto") as c:
+    # a memory file per process: concurrent servers sharing the default file overwrite each other's
+    # entities (then add_observations fails: a race between the test's servers, not traffic to judge)
+    memory = {"MEMORY_FILE_PATH": str(home.parent / f"memory-{i}.jsonl")}
+    async with mcp.Client(_params(home, "mcp-server-memory", env=memory), client_info=info, mode="auto") as c:
         await c.list_tools()
         await c.call_tool("create_entities", {"entities": [
             {"name": f"project-{i}", "entityType": "project", "observations": ["started"]}]})
