@@ -272,6 +272,9 @@ class Response:
                     if not failed and not self._done:
                         conn.consumed()  # reading resumes
                     continue
+                # the client may have drained between pump() holding the upstream and this task
+                # running: then nothing else resumes reading, and the reply would stall for good
+                conn.consumed()
                 w = waiter[0] = loop.create_future()
                 await w
             if failed:
