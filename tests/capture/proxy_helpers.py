@@ -46,10 +46,12 @@ class RawUpstream:
     off the socket (request line and headers as bytes), so a test sees what the proxy really sent.
 
     It answers ``200 {}`` as JSON, ``/stream`` GETs with an SSE stream held open until the client
-    leaves, and replies per ``answer(request) -> (status, headers, body)`` when one is given.
+    leaves, and replies per ``answer(request) -> (status, headers, body)`` when one is given. A test
+    of the framing itself gives ``raw(conn, request)`` instead, which writes whatever bytes it likes
+    on the socket (an ``OSError`` from it ends the connection).
     """
 
-    def __init__(self, answer: Any = None, *, record: bool = True) -> None:
+    def __init__(self, answer: Any = None, *, record: bool = True, raw: Any = None) -> None:
         import socket
 
         self.requests: list[dict[str, Any]] = []
@@ -57,6 +59,7 @@ class RawUpstream:
         self.count = 0
         self.connections = 0
         self.answer = answer
+        self.raw = raw
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -95,6 +98,12 @@ class RawUpstream:
                 self.count += 1
                 if self.record:
                     self.requests.append(request)
+                if self.raw is not None:
+                    try:
+                        self.raw(conn, request)
+                    except OSError:
+                        return
+                    continue
                 if target.endswith(b"/stream") and method == b"GET":
                     conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
                                  b"transfer-encoding: chunked\r\n\r\n")

@@ -231,49 +231,23 @@ def test_bytes_an_upstream_sends_past_its_reply_never_become_the_next_clients_an
     """An upstream that sends more than its reply frames (a bug, or a response-splitting attempt)
     must not have the surplus read as the answer to the next request on that pooled connection,
     which may be another client's: such a connection is closed, never reused."""
-    from tests.capture.proxy_helpers import read_message
+    from tests.capture.proxy_helpers import RawUpstream
 
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(64)
-    connections: list[int] = []
+    def planted(conn: socket.socket, request: dict[str, object]) -> None:
+        # the reply (2 bytes by its Content-Length) and, in the same write, a planted one
+        conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+                     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 9\r\n\r\n"
+                     b'"planted"')
 
-    def serve(conn: socket.socket) -> None:
-        buf = b""
-        with conn:
-            while True:
-                try:
-                    message = read_message(conn, buf)
-                except OSError:
-                    return
-                if message is None:
-                    return
-                buf = message[4]
-                # the reply (2 bytes by its Content-Length) and, in the same write, a planted one
-                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
-                             b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 9\r\n\r\n"
-                             b'"planted"')
-
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                return
-            connections.append(1)
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
+    upstream = RawUpstream(raw=planted)
     try:
-        url = f"http://127.0.0.1:{srv.getsockname()[1]}/mcp"
-        with ProxyProcess(url, tmp_path / "home") as proxy:
+        with ProxyProcess(upstream.url, tmp_path / "home") as proxy:
             post = (b"POST /mcp HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
             answers = [raw_http(proxy.port, post) for _ in range(4)]  # one client connection each, in turn
     finally:
-        srv.close()
+        upstream.close()
     assert [(status, body) for status, _, body in answers] == [(200, b"{}")] * 4
-    assert len(connections) == 4  # none of the tainted connections was reused
+    assert upstream.connections == 4  # none of the tainted connections was reused
 
 
 @pytest.mark.parametrize("trickle", [False, True], ids=["one-write", "byte-by-byte"])
@@ -283,50 +257,25 @@ def test_a_chunked_sse_reply_arrives_whole_however_the_upstream_splits_it(trickl
     the connection, read to its end, serves the next request."""
     import http.client
 
-    from tests.capture.proxy_helpers import read_message
+    from tests.capture.proxy_helpers import RawUpstream
 
     event = b'event: message\r\ndata: {"jsonrpc":"2.0","id":1,"result":{"ok":true}}\r\n\r\n'
     reply = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
              b"7;ext=\"a\"\r\n" + event[:7] + b"\r\n" + b"%X\r\n" % (len(event) - 7) + event[7:] + b"\r\n"
              b"0\r\nx-trailer: t\r\n\r\n")
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(64)
-    connections: list[int] = []
 
-    def serve(conn: socket.socket) -> None:
+    def split(conn: socket.socket, request: dict[str, object]) -> None:
+        if not trickle:
+            conn.sendall(reply)
+            return
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        buf = b""
-        with conn:
-            while True:
-                try:
-                    message = read_message(conn, buf)
-                    if message is None:
-                        return
-                    buf = message[4]
-                    if not trickle:
-                        conn.sendall(reply)
-                        continue
-                    for i in range(len(reply)):
-                        conn.sendall(reply[i:i + 1])
-                        time.sleep(0.001)  # pacing: a slow network, so the proxy sees many small reads
-                except OSError:
-                    return
+        for i in range(len(reply)):
+            conn.sendall(reply[i:i + 1])
+            time.sleep(0.001)  # pacing: a slow network, so the proxy sees many small reads
 
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                return
-            connections.append(1)
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
+    upstream = RawUpstream(raw=split)
     try:
-        url = f"http://127.0.0.1:{srv.getsockname()[1]}/mcp"
-        with ProxyProcess(url, tmp_path / "home") as proxy:
+        with ProxyProcess(upstream.url, tmp_path / "home") as proxy:
             client = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)
             bodies = []
             for i in (1, 2):
@@ -336,9 +285,9 @@ def test_a_chunked_sse_reply_arrives_whole_however_the_upstream_splits_it(trickl
                 bodies.append((got.status, got.read()))
             client.close()
     finally:
-        srv.close()
+        upstream.close()
     assert bodies == [(200, event), (200, event)]
-    assert len(connections) == 1  # read to its end (trailers too), the upstream connection was reused
+    assert upstream.connections == 1  # read to its end (trailers too), the upstream connection was reused
 
 
 def test_a_client_that_does_not_read_holds_back_the_upstream_and_then_gets_every_byte(tmp_path: Path) -> None:
