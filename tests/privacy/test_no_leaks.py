@@ -22,8 +22,9 @@ import pytest
 from mcp import StdioServerParameters
 
 import mcplens
-from tests.conftest import REPO, all_bytes, http_server, read_events, subprocess_env
+from tests.conftest import REPO, http_server, read_events, subprocess_env
 from tests.privacy.corpus import ARGS, CLIENT_INFO, ERROR, JSON_STRING, SECRETS, URI, Item
+from tests.privacy.scan import files_text, unmeasured_lines
 from tests.servers import sdk_server
 
 BATCH = 25
@@ -73,9 +74,8 @@ def client_info_items() -> list[Item]:
 
 
 def assert_nothing_leaked(home: Path, extra: bytes = b"") -> None:
-    written = all_bytes(home) + extra
-    assert written, "nothing was written at all"
-    text = written.decode("utf-8", errors="replace")
+    text = files_text(home) + "\n" + unmeasured_lines(extra.decode("utf-8", errors="replace"))
+    assert text.strip(), "nothing was written at all"
     leaks = [(i.kind, f) for i in SECRETS for f in fragments(i.secret) if f in text]
     assert not leaks, f"{len(leaks)} fragments leaked, e.g. {leaks[:5]}"
 

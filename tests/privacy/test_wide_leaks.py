@@ -35,9 +35,10 @@ from mcp import StdioServerParameters
 import mcplens
 from mcplens import cli
 from mcplens.pipeline import pipelines
-from tests.conftest import REPO, all_bytes, poll, read_events, subprocess_env
+from tests.conftest import REPO, poll, read_events, subprocess_env
 from tests.privacy import leak_server
 from tests.privacy.corpus import KEYED_LEAKS, SECRETS, SHAPED, WIDE, Leak, kv_line, prose
+from tests.privacy.scan import files_text, unmeasured
 
 BATCH = 40
 WAYS = [("sdk", "inproc"), ("fastmcp", "inproc"), ("sdk", "proxy"), ("fastmcp", "proxy")]
@@ -154,28 +155,6 @@ def exchanges(home: Path) -> list[dict[str, Any]]:
     return [e for e in read_events(home) if e.get("event.kind") in ("request", "notification")]
 
 
-def _unmeasured(row: Any) -> Any:
-    """A row without its top-level floats: measured times, durations and CPU figures are mcplens's
-    own numbers, and their random digits can hold any 8-character run of digits around a dot (a
-    duration 0.0095249... once matched a corpus latitude). Values nested in arguments stay."""
-    if isinstance(row, dict):
-        return {k: v for k, v in row.items() if not isinstance(v, float)}
-    return tuple(v for v in row if not isinstance(v, float))
-
-
-def files_text(home: Path) -> str:
-    """Every file under ``home``; event lines (JSON objects) without their measured top-level floats."""
-    out = []
-    for line in all_bytes(home).decode("utf-8", "replace").splitlines():
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            out.append(line)
-            continue
-        out.append(json.dumps(_unmeasured(obj), ensure_ascii=False) if isinstance(obj, dict) else line)
-    return "\n".join(out)
-
-
 def _health_by_instance(home: Path) -> list[list[dict[str, Any]]]:
     by: dict[str, list[dict[str, Any]]] = {}
     for e in read_events(home, health=True):
@@ -205,7 +184,7 @@ def parquet_text(home: Path) -> str:
         ]
         if kept:
             rows = con.execute(f"SELECT {', '.join(kept)} FROM {source}").fetchall()
-            out.append(repr([_unmeasured(r) for r in rows]))
+            out.append(repr([unmeasured(r) for r in rows]))
     return "\n".join(out)
 
 
@@ -224,7 +203,7 @@ def _json_unmeasured(text: str) -> str:
     out = []
     for doc in docs:
         rows = doc if isinstance(doc, list) else [doc]
-        out += [json.dumps(_unmeasured(r), ensure_ascii=False) if isinstance(r, dict) else str(r) for r in rows]
+        out += [json.dumps(unmeasured(r), ensure_ascii=False) if isinstance(r, dict) else str(r) for r in rows]
     return "\n".join(out)
 
 
