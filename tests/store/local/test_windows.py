@@ -283,3 +283,25 @@ def test_threads_share_one_database_but_not_temp_views() -> None:
     with W.connection() as con:
         con.execute("DROP TABLE shared_probe")
     assert out == [7]  # ... is seen from another thread's: one database
+
+
+@pytest.mark.parametrize("state", ["tailed", "full"])
+def test_session_page_from_the_sessions_rollup_equals_a_scan(stores: dict[str, LocalStore], state: str) -> None:
+    """A session's page reads only the batches whose ``wsessions`` rows name it (and the tail, as JSON
+    lines or as the dashboard's Parquet copy): the same events as a scan of every file, for sessions
+    within one batch, across batches and into the tail, and for prefixes naming several or none."""
+    store = stores[state]
+    sql = (f"SELECT *, session_id AS session FROM events WHERE {NOT_HEALTH} AND starts_with(session_id, ?) "
+           "ORDER BY time, event_id")
+    ids = sorted({r["session_id"] for r in store.sessions(None, None, limit=None)})
+    for prefix in [*ids, "sess01", "sess1", "sess", "nosuch"]:
+        want = store.query(sql, [prefix])
+        got = store.session_events(prefix)
+        assert [e["event_id"] for e in got] == [r["event_id"] for r in want], prefix
+        assert {e["session"] for e in got} == {r["session"] for r in want}, prefix
+    if state == "tailed":  # the dashboard made the segments' Parquet copies: read from them
+        data.tools(store, TimeWindow(T0, T0 + 3 * DAY))
+        assert W.TAIL.made(list(store.snapshot().segments))
+        for prefix in ids:
+            assert [e["event_id"] for e in store.session_events(prefix)] == \
+                [r["event_id"] for r in store.query(sql, [prefix])], prefix

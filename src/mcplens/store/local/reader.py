@@ -285,12 +285,14 @@ class LocalStore(Store):
     def _view_sql(self, snap: Snapshot, name: str = "events") -> str:
         return events_view_sql(name, snap.parquet, snap.segments)
 
-    def query(self, sql: str, params: list[Any] | None = None, *, since: float | None = None) -> list[dict[str, Any]]:
+    def query(self, sql: str, params: list[Any] | None = None, *, since: float | None = None,
+              view: Callable[[Any, Snapshot], None] | None = None) -> list[dict[str, Any]]:
         """Run SQL against the ``events`` view of everything stored; rows as dicts.
 
         ``since``: the SQL only wants events that started at or after it, so segments last written
         before it are not read at all (an event is written after it starts). This keeps ``tail``
-        and ``--since 15m`` cheap over a large uncompacted backlog.
+        and ``--since 15m`` cheap over a large uncompacted backlog. ``view(con, snap)``: makes an
+        ``events`` view of only the files the SQL needs (default: every file of the snapshot).
         """
         duckdb = _duckdb()
         deadline = time.monotonic() + RETRY_SECONDS
@@ -299,7 +301,10 @@ class LocalStore(Store):
             snap = self._snapshot_since(since)
             con = duckdb.connect()
             try:
-                con.execute(self._view_sql(snap))
+                if view is None:
+                    con.execute(self._view_sql(snap))
+                else:
+                    view(con, snap)
                 return _rows(con.execute(sql, params or []))
             except duckdb.Error as e:
                 if type(e).__name__ == "InterruptException":
@@ -397,7 +402,7 @@ class LocalStore(Store):
     def session_events(self, session_id: str) -> list[dict[str, Any]]:
         sql = (f"SELECT *, {SESSION_ID} AS session FROM events WHERE {NOT_HEALTH} "
                f"AND starts_with({SESSION_ID}, ?) {_ORDER}")
-        return [shape_event(r) for r in self.query(sql, [session_id])]
+        return [shape_event(r) for r in self.query(sql, [session_id], view=_session_view(session_id))]
 
     def health(self, window: TimeWindow | None = None) -> list[dict[str, Any]]:
         from mcplens.store.local import windows
@@ -416,6 +421,42 @@ class LocalStore(Store):
 
 
 
+
+
+def _session_view(prefix: str) -> Callable[[Any, Snapshot], None]:
+    """An ``events`` view for one session's page: when every batch has its rollups, only the batches
+    whose ``wsessions`` rows name a session starting with ``prefix`` (a few hundred thousand short
+    rows over ten million events, instead of every event's session id), within those rows' first
+    and last times (the batches' row groups outside are skipped), plus every uncompacted segment
+    (its Parquet copy when the dashboard made one: parsing the JSON lines costs more than the rest).
+    ``wsessions`` holds a row per (session, bucket) of every event but health records that has a
+    session id: exactly the events the page shows."""
+
+    def view(con: Any, snap: Snapshot) -> None:
+        from mcplens.store import rollup
+        from mcplens.store.local import windows
+
+        rollups = snap.rollups
+        if not rollups or not all(rollup.complete(m) for m in rollups):
+            con.execute(events_view_sql("events", snap.parquet, snap.segments))
+            return
+        listed = ", ".join(_path_lit(m["files"]["wsessions"]) for m in rollups)
+        hits = con.execute(f"""SELECT filename, min(first), max(last) FROM read_parquet([{listed}], filename=true)
+                               WHERE starts_with(session_id, ?) GROUP BY filename""", [prefix]).fetchall()
+        batch = {os.path.normpath(m["files"]["wsessions"]): p for p, m in zip(snap.parquet, rollups, strict=True)}
+        parts = []
+        for i, (name, lo, hi) in enumerate(hits):
+            con.execute(events_view_sql(f"session_batch{i}", [batch[os.path.normpath(name)]], []))
+            parts.append(f"SELECT * FROM session_batch{i} WHERE time >= {float(lo)!r} AND time <= {float(hi)!r}")
+        made = windows.TAIL.made(list(snap.segments)) if snap.segments else None
+        if made:  # the dashboard's Parquet copies of the segments: no JSON parsed again
+            parts.append(f"SELECT * FROM read_parquet([{', '.join(_path_lit(c.events) for c in made)}])")
+        else:
+            con.execute(events_view_sql("session_tail", [], snap.segments))
+            parts.append("SELECT * FROM session_tail")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW events AS {' UNION ALL BY NAME '.join(parts)}")
+
+    return view
 
 
 def _rollups(manifests: list[Manifest]) -> list[dict[str, Any]] | None:

@@ -236,6 +236,22 @@ class EventCache:
         for p in (c.events, *c.tables.values()):
             p.unlink(missing_ok=True)
 
+    def made(self, segments: list[Path]) -> list[Cached] | None:
+        """The copies of ``segments`` if every one is already made and current, else None: for a
+        one-off read (a session's page) that should not pay for making them."""
+        out = []
+        with self._lock:
+            for seg in segments:
+                have = self._files.get(seg)
+                try:
+                    st = seg.stat()
+                except FileNotFoundError:
+                    return None
+                if have is None or have[0] != (st.st_size, st.st_mtime_ns):
+                    return None
+                out.append(have[1])
+        return out
+
     def files(self, con: Any, segments: list[Path]) -> list[Cached]:
         out = []
         with self._lock:
