@@ -56,6 +56,18 @@ def test_client_4_per_hour_becomes_50(home: Path) -> None:
     assert f.evidence["example_sessions"]
 
 
+def test_a_spikes_top_tools_break_ties_by_name(home: Path) -> None:
+    """The evidence names the 5 busiest tools; tools tied on calls go by name, so two stores (or two
+    runs) holding the same events name the same ones (CI once saw PostgreSQL name another tie)."""
+    names = ["zeta_sync", "alpha_read", "omega_write", "delta_list", "kappa_find", "beta_get", "gamma_put",
+             "eta_scan"]
+    hist = even("alpha_read", 4, NOW - 10 * H, NOW - H, client="c-batch", client_name="nightly-batch")
+    burst = [e for k, tool in enumerate(names)
+             for e in even(tool, 7, NOW - H + k, NOW, client="c-batch", client_name="nightly-batch")]
+    tools = only(run(home, hist + burst), "client_spike").evidence["tools"]
+    assert list(tools) == sorted(names)[:5] and len(set(tools.values())) == 1, tools
+
+
 def test_sevenfold_half_hour_spike_in_a_data_access_tool(home: Path) -> None:
     """Not visible over the hour (4x), found over 15 minutes (7x): tool spike and data-access burst."""
     tool = "pull_patient_records"

@@ -74,7 +74,7 @@ def detect(a: Analysis) -> None:
     _resources(a)
     hits = a.run(
         "SELECT client, any_value(client_name) AS name, count(*) AS n, histogram(tool) AS tools "
-        f"FROM rare WHERE status = '{ev.RATE_LIMITED}' GROUP BY 1 ORDER BY n DESC"
+        f"FROM rare WHERE status = '{ev.RATE_LIMITED}' GROUP BY 1 ORDER BY n DESC, client"
     )
     for r in hits:
         sev = WARNING if r["n"] >= th.rate_limited_warning else INFO

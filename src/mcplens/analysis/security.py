@@ -74,9 +74,10 @@ def detect(a: Analysis) -> None:
              peak AS (SELECT client, max(n) AS peak FROM (SELECT client, floor(time / ?) AS b, count(*) AS n
                                                            FROM f GROUP BY 1, 2) GROUP BY 1)
         SELECT client, any_value(client_name) AS name, count(*) AS n, any_value(peak.peak) AS peak,
-               histogram(status) AS statuses, histogram(tool) AS tools, list(DISTINCT session)[1:?] AS sessions,
+               histogram(status) AS statuses, histogram(tool) AS tools,
+               list(DISTINCT session ORDER BY session)[1:?] AS sessions,
                min(time) AS first, max(time) AS last
-        FROM f JOIN peak USING (client) GROUP BY 1 HAVING any_value(peak.peak) >= ? ORDER BY n DESC""",
+        FROM f JOIN peak USING (client) GROUP BY 1 HAVING any_value(peak.peak) >= ? ORDER BY n DESC, client""",
         [th.auth_bucket, th.examples, th.auth_warning],
     )
     for r in rows:
@@ -110,12 +111,13 @@ def _outbound_reason(a: Analysis, tool: str) -> str:
 def _redactions(a: Analysis) -> None:
     rows = a.run(
         """
-        SELECT k AS kind, tool, sum(v) AS n, count(DISTINCT session) AS sessions, list(DISTINCT session)[1:?] AS ex
+        SELECT k AS kind, tool, sum(v) AS n, count(DISTINCT session) AS sessions,
+               list(DISTINCT session ORDER BY session)[1:?] AS ex
         FROM (SELECT tool, session, unnest(map_keys(m)) AS k, unnest(map_values(m)) AS v
               FROM (SELECT tool, session, json_transform(redactions, '"MAP(VARCHAR, BIGINT)"') AS m
                     FROM rare WHERE redactions IS NOT NULL))
         WHERE k LIKE 'INJECTION:%' OR k IN (SELECT unnest(?))
-        GROUP BY 1, 2 ORDER BY n DESC""",
+        GROUP BY 1, 2 ORDER BY n DESC, kind, tool""",
         [a.th.examples, sorted(SECRET_KINDS)],
     )
     secrets: dict[str, dict[str, Any]] = {}

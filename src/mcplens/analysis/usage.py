@@ -158,7 +158,7 @@ def spikes(a: Analysis, column: str, factor: float, min_calls: int, detector: st
 
 def _top(a: Analysis, column: str, where: str, params: list[Any]) -> dict[str, int]:
     rows = a.run(
-        f"SELECT {column} AS k, count(*) AS n FROM req WHERE {where} GROUP BY 1 ORDER BY n DESC LIMIT 5", params
+        f"SELECT {column} AS k, count(*) AS n FROM req WHERE {where} GROUP BY 1 ORDER BY n DESC, k LIMIT 5", params
     )
     return {str(r["k"]): int(r["n"]) for r in rows}
 
@@ -256,7 +256,7 @@ def fail_together(a: Analysis) -> None:
         JOIN n nb ON nb.tool = b.tool AND nb.server IS NOT DISTINCT FROM b.server
         GROUP BY ALL HAVING count(*) >= ?
            AND count(*) / (na.buckets + nb.buckets - count(*)) >= ?
-        ORDER BY together DESC LIMIT 10""",
+        ORDER BY together DESC, a.server NULLS FIRST, a.tool, b.tool LIMIT 10""",
         [th.fail_together_min_buckets, th.fail_together_min_jaccard],
     )
     for r in rows:
