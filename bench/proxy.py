@@ -309,6 +309,9 @@ def _upstream_idle(ph: Any, stack: Any, deadline: float = 60.0) -> None:
             return
 
 
+UPSTREAM_NAMES = {"python": "Python MCPServer", "fast": "stdlib asyncio upstream (--upstream-kind fast)"}
+
+
 def _sessions_table(ph: Any, many: dict[tuple[str, str], dict[str, Any]], names: list[str],
                     args: argparse.Namespace) -> tuple[list[str], list[str]]:
     lines = [f"{args.sessions} sessions each holding a GET stream, then one call each (only the calls timed):", "",
@@ -316,7 +319,7 @@ def _sessions_table(ph: Any, many: dict[tuple[str, str], dict[str, Any]], names:
              "|---|---|---|---:|---:|---:|---:|"]
     verdict = []
     for (kind, mode), per in many.items():
-        upstream = "Python MCPServer" if kind == "python" else "npm server-everything"
+        upstream = UPSTREAM_NAMES.get(kind, "npm server-everything")
         arrival = f"spread over {args.spread:g} s" if mode == "spread" else "all at once"
         direct = ph.stats(per["direct"]) if isinstance(per["direct"], list) and per["direct"] else None
         for name in names:
