@@ -375,8 +375,8 @@ def test_segments_last_written_before_the_window_are_not_read(home: Path, monkey
     os.utime(old, (NOW - 7000, NOW - 7000))
     write(home, [request(NOW - 60 + i) for i in range(3)], instance="new")
     read: list[list[Path]] = []
-    real = files_module.read_json_sql
-    monkeypatch.setattr(files_module, "read_json_sql", lambda files: read.append(files) or real(files))
+    real = files_module.read_segments_sql
+    monkeypatch.setattr(files_module, "read_segments_sql", lambda files: read.append(files) or real(files))
     store = LocalStore(home)
     assert store.tool_table(TimeWindow(since=NOW - 3600))[0]["calls"] == 3
     assert len(store.events_since(NOW - 3600)) == 3
@@ -474,3 +474,29 @@ def test_the_capture_side_does_not_import_duckdb() -> None:
         "assert 'duckdb' not in sys.modules, 'duckdb imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_parquet_segment_reads_as_its_json_lines_do(tmp_path: Path) -> None:
+    """A reader's own Parquet segment (the PostgreSQL mirror's tail) gives every event, every column
+    typed as the JSON lines give it, to queries, sessions and the tail, beside a JSON segment."""
+    import duckdb
+
+    rng = random.Random(5)
+    events = [request(NOW - 900 + i, target=rng.choice(["a", "b"]), session=f"s{i % 7}",
+                      status=rng.choice([ev.OK, ev.TOOL_ERROR]), size=rng.randint(1, 9_000)) for i in range(300)]
+    events.append(health("a1b2c3d4e5f60718", NOW - 1, enqueued=300, written=300))
+    as_lines, mixed = tmp_path / "lines", tmp_path / "mixed"
+    first = write(as_lines, events[:200], instance="one")
+    write(as_lines, events[200:], instance="two")
+    mixed_first = write(mixed, events[:200], instance="one")
+    write(mixed, events[200:], instance="two")
+    as_parquet = mixed_first.with_suffix(files_module.PARQUET_SEGMENT)
+    duckdb.sql(f"COPY ({files_module.read_segments_sql([mixed_first])}) TO '{as_parquet}' (FORMAT parquet)")
+    mixed_first.unlink()
+    assert first.exists() and not mixed_first.exists()
+    a, b = LocalStore(as_lines), LocalStore(mixed)
+    assert as_parquet in b.snapshot().segments
+    sql = "SELECT * FROM events ORDER BY event_id"
+    assert b.query(sql) == a.query(sql) and len(a.query(sql)) == len(events)
+    assert b.sessions() == a.sessions() and b.tool_table() == a.tool_table()
+    assert b.session_events("s3") == a.session_events("s3") and b.events_since(0) == a.events_since(0)

@@ -30,7 +30,7 @@ from mcplens.store.local.files import (
     _lit,
     events_view_sql,
     pid_alive,
-    read_json_sql,
+    read_segments_sql,
     segment_pid,
 )
 from mcplens.store.local.writer import CLOSED, LIVE, PARQUET
@@ -106,7 +106,7 @@ def _write_batch(pq: Path, sources: list[Path], rolled: _RolledUp) -> tuple[str,
         # in time order, in small row groups: a window's partial edge buckets (store/local/windows.py)
         # then read a few thousand rows, not every row group of every batch
         n = con.execute(
-            f"COPY (SELECT * FROM ({read_json_sql(sources)}) ORDER BY \"time\") TO {_lit(out)} "
+            f"COPY (SELECT * FROM ({read_segments_sql(sources)}) ORDER BY \"time\") TO {_lit(out)} "
             f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP})"
         ).fetchone()[0]
         os.chmod(out, 0o600)  # events: owner-only, like the segments (the directory is 0700 too)

@@ -47,12 +47,27 @@ def _path_lit(path: str | Path) -> str:
     return _lit("".join(_GLOB_CHARS.get(c, c) for c in str(path)))
 
 
-def read_json_sql(files: list[Path]) -> str:
-    """Typed and forgiving: a torn or garbage line becomes an all-NULL row, dropped by ``event.id``."""
-    return (
-        f"SELECT * FROM read_json([{', '.join(_path_lit(f) for f in files)}], format='newline_delimited', "
-        f"columns={_columns_struct()}, ignore_errors=true) WHERE {_ident(ev.EVENT_ID)} IS NOT NULL"
-    )
+#: a segment a reader wrote itself as Parquet (event keys as column names, every column of
+#: ``event.COLUMNS``): the PostgreSQL mirror's tail, which costs a JSON parse of tens of MB per read as
+#: JSON lines. A writer's segments are always JSON lines.
+PARQUET_SEGMENT: Final = ".parquet"
+
+
+def read_segments_sql(files: list[Path]) -> str:
+    """The segments' events, event keys as column names, typed as ``event.COLUMNS``. JSON lines are
+    read forgiving: a torn or garbage line becomes an all-NULL row, dropped by ``event.id``."""
+    lines = [f for f in files if not str(f).endswith(PARQUET_SEGMENT)]
+    tables = [f for f in files if str(f).endswith(PARQUET_SEGMENT)]
+    parts = []
+    if lines or not tables:
+        parts.append(f"SELECT * FROM read_json([{', '.join(_path_lit(f) for f in lines)}], format='newline_delimited', "
+                     f"columns={_columns_struct()}, ignore_errors=true) WHERE {_ident(ev.EVENT_ID)} IS NOT NULL")
+    if tables:
+        casts = ", ".join(f"CAST({_ident(k)} AS {t}) AS {_ident(k)}" for k, t in ev.COLUMNS.items())
+        listed = ", ".join(_path_lit(f) for f in tables)
+        parts.append(f"SELECT {casts} FROM read_parquet([{listed}], union_by_name=true) "
+                     f"WHERE {_ident(ev.EVENT_ID)} IS NOT NULL")
+    return parts[0] if len(parts) == 1 else " UNION ALL BY NAME ".join(f"({q})" for q in parts)
 
 
 def pid_alive(pid: int) -> bool:
@@ -98,6 +113,14 @@ def _jsonl(d: Path) -> list[Path]:
         return []
 
 
+def _segment_files(d: Path) -> list[Path]:
+    """What a reader reads as segments: the writers' JSON lines and a reader's own Parquet ones."""
+    try:
+        return [d / n for n in os.listdir(d) if n.endswith((".jsonl", PARQUET_SEGMENT)) and not n.startswith(".")]
+    except FileNotFoundError:
+        return []
+
+
 def _rows(cur: Any) -> list[dict[str, Any]]:
     """A DuckDB result as dicts by column name; none for a statement that returns no result."""
     if cur.description is None:
@@ -125,7 +148,7 @@ def events_view_sql(name: str, parquet: list[Path], segments: list[Path]) -> str
         files = ", ".join(_path_lit(p) for p in parquet)
         parts.append(f"SELECT * FROM read_parquet([{files}], union_by_name=true)")
     if segments:
-        parts.append(read_json_sql(segments))
+        parts.append(read_segments_sql(segments))
     union = "\nUNION ALL BY NAME\n".join(f"({p})" for p in parts)
     cols = ", ".join(f"{_ident(key)} AS {_ident(fname)}" for fname, (key, _) in FIELDS.items())
     return (

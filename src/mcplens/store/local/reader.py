@@ -50,11 +50,11 @@ from mcplens.store.local.files import (
     Snapshot,
     _covered,
     _duckdb,
-    _jsonl,
     _path_lit,
     _rows,
+    _segment_files,
     events_view_sql,
-    read_json_sql,
+    read_segments_sql,
 )
 from mcplens.store.local.writer import CLOSED, LIVE, PARQUET, events_dir
 from mcplens.store.source import AnalysisSource
@@ -214,7 +214,7 @@ class LocalStore(Store):
             manifests = self.manifests()
             found: dict[str, Path] = {}
             for d in (LIVE, CLOSED):  # in this order: a live -> closed rename cannot slip between
-                found.update((p.name, p) for p in _jsonl(self.root / d))
+                found.update((p.name, p) for p in _segment_files(self.root / d))
             names = self._manifest_names()
             if {m.batch + MANIFEST_SUFFIX for m in manifests} | {p.name for p in self.bad} >= names:
                 covered = _covered(manifests)
@@ -265,7 +265,7 @@ class LocalStore(Store):
         con = duckdb.connect()
         try:
             for p in named or files:
-                src = f"({read_json_sql([p])})" if p in snap.segments else f"read_parquet({_path_lit(p)})"
+                src = f"({read_segments_sql([p])})" if p in snap.segments else f"read_parquet({_path_lit(p)})"
                 try:
                     con.execute(f"SELECT max(COLUMNS(*)) FROM {src}").fetchall()
                 except duckdb.Error as e:

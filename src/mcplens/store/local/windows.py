@@ -220,7 +220,7 @@ class EventCache:
         stem = self._dir / os.urandom(8).hex()
         events = stem.with_suffix(".parquet")
         cols = ", ".join(f"{_ident(k)} AS {_ident(f)}" for f, (k, _) in FIELDS.items())
-        raw = local_files.read_json_sql([seg])
+        raw = local_files.read_segments_sql([seg])
         con.execute(f"COPY (SELECT {cols} FROM ({raw})) TO {_lit(events)} (FORMAT parquet)")
         rel = f"(SELECT * FROM read_parquet({_path_lit(events)}))"
         sqls = {t: q for t, q in windows.table_sql(rel).items()}

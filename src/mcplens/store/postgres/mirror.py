@@ -58,9 +58,10 @@ BATCH_EVENTS: Final = 2_000_000
 #: days back that each ``db rollup`` run looks for late events in stretches already rolled
 RECHECK_DAYS: Final = 2
 #: the reader's tail segments in the mirror (closed segment names: ``<stamp>-<pid>-<instance>-<seq>``):
-#: the older part of the tail (rewritten when it changed) and the last minutes (rewritten every refresh)
-TAIL_OLDER: Final = "00000000T000000-0-postgres.tail-0.jsonl"
-TAIL_RECENT: Final = "00000000T000000-0-postgres.tail-1.jsonl"
+#: the older part of the tail (rewritten when it changed) and the last minutes (rewritten every refresh);
+#: Parquet, which the local reader reads as segments without parsing JSON (store/local/files.py)
+TAIL_OLDER: Final = "00000000T000000-0-postgres.tail-0.parquet"
+TAIL_RECENT: Final = "00000000T000000-0-postgres.tail-1.parquet"
 CACHE_ENV: Final = "MCPLENS_PG_CACHE"
 
 _T = f"{SCHEMA}.events"
@@ -251,7 +252,7 @@ def write_segment(conn: Any, home: Path, name: str, lo: float | None, hi: float 
     try:
         with exported(conn, where, params) as select:
             n = int(con.execute(f"COPY (SELECT {_as_event_keys('e')} FROM ({select}) e ORDER BY time, event_id) "
-                                f"TO {_lit(tmp)} (FORMAT json)").fetchone()[0])
+                                f"TO {_lit(tmp)} (FORMAT parquet)").fetchone()[0])
         if not n:
             target.unlink(missing_ok=True)
             return 0
