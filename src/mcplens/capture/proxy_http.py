@@ -65,7 +65,7 @@ HOP_BY_HOP: Final = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
     b"transfer-encoding", b"upgrade", b"proxy-connection", b"host", b"content-length",
 })
-_LENGTH: Final = frozenset({b"content-length"})
+_HOP_KEEP_LENGTH: Final = HOP_BY_HOP - {b"content-length"}
 #: most conversations kept at once (sessions that never send DELETE are forgotten oldest first)
 MAX_SESSIONS: Final = 10_000
 MAX_CAPTURED_BODY: Final = 64 * 1024 * 1024
@@ -388,14 +388,20 @@ class HttpProxy:
     @staticmethod
     def forwardable(headers: list[tuple[bytes, bytes]], *, keep_length: bool = False) -> list[tuple[bytes, bytes]]:
         """Headers minus the hop-by-hop ones, including every header ``Connection`` names."""
-        named: set[bytes] = set()
-        for k, v in headers:
-            if k.lower() == b"connection":
-                named.update(token.strip().lower() for token in v.split(b","))
-        drop = HOP_BY_HOP - _LENGTH if keep_length else HOP_BY_HOP
+        drop = _HOP_KEEP_LENGTH if keep_length else HOP_BY_HOP
+        out: list[tuple[bytes, bytes]] = []
+        names: list[bytes] = []
+        named: set[bytes] | None = None
+        for k, v in headers:  # one pass, each name lowered once: this runs twice per proxied request
+            lk = k.lower()
+            if lk == b"connection":
+                named = (named or set()) | {token.strip().lower() for token in v.split(b",")}
+            elif lk not in drop:
+                out.append((k, v))
+                names.append(lk)
         if named:
-            drop = drop | named
-        return [(k, v) for k, v in headers if k.lower() not in drop]
+            return [kv for kv, lk in zip(out, names, strict=True) if lk not in named]
+        return out
 
     def _submit(self, *raw: Any) -> None:
         if self.pipeline is not None:
