@@ -336,7 +336,9 @@ def compute(
             execute(f"""CREATE OR REPLACE TEMP TABLE {p}{table}_d AS
                         SELECT {keys}, (hour // {DAY_H}) * {DAY_H} AS hour, {measures} FROM {p}{table}
                         GROUP BY ALL ORDER BY hour""")
-    for table, column in (("chains", "hour"), ("loops", "hour"), ("perf", "hour"), ("buckets", "bucket"),
+    # loops by count first: every read keeps only n >= the loop threshold (5 by default, ~3 % of the rows
+    # over the bench's 10M events), so its row groups' statistics skip the rest (0.2-0.26 -> 0.05 s a week)
+    for table, column in (("chains", "hour"), ("loops", "n, hour"), ("perf", "hour"), ("buckets", "bucket"),
                           ("clients", "bucket"), ("errmin", "minute"), ("instances", "hour"), ("exfil", "hour")):
         if sort and table in want:  # in time order: a window read from the stored files skips row groups
             execute(f"CREATE OR REPLACE TEMP TABLE {p}{table} AS SELECT * FROM {p}{table} ORDER BY {column}")
