@@ -77,30 +77,38 @@ class LocalSource(DuckDBSource):
         core = lo is None or hi is None or lo < hi
         spans = ", ".join(lit(m["files"]["spans"]) for m in stored)
         batch_of = {m["files"]["spans"]: m.get("batch") for m in stored}  # a spans file's batch
-        # (new events, the batches' history before, the tail's history before): history precedes them
-        regions: list[tuple[str, float | None, float | None]] = []
+        # (new events, the batches' history before, the tail's history before, whether the new events come
+        # from the batches): history precedes them
+        regions: list[tuple[str, float | None, float | None, bool]] = []
         s, u = self.since, self.until
         upto = "" if u is None else f" AND time < {lit(u)}"
         if s is not None:  # the partial first hour (the whole window when it has no whole hour)
             end = lo * HOUR_S if core and lo is not None else u
             first = f"time >= {lit(s)}" + ("" if end is None else f" AND time < {lit(end)}")
-            regions.append((f"SELECT * FROM events WHERE {first}", s, s))
+            within = _overlapping(stored, s, end)
+            if within is None:
+                regions.append((f"SELECT * FROM events WHERE {first}", s, s, True))
+            else:  # only the batches whose events span the partial hour: a week's start lies in one of them
+                self(events_view_sql("first_hour_batches", within, []))
+                tail = f" UNION ALL SELECT * FROM tail_events WHERE {first}" if self.has_segments else ""
+                regions.append((f"SELECT * FROM first_hour_batches WHERE {first}{tail}", s, s, True))
         if core:  # the partial last hour of the batches, and the tail
             parts = []
-            if u is not None and hi is not None:
+            last_from_batches = u is not None and hi is not None
+            if last_from_batches:
                 parts.append(f"SELECT * FROM batch_events WHERE time >= {lit(hi * HOUR_S)}{upto}")
             if self.has_segments:
                 start = "" if lo is None else f" AND time >= {lit(lo * HOUR_S)}"
                 parts.append(f"SELECT * FROM tail_events WHERE true{start}{upto}")
             if parts:
                 regions.append((" UNION ALL ".join(parts), None if u is None or hi is None else hi * HOUR_S,
-                                -float("inf") if lo is None else lo * HOUR_S))
+                                -float("inf") if lo is None else lo * HOUR_S, last_from_batches))
         computed = []
-        for i, (new, batch_before, tail_before) in enumerate(regions):
+        for i, (new, batch_before, tail_before, from_batches) in enumerate(regions):
             # a table when it reads the batches: the roll-up reads it a dozen times, and each read of a
             # view over them would open every Parquet file again (~0.1 s each over 10M events); the
             # tail is a table already, which a view reads column by column without a copy
-            kind = "TABLE" if "FROM batch_events" in new or "FROM events" in new else "VIEW"
+            kind = "TABLE" if from_batches else "VIEW"
             self(f"CREATE OR REPLACE TEMP {kind} rg{i}_new AS {new}")
             # the sessions' history starts at their first call, and lies in the batches whose spans
             # name them (a batch's spans list every session with a tool call in it): read only those,
@@ -142,3 +150,19 @@ class LocalSource(DuckDBSource):
             src = "(" + " UNION ALL BY NAME ".join(f"({x})" for x in parts) + f") WHERE true{server}{keep}"
             kind = "VIEW" if t == "loops" else "TABLE"  # loops: one row per key, read once
             self(f"CREATE OR REPLACE TEMP {kind} ru_{t} AS {rollup.MERGE[t].format(src=src)}")
+
+
+def _overlapping(stored: list[dict[str, Any]], lo: float, hi: float | None) -> list[Path] | None:
+    """The batches whose events' time span ([first, last] in their rollups) may hold events in
+    ``[lo, hi)``; None when some batch's path or span is not known (then all are read)."""
+    out = []
+    for m in stored:
+        batch, span = m.get("batch"), m.get("time")
+        if not batch or not span or len(span) != 2:
+            return None
+        first, last = span
+        if first is None or last is None:
+            continue  # a batch without events
+        if last >= lo and (hi is None or first < hi):
+            out.append(Path(batch))
+    return out
