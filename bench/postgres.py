@@ -371,6 +371,8 @@ def grown(args: argparse.Namespace) -> None:
                 lines.append(f"{label} over {stored:,} events: failed ({type(e).__name__}: {str(e)[:100]})")
             print(lines[-1], flush=True)
         pgs.close()
+        lines.append(_one_shot_cli(url, cache, week.since))
+        print(lines[-1], flush=True)
     finally:
         cluster.stop()
     if args.record:
@@ -378,6 +380,24 @@ def grown(args: argparse.Namespace) -> None:
             f.write(f"\n`bench/postgres.py --grown-dir DIR --events {args.events} --grow {args.grow}` "
                     f"({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, load average "
                     f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores):\n\n" + "".join(f"- {x}\n" for x in lines))
+
+
+def _one_shot_cli(url: str, cache: Path, since: float, runs: int = 3) -> str:
+    """``mcplens insights --json --since ... --store URL`` as a user runs it: a fresh process each
+    time (interpreter, imports, connection, this reader's copy of the tail), the batches already in
+    the shared mirror (``MCPLENS_PG_CACHE``), so only what every run pays is timed."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
+    env = dict(os.environ, MCPLENS_PG_CACHE=str(cache))
+    took = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "mcplens.cli", "insights", "--json", "--since", stamp,
+                               "--store", url], capture_output=True, text=True, env=env)
+        took.append(time.perf_counter() - t)
+        if done.returncode != 0:
+            return f"one-shot `mcplens insights --since 7d --store URL`: failed ({done.stderr.strip()[-200:]})"
+    return (f"one-shot `mcplens insights --json --since <7 days> --store URL` (a fresh process each, the batches "
+            f"already mirrored): {', '.join(f'{x:.2f}' for x in took)} s wall")
 
 
 def _extract(ref: str, tmp: Path) -> Path:
