@@ -106,19 +106,25 @@ def _listdir(d: Path) -> list[Path]:
         return []
 
 
-def _jsonl(d: Path) -> list[Path]:
-    try:
-        return [d / n for n in os.listdir(d) if n.endswith(".jsonl") and not n.startswith(".")]
-    except FileNotFoundError:
-        return []
-
-
-def _segment_files(d: Path) -> list[Path]:
+def _segment_files(d: Path, suffixes: tuple[str, ...] = (".jsonl", PARQUET_SEGMENT)) -> list[Path]:
     """What a reader reads as segments: the writers' JSON lines and a reader's own Parquet ones."""
     try:
-        return [d / n for n in os.listdir(d) if n.endswith((".jsonl", PARQUET_SEGMENT)) and not n.startswith(".")]
+        return [d / n for n in os.listdir(d) if n.endswith(suffixes) and not n.startswith(".")]
     except FileNotFoundError:
         return []
+
+
+def _jsonl(d: Path) -> list[Path]:
+    """The writers' segments only (what compaction folds)."""
+    return _segment_files(d, (".jsonl",))
+
+
+def span_overlaps(span: list[float | None] | None, lo: float | None, hi: float | None) -> bool:
+    """Whether a batch whose events span ``span`` ([first, last] time; None: unknown) may hold events
+    in ``[lo, hi)`` (None: unbounded). Unknown: maybe; an empty batch ([None, None]): no."""
+    if not span or span[0] is None or span[1] is None:
+        return span is None or len(span) != 2
+    return (lo is None or span[1] >= lo) and (hi is None or span[0] < hi)
 
 
 def _rows(cur: Any) -> list[dict[str, Any]]:

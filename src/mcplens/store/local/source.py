@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcplens.store import rollup
-from mcplens.store.local.files import events_view_sql
+from mcplens.store.local.files import events_view_sql, span_overlaps
 from mcplens.store.rollup import BUCKET, HOUR_S
 from mcplens.store.source import DuckDBSource, RollupInfo, Split, hour_of, hours, in_hours, whole_days
 from mcplens.store.sql import SESSION_KEY, lit
@@ -160,9 +160,6 @@ def _overlapping(stored: list[dict[str, Any]], lo: float, hi: float | None) -> l
         batch, span = m.get("batch"), m.get("time")
         if not batch or not span or len(span) != 2:
             return None
-        first, last = span
-        if first is None or last is None:
-            continue  # a batch without events
-        if last >= lo and (hi is None or first < hi):
+        if span_overlaps(span, lo, hi):  # a batch without events ([None, None]) never does
             out.append(Path(batch))
     return out

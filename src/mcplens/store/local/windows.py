@@ -140,9 +140,7 @@ class Plan:
         """Whether a batch whose events span ``span`` ([first, last] time; None: unknown) may hold events in
         ``within`` (default: the window)."""
         lo, hi = within if within is not None else (self.since, self.until)
-        if not span or span[0] is None or span[1] is None:
-            return span is None or len(span) != 2  # unknown: maybe; an empty batch: no
-        return (lo is None or span[1] >= lo) and (hi is None or span[0] < hi)
+        return local_files.span_overlaps(span, lo, hi)
 
     def time_filter(self) -> str:
         clauses = [f"time >= {self.since!r}" if self.since is not None else "",
