@@ -3,14 +3,15 @@ one bad event does not block its batch, and a replayed batch counts each event o
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from mcplens import event as ev
 from mcplens.store.postgres import connect
-from mcplens.store.postgres.writer import PostgresWriter, spool_home
-from tests.conftest import free_port
+from mcplens.store.postgres.writer import _COPY, PostgresWriter, spool_home
+from tests.conftest import free_port, poll
 from tests.store import factory
 from tests.store.postgres.conftest import Database
 
@@ -73,6 +74,38 @@ def test_an_event_the_database_refuses_is_dropped_alone_and_counted(pg: Database
     assert not list((spool_home(tmp_path) / "events").rglob("*.jsonl")), "a refused event is not retried forever"
 
 
+def test_a_batch_the_server_rolls_back_to_break_a_deadlock_is_sent_again_not_spooled(
+        pg: Database, tmp_path: Path) -> None:
+    """A real deadlock: another session holds event B uncommitted, the writer's COPY of [A, B]
+    stores A and waits on B, then the other session inserts A and waits on the writer. PostgreSQL
+    rolls the writer's COPY back (its deadlock check runs first: the other session's waits 30 s);
+    the writer sends the batch again and, finding both ids stored, merges: nothing spooled."""
+    now = time.time()
+    a, b = factory.request(now), factory.request(now + 1)
+    other = PostgresWriter(pg.admin, tmp_path / "other", "inst-other")
+    conn = other._connection()
+    conn.execute("SET deadlock_timeout = '30s'")
+    other._prepare(conn, [b])  # the day's partition, committed
+    conn.autocommit = False
+    other._copy(conn, _COPY, [b], stage=False)  # B, uncommitted
+
+    w = PostgresWriter(pg.writer, tmp_path / "w", "inst-racing")
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(w.write_batch([a, b])))
+    t.start()
+    poll(lambda: _count(pg, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                            "'mcplens-writer' AND wait_event_type = 'Lock'") == 1)
+    other._copy(conn, _COPY, [a], stage=False)  # waits on the writer until its COPY is rolled back
+    conn.commit()
+    t.join(timeout=30)
+    w.close()
+    other.close()
+    assert result == [2]
+    assert w.stats["retried"] >= 1 and w.stats["spooled"] == 0 and w.stats["failures"] == 0, w.stats
+    assert _count(pg) == 2
+    assert not list((spool_home(tmp_path / "w") / "events").rglob("*.jsonl"))
+
+
 def test_db_replay_command_pushes_a_spool_left_behind(pg: Database, tmp_path: Path) -> None:
     from mcplens.cli import main
 
@@ -106,6 +139,8 @@ def test_health_records_carry_the_writer_counters(pg: Database, tmp_path: Path,
 
     results = anyio.run(calls)
     assert [r.structured_content for r in results] == [{"result": i + 1} for i in range(12)]
+    # the calls' batch spooled before the last health record is made (else both share one batch)
+    poll(lambda: inst.pipeline.counters["written"] > 0)
     inst.pipeline.close()  # as at exit: the last health record, then the writer closes
     w = PostgresWriter(pg.writer, home, "inst-replayer")
     assert w.replay(30.0)

@@ -13,7 +13,9 @@ dumpers), straight into the day partitions. Why this shape:
   holding an id already stored (a replay after a commit whose answer was lost, or a spool two
   processes raced on) fails its COPY as a whole, so none of its rows count; it is then sent the
   slow way: COPY into the unlogged ``stage`` table and ``merge_stage()``, which inserts with ``ON
-  CONFLICT DO NOTHING``;
+  CONFLICT DO NOTHING``. Two writers inserting the same ids in different orders can deadlock; the
+  server then rolls one statement back whole, and that batch is simply sent again (a few times,
+  jittered) instead of being spooled;
 * least privilege: the writer role may INSERT into ``events`` and ``stage`` and call the helper
   functions, nothing else: it cannot SELECT.
 
@@ -34,6 +36,7 @@ import fcntl
 import json
 import logging
 import os
+import random
 import time
 from pathlib import Path
 from typing import Any, Final
@@ -69,6 +72,8 @@ REPLAY_BUDGET: Final = 1.0
 REPLAY_CHUNK: Final = 4096
 #: seconds close() may spend replaying the spool before leaving it for the next process
 CLOSE_BUDGET: Final = 2.0
+#: times a batch is sent again after PostgreSQL rolled it back to break a deadlock (class 40 errors)
+TRANSIENT_RETRIES: Final = 4
 _TEXT_OID: Final = 25
 _TEXT_ARRAY_OID: Final = 1009
 #: text[] values are few and repeat (content types, capabilities): their binary form is remembered
@@ -143,7 +148,8 @@ class PostgresWriter:
         self._days: set[int] = set()
         self._warned: set[str] = set()
         self._backlog = self._spool_files() != []  # spool left by an earlier process: replay before new
-        self.stats = {"sent": 0, "spooled": 0, "replayed": 0, "failures": 0, "rejected": 0, "expired": 0, "merged": 0}
+        self.stats = {"sent": 0, "spooled": 0, "replayed": 0, "failures": 0, "rejected": 0, "expired": 0, "merged": 0,
+                      "retried": 0}
         self._keep_since = 0.0
         self._keep_at = 0.0
 
@@ -231,7 +237,8 @@ class PostgresWriter:
         conn = self._connection()
         if conn is None:
             return False
-        for attempt in (0, 1):
+        checked = False
+        for attempt in range(TRANSIENT_RETRIES + 1):
             try:
                 rows = self._prepare(conn, events)
                 if not rows:
@@ -248,8 +255,19 @@ class PostgresWriter:
             except psycopg.errors.CheckViolation as exc:  # no partition for a day (dropped meanwhile)
                 self._days.clear()
                 self._keep_at = 0.0
-                if attempt:
+                if checked:
                     raise _Rejected(exc) from exc
+                checked = True
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure,
+                    psycopg.errors.TransactionRollback) as exc:
+                # writers racing on the same ids (a replay beside the original): the server rolled
+                # this statement back to break the cycle and nothing of it is stored; the next try
+                # finds the other's rows committed and merges around them
+                self.stats["retried"] += 1
+                if attempt == TRANSIENT_RETRIES:
+                    self._failed("sending events to PostgreSQL", exc)
+                    return False
+                time.sleep(random.uniform(0.0, 0.05 * (attempt + 1)))  # not in step with the other
             except (psycopg.errors.DataError, psycopg.errors.IntegrityError, psycopg.DataError,
                     psycopg.errors.InvalidTextRepresentation, TypeError, ValueError, OverflowError) as exc:
                 raise _Rejected(exc) from exc
