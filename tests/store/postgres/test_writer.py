@@ -135,12 +135,14 @@ def test_health_records_carry_the_writer_counters(pg: Database, tmp_path: Path,
 
     async def calls() -> list[Any]:
         async with mcp.Client(server, mode="legacy") as client:
-            return [await client.call_tool("add", {"a": i, "b": 1}) for i in range(12)]
+            out = [await client.call_tool("add", {"a": 0, "b": 1})]
+            # the first batch (with the first health record) spooled before the other calls are made:
+            # else all of them can share one batch, and its record is the only one
+            poll(lambda: inst.pipeline.counters["written"] > 0)
+            return out + [await client.call_tool("add", {"a": i, "b": 1}) for i in range(1, 12)]
 
     results = anyio.run(calls)
     assert [r.structured_content for r in results] == [{"result": i + 1} for i in range(12)]
-    # the calls' batch spooled before the last health record is made (else both share one batch)
-    poll(lambda: inst.pipeline.counters["written"] > 0)
     inst.pipeline.close()  # as at exit: the last health record, then the writer closes
     w = PostgresWriter(pg.writer, home, "inst-replayer")
     assert w.replay(30.0)
