@@ -103,7 +103,8 @@ def query(store: Any, window: TimeWindow | None, sql: str | list[str], params: l
     where = f"bucket BETWEEN {grid.b0} AND {grid.b1}"
     for attempt in range(attempts):
         try:
-            snap = store.snapshot().written_since(grid.b0 * BUCKET - 2.0) if hasattr(store, "snapshot") else None
+            # as every local read lists them: closed segments as the readers' Parquet copies
+            snap = store._snapshot_since(grid.b0 * BUCKET - 2.0) if hasattr(store, "_snapshot_since") else None
             sqls = [sql] if isinstance(sql, str) else sql
             if snap is not None and snap.rollups is not None and all(rollup.complete(m) for m in snap.rollups):
                 out = _from_rollups(snap, grid, where, sqls, params or [], rows)

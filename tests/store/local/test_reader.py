@@ -380,8 +380,11 @@ def test_segments_last_written_before_the_window_are_not_read(home: Path, monkey
     store = LocalStore(home)
     assert store.tool_table(TimeWindow(since=NOW - 3600))[0]["calls"] == 3
     assert len(store.events_since(NOW - 3600)) == 3
-    assert all(old not in files for files in read) and len(read) == 2
-    assert store.tool_table()[0]["calls"] == 8 and old in read[-1]
+    def has_old(files: list[Path]) -> bool:  # the segment, or the Parquet copy a reader keeps of it
+        return any(p.name.startswith(old.name) for p in files)
+
+    assert not any(has_old(files) for files in read) and len(read) == 2
+    assert store.tool_table()[0]["calls"] == 8 and has_old(read[-1])
 
 
 def test_sessions_and_session_events(home: Path) -> None:

@@ -301,7 +301,7 @@ def test_session_page_from_the_sessions_rollup_equals_a_scan(stores: dict[str, L
         assert {e["session"] for e in got} == {r["session"] for r in want}, prefix
     if state == "tailed":  # the dashboard made the segments' Parquet copies: read from them
         data.tools(store, TimeWindow(T0, T0 + 3 * DAY))
-        assert W.TAIL.made(list(store.snapshot().segments))
+        assert W.TAIL.made(list(store._snapshot_since(None).segments))
         for prefix in ids:
             assert [e["event_id"] for e in store.session_events(prefix)] == \
                 [r["event_id"] for r in store.query(sql, [prefix])], prefix

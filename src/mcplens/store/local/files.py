@@ -26,6 +26,17 @@ def _duckdb() -> Any:
     return duckdb
 
 
+def cache_parquet_footers(con: Any) -> None:
+    """Keep parsed Parquet footers in the database for every later query on it: a week of batches and
+    their rollup files is hundreds of footers, parsed again by each query otherwise. DuckDB 1.x calls
+    the setting ``enable_object_cache``; 2.x ``parquet_metadata_cache`` and accepts the old name as a
+    no-op, so the new name is tried first."""
+    try:
+        con.execute("SET parquet_metadata_cache = true")
+    except Exception:  # noqa: BLE001 - an older DuckDB: the old name
+        con.execute("SET enable_object_cache = true")
+
+
 def _lit(text: str | Path) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 

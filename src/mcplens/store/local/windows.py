@@ -422,7 +422,7 @@ def _connection() -> Any:
         with _OPEN_LOCK:
             if not _DB:
                 db = _duckdb().connect()
-                db.execute("SET enable_object_cache = true")
+                local_files.cache_parquet_footers(db)
                 _DB.append(db)
             con = _DB[0].cursor()
             _OPEN.append(con)
