@@ -233,3 +233,27 @@ def test_a_re_roll_writes_new_files_and_the_next_compaction_removes_the_old(home
     assert not old & new and all(p.exists() for p in old | new)  # a reader of the old manifest still finds its files
     store.compact()
     assert not any(p.exists() for p in old) and all(p.exists() for p in new)
+
+
+def test_compute_reads_only_the_columns_it_names(home: Path) -> None:
+    """A window's edge is copied with :data:`rollup.COMPUTE_COLUMNS` only: every table computed from
+    that copy equals the one computed from the events with every column (a column it reads but does
+    not name fails the query)."""
+    store = LocalStore(home)
+    with store.reader() as run:
+        tools = [r["t"] for r in run("SELECT DISTINCT target AS t FROM events WHERE method = 'tools/call' "
+                                     "AND target IS NOT NULL ORDER BY 1")]
+        reads, sends = ToolClasses().split(tools)
+        assert reads and sends
+        cols = ", ".join(f'"{c}"' for c in rollup.COMPUTE_COLUMNS)
+        run(f"CREATE TEMP TABLE narrow AS SELECT {cols} FROM events WHERE time >= {CUT1}")
+        run(f"CREATE TEMP VIEW wide AS SELECT * FROM events WHERE time >= {CUT1}")
+        run(f"CREATE TEMP VIEW hist AS SELECT * FROM events WHERE time < {CUT1}")
+        got = {}
+        for prefix, new in (("n_", "narrow"), ("w_", "wide")):
+            rollup.compute(run, new, "hist", reads=reads, sends=sends, exfil_window=600.0, prefix=prefix,
+                           tables=rollup.WINDOWED)
+            got[prefix] = {t: sorted(tuple(map(str, r.values())) for r in run(f"SELECT * FROM {prefix}{t}"))
+                           for t in rollup.WINDOWED}
+    assert all(got["w_"][t] for t in ("chains", "loops", "exfil", "buckets", "errmin", "perf")), "a table with rows"
+    assert got["n_"] == got["w_"]

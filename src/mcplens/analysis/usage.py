@@ -248,15 +248,17 @@ def fail_together(a: Analysis) -> None:
     rows = a.run(
         """
         WITH eb AS (SELECT server, tool, minute AS b FROM ru_errmin),
-             n AS (SELECT server, tool, count(*) AS buckets FROM eb GROUP BY 1, 2)
-        SELECT a.server, a.tool AS a, b.tool AS b, count(*) AS together, na.buckets AS a_buckets,
-               nb.buckets AS b_buckets
-        FROM eb a JOIN eb b ON a.b = b.b AND a.server IS NOT DISTINCT FROM b.server AND a.tool < b.tool
-        JOIN n na ON na.tool = a.tool AND na.server IS NOT DISTINCT FROM a.server
-        JOIN n nb ON nb.tool = b.tool AND nb.server IS NOT DISTINCT FROM b.server
-        GROUP BY ALL HAVING count(*) >= ?
-           AND count(*) / (na.buckets + nb.buckets - count(*)) >= ?
-        ORDER BY together DESC, a.server NULLS FIRST, a.tool, b.tool LIMIT 10""",
+             n AS (SELECT server, tool, count(*) AS buckets FROM eb GROUP BY 1, 2),
+             -- the pairs counted first, then joined to their tools' minute counts: the self-join's
+             -- rows (every pair of tools failing in the same minute) are not carried through two joins
+             pair AS (SELECT a.server, a.tool AS a, b.tool AS b, count(*) AS together
+                      FROM eb a JOIN eb b ON a.b = b.b AND a.server IS NOT DISTINCT FROM b.server AND a.tool < b.tool
+                      GROUP BY ALL HAVING count(*) >= ?)
+        SELECT pair.*, na.buckets AS a_buckets, nb.buckets AS b_buckets
+        FROM pair JOIN n na ON na.tool = pair.a AND na.server IS NOT DISTINCT FROM pair.server
+        JOIN n nb ON nb.tool = pair.b AND nb.server IS NOT DISTINCT FROM pair.server
+        WHERE together / (na.buckets + nb.buckets - together) >= ?
+        ORDER BY together DESC, pair.server NULLS FIRST, pair.a, pair.b LIMIT 10""",
         [th.fail_together_min_buckets, th.fail_together_min_jaccard],
     )
     for r in rows:

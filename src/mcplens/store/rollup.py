@@ -122,6 +122,14 @@ MARKS: Final = (
     f" OR error_category = '{ev.CAT_AUTH}' OR redactions IS NOT NULL)))"
 )
 
+#: the columns :func:`compute` reads of the new events for :data:`WINDOWED` (the marks, which are
+#: read whole, are not among them): a reader that copies a window's edge into a table copies only
+#: these (a third of the columns: ~0.1 -> 0.04 s for the partial first hour of 10M events)
+COMPUTE_COLUMNS: Final = (
+    "kind", "time", "duration_s", "method", "target", "request_args", "request_arguments", "request_size",
+    "status", "error_type", "error_category", "response_size", "response_tokens", "session_id", "client_id",
+    "client_name", "transport", "server_name", "instance_id", "pid", "proxy_direction")
+
 Exec = Callable[..., Any]
 Rows = Callable[..., list[dict[str, Any]]]
 

@@ -109,7 +109,8 @@ class LocalSource(DuckDBSource):
             # view over them would open every Parquet file again (~0.1 s each over 10M events); the
             # tail is a table already, which a view reads column by column without a copy
             kind = "TABLE" if from_batches else "VIEW"
-            self(f"CREATE OR REPLACE TEMP {kind} rg{i}_new AS {new}")
+            cols = ", ".join(f'"{c}"' for c in rollup.COMPUTE_COLUMNS)
+            self(f"CREATE OR REPLACE TEMP {kind} rg{i}_new AS SELECT {cols} FROM ({new})")
             # the sessions' history starts at their first call, and lies in the batches whose spans
             # name them (a batch's spans list every session with a tool call in it): read only those,
             # from there on
