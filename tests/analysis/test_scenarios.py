@@ -298,3 +298,24 @@ def test_memory_that_keeps_growing_is_flagged(home: Path) -> None:
     [f] = found(home, "process_resources")
     assert f.severity == "warning" and "grew 300 MB" in f.title
     assert f.evidence["cpu_ms_per_event"] == pytest.approx(2.0, rel=0.01)
+
+
+def test_instances_at_the_same_peak_memory_name_the_same_one_every_run(home: Path) -> None:
+    """SYNTHETIC: twelve processes with the same peak memory: the finding names the first by id, not
+    whichever the database's grouping returned first (that order moves with its thread count)."""
+    from tests.store import factory
+
+    t0 = time.time() - 1800
+    ids = [f"inst{k:02d}" for k in range(12)]
+    for k, inst in enumerate(ids):
+        recs = []
+        for i in range(3):
+            rec = factory.health(inst, t0 + i * 300, enqueued=10 * i, written=10 * i)
+            rec["process.memory.usage"] = 120 * 2**20
+            rec["process.cpu.time"] = 1.0 * i
+            recs.append(rec)
+        served = [workload.call(t0 + i * 60, "search", session=f"s-{inst}") for i in range(5)]
+        # segments named against the ids' order: the files are read largest id first
+        factory.write(home, sorted(recs + served, key=lambda e: e["time"]), instance=f"w{len(ids) - k:02d}")
+    [f] = found(home, "process_resources")
+    assert f.evidence["peak_instance"] == min(ids)

@@ -73,7 +73,7 @@ def detect(a: Analysis) -> None:
     _restarts(a)
     _resources(a)
     hits = a.run(
-        "SELECT client, any_value(client_name) AS name, count(*) AS n, histogram(tool) AS tools "
+        "SELECT client, min(client_name) AS name, count(*) AS n, histogram(tool) AS tools "
         f"FROM rare WHERE status = '{ev.RATE_LIMITED}' GROUP BY 1 ORDER BY n DESC, client"
     )
     for r in hits:
@@ -292,7 +292,7 @@ def _resources(a: Analysis) -> None:
                max(health_written) - CASE WHEN count(*) > 1 THEN min(health_written) ELSE 0 END AS calls,
                max(time) - min(time) AS span_s
         FROM marks WHERE kind = '{ev.HEALTH_KIND}' AND process_memory_usage IS NOT NULL {a.events_where}
-        GROUP BY 1, 2""",
+        GROUP BY 1, 2 ORDER BY 1 NULLS FIRST, 2""",  # of equal peaks the first id is named, every run
         a.events_params,
     )
     per: dict[Any, list[dict[str, Any]]] = defaultdict(list)

@@ -73,7 +73,7 @@ def detect(a: Analysis) -> None:
         WITH f AS (SELECT * FROM rare WHERE status = '{ev.UNAUTHORIZED}' OR error_category = '{ev.CAT_AUTH}'),
              peak AS (SELECT client, max(n) AS peak FROM (SELECT client, floor(time / ?) AS b, count(*) AS n
                                                            FROM f GROUP BY 1, 2) GROUP BY 1)
-        SELECT client, any_value(client_name) AS name, count(*) AS n, any_value(peak.peak) AS peak,
+        SELECT client, min(client_name) AS name, count(*) AS n, any_value(peak.peak) AS peak,
                histogram(status) AS statuses, histogram(tool) AS tools,
                list(DISTINCT session ORDER BY session)[1:?] AS sessions,
                min(time) AS first, max(time) AS last
