@@ -56,6 +56,7 @@ from mcplens.store.local.files import (
     cache_parquet_footers,
     events_view_sql,
     read_segments_sql,
+    share_cores,
 )
 from mcplens.store.local.tailcache import closed_as_parquet
 from mcplens.store.local.writer import CLOSED, LIVE, PARQUET, events_dir
@@ -341,6 +342,7 @@ class LocalStore(Store):
             # the Parquet footers parsed once for the whole batch of queries: without it each query
             # parses every batch's again (~60 ms over 10M events, for a query that reads 7 rows)
             cache_parquet_footers(con)
+            share_cores(con)
             con.execute(self._view_sql(snap))
             if snap.rollups is not None:
                 con.execute(events_view_sql("batch_events", snap.parquet, []))
