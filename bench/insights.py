@@ -9,7 +9,9 @@ store, e.g. the dashboard benchmark's (``bench/dashboard.py --events 10000000 --
 tail), for windows ending at its newest event, reporting wall and process CPU time (all threads) of
 each run, rounds interleaved; the median is kept. It only calls :func:`insights` and
 ``LocalStore``, so the same script times an older checkout (``PYTHONPATH=<old>/src``) over a copy
-of the store rolled up by that version.
+of the store rolled up by that version. With ``--baseline SRC`` each run is a fresh process of this
+or the older package, interleaved, findings compared; ``--warm N`` adds, per process, the median
+wall time of N more runs after the first (a process that stays up, as ``watch`` and the dashboard).
 
 Data: the healthy synthetic workload of tests/analysis/workload.py (20 clients, sessions of 3-25
 calls, 6 tools, ~2% errors, a tools/list per client). The first million events are written through
@@ -128,10 +130,12 @@ def time_stores(stores: list[Path], windows: list[str], rounds: int) -> list[tup
     return out
 
 
-def child(stores: list[Path], windows: list[str]) -> None:
+def child(stores: list[Path], windows: list[str], warm: int = 0) -> None:
     """One fresh process: each window once per store (the first run, as the CLI's), CPU and the
-    findings' digest as one JSON line."""
+    findings' digest as one JSON line; ``warm``: then that many more runs, their median wall time
+    (as ``watch`` and the dashboard run it, in a process that stays up)."""
     import hashlib
+    import statistics
 
     out = []
     for home in stores:
@@ -142,12 +146,18 @@ def child(stores: list[Path], windows: list[str]) -> None:
             c = time.process_time()
             found = insights(store, since=since)
             cpu = time.process_time() - c
+            walls = []
+            for _ in range(warm):
+                t = time.perf_counter()
+                insights(store, since=since)
+                walls.append(time.perf_counter() - t)
             digest = hashlib.sha256(json.dumps([f.to_dict() for f in found], sort_keys=True).encode()).hexdigest()
-            out.append({"store": str(home), "window": w, "cpu": cpu, "findings": len(found), "digest": digest})
+            out.append({"store": str(home), "window": w, "cpu": cpu, "findings": len(found), "digest": digest,
+                        "warm": statistics.median(walls) if walls else None})
     print(json.dumps(out))
 
 
-def compare(stores: list[Path], windows: list[str], rounds: int, baseline: Path
+def compare(stores: list[Path], windows: list[str], rounds: int, baseline: Path, warm: int = 0
             ) -> list[tuple[str, str, float, float, int]]:
     """(store, window, median CPU baseline, median CPU this, findings): ``rounds`` fresh processes of
     each, alternating; every run's findings (JSON digest) are compared with the first run's and any
@@ -156,11 +166,12 @@ def compare(stores: list[Path], windows: list[str], rounds: int, baseline: Path
     import subprocess
 
     here = Path(__file__).resolve()
-    cmd = [sys.executable, str(here), "--child", "--windows", ",".join(windows)]
+    cmd = [sys.executable, str(here), "--child", "--windows", ",".join(windows), "--warm", str(warm)]
     for home in stores:
         cmd += ["--store", str(home)]
     this_src = str(here.parent.parent / "src")
     cpus: dict[tuple[str, str, str], list[float]] = {}
+    warms: dict[tuple[str, str, str], list[float]] = {}
     seen: dict[tuple[str, str], tuple[str, int]] = {}
     differ: set[tuple[str, str]] = set()
     for r in range(rounds):
@@ -169,6 +180,8 @@ def compare(stores: list[Path], windows: list[str], rounds: int, baseline: Path
             res = json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout)
             for x in res:
                 cpus.setdefault((name, x["store"], x["window"]), []).append(x["cpu"])
+                if x.get("warm") is not None:
+                    warms.setdefault((name, x["store"], x["window"]), []).append(x["warm"])
                 key = (x["store"], x["window"])
                 if key in seen and seen[key] != (x["digest"], x["findings"]):
                     differ.add(key)
@@ -185,6 +198,12 @@ def compare(stores: list[Path], windows: list[str], rounds: int, baseline: Path
             out.append((Path(home).name, w, b, t, seen[(str(home), w)][1]))
             print(f"{Path(home).name} {w:>4}: CPU baseline {b:.3f} s, this {t:.3f} s (x{t / b:.2f}), {same} "
                   f"({2 * rounds} runs)", flush=True)
+            if warms:
+                wb, wt = (warms[(n, str(home), w)] for n in ("baseline", "this"))
+                print(f"{Path(home).name} {w:>4}: wall in a process that stays up (median of {warm} after the "
+                      f"first, per round; median over rounds, min-max): baseline {statistics.median(wb):.3f} s "
+                      f"({min(wb):.3f}-{max(wb):.3f}), this {statistics.median(wt):.3f} s "
+                      f"({min(wt):.3f}-{max(wt):.3f})", flush=True)
     return out
 
 
@@ -202,13 +221,16 @@ def main() -> None:
                     help="with --store: also time the mcplens package under SRC (an older checkout's src/), "
                          "each run in a fresh process (as the CLI runs), the two interleaved round by round, "
                          "and compare every run's findings (byte-identical JSON)")
+    ap.add_argument("--warm", type=int, default=0,
+                    help="with --baseline: after each process's first run, time this many more in the same "
+                         "process (wall, median) as watch and the dashboard run insights")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.store, args.windows.split(","))
+        child(args.store, args.windows.split(","), args.warm)
         return
     if args.store and args.baseline:
-        rows = compare(args.store, args.windows.split(","), args.rounds, args.baseline)
+        rows = compare(args.store, args.windows.split(","), args.rounds, args.baseline, args.warm)
         if args.record:
             load = " ".join(f"{x:.1f}" for x in os.getloadavg())
             stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

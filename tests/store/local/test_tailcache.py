@@ -75,8 +75,8 @@ def test_the_copy_goes_when_compaction_folds_its_segment(home: Path) -> None:
     before = store.query(ALL)
     assert len(_copies(home)) == 1
     assert store.compact().batches
+    assert _copies(home) == [], "compaction removes the copies of what it folded"
     assert store.query(ALL) == before
-    assert _copies(home) == []
 
 
 def test_no_copy_can_be_made_then_the_json_lines_are_read(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,6 +33,7 @@ from mcplens.store.local.files import (
     read_segments_sql,
     segment_pid,
 )
+from mcplens.store.local.tailcache import tidy
 from mcplens.store.local.writer import CLOSED, LIVE, PARQUET
 from mcplens.store.rollup import EXFIL_WINDOW, ROLLUP_DIR
 
@@ -94,6 +95,7 @@ def _compact_locked(store: LocalStore) -> CompactResult:
         batch, n = _write_batch(pq, chunk, rolled)
         batches.append(batch)
         events += n
+    tidy(store.root)  # the readers' copies of the segments just folded
     return CompactResult(tuple(batches), len(sources), events, removed, rolled_up=rolled.redone)
 
 

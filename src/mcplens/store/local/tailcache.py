@@ -7,7 +7,8 @@ copy of it under ``<events>/cache/``, named after the segment, its size and its 
 the readers after it read the copy (:func:`mcplens.store.local.files.read_segments_sql` reads a
 ``.parquet`` segment as the JSON lines it came from, typed as ``event.COLUMNS``). Why in the store:
 the copy holds the same events as the segment, so it has the same owner and modes (0700/0600) and
-goes where the store goes; the next reader removes copies whose segment is gone or changed.
+goes where the store goes; compaction removes the copies of the segments it folds, and any reader
+those whose segment is gone or changed.
 
 Live segments are read as JSON lines: they grow with every flush, so a copy would be stale at once.
 A store this process cannot write (another user's) is read from the JSON lines, as before; a copy
@@ -77,6 +78,12 @@ def _forget(cache: Path, closed: Path) -> None:
                 path.unlink()
 
 
+def tidy(root: Path) -> None:
+    """Remove the copies of segments that are gone or changed (compaction calls it once it has
+    deleted the segments it folded, so their copies do not outlive them)."""
+    _forget(root / CACHE, root / CLOSED)
+
+
 def closed_as_parquet(root: Path, segments: list[Path], bad: Any = ()) -> list[Path]:
     """``segments`` with each closed JSON-lines segment replaced by its Parquet copy (made if need
     be); a segment whose copy cannot be made, or is in ``bad``, stays as it is."""
@@ -103,5 +110,5 @@ def closed_as_parquet(root: Path, segments: list[Path], bad: Any = ()) -> list[P
             continue
         out.append(copy)
     if any_closed or cache.exists():
-        _forget(cache, closed)
+        tidy(root)
     return out
