@@ -96,7 +96,9 @@ def test_a_damaged_copy_is_left_out_and_the_segment_read(home: Path) -> None:
     copy.write_bytes(data[: len(data) // 2])  # torn, keeping its name
     store = LocalStore(home)
     assert store.query(ALL) == want
-    assert copy in store.bad
+    assert copy in store.bad and not copy.exists(), "named, and removed"
+    assert LocalStore(home).query(ALL) == want  # the next reader makes it again
+    assert _copies(home) == [copy]
 
 
 def test_a_copy_of_an_older_version_or_a_temporary_left_behind_is_removed(home: Path) -> None:

@@ -101,7 +101,9 @@ def closed_as_parquet(root: Path, segments: list[Path], bad: Any = ()) -> list[P
             out.append(seg)  # compacted meanwhile: the read fails and the reader lists again
             continue
         copy = cache / _copy_name(seg, st)
-        if copy in bad:
+        if copy in bad:  # damaged (a reader found it unreadable): removed, so the next process remakes it
+            with contextlib.suppress(OSError):
+                copy.unlink()
             out.append(seg)
             continue
         if not copy.exists() and not _make(seg, copy):
