@@ -40,6 +40,7 @@ def _events(n: int, t0: float) -> list[dict]:
 def _json_only(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     """What the store reads from the JSON lines alone (no copies)."""
     with monkeypatch.context() as m:
+        m.setattr(reader_module, "make_copies", lambda root, segments, bad=(): False)
         m.setattr(reader_module, "closed_as_parquet", lambda root, segments, bad=(): list(segments))
         return store.query(ALL)
 

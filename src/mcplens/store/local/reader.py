@@ -58,7 +58,7 @@ from mcplens.store.local.files import (
     read_segments_sql,
     share_cores,
 )
-from mcplens.store.local.tailcache import closed_as_parquet
+from mcplens.store.local.tailcache import closed_as_parquet, make_copies
 from mcplens.store.local.writer import CLOSED, LIVE, PARQUET, events_dir
 from mcplens.store.source import AnalysisSource
 from mcplens.store.sql import ERROR, NOT_HEALTH, SESSION_ID, lit, window_where
@@ -285,7 +285,12 @@ class LocalStore(Store):
         snap = self.snapshot()
         if since is not None:
             snap = snap.written_since(since - MTIME_SLACK)
-        # closed segments from the Parquet copies the readers keep (a JSON parse per read otherwise)
+        # closed segments from the Parquet copies the readers keep (a JSON parse per read otherwise);
+        # after making any, list again: a read must follow its listing closely (live segments move)
+        if make_copies(self.root, snap.segments, self.bad):
+            snap = self.snapshot()
+            if since is not None:
+                snap = snap.written_since(since - MTIME_SLACK)
         return Snapshot(snap.parquet, closed_as_parquet(self.root, snap.segments, self.bad), snap.rollups)
 
     def _view_sql(self, snap: Snapshot, name: str = "events") -> str:

@@ -84,14 +84,37 @@ def tidy(root: Path) -> None:
     _forget(root / CACHE, root / CLOSED)
 
 
+def make_copies(root: Path, segments: list[Path], bad: Any = ()) -> bool:
+    """Make the missing copies of the closed JSON-lines segments among ``segments``; True when any
+    was made. Slow (a JSON parse each): the caller lists the store again afterwards, so what it reads
+    follows its listing closely (a live segment listed before a slow copy may have moved meanwhile)."""
+    closed, cache = root / CLOSED, root / CACHE
+    made = False
+    for seg in segments:
+        if seg.parent != closed or not seg.name.endswith(".jsonl") or seg in _failed:
+            continue
+        try:
+            st = seg.stat()
+        except FileNotFoundError:
+            continue
+        copy = cache / _copy_name(seg, st)
+        if copy in bad or copy.exists():
+            continue
+        if _make(seg, copy):
+            made = True
+        else:
+            _failed.add(seg)
+    return made
+
+
 def closed_as_parquet(root: Path, segments: list[Path], bad: Any = ()) -> list[Path]:
-    """``segments`` with each closed JSON-lines segment replaced by its Parquet copy (made if need
-    be); a segment whose copy cannot be made, or is in ``bad``, stays as it is."""
+    """``segments`` with each closed JSON-lines segment that has a current copy replaced by it (a
+    stat each: nothing is made here, see :func:`make_copies`); a copy in ``bad`` is removed."""
     closed, cache = root / CLOSED, root / CACHE
     out = []
     any_closed = False
     for seg in segments:
-        if seg.parent != closed or not seg.name.endswith(".jsonl") or seg in _failed:
+        if seg.parent != closed or not seg.name.endswith(".jsonl"):
             out.append(seg)
             continue
         any_closed = True
@@ -106,11 +129,7 @@ def closed_as_parquet(root: Path, segments: list[Path], bad: Any = ()) -> list[P
                 copy.unlink()
             out.append(seg)
             continue
-        if not copy.exists() and not _make(seg, copy):
-            _failed.add(seg)
-            out.append(seg)
-            continue
-        out.append(copy)
+        out.append(copy if copy.exists() else seg)
     if any_closed or cache.exists():
         tidy(root)
     return out
