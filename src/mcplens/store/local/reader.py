@@ -282,15 +282,15 @@ class LocalStore(Store):
 
     def _snapshot_since(self, since: float | None) -> Snapshot:
         """The snapshot, without the segments last written before ``since`` (they hold nothing newer)."""
-        snap = self.snapshot()
-        if since is not None:
-            snap = snap.written_since(since - MTIME_SLACK)
+        def listed() -> Snapshot:
+            snap = self.snapshot()
+            return snap if since is None else snap.written_since(since - MTIME_SLACK)
+
         # closed segments from the Parquet copies the readers keep (a JSON parse per read otherwise);
         # after making any, list again: a read must follow its listing closely (live segments move)
+        snap = listed()
         if make_copies(self.root, snap.segments, self.bad):
-            snap = self.snapshot()
-            if since is not None:
-                snap = snap.written_since(since - MTIME_SLACK)
+            snap = listed()
         return Snapshot(snap.parquet, closed_as_parquet(self.root, snap.segments, self.bad), snap.rollups)
 
     def _view_sql(self, snap: Snapshot, name: str = "events") -> str:

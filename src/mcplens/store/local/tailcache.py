@@ -67,10 +67,9 @@ def _forget(cache: Path, closed: Path) -> None:
                 if time.time() - path.stat().st_mtime > 3600:  # a crashed maker's temporary
                     path.unlink()
             continue
-        seg_name, _, version = name.removesuffix(_SUFFIX).rpartition(".")
+        seg = closed / name.removesuffix(_SUFFIX).rpartition(".")[0]
         try:
-            st = (closed / seg_name).stat()
-            current = f"{st.st_size}-{st.st_mtime_ns}" == version
+            current = _copy_name(seg, seg.stat()) == name
         except FileNotFoundError:
             current = False
         if not current:
@@ -84,21 +83,26 @@ def tidy(root: Path) -> None:
     _forget(root / CACHE, root / CLOSED)
 
 
+def _copy_of(root: Path, seg: Path) -> Path | None:
+    """Where the copy of ``seg`` as it is now (size, mtime) lives; None unless it is a closed JSON-lines
+    segment that still exists."""
+    if seg.parent != root / CLOSED or not seg.name.endswith(".jsonl"):
+        return None
+    try:
+        st = seg.stat()
+    except FileNotFoundError:
+        return None  # compacted meanwhile: the read fails and the reader lists again
+    return root / CACHE / _copy_name(seg, st)
+
+
 def make_copies(root: Path, segments: list[Path], bad: Any = ()) -> bool:
     """Make the missing copies of the closed JSON-lines segments among ``segments``; True when any
     was made. Slow (a JSON parse each): the caller lists the store again afterwards, so what it reads
     follows its listing closely (a live segment listed before a slow copy may have moved meanwhile)."""
-    closed, cache = root / CLOSED, root / CACHE
     made = False
     for seg in segments:
-        if seg.parent != closed or not seg.name.endswith(".jsonl") or seg in _failed:
-            continue
-        try:
-            st = seg.stat()
-        except FileNotFoundError:
-            continue
-        copy = cache / _copy_name(seg, st)
-        if copy in bad or copy.exists():
+        copy = None if seg in _failed else _copy_of(root, seg)
+        if copy is None or copy in bad or copy.exists():
             continue
         if _make(seg, copy):
             made = True
@@ -110,26 +114,13 @@ def make_copies(root: Path, segments: list[Path], bad: Any = ()) -> bool:
 def closed_as_parquet(root: Path, segments: list[Path], bad: Any = ()) -> list[Path]:
     """``segments`` with each closed JSON-lines segment that has a current copy replaced by it (a
     stat each: nothing is made here, see :func:`make_copies`); a copy in ``bad`` is removed."""
-    closed, cache = root / CLOSED, root / CACHE
     out = []
-    any_closed = False
     for seg in segments:
-        if seg.parent != closed or not seg.name.endswith(".jsonl"):
-            out.append(seg)
-            continue
-        any_closed = True
-        try:
-            st = seg.stat()
-        except FileNotFoundError:
-            out.append(seg)  # compacted meanwhile: the read fails and the reader lists again
-            continue
-        copy = cache / _copy_name(seg, st)
-        if copy in bad:  # damaged (a reader found it unreadable): removed, so the next process remakes it
-            with contextlib.suppress(OSError):
+        copy = _copy_of(root, seg)
+        if copy is not None and copy in bad:  # damaged (a reader found it unreadable): removed, so the
+            with contextlib.suppress(OSError):  # next process remakes it
                 copy.unlink()
-            out.append(seg)
-            continue
-        out.append(copy if copy.exists() else seg)
-    if any_closed or cache.exists():
-        tidy(root)
+            copy = None
+        out.append(copy if copy is not None and copy.exists() else seg)
+    tidy(root)  # a listing that fails at once when there is no cache directory
     return out
