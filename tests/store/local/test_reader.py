@@ -485,8 +485,11 @@ def test_a_parquet_segment_reads_as_its_json_lines_do(tmp_path: Path) -> None:
     import duckdb
 
     rng = random.Random(5)
+    # durations in 1/1024 s: a float sum of them is exact in any order, so the two stores' means (summed
+    # by DuckDB in whatever order its scans give) must be equal to the last bit, not merely close
     events = [request(NOW - 900 + i, target=rng.choice(["a", "b"]), session=f"s{i % 7}",
-                      status=rng.choice([ev.OK, ev.TOOL_ERROR]), size=rng.randint(1, 9_000)) for i in range(300)]
+                      status=rng.choice([ev.OK, ev.TOOL_ERROR]), size=rng.randint(1, 9_000),
+                      duration=rng.randint(1, 2_048) / 1024) for i in range(300)]
     events.append(health("a1b2c3d4e5f60718", NOW - 1, enqueued=300, written=300))
     as_lines, mixed = tmp_path / "lines", tmp_path / "mixed"
     first = write(as_lines, events[:200], instance="one")

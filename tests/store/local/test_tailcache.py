@@ -24,11 +24,13 @@ ALL = "SELECT * FROM events ORDER BY event_id"
 
 
 def _events(n: int, t0: float) -> list[dict]:
-    """Every shape a segment holds: errors, missing measures, notifications, health, odd text."""
+    """Every shape a segment holds: errors, missing measures, notifications, health, odd text.
+
+    Durations in 1/1024 s, so a mean (a float sum in whatever order DuckDB's threads add) is exact."""
     out = []
     for i in range(n):
         e = request(t0 + i, target=("search", "fetch", "wr\u00efte\n\x1b[31m")[i % 3],
-                    status=(ev.OK, ev.TOOL_ERROR, ev.TIMEOUT)[i % 3], duration=0.001 * (i + 1), size=i * 37)
+                    status=(ev.OK, ev.TOOL_ERROR, ev.TIMEOUT)[i % 3], duration=(i + 1) / 1024, size=i * 37)
         if i % 5 == 0:
             e.pop(ev.DURATION)
         out.append(e)
