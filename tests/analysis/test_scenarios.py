@@ -268,7 +268,6 @@ def test_unused_listed_tool(home: Path) -> None:
     assert "scenario/never_used" in subjects and "scenario/search_docs" not in subjects
 
 
-
 def test_cpu_and_memory_of_the_server_process_beside_its_calls(home: Path) -> None:
     """REAL: the health records of an instrumented server carry its CPU and memory."""
     server, _ = start(flush_interval=0.05)

@@ -446,7 +446,6 @@ def test_disabled_proxy_relays_and_records_nothing(tmp_path: Path) -> None:
     assert not (home / "events").exists()
 
 
-
 def test_proxy_feeds_the_exporters_named_in_the_environment(tmp_path: Path) -> None:
     """MCPLENS_EXPORTERS reaches the proxy as it reaches instrument(): here the JSON log exporter."""
     log = tmp_path / "events.log"

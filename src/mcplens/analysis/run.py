@@ -18,8 +18,6 @@ from mcplens.store.source import AnalysisSource
 AREAS = (usage, performance, health, security)
 
 
-
-
 def analyze(source: AnalysisSource, options: Options | None = None) -> list[Finding]:
     """Every detector over the source's window and server; findings most severe first."""
     opts = options or Options()

@@ -70,20 +70,6 @@ MTIME_SLACK: Final = 2.0  # seconds: file times come from a coarser clock than t
 EXACT_UP_TO: Final = 200_000
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 _ORDER: Final = "ORDER BY time, event_id"
 
 _TOOL_TABLE: Final = """
@@ -123,18 +109,6 @@ def _inline(sql: str, params: list[Any]) -> str:
 
 def _since(window: TimeWindow | None) -> float | None:
     return None if window is None else window.since
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 class LocalStore(Store):
@@ -428,11 +402,6 @@ class LocalStore(Store):
         from mcplens.store.local.compact import compact
 
         return compact(self)
-
-
-
-
-
 
 
 def _session_view(prefix: str) -> Callable[[Any, Snapshot], None]:
