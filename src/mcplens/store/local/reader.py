@@ -83,7 +83,7 @@ FROM (
            count(*) AS calls,
            count(*) FILTER (WHERE {err}) AS errors,
            quantile_cont(duration_s, [0.5, 0.95, 0.99]) AS lat,
-           avg(duration_s) AS mean_s,
+           avg(TRY_CAST(duration_s AS DECIMAL(38, 9))) AS mean_s,  -- an exact sum: equal in any order
            quantile_cont(response_size, [0.5, 0.95]) AS pay,
            max(response_size) AS pay_max,
            quantile_cont(response_tokens, [0.5, 0.95]) AS tok,
