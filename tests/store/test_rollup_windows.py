@@ -17,7 +17,7 @@ import pytest
 
 from mcplens import event as ev
 from mcplens.analysis.core import Analysis, Options
-from mcplens.analysis.run import analyze
+from mcplens.analysis.run import analyze, insights
 from mcplens.store import rollup
 from mcplens.store.base import TimeWindow
 from mcplens.store.local import source as local_source
@@ -175,3 +175,27 @@ def test_a_day_dropped_or_counted_twice_is_caught(home: Path, monkeypatch: pytes
     _, tables = _run(LocalStore(home), window, stored=True)
     _, want = _run(LocalStore(home), window, stored=False)
     assert tables["chains"] != want["chains"] and tables["perf"] != want["perf"]
+
+
+@pytest.mark.parametrize("name", [*WINDOWS, "whole store"])
+def test_two_statements_at_once_give_what_one_at_a_time_gives(home: Path, name: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The edge regions, the rollup tables and the detectors run two at once on forks of the reader
+    (on two cores or more): the same findings, in the same order, as one statement at a time."""
+    from mcplens.store import source as source_module
+    from mcplens.store.local import files
+
+    store, window = LocalStore(home), WINDOWS.get(name)
+    monkeypatch.setattr(files, "cores", lambda: 2)
+    forks = []
+    fork = files.Reader.fork
+    monkeypatch.setattr(files.Reader, "fork", lambda self: forks.append(fork(self)) or forks[-1])
+    at_once = [f.to_dict() for f in insights(store, since=None if window is None else window.since,
+                                             until=None if window is None else window.until)]
+    assert forks and all(f is not None for f in forks)
+    monkeypatch.setattr(source_module, "PARALLEL", 1)
+    forks.clear()
+    one_by_one = [f.to_dict() for f in insights(store, since=None if window is None else window.since,
+                                                until=None if window is None else window.until)]
+    assert not forks
+    assert at_once == one_by_one and at_once

@@ -15,6 +15,7 @@ would have yesterday.
 
 from __future__ import annotations
 
+import copy
 import time
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -164,6 +165,12 @@ class Analysis:
         # a proxy learns the server's name from the handshake reply: what came before it has none
         self.servers = list(row["servers"] or ())
         self.findings: list[Finding] = []
+
+    def on(self, source: AnalysisSource) -> Analysis:
+        """This run over another source of the same snapshot (a fork), with findings of its own."""
+        other = copy.copy(self)
+        other.run, other.findings = source, []
+        return other
 
     # ---- helpers -------------------------------------------------------------------------------
 

@@ -333,3 +333,7 @@ def _resources(a: Analysis) -> None:
             cpu_ms_per_event=_r(per_call_ms, 3),
             observed_s=_r(max(r["span_s"] or 0 for r in inst)),
         )
+
+
+#: the area's detectors, in the order of their findings (one here)
+DETECTORS = (detect,)

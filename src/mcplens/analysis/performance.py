@@ -153,3 +153,7 @@ def detect(a: Analysis) -> None:
                 for r in by_time
             ],
         )
+
+
+#: the area's detectors, in the order of their findings (one here)
+DETECTORS = (detect,)

@@ -6,7 +6,9 @@ import, so the arrows run area -> core and run -> area, never back.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 
 from mcplens.analysis import health, performance, security, usage
 from mcplens.analysis.core import Analysis, Options
@@ -16,6 +18,7 @@ from mcplens.store.source import AnalysisSource
 
 #: the areas, in the order their detectors run
 AREAS = (usage, performance, health, security)
+Detector = Callable[[Analysis], None]
 
 
 def analyze(source: AnalysisSource, options: Options | None = None) -> list[Finding]:
@@ -24,9 +27,17 @@ def analyze(source: AnalysisSource, options: Options | None = None) -> list[Find
     a = Analysis(source, opts)
     if a.n == 0:
         return []
-    for area in AREAS:
-        area.detect(a)
-    return sort_findings(a.findings)
+    # the detectors are independent (each reads what Analysis made): two run at once where the source
+    # can fork; each adds to its own list, and the lists join in the detectors' order, as one by one
+    found = source.each([functools.partial(_detect, a, d) for area in AREAS for d in area.DETECTORS])
+    return sort_findings([f for part in found for f in part])
+
+
+def _detect(a: Analysis, detector: Detector, source: AnalysisSource) -> list[Finding]:
+    """One detector's findings, its queries run on ``source``."""
+    part = a.on(source)
+    detector(part)
+    return part.findings
 
 
 def insights(

@@ -253,3 +253,7 @@ def _drift_finding(a: Analysis, server: Any, old: dict[str, Any], new: dict[str,
         sessions_that_saw_both=live[: a.th.examples],
         same_instance=same_instance,
     )
+
+
+#: the area's detectors, in the order of their findings (one here)
+DETECTORS = (detect,)

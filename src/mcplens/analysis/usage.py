@@ -15,15 +15,18 @@ if TYPE_CHECKING:
     from mcplens.analysis.core import Analysis
 
 
-def detect(a: Analysis) -> None:
-    th = a.th
-    spikes(a, "client", th.client_spike_factor, th.client_spike_min_calls, "client_spike")
+def client_spikes(a: Analysis) -> None:
+    spikes(a, "client", a.th.client_spike_factor, a.th.client_spike_min_calls, "client_spike")
+
+
+def tool_spikes(a: Analysis) -> None:
     # tools/call only: the tool's label is its name (cheaper than the view's CASE over every row)
-    spikes(a, "coalesce(target, method)", th.tool_spike_factor, th.tool_spike_min_calls, "tool_spike")
-    chains(a)
-    loops(a)
-    fail_together(a)
-    unused(a)
+    spikes(a, "coalesce(target, method)", a.th.tool_spike_factor, a.th.tool_spike_min_calls, "tool_spike")
+
+
+def detect(a: Analysis) -> None:
+    for d in DETECTORS:
+        d(a)
 
 
 def spikes(a: Analysis, column: str, factor: float, min_calls: int, detector: str) -> None:
@@ -55,7 +58,7 @@ def spikes(a: Analysis, column: str, factor: float, min_calls: int, detector: st
                 f"AND time >= {float(k0 * unit)!r} AND time < {float(k1 * unit)!r} GROUP BY ALL")
     # the recent windows exactly, from the events of the last one; the baseline per whole unit
     a.run(
-        f"""CREATE OR REPLACE TEMP TABLE spike_units AS
+        f"""CREATE OR REPLACE TEMP TABLE {detector}_units AS
             SELECT server, {column} AS who, least(floor((? - time) / ?)::BIGINT, {lead - 1}) AS ago, count(*) AS n,
                    {name} AS client_name, min(time) AS first
             FROM req WHERE time >= ? AND time < ? AND method = 'tools/call' GROUP BY ALL
@@ -70,7 +73,7 @@ def spikes(a: Analysis, column: str, factor: float, min_calls: int, detector: st
         need = max(5, math.ceil(min_calls * math.sqrt(w / 3600)))
         rows = a.run(
             f"""WITH x AS (SELECT *, ago < {k} AS recent, ago >= {lead} AS base, (ago - {lead}) // {k} AS win
-                           FROM spike_units WHERE ago < {lead + base_units} AND (ago < {k} OR ago >= {lead})),
+                           FROM {detector}_units WHERE ago < {lead + base_units} AND (ago < {k} OR ago >= {lead})),
                 busy AS (SELECT server, who, max(n) AS busiest FROM (
                            SELECT server, who, win, sum(n) AS n FROM x WHERE base GROUP BY ALL)
                          GROUP BY ALL)
@@ -304,3 +307,8 @@ def unused(a: Analysis) -> None:
                 server=r["server"],
                 tool_calls_in_window=int(calls),
             )
+
+
+#: each reads only what the run made before them (``req``, ``ru_*``) and makes tables of its own names,
+#: so any of them may run beside another (analysis/run.py); findings in this order
+DETECTORS = (client_spikes, tool_spikes, chains, loops, fail_together, unused)

@@ -14,11 +14,13 @@ to read the ones stored at compaction when the run covers the whole store.
 
 from __future__ import annotations
 
+import copy
 import math
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mcplens.store import rollup
 from mcplens.store.sql import label, lit
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
     from mcplens.store.window import TimeWindow
 
 Rows = list[dict[str, Any]]
+T = TypeVar("T")
+#: statements an analysis runs at once at most (:meth:`AnalysisSource.each`), when its store can fork
+PARALLEL = 2
 #: tools -> (data-access tools, outbound tools): the analysis's classification
 Split = Callable[[Sequence[str | None]], tuple[list[str], list[str]]]
 
@@ -71,6 +76,60 @@ class AnalysisSource(ABC):
     def __call__(self, sql: str, params: list[Any] | None = None) -> Rows:
         """Run DuckDB SQL; rows as dicts by column name (none for a statement without a result)."""
 
+    def fork(self) -> AnalysisSource | None:
+        """Another source over the same snapshot and scratch tables whose statements run beside this
+        one's (:meth:`each`), to be closed after; None when the store cannot (then all run here)."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - most sources hold nothing of their own to let go
+        """Let go of what a fork holds (the source a store hands out is closed by the store)."""
+
+    def each(self, tasks: Sequence[Callable[[AnalysisSource], T]]) -> list[T]:
+        """Every task's result over a source, in the tasks' order; independent tasks run at once on forks.
+
+        An insights run is ~80 statements, most too small for DuckDB to spread over cores, and many
+        independent of each other (the two edge regions, the rollup tables, the detectors): on two
+        cores, two of them at once. Tasks must not make scratch tables of the same name. Every task
+        runs, whatever another raises; the first error (in the tasks' order) is raised after.
+        """
+        sources: list[AnalysisSource] = [self]
+        while len(sources) < min(len(tasks), PARALLEL):
+            other = self.fork()
+            if other is None:
+                break
+            sources.append(other)
+        results: list[Any] = [None] * len(tasks)
+        errors: list[BaseException | None] = [None] * len(tasks)
+        queue = iter(range(len(tasks)))
+        lock = threading.Lock()
+
+        def work(src: AnalysisSource) -> None:
+            while True:
+                with lock:
+                    i = next(queue, None)
+                if i is None:
+                    return
+                try:
+                    results[i] = tasks[i](src)
+                except BaseException as e:  # noqa: BLE001 - raised below, in the caller's thread
+                    errors[i] = e
+
+        threads = [threading.Thread(target=work, args=(src,), name="mcplens-query", daemon=True)
+                   for src in sources[1:]]
+        try:
+            for t in threads:
+                t.start()
+            work(self)
+        finally:
+            for t in threads:
+                t.join()
+            for src in sources[1:]:
+                src.close()
+        for e in errors:
+            if e is not None:
+                raise e
+        return results
+
     def marks(self) -> None:
         """Create the view ``marks``: the window's events of :data:`rollup.MARKS` (few, read one by one)."""
         self(f"CREATE OR REPLACE TEMP VIEW marks AS SELECT * FROM events WHERE {rollup.MARKS}{self.where_literal()}")
@@ -91,6 +150,17 @@ class DuckDBSource(AnalysisSource):
 
     def __call__(self, sql: str, params: list[Any] | None = None) -> Rows:
         return self._run(sql, params or [])
+
+    def fork(self) -> DuckDBSource | None:
+        run = getattr(self._run, "fork", lambda: None)()
+        if run is None:
+            return None
+        other = copy.copy(self)
+        other._run = run
+        return other
+
+    def close(self) -> None:
+        getattr(self._run, "close", lambda: None)()
 
     def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int,
                       min_loop: int = 2) -> RollupInfo:

@@ -7,6 +7,7 @@ reads through the same file lists and views) both build on it without importing 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,17 +38,25 @@ def cache_parquet_footers(con: Any) -> None:
         con.execute("SET enable_object_cache = true")
 
 
-def share_cores(con: Any) -> None:
-    """Half this machine's cores (at least one) for a reader's queries, not DuckDB's default of all.
-
-    A reader often runs beside the server it watches, and ``insights`` is ~80 short statements: on 2
-    cores one thread answered a 10M-event store's last hour in 0.95-0.97 s against 1.0-1.3 s with
-    two, the last week in about the same wall time with 20-40 % less CPU (bench/RESULTS.md)."""
+def cores() -> int:
+    """The cores this process may run on."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        cores = os.cpu_count() or 2
-    con.execute(f"SET threads = {max(1, cores // 2)}")
+        return os.cpu_count() or 2
+
+
+def share_cores(con: Any) -> int:
+    """Half this machine's cores (at least one) per query of a reader, not DuckDB's default of all;
+    returns how many queries may run at once (:meth:`Reader.fork`) to use them all.
+
+    ``insights`` is ~80 short statements, most too small for DuckDB to spread over threads: on 2
+    cores one thread per statement answered a 10M-event store's last hour in 0.95-0.97 s against
+    1.0-1.3 s with two, the last week in about the same wall time with 20-40 % less CPU. Two
+    independent statements at once, one thread each, do use both cores (bench/RESULTS.md)."""
+    n = cores()
+    con.execute(f"SET threads = {max(1, n // 2)}")
+    return 1 if n < 2 else 2
 
 
 def _lit(text: str | Path) -> str:
@@ -159,16 +168,42 @@ def _rows(cur: Any) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
-class Reader:
-    """``run(sql, params) -> rows`` on one connection, plus what its snapshot holds (if any)."""
+#: a statement making a scratch table or view of the connection's own (``CREATE OR REPLACE TEMP ...``)
+_SCRATCH = re.compile(r"^(\s*CREATE OR REPLACE )TEMP (TABLE|VIEW) ")
 
-    def __init__(self, con: Any, snap: Snapshot | None = None) -> None:
+
+class Reader:
+    """``run(sql, params) -> rows`` on one connection, plus what its snapshot holds (if any).
+
+    ``streams`` > 1: the connection is this reader's alone (made for one batch of queries, closed
+    after), and :meth:`fork` gives up to that many cursors on it to run independent queries at once.
+    Then the scratch tables and views its queries make as ``TEMP`` are made in the (in-memory)
+    database instead: a connection's temp objects are invisible to its cursors, and a private
+    database holds nothing else that their names could meet.
+    """
+
+    def __init__(self, con: Any, snap: Snapshot | None = None, *, streams: int = 1) -> None:
         self.con = con
         self.rollups = None if snap is None else snap.rollups
         self.has_segments = snap is not None and bool(snap.segments)
+        self.streams = streams
 
     def __call__(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        if self.streams > 1:
+            sql = _SCRATCH.sub(r"\1\2 ", sql, count=1)
         return _rows(self.con.execute(sql, params or []))
+
+    def fork(self) -> Reader | None:
+        """Another reader on a cursor of the same database: same files, same scratch tables, its
+        own statements beside this one's; None when the connection is not this reader's alone."""
+        if self.streams < 2:
+            return None
+        other = Reader(self.con.cursor(), streams=self.streams)
+        other.rollups, other.has_segments = self.rollups, self.has_segments
+        return other
+
+    def close(self) -> None:
+        self.con.close()
 
 
 def events_view_sql(name: str, parquet: list[Path], segments: list[Path]) -> str:

@@ -17,13 +17,14 @@ window's events like any DuckDB source.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcplens.store import rollup
 from mcplens.store.local.files import events_view_sql, span_overlaps
 from mcplens.store.rollup import BUCKET, HOUR_S
-from mcplens.store.source import DuckDBSource, RollupInfo, Split, hour_of, hours, in_hours, whole_days
+from mcplens.store.source import AnalysisSource, DuckDBSource, RollupInfo, Split, hour_of, hours, in_hours, whole_days
 from mcplens.store.sql import SESSION_KEY, lit
 
 if TYPE_CHECKING:
@@ -103,18 +104,20 @@ class LocalSource(DuckDBSource):
             if parts:
                 regions.append((" UNION ALL ".join(parts), None if u is None or hi is None else hi * HOUR_S,
                                 -float("inf") if lo is None else lo * HOUR_S, last_from_batches))
-        computed = []
-        for i, (new, batch_before, tail_before, from_batches) in enumerate(regions):
+        has_segments = self.has_segments
+
+        def region(src: AnalysisSource, i: int) -> str:
+            new, batch_before, tail_before, from_batches = regions[i]
             # a table when it reads the batches: the roll-up reads it a dozen times, and each read of a
             # view over them would open every Parquet file again (~0.1 s each over 10M events); the
             # tail is a table already, which a view reads column by column without a copy
             kind = "TABLE" if from_batches else "VIEW"
             cols = ", ".join(f'"{c}"' for c in rollup.COMPUTE_COLUMNS)
-            self(f"CREATE OR REPLACE TEMP {kind} rg{i}_new AS SELECT {cols} FROM ({new})")
+            src(f"CREATE OR REPLACE TEMP {kind} rg{i}_new AS SELECT {cols} FROM ({new})")
             # the sessions' history starts at their first call, and lies in the batches whose spans
             # name them (a batch's spans list every session with a tool call in it): read only those,
             # from there on
-            found = self(
+            found = src(
                 f"SELECT filename AS f, min(first) AS t FROM read_parquet([{spans}], filename=true) WHERE sk IN ("
                 f"SELECT hash({SESSION_KEY}) FROM rg{i}_new WHERE kind = 'request' AND method = 'tools/call') "
                 "GROUP BY 1")
@@ -123,20 +126,24 @@ class LocalSource(DuckDBSource):
             past = "batch_events"  # all of them, unless each spans file found names its batch
             if start is not None and batches and None not in batches:
                 past = f"rg{i}_past"
-                self(events_view_sql(past, [Path(b) for b in sorted(b for b in batches if b)], []))
+                src(events_view_sql(past, [Path(b) for b in sorted(b for b in batches if b)], []))
             hist = [f"SELECT * FROM {past} WHERE "
                     + (f"time >= {lit(start)}" if start is not None else "false")
                     + ("" if batch_before is None else f" AND time < {lit(batch_before)}")]
-            if self.has_segments and tail_before is not None and tail_before != -float("inf"):
+            if has_segments and tail_before is not None and tail_before != -float("inf"):
                 hist.append(f"SELECT * FROM tail_events WHERE time < {lit(tail_before)}")
-            self(f"CREATE OR REPLACE TEMP VIEW rg{i}_hist AS " + " UNION ALL ".join(f"({h})" for h in hist))
-            rollup.compute(self, f"rg{i}_new", f"rg{i}_hist", reads=reads, sends=sends, exfil_window=exfil_window,
+            src(f"CREATE OR REPLACE TEMP VIEW rg{i}_hist AS " + " UNION ALL ".join(f"({h})" for h in hist))
+            rollup.compute(src, f"rg{i}_new", f"rg{i}_hist", reads=reads, sends=sends, exfil_window=exfil_window,
                            bucket=BUCKET, prefix=f"rg{i}_", tables=rollup.WINDOWED, sort=False)
-            computed.append(f"rg{i}_")
+            return f"rg{i}_"
+
+        # the two regions, then the tables, each independent of the others: on two cores, two at once
+        computed = self.each([functools.partial(region, i=i) for i in range(len(regions))])
         server = "" if self.server is None else f" AND server IS NOT DISTINCT FROM {lit(self.server)}"
         d0, d1 = whole_days(lo, hi)
         daily = core and (d0 is None or d1 is None or d0 < d1)
-        for t in rollup.WINDOWED:  # what the analysis reads
+
+        def merged(src: AnalysisSource, t: str) -> None:
             files = ", ".join(lit(m["files"][t]) for m in stored)
             if daily and t in rollup.DAILY:  # the whole days' day rows, the whole hours around them
                 days = ", ".join(lit(m["files"][f"{t}_d"]) for m in stored)
@@ -148,9 +155,11 @@ class LocalSource(DuckDBSource):
                          f"{in_hours(hour_of(t), lo, hi) if core else 'false'}"]
             parts += [f"SELECT * FROM {p}{t}" for p in computed]
             keep = f" AND n >= {int(min_loop)}" if t == "loops" else ""
-            src = "(" + " UNION ALL BY NAME ".join(f"({x})" for x in parts) + f") WHERE true{server}{keep}"
+            src_sql = "(" + " UNION ALL BY NAME ".join(f"({x})" for x in parts) + f") WHERE true{server}{keep}"
             kind = "VIEW" if t == "loops" else "TABLE"  # loops: one row per key, read once
-            self(f"CREATE OR REPLACE TEMP {kind} ru_{t} AS {rollup.MERGE[t].format(src=src)}")
+            src(f"CREATE OR REPLACE TEMP {kind} ru_{t} AS {rollup.MERGE[t].format(src=src_sql)}")
+
+        self.each([functools.partial(merged, t=t) for t in rollup.WINDOWED])  # what the analysis reads
 
 
 def _overlapping(stored: list[dict[str, Any]], lo: float, hi: float | None) -> list[Path] | None:
