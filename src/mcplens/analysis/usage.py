@@ -246,23 +246,47 @@ def loops(a: Analysis) -> None:
         )
 
 
+#: the most bytes of minute bitmaps :func:`fail_together` compares (pairs x bitmap size); past it the
+#: pairs are counted by joining the minutes instead
+FAIL_TOGETHER_BITMAP_BYTES = 256 << 20
+
+
 def fail_together(a: Analysis) -> None:
     th = a.th
+    span = a.run("SELECT min(minute) AS m0, max(minute) AS m1, (SELECT sum(k * (k - 1) // 2) FROM ("
+                 "SELECT count(DISTINCT tool) AS k FROM ru_errmin GROUP BY server)) AS pairs FROM ru_errmin")[0]
+    if span["m0"] is None:
+        return
+    m0, bits = int(span["m0"]), int(span["m1"]) - int(span["m0"]) + 1
+    params = [th.fail_together_min_buckets, th.fail_together_min_jaccard]
+    if int(span["pairs"] or 0) * (bits // 8 + 1) <= FAIL_TOGETHER_BITMAP_BYTES:
+        # a bitmap of the minutes each tool failed in, and a pair's common minutes by AND: a busy server's
+        # tools each fail in most minutes of a week, and joining the minutes makes tools² rows a minute
+        pairs = f"""
+            WITH n AS (SELECT server, tool, count(*) AS buckets,
+                              bitstring_agg((minute - {m0})::BIGINT, 0, {bits - 1}) AS bits
+                       FROM ru_errmin GROUP BY ALL),
+                 pair AS (SELECT a.server, a.tool AS a, b.tool AS b, bit_count(a.bits & b.bits) AS together,
+                                 a.buckets AS a_buckets, b.buckets AS b_buckets
+                          FROM n a JOIN n b ON a.server IS NOT DISTINCT FROM b.server AND a.tool < b.tool)
+            SELECT * FROM pair WHERE together >= ?"""
+    else:
+        pairs = """
+            WITH eb AS (SELECT server, tool, minute AS b FROM ru_errmin),
+                 n AS (SELECT server, tool, count(*) AS buckets FROM eb GROUP BY 1, 2),
+                 -- the pairs counted first, then joined to their tools' minute counts: the self-join's
+                 -- rows (every pair of tools failing in the same minute) are not carried through two joins
+                 pair AS (SELECT a.server, a.tool AS a, b.tool AS b, count(*) AS together
+                          FROM eb a JOIN eb b ON a.b = b.b AND a.server IS NOT DISTINCT FROM b.server
+                               AND a.tool < b.tool
+                          GROUP BY ALL HAVING count(*) >= ?)
+            SELECT pair.*, na.buckets AS a_buckets, nb.buckets AS b_buckets
+            FROM pair JOIN n na ON na.tool = pair.a AND na.server IS NOT DISTINCT FROM pair.server
+            JOIN n nb ON nb.tool = pair.b AND nb.server IS NOT DISTINCT FROM pair.server"""
     rows = a.run(
-        """
-        WITH eb AS (SELECT server, tool, minute AS b FROM ru_errmin),
-             n AS (SELECT server, tool, count(*) AS buckets FROM eb GROUP BY 1, 2),
-             -- the pairs counted first, then joined to their tools' minute counts: the self-join's
-             -- rows (every pair of tools failing in the same minute) are not carried through two joins
-             pair AS (SELECT a.server, a.tool AS a, b.tool AS b, count(*) AS together
-                      FROM eb a JOIN eb b ON a.b = b.b AND a.server IS NOT DISTINCT FROM b.server AND a.tool < b.tool
-                      GROUP BY ALL HAVING count(*) >= ?)
-        SELECT pair.*, na.buckets AS a_buckets, nb.buckets AS b_buckets
-        FROM pair JOIN n na ON na.tool = pair.a AND na.server IS NOT DISTINCT FROM pair.server
-        JOIN n nb ON nb.tool = pair.b AND nb.server IS NOT DISTINCT FROM pair.server
-        WHERE together / (na.buckets + nb.buckets - together) >= ?
-        ORDER BY together DESC, pair.server NULLS FIRST, pair.a, pair.b LIMIT 10""",
-        [th.fail_together_min_buckets, th.fail_together_min_jaccard],
+        f"""SELECT * FROM ({pairs}) WHERE together / (a_buckets + b_buckets - together) >= ?
+            ORDER BY together DESC, server NULLS FIRST, a, b LIMIT 10""",
+        params,
     )
     for r in rows:
         j = r["together"] / (r["a_buckets"] + r["b_buckets"] - r["together"])
