@@ -4,6 +4,7 @@ the results, errors and scratch tables of one at a time."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +112,25 @@ def _closed(r: Reader) -> bool:
     except duckdb.ConnectionException:
         return True
     return False
+
+
+def test_ctrl_c_in_the_callers_task_stops_the_forks_statement_and_the_tasks_not_begun() -> None:
+    """A KeyboardInterrupt is not a task's error to collect: it leaves at once, interrupting the
+    statement a fork runs (one that would take minutes) and starting no other task."""
+    src, _ = forking_source()
+    running = threading.Event()
+    ran: list[str] = []
+
+    def task(s: AnalysisSource) -> None:
+        ran.append(threading.current_thread().name)
+        if threading.current_thread() is threading.main_thread():
+            assert running.wait(30)
+            raise KeyboardInterrupt
+        running.set()
+        s("SELECT count(*) FROM range(100000000000) t(i) WHERE i % 7 = 3")  # minutes on one thread
+
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        src.each([task] * 6)
+    assert time.monotonic() - t0 < 20  # not the minutes the fork's statement needs
+    assert len(ran) == 2  # the caller's task and the fork's: the other four never began

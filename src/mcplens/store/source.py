@@ -84,6 +84,9 @@ class AnalysisSource(ABC):
     def close(self) -> None:  # noqa: B027 - most sources hold nothing of their own to let go
         """Let go of what a fork holds (the source a store hands out is closed by the store)."""
 
+    def interrupt(self) -> None:  # noqa: B027 - a source that cannot fork has nothing running elsewhere
+        """Stop the statement a fork is running, from another thread (Ctrl-C in the caller's)."""
+
     def each(self, tasks: Sequence[Callable[[AnalysisSource], T]]) -> list[T]:
         """Every task's result over a source, in the tasks' order; independent tasks run at once on forks.
 
@@ -99,19 +102,20 @@ class AnalysisSource(ABC):
                 break
             sources.append(other)
         results: list[Any] = [None] * len(tasks)
-        errors: list[BaseException | None] = [None] * len(tasks)
+        errors: list[Exception | None] = [None] * len(tasks)
         queue = iter(range(len(tasks)))
         lock = threading.Lock()
+        stop = threading.Event()
 
         def work(src: AnalysisSource) -> None:
-            while True:
+            while not stop.is_set():
                 with lock:
                     i = next(queue, None)
                 if i is None:
                     return
                 try:
                     results[i] = tasks[i](src)
-                except BaseException as e:  # noqa: BLE001 - raised below, in the caller's thread
+                except Exception as e:  # noqa: BLE001 - raised below, in the caller's thread
                     errors[i] = e
 
         threads = [threading.Thread(target=work, args=(src,), name="mcplens-query", daemon=True)
@@ -120,6 +124,13 @@ class AnalysisSource(ABC):
             for t in threads:
                 t.start()
             work(self)
+        except BaseException:  # Ctrl-C: no task more, and the forks' statements stopped, not waited for
+            stop.set()
+            while any(t.is_alive() for t in threads):  # again until they end: one may start a statement after
+                for src in sources[1:]:
+                    src.interrupt()
+                threads[0].join(0.05)
+            raise
         finally:
             for t in threads:
                 t.join()
@@ -161,6 +172,9 @@ class DuckDBSource(AnalysisSource):
 
     def close(self) -> None:
         getattr(self._run, "close", lambda: None)()
+
+    def interrupt(self) -> None:
+        getattr(self._run, "interrupt", lambda: None)()
 
     def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int,
                       min_loop: int = 2) -> RollupInfo:

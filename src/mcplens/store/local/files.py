@@ -205,6 +205,9 @@ class Reader:
     def close(self) -> None:
         self.con.close()
 
+    def interrupt(self) -> None:
+        self.con.interrupt()
+
 
 def events_view_sql(name: str, parquet: list[Path], segments: list[Path]) -> str:
     """A view of events with friendly column names over these files (all columns, NULL when absent)."""
