@@ -176,7 +176,7 @@ class Reader:
     """``run(sql, params) -> rows`` on one connection, plus what its snapshot holds (if any).
 
     ``streams`` > 1: the connection is this reader's alone (made for one batch of queries, closed
-    after), and :meth:`fork` gives up to that many cursors on it to run independent queries at once.
+    after), and that many independent queries may run on it at once, on cursors from :meth:`fork`.
     Then the scratch tables and views its queries make as ``TEMP`` are made in the (in-memory)
     database instead: a connection's temp objects are invisible to its cursors, and a private
     database holds nothing else that their names could meet.
