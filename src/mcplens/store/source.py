@@ -93,7 +93,8 @@ class AnalysisSource(ABC):
         An insights run is ~80 statements, most too small for DuckDB to spread over cores, and many
         independent of each other (the two edge regions, the rollup tables, the detectors): on two
         cores, two of them at once. Tasks must not make scratch tables of the same name. Every task
-        runs, whatever another raises; the first error (in the tasks' order) is raised after.
+        runs, whatever another raises; the first error (in the tasks' order) is raised after. A
+        KeyboardInterrupt in the caller's thread is not collected: it stops them all at once.
         """
         sources: list[AnalysisSource] = [self]
         while len(sources) < min(len(tasks), PARALLEL):
