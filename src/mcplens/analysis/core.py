@@ -16,6 +16,8 @@ would have yesterday.
 from __future__ import annotations
 
 import copy
+import math
+import threading
 import time
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -131,8 +133,20 @@ FROM events WHERE kind = 'request' AND proxy_direction IS NULL {{where}}"""
 #: ``req`` over ``marks`` (the source's few events read one by one: refusals, auth failures, redactions)
 _RARE = _REQ.format(where="").replace("VIEW req AS", "VIEW rare AS").replace("FROM events", "FROM marks")
 
+#: the longest span of recent requests (s) an analysis copies into memory (:meth:`Analysis.req_from`):
+#: a day of a busy server's requests would not fit a small machine's memory
+RECENT_MAX = 6 * 3600.0
+
 #: the requests that serve something (the performance rules' scope)
 _SERVED = "('tools/call', 'resources/read', 'prompts/get')"
+
+
+class _Once:
+    """Whether something a run makes once is done, and made (shared by the run's copies)."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.made = False
 
 
 class Analysis:
@@ -165,6 +179,30 @@ class Analysis:
         # a proxy learns the server's name from the handshake reply: what came before it has none
         self.servers = list(row["servers"] or ())
         self.findings: list[Finding] = []
+        # the recent windows' requests, read by a dozen queries (error rate, spikes, their evidence): once
+        # from the batches' Parquet into memory (:meth:`copy_recent`), not a Parquet scan each
+        span = max(self.th.recent, *(int(w) * 60 for w in self.th.spike_windows))
+        self.recent_from = self.now - span if span <= RECENT_MAX else math.inf
+        self._recent = _Once()
+
+    def copy_recent(self) -> None:
+        """Make ``recent_req``, the requests :meth:`req_from` reads from memory; until it is made (or
+        has failed) that waits. The first of a run's tasks, so a detector on another source waits
+        at most for it."""
+        try:
+            if self.recent_from != math.inf:
+                self.run(f"CREATE OR REPLACE TEMP TABLE recent_req AS SELECT * FROM req "
+                         f"WHERE time >= {self.recent_from!r}")
+                self._recent.made = True
+        finally:
+            self._recent.done.set()
+
+    def req_from(self, since: float) -> str:
+        """The relation of ``req`` to read for requests from ``since`` on: the in-memory copy of the
+        recent windows when it holds them all (made by :meth:`copy_recent`), else ``req`` itself."""
+        if since < self.recent_from or not self._recent.done.wait() or not self._recent.made:
+            return "req"
+        return "recent_req"
 
     def on(self, source: AnalysisSource) -> Analysis:
         """This run over another source of the same snapshot (a fork), with findings of its own."""

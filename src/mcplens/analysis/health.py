@@ -21,7 +21,7 @@ def detect(a: Analysis) -> None:
     rows = a.run(
         f"""SELECT server, count(*) AS calls, count(*) FILTER (WHERE {_ERROR}) AS errors,
                    histogram(coalesce(error_category, 'unknown')) FILTER (WHERE {_ERROR}) AS cats
-            FROM req WHERE time >= ? GROUP BY 1 ORDER BY 1""",
+            FROM {a.req_from(r0)} WHERE time >= ? GROUP BY 1 ORDER BY 1""",
         [r0],
     )
     for row in rows:  # per server: one failing server is not diluted by a busy healthy one
@@ -103,7 +103,7 @@ def _error_breakdown(a: Analysis, server: Any, since: float, until: float | None
         rows = a.run(
             f"""SELECT k, sum(n) AS total, list({{'c': cat, 'n': n}} ORDER BY n DESC, cat) AS cats FROM (
                     SELECT {column} AS k, coalesce(error_category, 'unknown') AS cat, count(*) AS n
-                    FROM req WHERE {cond} GROUP BY 1, 2)
+                    FROM {a.req_from(since)} WHERE {cond} GROUP BY 1, 2)
                 GROUP BY k ORDER BY total DESC, k LIMIT 10""",
             params,
         )
@@ -169,7 +169,8 @@ def _error_spikes(a: Analysis) -> None:
             **_error_breakdown(a, server, start, end, list(tools)),
             window=[_t(start), _t(end)],
             example_sessions=a.examples(
-                f"SELECT DISTINCT session FROM req WHERE {_ERROR} AND {_SAME} AND time >= ? AND time < ? "
+                f"SELECT DISTINCT session FROM {a.req_from(start)} WHERE {_ERROR} AND {_SAME} AND time >= ? "
+                "AND time < ? "
                 "ORDER BY session",
                 [server, start, end],
             ),

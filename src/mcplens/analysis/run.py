@@ -19,6 +19,8 @@ from mcplens.store.source import AnalysisSource
 #: the areas, in the order their detectors run
 AREAS = (usage, performance, health, security)
 Detector = Callable[[Analysis], None]
+#: the detectors that read the recent requests (:meth:`Analysis.req_from`), run after the others
+READ_RECENT: frozenset[Detector] = frozenset({usage.client_spikes, usage.tool_spikes, health.detect})
 
 
 def analyze(source: AnalysisSource, options: Options | None = None) -> list[Finding]:
@@ -28,9 +30,20 @@ def analyze(source: AnalysisSource, options: Options | None = None) -> list[Find
     if a.n == 0:
         return []
     # the detectors are independent (each reads what Analysis made): two run at once where the source
-    # can fork; each adds to its own list, and the lists join in the detectors' order, as one by one
-    found = source.each([functools.partial(_detect, a, d) for area in AREAS for d in area.DETECTORS])
-    return sort_findings([f for part in found for f in part])
+    # can fork; each adds to its own list, and the lists join in the detectors' order, as one by one.
+    # First the copy of the recent requests some of them read, then the others, then those (which wait
+    # for the copy): a source does not sit waiting while another detector could run
+    detectors: list[Detector] = [d for area in AREAS for d in area.DETECTORS]
+    order = sorted(range(len(detectors)), key=lambda i: detectors[i] in READ_RECENT)
+    found = source.each([functools.partial(_detect, a, d) for d in [_copy_recent, *(detectors[i] for i in order)]])
+    parts: list[list[Finding]] = [[]] * len(detectors)
+    for i, part in zip(order, found[1:], strict=True):
+        parts[i] = part
+    return sort_findings([f for part in parts for f in part])
+
+
+def _copy_recent(a: Analysis) -> None:
+    a.copy_recent()
 
 
 def _detect(a: Analysis, detector: Detector, source: AnalysisSource) -> list[Finding]:

@@ -61,7 +61,7 @@ def spikes(a: Analysis, column: str, factor: float, min_calls: int, detector: st
         f"""CREATE OR REPLACE TEMP TABLE {detector}_units AS
             SELECT server, {column} AS who, least(floor((? - time) / ?)::BIGINT, {lead - 1}) AS ago, count(*) AS n,
                    {name} AS client_name, min(time) AS first
-            FROM req WHERE time >= ? AND time < ? AND method = 'tools/call' GROUP BY ALL
+            FROM {a.req_from(b1)} WHERE time >= ? AND time < ? AND method = 'tools/call' GROUP BY ALL
             UNION ALL
             SELECT server, who, {lead} + ({k1} - 1 - u) AS ago, n, client_name, first
             FROM ({base}) WHERE u >= {k0} AND u < {k1}""",
@@ -126,9 +126,9 @@ def spikes(a: Analysis, column: str, factor: float, min_calls: int, detector: st
         me, other = ("client", "tool") if detector == "client_spike" else ("tool", "client")
         if me == "client":
             evidence["client_name"] = r["client_name"]
-        evidence[f"{other}s"] = _top(a, other, f"{me} = ? AND {_SAME} AND time >= ?", [who, server, r0])
+        evidence[f"{other}s"] = _top(a, other, f"{me} = ? AND {_SAME} AND time >= ?", [who, server, r0], r0)
         evidence["example_sessions"] = a.examples(
-            f"SELECT session, count(*) n FROM req WHERE {me} = ? AND {_SAME} AND time >= ? "
+            f"SELECT session, count(*) n FROM {a.req_from(r0)} WHERE {me} = ? AND {_SAME} AND time >= ? "
             "GROUP BY 1 ORDER BY n DESC, session",
             [who, server, r0],
         )
@@ -159,10 +159,10 @@ def spikes(a: Analysis, column: str, factor: float, min_calls: int, detector: st
             )
 
 
-def _top(a: Analysis, column: str, where: str, params: list[Any]) -> dict[str, int]:
-    rows = a.run(
-        f"SELECT {column} AS k, count(*) AS n FROM req WHERE {where} GROUP BY 1 ORDER BY n DESC, k LIMIT 5", params
-    )
+def _top(a: Analysis, column: str, where: str, params: list[Any], since: float) -> dict[str, int]:
+    """The five commonest values of ``column`` among the requests from ``since`` that meet ``where``."""
+    rows = a.run(f"SELECT {column} AS k, count(*) AS n FROM {a.req_from(since)} WHERE {where} "
+                 "GROUP BY 1 ORDER BY n DESC, k LIMIT 5", params)
     return {str(r["k"]): int(r["n"]) for r in rows}
 
 
