@@ -166,7 +166,7 @@ class Analysis:
         self.classes = self._classes()
         # the rollup tables (ru_*): stored at compaction, or computed from the window's events
         info = source.rollup_tables(self.classes.split, exfil_window=self.th.exfil_window, bucket=self.th.bucket,
-                                    requests=0, min_loop=max(2, self.th.loop_repeats))
+                                    requests=0, min_loop=max(2, self.th.loop_repeats), examples=self.th.examples)
         self.reads, self.sends = info.reads, info.sends
         self.bucket_size = info.bucket
         self.from_rollups = info.stored

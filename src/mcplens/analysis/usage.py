@@ -213,10 +213,8 @@ def loops(a: Analysis) -> None:
     # per (server, tool) and count: how many keys, and the first sessions by name; the examples are the
     # sessions of the longest runs (ties by session), read level by level from the top
     levels = a.run(
-        """
-        SELECT server, tool, n, count(*) AS keys, min(session, ?) AS ss, min(t0) AS first, max(t1) AS last
-        FROM ru_loops WHERE n >= ? GROUP BY server, tool, n ORDER BY server, tool, n DESC""",
-        [a.th.examples, a.th.loop_repeats],
+        "SELECT server, tool, n, keys, ss, first, last FROM ru_loops WHERE n >= ? ORDER BY server, tool, n DESC",
+        [a.th.loop_repeats],
     )
     per: dict[tuple[Any, Any], dict[str, Any]] = {}
     for lv in levels:

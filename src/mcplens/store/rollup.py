@@ -34,6 +34,10 @@ Tables (``ru_<name>``):
 * ``loops``: per (session, tool, arguments) key called at least twice and hour with its calls: the
   running count at the hour's end, and the row it supersedes (``prev_hour``, ``prev_n``), so a set
   of hours keeps each key's latest row with an anti-join instead of grouping every key;
+* ``loopn``: ``loops`` counted per (server, tool, hour, n): how many keys, their first and last call
+  and the :data:`LOOP_EXAMPLES` smallest sessions. A window adds up its hours' rows and takes off
+  the few rows superseded within it (see :func:`loop_levels_sql`), instead of reading every key
+  (1.4M rows over a week of the bench's 10M events, ~30k of these);
 * ``exfil``: server, read tool, send tool, for sends within ``exfil_window`` after a successful
   read of that tool: sessions (counted at their first such send), sends, the largest request and
   some example sessions;
@@ -80,20 +84,23 @@ from mcplens.store.sql import ERROR, SESSION_KEY, label, tool_hints
 ROLLUP_DIR: Final = "rollups"
 EXAMPLES: Final = 20  # example sessions kept per read-then-send pair
 TABLES: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances", "values", "statuses", "series",
-                  "spans", "clients", "errmin", "marks", "perf", "chains_d", "perf_d")
+                  "spans", "clients", "errmin", "marks", "perf", "chains_d", "perf_d", "loopn")
+#: example sessions ``loopn`` keeps per row: a run that wants more counts the loop keys themselves
+LOOP_EXAMPLES: Final = 5
 #: the windowed tables also stored per UTC day (``<table>_d``, ``hour`` the day's first hour, rows merged
 #: as the hourly ones): a week reads 7 rows per key of its whole days instead of 168
 DAILY: Final = ("chains", "perf")
 #: hours per day row of :data:`DAILY`
 DAY_H: Final = 24
 #: bump when a table's meaning changes: batches rolled up by another version are rolled up again
-VERSION: Final = 6  # 2: rate-limited/unauthorized are not errors (ev.NOT_FAILURES); instances know clean stops
+VERSION: Final = 7  # 2: rate-limited/unauthorized are not errors (ev.NOT_FAILURES); instances know clean stops
 # 3: the dashboard's ``series``
 # 4: chains, sessions, loops, exfil and instances per ``hour`` (a window sums its whole hours); ``buckets``
 #    with the served requests' count and first/last time; ``spans``, ``clients``, ``errmin``, ``marks``,
 #    ``perf``
 # 5: the window rollups of the views (store/windows.py) and series' tokens, size_max and daily rows
 # 6: ``chains_d`` and ``perf_d``: chains and perf per UTC day, for a window's whole days
+# 7: ``loopn``: loop keys counted per (server, tool, hour, n); the analysis's ``ru_loops`` is per level
 #: the default bucket of the error-spike detector; rollups are kept at this size, so a run whose
 #: bucket is a multiple of it can use them
 BUCKET: Final = 300.0
@@ -240,6 +247,8 @@ def compute(
                        max(time) AS t1, {_hour('arg_min(pt, run)')} AS prev_hour, min(run) - 1 AS prev_n
                 FROM c WHERE is_new GROUP BY loopkey, hour HAVING max(run) >= 2"""
         )
+    if "loopn" in want:
+        execute(f"CREATE OR REPLACE TEMP TABLE {p}loopn AS {loop_counts_sql(p + 'loops', LOOP_EXAMPLES)}")
     if "exfil" in want:
         execute(
             f"""CREATE OR REPLACE TEMP TABLE {p}exfil AS
@@ -344,9 +353,10 @@ def compute(
             execute(f"""CREATE OR REPLACE TEMP TABLE {p}{table}_d AS
                         SELECT {keys}, (hour // {DAY_H}) * {DAY_H} AS hour, {measures} FROM {p}{table}
                         GROUP BY ALL ORDER BY hour""")
-    # loops by count first: every read keeps only n >= the loop threshold (5 by default, ~3 % of the rows
-    # over the bench's 10M events), so its row groups' statistics skip the rest (0.2-0.26 -> 0.05 s a week)
-    for table, column in (("chains", "hour"), ("loops", "n, hour"), ("perf", "hour"), ("buckets", "bucket"),
+    # loops: the rows that supersede another (prev_n >= 2, few) last, where the window's read finds them;
+    # then by count: every read keeps only n >= the loop threshold, so row groups' statistics skip the rest
+    for table, column in (("chains", "hour"), ("loops", "prev_n >= 2, n, hour"), ("loopn", "n, hour"), ("perf", "hour"),
+                          ("buckets", "bucket"),
                           ("clients", "bucket"), ("errmin", "minute"), ("instances", "hour"), ("exfil", "hour")):
         if sort and table in want:  # in time order: a window read from the stored files skips row groups
             execute(f"CREATE OR REPLACE TEMP TABLE {p}{table} AS SELECT * FROM {p}{table} ORDER BY {column}")
@@ -358,6 +368,74 @@ def compute(
     execute(f"DROP TABLE IF EXISTS {p}seq")
     execute(f"DROP TABLE IF EXISTS {p}calls")
     execute(f"DROP TABLE IF EXISTS {p}new_calls")
+
+
+def loop_counts_sql(rows: str, examples: int) -> str:
+    """``loopn``'s rows from loop rows (``loops``' columns): per (server, tool, hour, n)."""
+    return f"""SELECT server, tool, hour, n, count(*)::BIGINT AS keys, min(t0) AS t0, max(t1) AS t1,
+                      min(session, {int(examples)}) AS ss
+               FROM {rows} GROUP BY ALL"""
+
+
+def loop_levels_sql(rows: str, examples: int) -> str:
+    """The analysis's ``ru_loops`` from the loop rows of a set of hours (``rows``, those with ``n`` at
+    least the run's minimum): each key's latest row (:data:`MERGE`), counted per (server, tool, n)
+    with the ``examples`` smallest sessions; ``first`` and ``last``: the first and last call of the
+    (server, tool)'s keys, on each of its rows."""
+    latest = MERGE["loops"].format(src=rows)
+    return f"""SELECT server, tool, n, count(*)::BIGINT AS keys, min(session, {int(examples)}) AS ss,
+                      min(min(t0)) OVER st AS first, max(max(t1)) OVER st AS last
+               FROM ({latest}) GROUP BY server, tool, n WINDOW st AS (PARTITION BY server, tool)"""
+
+
+def loop_levels_from_counts(run: Rows, rows: str, counts: str, *, examples: int, min_loop: int,
+                            first_hour: int | None) -> None:
+    """``ru_loops`` as :func:`loop_levels_sql` makes it, from ``loopn`` rows (``counts``) of the same hours
+    as ``rows``, with ``examples`` at most :data:`LOOP_EXAMPLES`.
+
+    The counts of a set of hours add up every key's row of each hour; a key's rows but its latest
+    are superseded by the next, which names it (``prev_hour``, ``prev_n``). Those next rows are few
+    (a key whose calls span hours or batches; ``loops`` files keep them last, so a read skips the
+    rest) and are taken off their level when the row they name is in the set: always when it lies in
+    ``first_hour`` or later (a window's whole hours and its end hold every row of their keys'
+    calls), else when the rows before ``first_hour`` (the window's partial first hour) hold it. A
+    level whose examples name a superseded row's session gets them again from its rows.
+    """
+    m, k = int(min_loop), int(examples)
+    rows, counts = f"(SELECT * FROM {rows})", f"(SELECT * FROM {counts})"  # either may end in a WHERE clause
+    run(f"""CREATE OR REPLACE TEMP TABLE loop_next AS
+            SELECT loopkey, server, tool, session, prev_hour, prev_n FROM {rows} WHERE prev_n >= {m}""")
+    if first_hour is None:
+        gone = "SELECT server, tool, prev_n AS n, session FROM loop_next"
+    else:
+        gone = f"""SELECT server, tool, prev_n AS n, session FROM loop_next WHERE prev_hour >= {int(first_hour)}
+                   UNION ALL
+                   SELECT x.server, x.tool, x.prev_n, x.session FROM loop_next x SEMI JOIN (
+                       SELECT loopkey, hour, n FROM {rows} WHERE hour < {int(first_hour)}) r
+                   ON x.loopkey = r.loopkey AND x.prev_hour = r.hour AND x.prev_n = r.n
+                   WHERE x.prev_hour < {int(first_hour)}"""
+    run(f"CREATE OR REPLACE TEMP TABLE loop_gone AS {gone}")
+    same = "{a}.server IS NOT DISTINCT FROM {b}.server AND {a}.tool IS NOT DISTINCT FROM {b}.tool AND {a}.n = {b}.n"
+    run(f"""CREATE OR REPLACE TEMP TABLE loop_levels AS
+            WITH lv AS (SELECT server, tool, n, sum(keys) AS keys, min(t0) AS t0, max(t1) AS t1
+                        FROM {counts} WHERE n >= {m} GROUP BY ALL),
+                 ex AS (SELECT server, tool, n, min(s, {k}) AS ss
+                        FROM (SELECT server, tool, n, unnest(ss) AS s FROM {counts} WHERE n >= {m}) GROUP BY ALL),
+                 g AS (SELECT server, tool, n, count(*) AS k, list(session) AS s FROM loop_gone GROUP BY ALL)
+            SELECT lv.server, lv.tool, lv.n, (lv.keys - coalesce(g.k, 0))::BIGINT AS keys, ex.ss,
+                   min(lv.t0) OVER st AS first, max(lv.t1) OVER st AS last,
+                   list_has_any(ex.ss, coalesce(g.s, [])) AS stale
+            FROM lv JOIN ex ON {same.format(a='lv', b='ex')} LEFT JOIN g ON {same.format(a='lv', b='g')}
+            WINDOW st AS (PARTITION BY lv.server, lv.tool)""")
+    for lv in run("SELECT server, tool, n FROM loop_levels WHERE stale AND keys > 0"):
+        run(f"""UPDATE loop_levels SET ss = (
+                    SELECT min(session, {k}) FROM {rows} r ANTI JOIN loop_next x
+                    ON r.loopkey = x.loopkey AND r.hour = x.prev_hour AND r.n = x.prev_n
+                    WHERE r.server IS NOT DISTINCT FROM $1 AND r.tool IS NOT DISTINCT FROM $2 AND r.n = $3)
+                WHERE server IS NOT DISTINCT FROM $1 AND tool IS NOT DISTINCT FROM $2 AND n = $3""",
+            [lv["server"], lv["tool"], lv["n"]])
+    run("CREATE OR REPLACE TEMP TABLE ru_loops AS SELECT server, tool, n, keys, ss, first, last FROM loop_levels "
+        "WHERE keys > 0")
 
 
 def tool_table_sql(relation: str) -> dict[str, str]:

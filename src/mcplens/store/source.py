@@ -148,9 +148,10 @@ class AnalysisSource(ABC):
 
     @abstractmethod
     def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int,
-                      min_loop: int = 2) -> RollupInfo:
+                      min_loop: int = 2, examples: int = rollup.LOOP_EXAMPLES) -> RollupInfo:
         """Create ``ru_<table>`` (:data:`rollup.WINDOWED`) for this window and server; ``requests``: how
-        many the window holds (unused); ``ru_loops`` keeps the keys called at least ``min_loop`` times."""
+        many the window holds (unused); ``ru_loops`` counts the keys called at least ``min_loop`` times
+        per level (:func:`rollup.loop_levels_sql`), with ``examples`` sessions each."""
 
 
 class DuckDBSource(AnalysisSource):
@@ -178,7 +179,7 @@ class DuckDBSource(AnalysisSource):
         getattr(self._run, "interrupt", lambda: None)()
 
     def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int,
-                      min_loop: int = 2) -> RollupInfo:
+                      min_loop: int = 2, examples: int = rollup.LOOP_EXAMPLES) -> RollupInfo:
         """The slow path: the tables computed from the window's events, with the earlier events of the
         window's sessions that ``events`` holds as their history (see :func:`rollup.compute`)."""
 
@@ -197,9 +198,11 @@ class DuckDBSource(AnalysisSource):
         rollup.compute(self, "win_events", history, reads=reads, sends=sends, exfil_window=exfil_window,
                        bucket=bucket, prefix="rw_", tables=tables, sort=False)
         for t in tables:
-            src = f"(SELECT * FROM rw_{t} WHERE n >= {int(min_loop)})" if t == "loops" else f"rw_{t}"
-            kind = "VIEW" if t == "loops" else "TABLE"  # loops: one row per key, read once
-            self(f"CREATE OR REPLACE TEMP {kind} ru_{t} AS {rollup.MERGE[t].format(src=src)}")
+            if t == "loops":
+                sql = rollup.loop_levels_sql(f"(SELECT * FROM rw_loops WHERE n >= {int(min_loop)})", examples)
+            else:
+                sql = rollup.MERGE[t].format(src=f"rw_{t}")
+            self(f"CREATE OR REPLACE TEMP TABLE ru_{t} AS {sql}")
         return RollupInfo(bucket, reads, sends, stored=False)
 
 

@@ -55,7 +55,7 @@ class LocalSource(DuckDBSource):
         return None
 
     def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int,
-                      min_loop: int = 2) -> RollupInfo:
+                      min_loop: int = 2, examples: int = rollup.LOOP_EXAMPLES) -> RollupInfo:
         stored = self.rollups
         if stored:
             # every tool any batch saw called, and the tail's: a superset of the window's, which changes
@@ -67,13 +67,13 @@ class LocalSource(DuckDBSource):
             reads, sends = split(sorted(tools))
             if all(rollup.applies(m, reads=reads, sends=sends, exfil_window=exfil_window, bucket=bucket)
                    for m in stored):
-                self._stored_tables(stored, reads, sends, exfil_window, min_loop)
+                self._stored_tables(stored, reads, sends, exfil_window, min_loop, examples)
                 return RollupInfo(BUCKET, reads, sends, stored=True)
         return super().rollup_tables(split, exfil_window=exfil_window, bucket=bucket, requests=requests,
-                                     min_loop=min_loop)
+                                     min_loop=min_loop, examples=examples)
 
     def _stored_tables(self, stored: list[dict[str, Any]], reads: list[str], sends: list[str],
-                       exfil_window: float, min_loop: int) -> None:
+                       exfil_window: float, min_loop: int, examples: int) -> None:
         lo, hi = hours(self.window)
         core = lo is None or hi is None or lo < hi
         spans = ", ".join(lit(m["files"]["spans"]) for m in stored)
@@ -143,7 +143,8 @@ class LocalSource(DuckDBSource):
         d0, d1 = whole_days(lo, hi)
         daily = core and (d0 is None or d1 is None or d0 < d1)
 
-        def merged(src: AnalysisSource, t: str) -> None:
+        def union(t: str, computed_sql: str = "SELECT * FROM {p}{t}", keep: str = "") -> str:
+            """The stored rows of ``t`` for the window's whole hours and the regions' rows, of its server."""
             files = ", ".join(lit(m["files"][t]) for m in stored)
             if daily and t in rollup.DAILY:  # the whole days' day rows, the whole hours around them
                 days = ", ".join(lit(m["files"][f"{t}_d"]) for m in stored)
@@ -152,12 +153,24 @@ class LocalSource(DuckDBSource):
                           for a, b in ((lo, d0), (d1, hi)) if a is not None and b is not None and a < b]
             else:
                 parts = [f"SELECT * FROM read_parquet([{files}]) WHERE "
-                         f"{in_hours(hour_of(t), lo, hi) if core else 'false'}"]
-            parts += [f"SELECT * FROM {p}{t}" for p in computed]
-            keep = f" AND n >= {int(min_loop)}" if t == "loops" else ""
-            src_sql = "(" + " UNION ALL BY NAME ".join(f"({x})" for x in parts) + f") WHERE true{server}{keep}"
-            kind = "VIEW" if t == "loops" else "TABLE"  # loops: one row per key, read once
-            src(f"CREATE OR REPLACE TEMP {kind} ru_{t} AS {rollup.MERGE[t].format(src=src_sql)}")
+                         f"{in_hours(hour_of(t), lo, hi) if core else 'false'}{keep}"]
+            parts += [computed_sql.format(p=p, t=t) for p in computed]
+            return "(" + " UNION ALL BY NAME ".join(f"({x})" for x in parts) + f") WHERE true{server}{keep}"
+
+        def merged(src: AnalysisSource, t: str) -> None:
+            if t != "loops":
+                src(f"CREATE OR REPLACE TEMP TABLE ru_{t} AS {rollup.MERGE[t].format(src=union(t))}")
+                return
+            keep = f" AND n >= {int(min_loop)}"
+            rows = union("loops", keep=keep)
+            if examples > rollup.LOOP_EXAMPLES:  # more examples than the counts keep: from every key's rows
+                src(f"CREATE OR REPLACE TEMP TABLE ru_loops AS {rollup.loop_levels_sql(rows, examples)}")
+                return
+            region_rows = "(SELECT * FROM {p}loops WHERE n >= " + str(int(min_loop)) + ")"  # {p}: union()'s
+            counts = union("loopn", rollup.loop_counts_sql(region_rows, rollup.LOOP_EXAMPLES), keep)
+            # a row named by another lies in the set when it is from the first whole hour (lo) on; before
+            # it only region 0 (the partial first hour, or the whole window when it has no whole hour) may hold it
+            rollup.loop_levels_from_counts(src, rows, counts, examples=examples, min_loop=min_loop, first_hour=lo)
 
         self.each([functools.partial(merged, t=t) for t in rollup.WINDOWED])  # what the analysis reads
 
