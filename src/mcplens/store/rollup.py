@@ -29,7 +29,7 @@ tables came.
 Tables (``ru_<name>``):
 
 * ``chains``: server, chain (2 or 3 tools), occurrences (counted at the chain's last call),
-  sessions (counted where the chain first occurs in the session);
+  sessions (counted where the chain first occurs in the session), ``ck`` the (server, chain) hash;
 * ``sessions``: server, with_calls (sessions whose first tool call is here), with_2_calls;
 * ``loops``: per (session, tool, arguments) key called at least twice and hour with its calls: the
   running count at the hour's end, and the row it supersedes (``prev_hour``, ``prev_n``), so a set
@@ -100,7 +100,8 @@ VERSION: Final = 7  # 2: rate-limited/unauthorized are not errors (ev.NOT_FAILUR
 #    ``perf``
 # 5: the window rollups of the views (store/windows.py) and series' tokens, size_max and daily rows
 # 6: ``chains_d`` and ``perf_d``: chains and perf per UTC day, for a window's whole days
-# 7: ``loopn``: loop keys counted per (server, tool, hour, n); the analysis's ``ru_loops`` is per level
+# 7: ``loopn``: loop keys counted per (server, tool, hour, n); the analysis's ``ru_loops`` is per level;
+#    ``chains`` keyed by ``ck``
 #: the default bucket of the error-spike detector; rollups are kept at this size, so a run whose
 #: bucket is a multiple of it can use them
 BUCKET: Final = 300.0
@@ -220,8 +221,10 @@ def compute(
                     FROM occ WHERE is_new GROUP BY ALL
                     UNION ALL
                     SELECT server, chain, {_hour('t')}, 0, count(*) FROM per GROUP BY ALL)
-                SELECT server, chain, hour, sum(occurrences)::BIGINT AS occurrences, sum(sessions)::BIGINT AS sessions
-                FROM parts GROUP BY ALL"""
+                SELECT server, chain, hour, occurrences, sessions, hash(server, chain) AS ck FROM (
+                    SELECT server, chain, hour, sum(occurrences)::BIGINT AS occurrences,
+                           sum(sessions)::BIGINT AS sessions
+                    FROM parts GROUP BY ALL)"""
         )
     if "sessions" in want:
         execute(
@@ -346,8 +349,9 @@ def compute(
         execute(f"CREATE OR REPLACE TEMP TABLE {p}marks AS SELECT * FROM {new} WHERE {MARKS} ORDER BY time")
     for table in DAILY:  # per day: the day's hourly rows merged (MERGE's sums, least and largest), by key
         if table in want and f"{table}_d" in want:
-            keys = {"chains": "server, chain", "perf": "server, method, target, measure, idx"}[table]
-            measures = {"chains": "sum(occurrences)::BIGINT AS occurrences, sum(sessions)::BIGINT AS sessions",
+            keys = {"chains": "ck", "perf": "server, method, target, measure, idx"}[table]
+            measures = {"chains": "any_value(server) AS server, any_value(chain) AS chain, "
+                                  "sum(occurrences)::BIGINT AS occurrences, sum(sessions)::BIGINT AS sessions",
                         "perf": "sum(n)::BIGINT AS n, sum(vsum)::BIGINT AS vsum, min(vmin) AS vmin, "
                                 "max(vmax) AS vmax"}[table]
             execute(f"""CREATE OR REPLACE TEMP TABLE {p}{table}_d AS
@@ -521,8 +525,9 @@ def series_sql(relation: str, bucket: float = BUCKET, calls: str | None = None) 
 
 #: how the tables of several batches (and the not-yet-compacted delta) combine into one
 MERGE: Final[dict[str, str]] = {
-    "chains": "SELECT server, chain, sum(occurrences) AS occurrences, sum(sessions) AS sessions "
-    "FROM {src} GROUP BY ALL",
+    # by ``ck``, the (server, chain) pair's hash: grouping by a list of names is ~3x slower
+    "chains": "SELECT any_value(server) AS server, any_value(chain) AS chain, sum(occurrences) AS occurrences, "
+    "sum(sessions) AS sessions FROM {src} GROUP BY ck",
     "sessions": "SELECT server, sum(with_calls) AS with_calls, sum(with_2_calls) AS with_2_calls "
     "FROM {src} GROUP BY ALL",
     # each key's latest row: a row is superseded by the one that names it as its previous (no grouping by key)
