@@ -9,7 +9,8 @@ store, e.g. the dashboard benchmark's (``bench/dashboard.py --events 10000000 --
 tail), for windows ending at its newest event, reporting wall and process CPU time (all threads) of
 each run, rounds interleaved; the median is kept. It only calls :func:`insights` and
 ``LocalStore``, so the same script times an older checkout (``PYTHONPATH=<old>/src``) over a copy
-of the store rolled up by that version. With ``--baseline SRC`` each run is a fresh process of this
+of the store rolled up by that version (``--baseline-store``, one per ``--store``, when the rollups'
+format changed between the two). With ``--baseline SRC`` each run is a fresh process of this
 or the older package, interleaved, findings compared; ``--warm N`` adds, per process, the median
 wall time of N more runs after the first (a process that stays up, as ``watch`` and the dashboard).
 
@@ -157,18 +158,21 @@ def child(stores: list[Path], windows: list[str], warm: int = 0) -> None:
     print(json.dumps(out))
 
 
-def compare(stores: list[Path], windows: list[str], rounds: int, baseline: Path, warm: int = 0
-            ) -> list[tuple[str, str, float, float, int]]:
+def compare(stores: list[Path], windows: list[str], rounds: int, baseline: Path, warm: int = 0,
+            baseline_stores: list[Path] | None = None) -> list[tuple[str, str, float, float, int]]:
     """(store, window, median CPU baseline, median CPU this, findings): ``rounds`` fresh processes of
     each, alternating; every run's findings (JSON digest) are compared with the first run's and any
-    difference is printed."""
+    difference is printed. ``baseline_stores``: the baseline reads these copies instead (the same
+    events rolled up by its own version, when the rollups' format changed)."""
     import statistics
     import subprocess
 
     here = Path(__file__).resolve()
-    cmd = [sys.executable, str(here), "--child", "--windows", ",".join(windows), "--warm", str(warm)]
-    for home in stores:
-        cmd += ["--store", str(home)]
+    base = [sys.executable, str(here), "--child", "--windows", ",".join(windows), "--warm", str(warm)]
+    cmds = {}
+    for name, homes in (("baseline", baseline_stores or stores), ("this", stores)):
+        cmds[name] = base + [arg for home in homes for arg in ("--store", str(home))]
+    named = {str(b): str(h) for b, h in zip(baseline_stores or stores, stores, strict=True)}
     this_src = str(here.parent.parent / "src")
     cpus: dict[tuple[str, str, str], list[float]] = {}
     warms: dict[tuple[str, str, str], list[float]] = {}
@@ -177,8 +181,9 @@ def compare(stores: list[Path], windows: list[str], rounds: int, baseline: Path,
     for r in range(rounds):
         for name, src in (("baseline", str(baseline)), ("this", this_src)):
             env = dict(os.environ, PYTHONPATH=src)
-            res = json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout)
+            res = json.loads(subprocess.run(cmds[name], env=env, check=True, capture_output=True, text=True).stdout)
             for x in res:
+                x["store"] = named.get(x["store"], x["store"])
                 cpus.setdefault((name, x["store"], x["window"]), []).append(x["cpu"])
                 if x.get("warm") is not None:
                     warms.setdefault((name, x["store"], x["window"]), []).append(x["warm"])
@@ -224,13 +229,18 @@ def main() -> None:
     ap.add_argument("--warm", type=int, default=0,
                     help="with --baseline: after each process's first run, time this many more in the same "
                          "process (wall, median) as watch and the dashboard run insights")
+    ap.add_argument("--baseline-store", type=Path, action="append",
+                    help="with --baseline: the baseline reads this copy of each --store (in order), rolled up by "
+                         "its own version")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.store, args.windows.split(","), args.warm)
         return
     if args.store and args.baseline:
-        rows = compare(args.store, args.windows.split(","), args.rounds, args.baseline, args.warm)
+        if args.baseline_store and len(args.baseline_store) != len(args.store):
+            ap.error("--baseline-store: one per --store")
+        rows = compare(args.store, args.windows.split(","), args.rounds, args.baseline, args.warm, args.baseline_store)
         if args.record:
             load = " ".join(f"{x:.1f}" for x in os.getloadavg())
             stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
