@@ -170,8 +170,8 @@ def chains(a: Analysis) -> None:
     th = a.th
     rows = a.run(
         """
-        WITH g AS (SELECT server, chain, chain[1:len(chain) - 1] AS prefix, sum(occurrences) AS occurrences,
-                          sum(sessions) AS sessions FROM ru_chains GROUP BY server, chain),
+        WITH g AS (SELECT server, chain, chain[1:len(chain) - 1] AS prefix, occurrences, sessions
+                   FROM ru_chains),  -- one row per (server, chain): merged by its hash (store/rollup.py)
              tot AS (SELECT server, coalesce(sum(with_2_calls), 0) AS n FROM ru_sessions GROUP BY server),
              c AS (SELECT *, occurrences / sum(occurrences) OVER (PARTITION BY server, prefix) AS confidence
                    FROM g)
