@@ -6,8 +6,11 @@ reads through the same file lists and views) both build on it without importing 
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +35,10 @@ def cache_parquet_footers(con: Any) -> None:
     their rollup files is hundreds of footers, parsed again by each query otherwise. DuckDB 1.x calls
     the setting ``enable_object_cache``; 2.x ``parquet_metadata_cache`` and accepts the old name as a
     no-op, so the new name is tried first."""
-    try:
-        con.execute("SET parquet_metadata_cache = true")
+    try:  # GLOBAL: the setting is per connection, and a cursor is a connection of its own
+        con.execute("SET GLOBAL parquet_metadata_cache = true")
     except Exception:  # noqa: BLE001 - an older DuckDB: the old name
-        con.execute("SET enable_object_cache = true")
+        con.execute("SET GLOBAL enable_object_cache = true")
 
 
 def cores() -> int:
@@ -178,15 +181,20 @@ class Reader:
     ``streams`` > 1: the connection is this reader's alone (made for one batch of queries, closed
     after), and that many independent queries may run on it at once, on cursors from :meth:`fork`.
     Then the scratch tables and views its queries make as ``TEMP`` are made in the (in-memory)
-    database instead: a connection's temp objects are invisible to its cursors, and a private
-    database holds nothing else that their names could meet.
+    database instead: a connection's temp objects are invisible to its cursors. ``schema``: the
+    reader's own schema there (:class:`SharedDatabase`), where they go, set on every fork too, so
+    no other reader's names can meet them.
     """
 
-    def __init__(self, con: Any, snap: Snapshot | None = None, *, streams: int = 1) -> None:
+    def __init__(self, con: Any, snap: Snapshot | None = None, *, streams: int = 1, schema: str | None = None
+                 ) -> None:
         self.con = con
         self.rollups = None if snap is None else snap.rollups
         self.has_segments = snap is not None and bool(snap.segments)
         self.streams = streams
+        self.schema = schema
+        if schema is not None:
+            con.execute(f"SET schema = '{schema}'")
 
     def __call__(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         if self.streams > 1:
@@ -198,7 +206,7 @@ class Reader:
         own statements beside this one's; None when the connection is not this reader's alone."""
         if self.streams < 2:
             return None
-        other = Reader(self.con.cursor(), streams=self.streams)
+        other = Reader(self.con.cursor(), streams=self.streams, schema=self.schema)
         other.rollups, other.has_segments = self.rollups, self.has_segments
         return other
 
@@ -207,6 +215,72 @@ class Reader:
 
     def interrupt(self) -> None:
         self.con.interrupt()
+
+
+class SharedDatabase:
+    """The in-memory DuckDB database a process's readers share (:meth:`LocalStore.reader`), for its
+    cache of Parquet footers: a reader of its own parsed again the footers of every batch and rollup
+    file each insights run reads (0.1-0.2 s of a week's run over 10M events), which ``watch`` and the
+    dashboard repeat every refresh. Each reader gets a cursor and a schema of its own, dropped when
+    it closes. The cache keeps the footers of files compaction has since replaced, so after
+    :data:`READERS` readers, or a reader that failed (a fatal error invalidates a database), the next
+    reader starts a fresh database; the old one goes when its last cursor closes.
+    """
+
+    #: readers per database before a fresh one
+    READERS: Final = 100
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._db: Any = None
+        self._readers = 0
+        atexit.register(self._close)
+
+    def open(self) -> tuple[Any, str, Any]:
+        """A cursor, the name of a schema made for it, and the database (for :meth:`close`)."""
+        with self._lock:
+            if self._db is None or self._readers >= self.READERS:
+                self._db = _duckdb().connect()
+                cache_parquet_footers(self._db)
+                self._readers = 0
+            self._readers += 1
+            db = self._db
+        con = db.cursor()
+        schema = f"reader_{os.urandom(8).hex()}"
+        try:
+            con.execute(f"CREATE SCHEMA {schema}")
+        except BaseException:
+            con.close()
+            self.forget(db)
+            raise
+        return con, schema, db
+
+    def close(self, con: Any, schema: str, db: Any, *, failed: bool) -> None:
+        """Drop the reader's schema and cursor; after a failure the database is not handed out again."""
+        try:
+            con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        except Exception:  # noqa: BLE001 - a database that cannot drop a schema is not used again
+            failed = True
+        finally:
+            con.close()
+        if failed:
+            self.forget(db)
+
+    def forget(self, db: Any) -> None:
+        with self._lock:
+            if self._db is db:
+                self._db = None
+
+    def _close(self) -> None:  # at exit, before the interpreter tears DuckDB down
+        with self._lock:
+            if self._db is not None:
+                with contextlib.suppress(Exception):
+                    self._db.close()
+                self._db = None
+
+
+#: the readers' database of this process
+SHARED: Final = SharedDatabase()
 
 
 def events_view_sql(name: str, parquet: list[Path], segments: list[Path]) -> str:
