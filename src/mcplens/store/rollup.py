@@ -36,7 +36,7 @@ Tables (``ru_<name>``):
   of hours keeps each key's latest row with an anti-join instead of grouping every key;
 * ``loopn``: ``loops`` counted per (server, tool, hour, n): how many keys, their first and last call
   and the :data:`LOOP_EXAMPLES` smallest sessions. A window adds up its hours' rows and takes off
-  the few rows superseded within it (see :func:`loop_levels_sql`), instead of reading every key
+  the few rows superseded within it (see :func:`loop_levels_from_counts`), instead of reading every key
   (1.4M rows over a week of the bench's 10M events, ~30k of these);
 * ``exfil``: server, read tool, send tool, for sends within ``exfil_window`` after a successful
   read of that tool: sessions (counted at their first such send), sends, the largest request and
