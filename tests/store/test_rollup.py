@@ -149,6 +149,32 @@ def test_batches_without_rollups_are_rolled_up_by_the_next_compaction(home: Path
     assert [f.to_dict() for f in insights(store)] == before
 
 
+def test_rollups_hashed_otherwise_are_read_from_the_events_then_rolled_up_again(home: Path) -> None:
+    """The stored keys (sessions, loop keys, chains) are DuckDB hashes a window's edges compute again:
+    another DuckDB version that hashes alike keeps the rollups; one that hashes otherwise reads the
+    events until the next compaction rolls every batch up again."""
+    store = LocalStore(home)
+    before = [f.to_dict() for f in insights(store)]
+    assert all(m.rollups and isinstance(m.rollups.get("hash"), int) for m in store.manifests())
+
+    def other_version(data: dict[str, Any]) -> None:
+        data["rollups"]["duckdb"] = "0.0.1"
+
+    _edit_manifests(store, other_version)
+    assert _uses_rollups(store)  # hashes alike: asked once, answered the same
+
+    def other_hash(data: dict[str, Any]) -> None:
+        data["rollups"]["hash"] += 1
+
+    _edit_manifests(store, other_hash)
+    assert not _uses_rollups(store)
+    assert [f.to_dict() for f in insights(store)] == before
+    result = store.compact()
+    assert result.rolled_up == 2
+    assert _uses_rollups(store)
+    assert [f.to_dict() for f in insights(store)] == before
+
+
 def test_a_classification_the_rollups_did_not_assume_reads_the_events(home: Path) -> None:
     store = LocalStore(home)
     opts = Options(classes=ToolClasses(outbound=("summarize",)))

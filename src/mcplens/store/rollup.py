@@ -578,9 +578,44 @@ def settings(
     }
 
 
+#: a hash of the kinds of values the stored keys are hashes of (``sk``, ``loopkey``, ``ck``: strings, several
+#: at once, a list): a window's edges hash their calls again and must get the same keys
+HASH_PROBE: Final = "SELECT hash('mcplens', 'rollup', ['key']) AS h"
+_PROBED: dict[str, int] = {}  # DuckDB's version -> its HASH_PROBE value, once per process
+
+
+def hashes(run: Rows) -> dict[str, Any]:
+    """What a batch's stored keys were hashed with: DuckDB's version and its :data:`HASH_PROBE`."""
+    return {"duckdb": _duckdb_version(), "hash": int(run(HASH_PROBE)[0]["h"])}
+
+
+def _duckdb_version() -> str:
+    import duckdb
+
+    return str(duckdb.__version__)
+
+
+def _same_hash(meta: dict[str, Any]) -> bool:
+    """Whether this process's DuckDB hashes as the one that rolled the batch up did: said by the same
+    version, else asked once (a DuckDB whose hash() changed would find no session's history by key)."""
+    version = _duckdb_version()
+    if meta.get("duckdb") == version:
+        return True
+    if version not in _PROBED:
+        import duckdb
+
+        con = duckdb.connect()
+        try:
+            _PROBED[version] = int(con.execute(HASH_PROBE).fetchone()[0])
+        finally:
+            con.close()
+    return meta.get("hash") == _PROBED[version]
+
+
 def complete(meta: dict[str, Any] | None) -> bool:
-    """Rolled up by this version of mcplens: every table there."""
-    return bool(meta) and meta.get("version") == VERSION and {*TABLES, *windows.TABLES} <= set(meta.get("files") or ())
+    """Rolled up by this version of mcplens, every table there, its keys hashed as this DuckDB does."""
+    return (bool(meta) and meta.get("version") == VERSION and {*TABLES, *windows.TABLES} <= set(meta.get("files") or ())
+            and _same_hash(meta))
 
 
 def applies(meta: dict[str, Any], *, reads: Sequence[str], sends: Sequence[str], exfil_window: float,
@@ -626,4 +661,5 @@ def roll_up_batch(run: Rows, new: str, history: str | None, out: Path, known_too
         run(f"COPY ru_{table} TO {quoted} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 16384)")
         files[table] = name
     span = run(f"SELECT min(time) AS lo, max(time) AS hi FROM {new}")[0]  # a window reads only batches it overlaps
-    return {**settings(tools, reads, sends, exfil_window), "files": files, "time": [span["lo"], span["hi"]]}
+    return {**settings(tools, reads, sends, exfil_window), **hashes(run), "files": files,
+            "time": [span["lo"], span["hi"]]}
