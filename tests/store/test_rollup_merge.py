@@ -101,7 +101,7 @@ def test_levels_from_counts_equal_levels_from_every_key() -> None:
     predecessor lies before it), sessions shared by many keys (so a level's examples name a
     superseded row), a partial first hour holding some keys' rows: the counts give what the keys do."""
     rng = random.Random(11)
-    stale_seen = 0
+    partial_first_hours = 0
     for case in range(40):
         rows = []
         w0 = 10  # the window's first whole hour; hour 9 is its partial first hour
@@ -122,8 +122,8 @@ def test_levels_from_counts_equal_levels_from_every_key() -> None:
         for examples, min_loop in ((1, 2), (2, 3), (5, 2)):
             got = _levels(window, examples=examples, min_loop=min_loop, first_hour=w0)
             assert got["counts"] == got["rows"], (case, examples, min_loop)
-        stale_seen += any(r[4] == w0 - 1 for r in window)
-    assert stale_seen > 10
+        partial_first_hours += any(r[4] == w0 - 1 for r in window)
+    assert partial_first_hours > 10
 
 
 def test_levels_from_counts_over_a_whole_store() -> None:
