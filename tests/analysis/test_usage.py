@@ -14,23 +14,17 @@ import pytest
 from mcplens.analysis import usage
 from mcplens.analysis.core import Thresholds
 from mcplens.analysis.findings import Finding
+from mcplens.store.local.files import Reader
 
 
 def analysis(con: Any, **thresholds: Any) -> SimpleNamespace:
     """What a detector uses of an Analysis: ``run``, thresholds, ``add`` and ``scoped``."""
     found: list[Finding] = []
 
-    def run(sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-        cur = con.execute(sql, params or [])
-        if cur.description is None:
-            return []
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-
     def add(detector: str, severity: str, subject: str, title: str, action: str, **evidence: Any) -> None:
         found.append(Finding(detector, severity, subject, title, evidence, action))
 
-    return SimpleNamespace(run=run, th=Thresholds(**thresholds), findings=found, add=add,
+    return SimpleNamespace(run=Reader(con), th=Thresholds(**thresholds), findings=found, add=add,
                            scoped=lambda server, subject: f"{server}/{subject}")
 
 

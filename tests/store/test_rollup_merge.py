@@ -10,11 +10,11 @@ counts in different hours, and several keys of one session.
 from __future__ import annotations
 
 import random
-from typing import Any
 
 import duckdb
 
 from mcplens.store import rollup
+from mcplens.store.local.files import Reader
 
 COLS = ("loopkey", "server", "tool", "session", "hour", "n", "t0", "t1", "prev_hour", "prev_n")
 
@@ -81,17 +81,10 @@ def _levels(rows: list[tuple], *, examples: int, min_loop: int, first_hour: int 
     keep = f"(SELECT * FROM w) WHERE n >= {min_loop}"
     con.execute(f"CREATE TABLE c AS {rollup.loop_counts_sql(f'(SELECT * FROM {keep})', rollup.LOOP_EXAMPLES)}")
 
-    def run(sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-        cur = con.execute(sql, params or [])
-        if cur.description is None:
-            return []
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-
     got = {}
     con.execute(f"CREATE TEMP TABLE ru_loops AS {rollup.loop_levels_sql(keep, examples)}")
     got["rows"] = sorted(con.execute("SELECT * FROM ru_loops").fetchall(), key=str)
-    rollup.loop_levels_from_counts(run, keep, "c", examples=examples, min_loop=min_loop, first_hour=first_hour)
+    rollup.loop_levels_from_counts(Reader(con), keep, "c", examples=examples, min_loop=min_loop, first_hour=first_hour)
     got["counts"] = sorted(con.execute("SELECT * FROM ru_loops").fetchall(), key=str)
     return got
 
