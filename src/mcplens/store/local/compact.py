@@ -29,8 +29,10 @@ from mcplens.store.local.files import (
     _listdir,
     _lit,
     events_view_sql,
+    parquet_columns,
     pid_alive,
     read_segments_sql,
+    schema_of,
     segment_pid,
 )
 from mcplens.store.local.tailcache import tidy
@@ -113,6 +115,7 @@ def _write_batch(pq: Path, sources: list[Path], rolled: _RolledUp) -> tuple[str,
         ).fetchone()[0]
         os.chmod(out, 0o600)  # events: owner-only, like the segments (the directory is 0700 too)
         _fsync(out)
+        columns = parquet_columns(con, out)
         rollups = rolled.add(con, out)
         for name in (rollups or {}).get("files", {}).values():
             os.chmod(pq / name, 0o600)
@@ -123,6 +126,7 @@ def _write_batch(pq: Path, sources: list[Path], rolled: _RolledUp) -> tuple[str,
         "parquet": out.name,
         "segments": {p.name: p.stat().st_size for p in sources},
         "events": n,
+        "columns": columns,  # readers bind views over batches of one schema from one footer (files.py)
         "created": time.time(),
         "rollups": rollups,
     }
@@ -147,6 +151,8 @@ def _roll_up_all(manifests: list[Manifest]) -> _RolledUp:
     try:
         for m, path, data in sorted(_commit_order(manifests), key=lambda x: (x[2].get("created", 0), x[0].batch)):
             data["rollups"] = rolled.add(con, m.parquet)
+            if schema_of(data.get("columns")) is None:  # a batch of an older mcplens: recorded on the way
+                data["columns"] = parquet_columns(con, m.parquet)
             _write_manifest(path, data)
             rolled.redone += 1
     finally:

@@ -56,6 +56,7 @@ from mcplens.store.local.files import (
     _segment_files,
     events_view_sql,
     read_segments_sql,
+    schema_of,
     share_cores,
 )
 from mcplens.store.local.tailcache import closed_as_parquet, make_copies
@@ -154,7 +155,7 @@ class LocalStore(Store):
             try:
                 data = json.loads(path.read_text("utf-8"))
                 out.append(Manifest(name.removesuffix(MANIFEST_SUFFIX), path.parent / data["parquet"],
-                                    dict(data["segments"]), data.get("rollups")))
+                                    dict(data["segments"]), data.get("rollups"), schema_of(data.get("columns"))))
             except FileNotFoundError:
                 continue
             except (ValueError, KeyError, TypeError, AttributeError) as e:  # damaged: written atomically
@@ -216,7 +217,8 @@ class LocalStore(Store):
                 whole = len(good) == len(manifests) and not stale_rollups and not any(
                     f in self.bad for m in good for f in m.rollup_files())
                 rollups = _rollups(good) if whole else None
-                return Snapshot([m.parquet for m in good], segs, rollups)
+                schemas = {m.parquet: m.schema for m in good if m.schema is not None}
+                return Snapshot([m.parquet for m in good], segs, rollups, schemas)
             if time.monotonic() >= deadline:
                 raise RuntimeError(
                     f"the event log under {self.root} kept changing while being listed for {RETRY_SECONDS:.0f} s"
@@ -265,10 +267,11 @@ class LocalStore(Store):
         snap = listed()
         if make_copies(self.root, snap.segments, self.bad):
             snap = listed()
-        return Snapshot(snap.parquet, closed_as_parquet(self.root, snap.segments, self.bad), snap.rollups)
+        return Snapshot(snap.parquet, closed_as_parquet(self.root, snap.segments, self.bad), snap.rollups,
+                        snap.schemas)
 
     def _view_sql(self, snap: Snapshot, name: str = "events") -> str:
-        return events_view_sql(name, snap.parquet, snap.segments)
+        return events_view_sql(name, snap.parquet, snap.segments, snap.schemas)
 
     def query(self, sql: str, params: list[Any] | None = None, *, since: float | None = None,
               view: Callable[[Any, Snapshot], None] | None = None) -> list[dict[str, Any]]:
@@ -323,10 +326,13 @@ class LocalStore(Store):
         failed = False
         try:
             run = Reader(con, snap, streams=share_cores(con), schema=schema)
-            run(self._view_sql(snap))
-            if snap.rollups is not None:
-                run(events_view_sql("batch_events", snap.parquet, []))
+            if snap.rollups is None:
+                run(self._view_sql(snap))
+            else:  # the same events, split (each view's making reads its files' schemas: once, not twice)
+                run(events_view_sql("batch_events", snap.parquet, [], snap.schemas))
                 run(events_view_sql("segment_events", [], snap.segments))
+                run("CREATE OR REPLACE TEMP VIEW events AS "
+                    "SELECT * FROM batch_events UNION ALL SELECT * FROM segment_events")
             yield run
         except duckdb.Error as e:
             failed = True
@@ -424,7 +430,7 @@ def _session_view(prefix: str) -> Callable[[Any, Snapshot], None]:
 
         rollups = snap.rollups
         if not rollups or not all(rollup.complete(m) for m in rollups):
-            con.execute(events_view_sql("events", snap.parquet, snap.segments))
+            con.execute(events_view_sql("events", snap.parquet, snap.segments, snap.schemas))
             return
         listed = ", ".join(_path_lit(m["files"]["wsessions"]) for m in rollups)
         hits = con.execute(f"""SELECT filename, min(first), max(last) FROM read_parquet([{listed}], filename=true)
@@ -432,7 +438,7 @@ def _session_view(prefix: str) -> Callable[[Any, Snapshot], None]:
         batch = {os.path.normpath(m["files"]["wsessions"]): p for p, m in zip(snap.parquet, rollups, strict=True)}
         parts = []
         for i, (name, lo, hi) in enumerate(hits):
-            con.execute(events_view_sql(f"session_batch{i}", [batch[os.path.normpath(name)]], []))
+            con.execute(events_view_sql(f"session_batch{i}", [batch[os.path.normpath(name)]], [], snap.schemas))
             parts.append(f"SELECT * FROM session_batch{i} WHERE time >= {float(lo)!r} AND time <= {float(hi)!r}")
         made = windows.TAIL.made(list(snap.segments)) if snap.segments else None
         if made:  # the dashboard's Parquet copies of the segments: no JSON parsed again

@@ -38,6 +38,7 @@ class LocalSource(DuckDBSource):
         #: each batch's rollup settings and files, when every batch has them (else None)
         self.rollups = reader.rollups
         self.has_segments = reader.has_segments
+        self.schemas = reader.schemas
         if self.rollups is not None and self.has_segments:
             # the tail is JSON: parse it once for every query of the run, not once per query
             self("CREATE OR REPLACE TEMP TABLE tail_events AS SELECT * FROM segment_events")
@@ -90,7 +91,7 @@ class LocalSource(DuckDBSource):
             if within is None:
                 regions.append((f"SELECT * FROM events WHERE {first}", s, s, True))
             else:  # only the batches whose events span the partial hour: a week's start lies in one of them
-                self(events_view_sql("first_hour_batches", within, []))
+                self(events_view_sql("first_hour_batches", within, [], self.schemas))
                 tail = f" UNION ALL SELECT * FROM tail_events WHERE {first}" if self.has_segments else ""
                 regions.append((f"SELECT * FROM first_hour_batches WHERE {first}{tail}", s, s, True))
         if core:  # the partial last hour of the batches, and the tail
@@ -126,7 +127,7 @@ class LocalSource(DuckDBSource):
             past = "batch_events"  # all of them, unless each spans file found names its batch
             if start is not None and batches and None not in batches:
                 past = f"rg{i}_past"
-                src(events_view_sql(past, [Path(b) for b in sorted(b for b in batches if b)], []))
+                src(events_view_sql(past, [Path(b) for b in sorted(b for b in batches if b)], [], self.schemas))
             hist = [f"SELECT * FROM {past} WHERE "
                     + (f"time >= {lit(start)}" if start is not None else "false")
                     + ("" if batch_before is None else f" AND time < {lit(batch_before)}")]

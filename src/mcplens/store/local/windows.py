@@ -319,7 +319,8 @@ class Window:
         tw = plan.time_filter()
         con.execute(f"CREATE OR REPLACE TEMP VIEW tail_events AS SELECT * FROM tail_all WHERE {tw}")
         self._lazy = {  # views few reads need, made when first named (binding a view over every batch costs)
-            "batch_events": events_view_sql("batch_events", self.batches if self.rolled else snap.parquet, []),
+            "batch_events": events_view_sql("batch_events", self.batches if self.rolled else snap.parquet, [],
+                                            snap.schemas),
             "w_events": f"CREATE OR REPLACE TEMP VIEW w_events AS SELECT * FROM batch_events WHERE {tw} "
                         "UNION ALL SELECT * FROM tail_events"}
         if not self.rolled:

@@ -1,0 +1,114 @@
+"""Batches' recorded columns: views over batches of one schema bind from one footer, and batches of
+other schemas (an older mcplens's) still read, each column NULL where a batch lacks it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from mcplens import event as ev
+from mcplens.store.local import files
+from mcplens.store.local.files import SharedDatabase, parquet_columns
+from mcplens.store.local.reader import LocalStore
+from tests.store.factory import request, write
+
+T0 = 1_800_000_000.0
+
+
+@pytest.fixture(autouse=True)
+def _own_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(files, "SHARED", SharedDatabase())
+    monkeypatch.setattr("mcplens.store.local.reader.SHARED", files.SHARED)
+
+
+def _manifests(home: Path) -> list[Path]:
+    return sorted((home / "events" / "parquet").glob("*.manifest.json"))
+
+
+def _compacted(home: Path, store: LocalStore, events: list[dict], instance: str) -> Path:
+    """``events`` written and compacted into a batch of their own; its manifest."""
+    before = set(_manifests(home))
+    write(home, events, instance=instance)
+    assert store.compact().events == len(events)
+    (made,) = set(_manifests(home)) - before
+    return made
+
+
+def test_compaction_records_each_batch_schema(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    manifest = _compacted(tmp_path, store, [request(T0 + i) for i in range(20)], "a1")
+    data = json.loads(manifest.read_text())
+    con = duckdb.connect()
+    described = [[r[0], r[1]] for r in con.execute(
+        f"DESCRIBE SELECT * FROM read_parquet('{manifest.parent / data['parquet']}')").fetchall()]
+    assert data["columns"] == described
+    assert [c[0] for c in described] == list(ev.COLUMNS)  # every event column, in the writer's order
+    (snap_schema,) = store.snapshot().schemas.values()
+    assert [list(c) for c in snap_schema] == described
+
+
+def _as_older_mcplens(manifest: Path, drop: str, *, record: bool) -> None:
+    """Rewrite a batch as an older mcplens would have: without the column ``drop``; its manifest
+    recording the columns left (``record``) or, older still, nothing about them."""
+    data = json.loads(manifest.read_text())
+    parquet = manifest.parent / data["parquet"]
+    con = duckdb.connect()
+    tmp = parquet.with_name("rewrite.parquet")
+    con.execute(f"COPY (SELECT * EXCLUDE (\"{drop}\") FROM read_parquet('{parquet}')) TO '{tmp}' (FORMAT parquet)")
+    tmp.replace(parquet)
+    if record:
+        data["columns"] = parquet_columns(con, parquet)
+        assert drop not in [c[0] for c in data["columns"]]
+    else:
+        data.pop("columns")
+    manifest.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("order", ["new_first", "old_first"])
+def test_batches_of_other_schemas_read_beside_the_new(tmp_path: Path, order: str) -> None:
+    """One ``read_parquet`` without ``union_by_name`` over all of them would fail (a column the first
+    file has, damaged from another) or drop the columns the first file lacks: each schema is a group."""
+    store = LocalStore(tmp_path)
+    new = [request(T0 + 100 + i, size=1000 + i) for i in range(10)]
+    recorded_old = [request(T0 + 200 + i, size=2000 + i) for i in range(7)]
+    unrecorded_old = [request(T0 + 300 + i, size=3000 + i) for i in range(5)]
+    groups = [(new, None, True), (recorded_old, ev.RESPONSE_TOKENS, True), (unrecorded_old, ev.RESPONSE_TOKENS, False)]
+    if order == "old_first":
+        groups.reverse()
+    for i, (events, drop, record) in enumerate(groups):
+        manifest = _compacted(tmp_path, store, events, f"inst{i}")
+        if drop is not None:
+            _as_older_mcplens(manifest, drop, record=record)
+    store = LocalStore(tmp_path)
+    assert len(store.snapshot().schemas) == 2  # the unrecorded batch is read by name, as before
+    rows = store.query("SELECT event_id, response_size, response_tokens FROM events")
+    by_id = {r["event_id"]: r for r in rows}
+    assert len(rows) == len(by_id) == 22
+    for e in new:
+        assert by_id[e[ev.EVENT_ID]]["response_tokens"] == e[ev.RESPONSE_TOKENS]
+    for e in recorded_old + unrecorded_old:
+        r = by_id[e[ev.EVENT_ID]]
+        assert r["response_tokens"] is None and r["response_size"] == e[ev.RESPONSE_SIZE]
+
+
+def test_a_view_over_one_schemas_batches_binds_without_reading_the_others(tmp_path: Path) -> None:
+    """The point of the record: with every batch's schema known, making the view opens the first file
+    only, so a file that cannot be opened is not touched until a query scans it."""
+    store = LocalStore(tmp_path)
+    first = _compacted(tmp_path, store, [request(T0 + i) for i in range(5)], "a1")
+    second = _compacted(tmp_path, store, [request(T0 + 50 + i) for i in range(5)], "a2")
+    snap = store.snapshot()
+    paths = [p.parent / json.loads(p.read_text())["parquet"] for p in (first, second)]
+    assert sorted(snap.parquet) == sorted(paths)
+    damaged = paths[1].with_name("damaged.parquet")
+    damaged.write_bytes(b"not a Parquet file at all")
+    con = duckdb.connect()
+    schemas = {paths[0]: snap.schemas[paths[0]], damaged: snap.schemas[paths[1]]}
+    con.execute(files.events_view_sql("v", [paths[0], damaged], [], schemas))  # made from the first file
+    with pytest.raises(duckdb.Error, match="damaged"):  # the others opened when a query scans them
+        con.execute("SELECT count(*) FROM v").fetchall()
+    with pytest.raises(duckdb.Error, match="damaged"):  # unknown schemas: every footer read to make the view
+        con.execute(files.events_view_sql("w", [paths[0], damaged], []))
