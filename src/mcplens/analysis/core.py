@@ -122,16 +122,17 @@ def _r(x: float | None, n: int = 1) -> float | None:
 
 
 _SESSION = sql.SESSION_KEY
-_REQ = f"""
-CREATE OR REPLACE TEMP VIEW req AS
+#: the requests of the relation ``{src}`` (``events``, or a part of it), in the detectors' names
+_REQUESTS = f"""
 SELECT time, server_name AS server, method, target,
        {sql.label('method', 'target')} AS tool, status, error_category,
        duration_s, response_size, response_tokens, request_size,
        {_SESSION} AS session, coalesce(client_id, client_name, 'unknown') AS client, client_name, redactions
-FROM events WHERE kind = 'request' AND proxy_direction IS NULL {{where}}"""
+FROM {{src}} WHERE kind = 'request' AND proxy_direction IS NULL {{where}}"""
+_REQ = "CREATE OR REPLACE TEMP VIEW req AS " + _REQUESTS.replace("{src}", "events")
 
 #: ``req`` over ``marks`` (the source's few events read one by one: refusals, auth failures, redactions)
-_RARE = _REQ.format(where="").replace("VIEW req AS", "VIEW rare AS").replace("FROM events", "FROM marks")
+_RARE = "CREATE OR REPLACE TEMP VIEW rare AS " + _REQUESTS.format(src="marks", where="")
 
 #: the longest span of recent requests (s) an analysis copies into memory (:meth:`Analysis.req_from`):
 #: a day of a busy server's requests would not fit a small machine's memory
@@ -191,8 +192,11 @@ class Analysis:
         at most for it."""
         try:
             if self.recent_from != math.inf:
-                self.run(f"CREATE OR REPLACE TEMP TABLE recent_req AS SELECT * FROM req "
-                         f"WHERE time >= {self.recent_from!r}")
+                # from the part of ``events`` that holds them: the batches of the last hours, not all
+                # (a view over all opens every batch file to find the row groups to read)
+                where = f"{self.run.where_literal()} AND time >= {self.recent_from!r}"
+                self.run("CREATE OR REPLACE TEMP TABLE recent_req AS "
+                         + _REQUESTS.format(src=self.run.events_from(self.recent_from), where=where))
                 self._recent.made = True
         finally:
             self._recent.done.set()

@@ -142,6 +142,11 @@ class AnalysisSource(ABC):
                 raise e
         return results
 
+    def events_from(self, since: float) -> str:
+        """A relation of the events that holds at least the window's from ``since`` on (``events``
+        unless the store can name a smaller part of it, read faster)."""
+        return "events"
+
     def marks(self) -> None:
         """Create the view ``marks``: the window's events of :data:`rollup.MARKS` (few, read one by one)."""
         self(f"CREATE OR REPLACE TEMP VIEW marks AS SELECT * FROM events WHERE {rollup.MARKS}{self.where_literal()}")

@@ -112,3 +112,21 @@ def test_a_view_over_one_schemas_batches_binds_without_reading_the_others(tmp_pa
         con.execute("SELECT count(*) FROM v").fetchall()
     with pytest.raises(duckdb.Error, match="damaged"):  # unknown schemas: every footer read to make the view
         con.execute(files.events_view_sql("w", [paths[0], damaged], []))
+
+
+def test_recent_requests_read_only_the_batches_that_hold_them(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    old = [request(T0 + i) for i in range(30)]
+    mid = [request(T0 + 3600 + i * 10) for i in range(30)]
+    new = [request(T0 + 7200 + i) for i in range(30)]
+    manifests = [_compacted(tmp_path, store, evs, f"i{n}") for n, evs in enumerate((old, mid, new))]
+    tail = [request(T0 + 7300 + i) for i in range(4)]
+    write(tmp_path, tail, instance="tail")  # closed, not compacted: the tail
+    batches = [m.parent / json.loads(m.read_text())["parquet"] for m in manifests]
+    since = T0 + 3600 + 150  # within the middle batch
+    with store.analysis_source(None) as source:
+        relation = source.events_from(since)
+        got = {r["event_id"] for r in source(f"SELECT event_id FROM {relation} WHERE time >= {since!r}")}
+        views = " ".join(r["sql"] for r in source("SELECT sql FROM duckdb_views() WHERE view_name LIKE 'events_from%'"))
+    assert got == {e[ev.EVENT_ID] for e in mid[15:] + new + tail}
+    assert str(batches[0]) not in views and str(batches[1]) in views and str(batches[2]) in views
