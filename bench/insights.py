@@ -158,12 +158,36 @@ def child(stores: list[Path], windows: list[str], warm: int = 0) -> None:
     print(json.dumps(out))
 
 
+def cli_since(home: Path, window: str) -> str:
+    """The start of ``window`` ending at the store's newest event, as the CLI's ``--since`` (ISO, UTC):
+    fixed for every run, so each one-shot run's JSON must be the same."""
+    from datetime import UTC, datetime
+
+    newest = LocalStore(home).query("SELECT max(time) AS t FROM events")[0]["t"]
+    return datetime.fromtimestamp(newest - _seconds(window), tz=UTC).isoformat()
+
+
+def one_shot(src: str, home: Path, since: str) -> tuple[float, str]:
+    """Wall time and the output digest of ``mcplens insights --since SINCE --json`` in a fresh process of
+    the package under ``src``: start-up, imports, the first (cold) run and the output, as a user runs it."""
+    import hashlib
+    import subprocess
+
+    cmd = [sys.executable, "-m", "mcplens.cli", "insights", "--home", str(home), "--since", since, "--json"]
+    t = time.perf_counter()
+    out = subprocess.run(cmd, env=dict(os.environ, PYTHONPATH=src), check=True, capture_output=True).stdout
+    return time.perf_counter() - t, hashlib.sha256(out).hexdigest()
+
+
 def compare(stores: list[Path], windows: list[str], rounds: int, baseline: Path, warm: int = 0,
-            baseline_stores: list[Path] | None = None) -> list[tuple[str, str, float, float, int]]:
+            baseline_stores: list[Path] | None = None, cli: bool = False
+            ) -> tuple[list[tuple[str, str, float, float, int]], list[str]]:
     """(store, window, median CPU baseline, median CPU this, findings): ``rounds`` fresh processes of
     each, alternating; every run's findings (JSON digest) are compared with the first run's and any
     difference is printed. ``baseline_stores``: the baseline reads these copies instead (the same
-    events rolled up by its own version, when the rollups' format changed)."""
+    events rolled up by its own version, when the rollups' format changed). ``cli``: each round also
+    times the one-shot CLI (:func:`one_shot`) per store and window, both versions' outputs compared.
+    Returns the rows and the summary lines of the wall times."""
     import statistics
     import subprocess
 
@@ -173,13 +197,23 @@ def compare(stores: list[Path], windows: list[str], rounds: int, baseline: Path,
     for name, homes in (("baseline", baseline_stores or stores), ("this", stores)):
         cmds[name] = base + [arg for home in homes for arg in ("--store", str(home))]
     named = {str(b): str(h) for b, h in zip(baseline_stores or stores, stores, strict=True)}
+    named_back = {h: b for b, h in named.items()}
     this_src = str(here.parent.parent / "src")
     cpus: dict[tuple[str, str, str], list[float]] = {}
     warms: dict[tuple[str, str, str], list[float]] = {}
     seen: dict[tuple[str, str], tuple[str, int]] = {}
     differ: set[tuple[str, str]] = set()
+    sinces = {(str(h), w): cli_since(h, w) for h in stores for w in windows if w != "all"} if cli else {}
+    shots: dict[tuple[str, str, str], list[float]] = {}
+    shot_out: dict[tuple[str, str], str] = {}
     for r in range(rounds):
         for name, src in (("baseline", str(baseline)), ("this", this_src)):
+            for (home, w), since in sinces.items():
+                wall, digest = one_shot(src, Path(named_back.get(home, home) if name == "baseline" else home), since)
+                shots.setdefault((name, home, w), []).append(wall)
+                if shot_out.setdefault((home, w), digest) != digest:
+                    differ.add((home, w))
+                    print(f"ONE-SHOT OUTPUT DIFFERS: {name} round {r + 1} {home} {w}", flush=True)
             env = dict(os.environ, PYTHONPATH=src)
             res = json.loads(subprocess.run(cmds[name], env=env, check=True, capture_output=True, text=True).stdout)
             for x in res:
@@ -195,6 +229,7 @@ def compare(stores: list[Path], windows: list[str], rounds: int, baseline: Path,
             print(f"round {r + 1} {name}: " + ", ".join(f"{Path(x['store']).name} {x['window']} {x['cpu']:.3f}s"
                                                           for x in res), flush=True)
     out = []
+    notes: list[str] = []
     for home in stores:
         for w in windows:
             b = statistics.median(cpus[("baseline", str(home), w)])
@@ -203,13 +238,20 @@ def compare(stores: list[Path], windows: list[str], rounds: int, baseline: Path,
             out.append((Path(home).name, w, b, t, seen[(str(home), w)][1]))
             print(f"{Path(home).name} {w:>4}: CPU baseline {b:.3f} s, this {t:.3f} s (x{t / b:.2f}), {same} "
                   f"({2 * rounds} runs)", flush=True)
+            if (str(home), w) in sinces:
+                sb, st = (shots[(n, str(home), w)] for n in ("baseline", "this"))
+                notes.append(f"{Path(home).name} {w}: one-shot `mcplens insights --since <{w}> --json` wall (median, "
+                             f"min-max): baseline {statistics.median(sb):.3f} s ({min(sb):.3f}-{max(sb):.3f}), this "
+                             f"{statistics.median(st):.3f} s ({min(st):.3f}-{max(st):.3f})")
+                print(notes[-1], flush=True)
             if warms:
                 wb, wt = (warms[(n, str(home), w)] for n in ("baseline", "this"))
-                print(f"{Path(home).name} {w:>4}: wall in a process that stays up (median of {warm} after the "
-                      f"first, per round; median over rounds, min-max): baseline {statistics.median(wb):.3f} s "
-                      f"({min(wb):.3f}-{max(wb):.3f}), this {statistics.median(wt):.3f} s "
-                      f"({min(wt):.3f}-{max(wt):.3f})", flush=True)
-    return out
+                notes.append(f"{Path(home).name} {w}: wall in a process that stays up (median of {warm} after the "
+                             f"first, per round; median over rounds, min-max): baseline {statistics.median(wb):.3f} s "
+                             f"({min(wb):.3f}-{max(wb):.3f}), this {statistics.median(wt):.3f} s "
+                             f"({min(wt):.3f}-{max(wt):.3f})")
+                print(notes[-1], flush=True)
+    return out, notes
 
 
 def main() -> None:
@@ -232,6 +274,9 @@ def main() -> None:
     ap.add_argument("--baseline-store", type=Path, action="append",
                     help="with --baseline: the baseline reads this copy of each --store (in order), rolled up by "
                          "its own version")
+    ap.add_argument("--cli", action="store_true",
+                    help="with --baseline: each round also time the one-shot CLI (`mcplens insights --since ... "
+                         "--json` in a fresh process: start-up and output included) per store and window but all")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -240,7 +285,8 @@ def main() -> None:
     if args.store and args.baseline:
         if args.baseline_store and len(args.baseline_store) != len(args.store):
             ap.error("--baseline-store: one per --store")
-        rows = compare(args.store, args.windows.split(","), args.rounds, args.baseline, args.warm, args.baseline_store)
+        rows, notes = compare(args.store, args.windows.split(","), args.rounds, args.baseline, args.warm,
+                              args.baseline_store, args.cli)
         if args.record:
             load = " ".join(f"{x:.1f}" for x in os.getloadavg())
             stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -248,7 +294,8 @@ def main() -> None:
                     f"median of {args.rounds} fresh processes each, interleaved):")
             lines = ["", head, "", "| store | window | CPU baseline | CPU this | ratio | findings |",
                      "|---|---|---:|---:|---:|---:|",
-                     *(f"| {h} | {w} | {b:.3f} s | {t:.3f} s | {t / b:.2f} | {k} |" for h, w, b, t, k in rows), ""]
+                     *(f"| {h} | {w} | {b:.3f} s | {t:.3f} s | {t / b:.2f} | {k} |" for h, w, b, t, k in rows), "",
+                     *(f"- {n}" for n in notes), ""]
             with open(Path(__file__).with_name("RESULTS.md"), "a", encoding="utf-8") as f:
                 f.write("\n".join(lines))
         return
