@@ -14,8 +14,6 @@ Safety, because every name shown comes from a client or a server and the data is
 from __future__ import annotations
 
 import hmac
-import threading
-import time
 from collections.abc import Callable
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -24,6 +22,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from mcplens import safetext, views
 from mcplens.dashboard import data
+from mcplens.dashboard.cache import StaleWhileRevalidate
 from mcplens.store.base import SORTS, Store, TimeWindow
 
 STATIC = Path(__file__).parent / "static"
@@ -39,8 +38,11 @@ HEADERS = [
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
 ]
-#: the insights scan a window's events: kept this long per window so several tabs share one run
+#: the insights over a window take up to a second over a big store: a window's result is served as is
+#: for this long (several tabs share one run), then, up to INSIGHTS_STALE, while a fresh run replaces
+#: it in the background (a live page refreshes every 15 s: none of its refreshes waits for a run)
 INSIGHTS_TTL = 30.0
+INSIGHTS_STALE = 300.0
 
 
 def cookie_name(port: int) -> str:
@@ -126,8 +128,7 @@ def create_app(store: Store, *, home: Path, alerts_config: Path | None = None, i
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    cache: dict[tuple[Any, ...], tuple[float, Any]] = {}
-    lock = threading.Lock()
+    findings = StaleWhileRevalidate(INSIGHTS_TTL, INSIGHTS_STALE)  # the insights per window and server
 
     def window(req: Request) -> TimeWindow | None:
         since, until = req.query_params.get("since") or None, req.query_params.get("until") or None
@@ -188,16 +189,10 @@ def create_app(store: Store, *, home: Path, alerts_config: Path | None = None, i
         return {"session": events[0]["session"], "events": events}
 
     def insights(req: Request) -> Any:
-        key = ("insights", req.query_params.get("since"), req.query_params.get("until"), server(req))
-        w = window(req)
-        with lock:
-            hit = cache.get(key)
-            if hit and time.monotonic() - hit[0] < INSIGHTS_TTL:
-                return hit[1]
-        found = data.insights(store, w, server(req), insights_config)
-        with lock:
-            cache[key] = (time.monotonic(), found)
-        return found
+        key = (req.query_params.get("since"), req.query_params.get("until"), server(req))
+        window(req)  # a bad window is the caller's error now, not a background run's
+        # the window parsed when the run starts: "since=1h" is the hour before each run
+        return findings.get(key, lambda: data.insights(store, window(req), server(req), insights_config))
 
     def missing(req: Request) -> Any:
         raise ApiError(404, "no such endpoint")
