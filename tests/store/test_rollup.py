@@ -116,15 +116,20 @@ def _tables(store: LocalStore, *, stored: bool) -> dict[str, list[tuple[Any, ...
         source = LocalSource(run, None, None) if stored else DuckDBSource(run, None, None)
         a = Analysis(source, Options())
         assert a.from_rollups is stored
-        return {t: sorted(tuple(map(str, r.values())) for r in source(f"SELECT * FROM ru_{t}"))
-                for t in rollup.WINDOWED}
+        tables = {t: sorted(tuple(map(str, r.values())) for r in source(f"SELECT * FROM ru_{t}"))
+                  for t in rollup.WINDOWED}
+        # the parts' rows per error category, summed (a key's errors may lie in two parts)
+        tables["bucket_errors"] = sorted(tuple(map(str, r.values())) for r in source(
+            "SELECT server, method, tool, bucket, category, sum(errors) AS errors FROM ru_bucket_errors GROUP BY ALL"))
+        return tables
 
 
 def test_every_rollup_table_equals_the_one_computed_from_the_events(home: Path) -> None:
     store = LocalStore(home)
     stored, scanned = _tables(store, stored=True), _tables(store, stored=False)
-    for t in rollup.WINDOWED:
+    for t in [*rollup.WINDOWED, "bucket_errors"]:
         assert stored[t] == scanned[t], t
+    assert stored["bucket_errors"], "the workload's failed calls have categories"
     chain = [r for r in stored["chains"] if r[1] == "['translate', 'create_ticket']"]
     assert len(chain) == 1 and int(chain[0][3]) >= 30  # the 30 sessions whose pair straddles the first cut
 

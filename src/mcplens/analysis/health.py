@@ -116,24 +116,24 @@ def _error_spikes(a: Analysis) -> None:
     label = sql.label("method", "tool")
     rows = a.run(
         f"""
-        WITH x AS (SELECT server, {label} AS tool, floor(bucket * ? / ?) AS bucket, category, calls, errors
-                   FROM ru_buckets),
+        WITH x AS (SELECT server, {label} AS tool, floor(bucket * ? / ?) AS bucket, calls, errors FROM ru_buckets),
              base AS (SELECT server, tool, sum(errors) / sum(calls) AS rate FROM x GROUP BY 1, 2),
              b AS (SELECT server, tool, bucket, sum(calls) AS calls, sum(errors) AS errors FROM x GROUP BY 1, 2, 3),
              hit AS (SELECT b.*, base.rate AS base_rate
                      FROM b JOIN base ON base.server IS NOT DISTINCT FROM b.server AND base.tool = b.tool
                      WHERE errors >= ? AND errors / calls >= ? AND errors / calls >= ? * base.rate),
              -- the categories of the spiking buckets only (a list per bucket of a week is ~0.05 s)
-             c AS (SELECT x.server, x.tool, x.bucket,
-                          list({{'k': category, 'v': x.errors}}) FILTER (WHERE category IS NOT NULL AND x.errors > 0)
-                              AS cats
-                   FROM x SEMI JOIN hit ON hit.server IS NOT DISTINCT FROM x.server AND hit.tool = x.tool
-                                           AND hit.bucket = x.bucket
+             e AS (SELECT server, {label} AS tool, floor(bucket * ? / ?) AS bucket, category, errors
+                   FROM ru_bucket_errors),
+             c AS (SELECT e.server, e.tool, e.bucket, list({{'k': category, 'v': e.errors}}) AS cats
+                   FROM e SEMI JOIN hit ON hit.server IS NOT DISTINCT FROM e.server AND hit.tool = e.tool
+                                           AND hit.bucket = e.bucket
                    GROUP BY 1, 2, 3)
         SELECT hit.server, hit.tool, hit.bucket, hit.calls, hit.errors, c.cats, hit.base_rate
         FROM hit LEFT JOIN c ON c.server IS NOT DISTINCT FROM hit.server AND c.tool = hit.tool AND c.bucket = hit.bucket
         ORDER BY hit.server, hit.bucket, hit.tool""",
-        [a.bucket_size, th.bucket, th.spike_min_errors, th.spike_min_rate, th.spike_over_baseline],
+        [a.bucket_size, th.bucket, th.spike_min_errors, th.spike_min_rate, th.spike_over_baseline,
+         a.bucket_size, th.bucket],
     )
     for r in rows:
         cats: Counter[str] = Counter()

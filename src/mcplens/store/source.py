@@ -154,7 +154,8 @@ class AnalysisSource(ABC):
     @abstractmethod
     def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int,
                       min_loop: int = 2, examples: int = rollup.LOOP_EXAMPLES) -> RollupInfo:
-        """Create ``ru_<table>`` (:data:`rollup.WINDOWED`) for this window and server; ``requests``: how
+        """Create ``ru_<table>`` (:data:`rollup.WINDOWED`) and the view ``ru_bucket_errors``
+        (:data:`rollup.BUCKET_ERRORS`) for this window and server; ``requests``: how
         many the window holds (unused); ``ru_loops`` counts the keys called at least ``min_loop`` times
         per level (:func:`rollup.loop_levels_sql`), with ``examples`` sessions each."""
 
@@ -208,6 +209,7 @@ class DuckDBSource(AnalysisSource):
             else:
                 sql = rollup.MERGE[t].format(src=f"rw_{t}")
             self(f"CREATE OR REPLACE TEMP TABLE ru_{t} AS {sql}")
+        self(rollup.BUCKET_ERRORS.format(src="rw_buckets"))
         return RollupInfo(bucket, reads, sends, stored=False)
 
 

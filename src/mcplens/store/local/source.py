@@ -174,6 +174,8 @@ class LocalSource(DuckDBSource):
         def merged(src: AnalysisSource, t: str) -> None:
             if t != "loops":
                 src(f"CREATE OR REPLACE TEMP TABLE ru_{t} AS {rollup.MERGE[t].format(src=union(t))}")
+                if t == "buckets":
+                    src(rollup.BUCKET_ERRORS.format(src=union(t)))
                 return
             keep = f" AND n >= {int(min_loop)}"
             rows = union("loops", keep=keep)
