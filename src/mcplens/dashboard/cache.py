@@ -53,10 +53,12 @@ class StaleWhileRevalidate:
     def _refresh(self, key: Hashable, compute: Callable[[], Any]) -> None:
         try:
             self._keep(key, compute())
-        except Exception:  # noqa: BLE001 - the older result stays; the next caller past `stale` sees the error
+        except Exception as e:  # noqa: BLE001 - the older result stays; the next caller past `stale` sees the error
             with self._lock:
                 self.failures += 1
-            log.warning("refreshing %r failed; serving the older result", key, exc_info=True)
+            # the key (repr: control characters escaped) and the error's type only: its message may quote
+            # names from requests and events, which reach a terminal unescaped
+            log.warning("refreshing %r failed (%s); serving the older result", key, type(e).__name__)
         finally:
             with self._lock:
                 self._running.discard(key)
