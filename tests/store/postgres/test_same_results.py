@@ -110,6 +110,13 @@ def test_same_json_from_both_stores(pg: Database, tmp_path: Path, capsys: pytest
             assert main(["db", "rollup", "--json", "--store", pg.admin]) == 0
             rolled = json.loads(capsys.readouterr().out)
             assert rolled["events"] == len(data) and len(rolled["batches"]) >= 2, rolled  # one per day at most
+            import psycopg
+
+            from mcplens.store.postgres.schema import SCHEMA
+
+            with psycopg.connect(pg.admin) as conn:  # the batches' columns, for the readers' views (files.py)
+                kept = [r[0] for r in conn.execute(f"SELECT manifest FROM {SCHEMA}.batches").fetchall()]
+            assert kept and all([c[0] for c in m["columns"]] == list(ev.COLUMNS) for m in kept)
         for argv in COMMANDS:
             local = cli(capsys, *argv, "--home", str(home))
             remote = cli(capsys, *argv, "--store", pg.reader)

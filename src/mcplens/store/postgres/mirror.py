@@ -355,7 +355,7 @@ def _reroll(conn: Any, home: Path) -> int:
     until then the readers scan those batches' events (correct, slower). Returns how many."""
     from mcplens.store import rollup
     from mcplens.store.local.compact import _fsync, _RolledUp
-    from mcplens.store.local.files import MANIFEST_SUFFIX, _duckdb
+    from mcplens.store.local.files import MANIFEST_SUFFIX, _duckdb, parquet_columns, schema_of
     from mcplens.store.local.reader import LocalStore
 
     manifests = sorted(LocalStore(home).manifests(), key=_created)
@@ -371,6 +371,8 @@ def _reroll(conn: Any, home: Path) -> int:
                 old = json.loads(path.read_text("utf-8"))
                 meta = history.add(con, m.parquet)
                 new = {**old, "rollups": meta}
+                if schema_of(old.get("columns")) is None:  # a batch of an older mcplens: recorded on the way
+                    new["columns"] = parquet_columns(con, m.parquet)
                 files = [pq / f for f in meta["files"].values()]
                 gone = sorted(set(_files_of(old)) - set(_files_of(new)))
                 with conn.transaction():
@@ -416,7 +418,7 @@ def _roll_stretch(conn: Any, home: Path, history: Any, a: float, b: float, late:
                   advance: float | None) -> dict[str, Any]:
     """One batch: the events of ``[a, b)`` (``late``: only those no batch of that stretch holds)."""
     from mcplens.store.local.compact import ROW_GROUP, _fsync
-    from mcplens.store.local.files import MANIFEST_SUFFIX, _duckdb, _lit, _path_lit
+    from mcplens.store.local.files import MANIFEST_SUFFIX, _duckdb, _lit, _path_lit, parquet_columns
 
     pq = _pq(home)
     name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{os.urandom(4).hex()}"
@@ -439,8 +441,8 @@ def _roll_stretch(conn: Any, home: Path, history: Any, a: float, b: float, late:
             os.chmod(out, 0o600)
             rollups = history.add(con, out)
             written += [pq / f for f in rollups["files"].values()]
-            manifest = {"version": 1, "parquet": out.name, "segments": {}, "events": n, "created": time.time(),
-                        "rollups": rollups}
+            manifest = {"version": 1, "parquet": out.name, "segments": {}, "events": n,
+                        "columns": parquet_columns(con, out), "created": time.time(), "rollups": rollups}
         with conn.transaction():
             if n:
                 conn.execute(f"INSERT INTO {SCHEMA}.batches (name, lo, hi, events, manifest) "
