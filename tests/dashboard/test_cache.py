@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 
 import pytest
 
 from mcplens.dashboard.cache import StaleWhileRevalidate
+from tests.conftest import poll
 
 
 class Clock:
@@ -17,13 +16,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)
 
 
 class Runs:
@@ -66,7 +58,7 @@ def test_an_aged_result_is_served_at_once_while_one_run_replaces_it() -> None:
     assert [cache.get("7d", slow) for _ in range(5)] == ["old"] * 5
     assert slow.started.wait(10) and slow.calls == 1 and cache.running() == 1
     slow.gate.set()
-    until(lambda: cache.running() == 0)
+    assert poll(lambda: cache.running() == 0, interval=0.005)
     assert cache.get("7d", slow) == "result 1" and slow.calls == 1  # the run's result, fresh now
     clock.now += 29
     assert cache.get("7d", Runs()) == "result 1"
@@ -80,13 +72,13 @@ def test_a_failed_background_run_keeps_the_older_result_and_is_counted(caplog: p
     clock.now += 60
     with caplog.at_level("WARNING", logger="mcplens.dashboard"):
         assert cache.get(key, Runs(fail=True)) == "old"
-        until(lambda: cache.failures == 1 and cache.running() == 0)
+        assert poll(lambda: cache.failures == 1 and cache.running() == 0, interval=0.005)
     # logged by the error's type, the key escaped: an error's text may quote names from requests
     assert "RuntimeError" in caplog.text and "store gone" not in caplog.text and "\x1b" not in caplog.text
     cache.get("7d", lambda: "old")
     clock.now += 60
     assert cache.get("7d", Runs(fail=True)) == "old"  # another key: served, its run failing too
-    until(lambda: cache.failures == 2 and cache.running() == 0)
+    assert poll(lambda: cache.failures == 2 and cache.running() == 0, interval=0.005)
     clock.now += 300  # too old to serve: the caller computes, and sees its error
     with pytest.raises(RuntimeError, match="store gone"):
         cache.get("7d", Runs(fail=True))

@@ -130,3 +130,16 @@ def test_recent_requests_read_only_the_batches_that_hold_them(tmp_path: Path) ->
         views = " ".join(r["sql"] for r in source("SELECT sql FROM duckdb_views() WHERE view_name LIKE 'events_from%'"))
     assert got == {e[ev.EVENT_ID] for e in mid[15:] + new + tail}
     assert str(batches[0]) not in views and str(batches[1]) in views and str(batches[2]) in views
+
+
+def test_a_re_roll_records_the_columns_of_an_older_batch(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    manifest = _compacted(tmp_path, store, [request(T0 + i) for i in range(5)], "a1")
+    data = json.loads(manifest.read_text())
+    recorded = data.pop("columns")
+    data.pop("rollups")  # as an older mcplens left it: the next compaction rolls every batch up again
+    manifest.write_text(json.dumps(data))
+    assert not store.snapshot().schemas
+    assert store.compact().rolled_up == 1
+    assert json.loads(manifest.read_text())["columns"] == recorded
+    assert len(LocalStore(tmp_path).snapshot().schemas) == 1

@@ -32,7 +32,6 @@ from mcplens.store.local.files import (
     parquet_columns,
     pid_alive,
     read_segments_sql,
-    schema_of,
     segment_pid,
 )
 from mcplens.store.local.tailcache import tidy
@@ -151,8 +150,7 @@ def _roll_up_all(manifests: list[Manifest]) -> _RolledUp:
     try:
         for m, path, data in sorted(_commit_order(manifests), key=lambda x: (x[2].get("created", 0), x[0].batch)):
             data["rollups"] = rolled.add(con, m.parquet)
-            if schema_of(data.get("columns")) is None:  # a batch of an older mcplens: recorded on the way
-                data["columns"] = parquet_columns(con, m.parquet)
+            data["columns"] = parquet_columns(con, m.parquet)  # recorded by an older mcplens, or not at all
             _write_manifest(path, data)
             rolled.redone += 1
     finally:

@@ -173,9 +173,10 @@ class LocalSource(DuckDBSource):
 
         def merged(src: AnalysisSource, t: str) -> None:
             if t != "loops":
-                src(f"CREATE OR REPLACE TEMP TABLE ru_{t} AS {rollup.MERGE[t].format(src=union(t))}")
+                parts = union(t)
+                src(f"CREATE OR REPLACE TEMP TABLE ru_{t} AS {rollup.MERGE[t].format(src=parts)}")
                 if t == "buckets":
-                    src(rollup.BUCKET_ERRORS.format(src=union(t)))
+                    src(rollup.BUCKET_ERRORS.format(src=parts))
                 return
             keep = f" AND n >= {int(min_loop)}"
             rows = union("loops", keep=keep)

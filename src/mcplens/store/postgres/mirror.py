@@ -355,7 +355,7 @@ def _reroll(conn: Any, home: Path) -> int:
     until then the readers scan those batches' events (correct, slower). Returns how many."""
     from mcplens.store import rollup
     from mcplens.store.local.compact import _fsync, _RolledUp
-    from mcplens.store.local.files import MANIFEST_SUFFIX, _duckdb, parquet_columns, schema_of
+    from mcplens.store.local.files import MANIFEST_SUFFIX, _duckdb, parquet_columns
     from mcplens.store.local.reader import LocalStore
 
     manifests = sorted(LocalStore(home).manifests(), key=_created)
@@ -370,9 +370,7 @@ def _reroll(conn: Any, home: Path) -> int:
             with _locked(home):
                 old = json.loads(path.read_text("utf-8"))
                 meta = history.add(con, m.parquet)
-                new = {**old, "rollups": meta}
-                if schema_of(old.get("columns")) is None:  # a batch of an older mcplens: recorded on the way
-                    new["columns"] = parquet_columns(con, m.parquet)
+                new = {**old, "rollups": meta, "columns": parquet_columns(con, m.parquet)}
                 files = [pq / f for f in meta["files"].values()]
                 gone = sorted(set(_files_of(old)) - set(_files_of(new)))
                 with conn.transaction():
