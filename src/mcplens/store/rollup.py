@@ -76,7 +76,7 @@ from typing import Any, Final
 
 from mcplens import event as ev
 from mcplens.classify import ToolClasses
-from mcplens.store import windows
+from mcplens.store import engine, windows
 from mcplens.store.sql import ERROR, SESSION_KEY, label, tool_hints
 
 #: beside the batches: ``parquet/rollups/<batch>.<tag>.<table>.parquet``, named in the batch's manifest;
@@ -593,25 +593,17 @@ _PROBED: dict[str, int] = {}  # DuckDB's version -> its HASH_PROBE value, once p
 
 def hashes(run: Rows) -> dict[str, Any]:
     """What a batch's stored keys were hashed with: DuckDB's version and its :data:`HASH_PROBE`."""
-    return {"duckdb": _duckdb_version(), "hash": int(run(HASH_PROBE)[0]["h"])}
-
-
-def _duckdb_version() -> str:
-    import duckdb
-
-    return str(duckdb.__version__)
+    return {"duckdb": engine.version(), "hash": int(run(HASH_PROBE)[0]["h"])}
 
 
 def _same_hash(meta: dict[str, Any]) -> bool:
     """Whether this process's DuckDB hashes as the one that rolled the batch up did: said by the same
     version, else asked once (a DuckDB whose hash() changed would find no session's history by key)."""
-    version = _duckdb_version()
+    version = engine.version()
     if meta.get("duckdb") == version:
         return True
     if version not in _PROBED:
-        import duckdb
-
-        con = duckdb.connect()
+        con = engine.duckdb().connect()
         try:
             _PROBED[version] = int(con.execute(HASH_PROBE).fetchone()[0])
         finally:

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcplens.store.local.files import MANIFEST_SUFFIX, _duckdb, _path_lit, pid_alive, segment_pid
+from mcplens.store import engine
+from mcplens.store.local.files import MANIFEST_SUFFIX, _path_lit, pid_alive, segment_pid
 from mcplens.store.local.reader import LocalStore
 from mcplens.store.local.writer import CLOSED, LIVE, PARQUET, events_dir
 
@@ -94,7 +95,7 @@ def _writer_alive(path: Path) -> bool:
 
 
 def _parquet_problem(con: Any, path: Path) -> str | None:
-    duckdb = _duckdb()
+    duckdb = engine.duckdb()
     if not path.exists():
         return "missing: its manifest names it but the file is gone"
     try:
@@ -121,7 +122,7 @@ def check(home: Path, *, fix: bool = False) -> CheckResult:
                 problems.append(Problem(batch, "its manifest is unreadable, so the batch is not read"))
             problems.append(Problem(path, why))
     files += len(store._manifest_names())  # noqa: SLF001
-    con = _duckdb().connect()
+    con = engine.duckdb().connect()
     try:
         for m in manifests:
             for p in [m.parquet, *m.rollup_files()]:

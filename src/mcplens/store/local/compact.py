@@ -17,14 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from mcplens.store import rollup
+from mcplens.store import engine, rollup
 from mcplens.store.base import CompactResult
 from mcplens.store.local.files import (
     MANIFEST_SUFFIX,
     Manifest,
     Reader,
     _covered,
-    _duckdb,
     _jsonl,
     _listdir,
     _lit,
@@ -101,7 +100,7 @@ def _compact_locked(store: LocalStore) -> CompactResult:
 
 
 def _write_batch(pq: Path, sources: list[Path], rolled: _RolledUp) -> tuple[str, int]:
-    duckdb = _duckdb()
+    duckdb = engine.duckdb()
     batch = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{os.urandom(4).hex()}"
     out = pq / f"{batch}.parquet"
     con = duckdb.connect()
@@ -146,7 +145,7 @@ def _roll_up_all(manifests: list[Manifest]) -> _RolledUp:
         rolled.parquet = [m.parquet for m in manifests]
         rolled.tools = sorted({t for m in manifests for t in (m.rollups or {}).get("tools", ())})
         return rolled
-    con = _duckdb().connect()
+    con = engine.duckdb().connect()
     try:
         for m, path, data in sorted(_commit_order(manifests), key=lambda x: (x[2].get("created", 0), x[0].batch)):
             data["rollups"] = rolled.add(con, m.parquet)

@@ -17,17 +17,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from mcplens import event as ev
+from mcplens.store import engine
 from mcplens.store.base import FIELDS
 
 MANIFEST_SUFFIX: Final = ".manifest.json"
-
-
-def _duckdb() -> Any:
-    try:
-        import duckdb
-    except ImportError:
-        raise ImportError("the mcplens reading side needs DuckDB: pip install 'mcplens[cli]'") from None
-    return duckdb
 
 
 def cache_parquet_footers(con: Any) -> None:
@@ -260,7 +253,7 @@ class SharedDatabase:
         """A cursor, the name of a schema made for it, and the database (for :meth:`close`)."""
         with self._lock:
             if self._db is None or self._readers >= self.READERS:
-                self._db = _duckdb().connect()
+                self._db = engine.duckdb().connect()
                 cache_parquet_footers(self._db)
                 self._readers = 0
             self._readers += 1

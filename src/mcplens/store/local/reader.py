@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
+from mcplens.store import engine
 from mcplens.store.base import (
     CompactResult,
     Store,
@@ -50,7 +51,6 @@ from mcplens.store.local.files import (
     Reader,
     Snapshot,
     _covered,
-    _duckdb,
     _path_lit,
     _rows,
     _segment_files,
@@ -239,7 +239,7 @@ class LocalStore(Store):
         rolled = [Path(f) for m in snap.rollups or () for f in (m.get("files") or {}).values()]
         files = [*snap.parquet, *rolled, *snap.segments]
         named = [p for p in files if str(p) in text]
-        duckdb = _duckdb()
+        duckdb = engine.duckdb()
         newly = False
         con = duckdb.connect()
         try:
@@ -282,7 +282,7 @@ class LocalStore(Store):
         and ``--since 15m`` cheap over a large uncompacted backlog. ``view(con, snap)``: makes an
         ``events`` view of only the files the SQL needs (default: every file of the snapshot).
         """
-        duckdb = _duckdb()
+        duckdb = engine.duckdb()
         deadline = time.monotonic() + RETRY_SECONDS
         attempt = 0
         while True:
@@ -317,7 +317,7 @@ class LocalStore(Store):
         A file vanishing under it (a compaction committed meanwhile) fails a query: callers retry.
         A damaged file fails it too, and is left out of the next reader.
         """
-        duckdb = _duckdb()
+        duckdb = engine.duckdb()
         snap = self._snapshot_since(since)
         # a cursor of the process's readers' database, whose cache keeps the Parquet footers: parsed
         # once, not by each query (~60 ms over 10M events, for a query that reads 7 rows), nor by

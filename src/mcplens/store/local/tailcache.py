@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
-from mcplens.store.local.files import _duckdb, _lit, read_segments_sql
+from mcplens.store import engine
+from mcplens.store.local.files import _lit, read_segments_sql
 from mcplens.store.local.writer import CLOSED
 
 CACHE: Final = "cache"
@@ -39,7 +40,7 @@ def _copy_name(seg: Path, st: os.stat_result) -> str:
 def _make(seg: Path, copy: Path) -> bool:
     """The segment's events written to ``copy`` (atomically: a temporary name, then a rename)."""
     tmp = copy.with_name(f".{copy.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    con = _duckdb().connect()
+    con = engine.duckdb().connect()
     try:
         copy.parent.mkdir(mode=0o700, exist_ok=True)
         con.execute(f"COPY ({read_segments_sql([seg])}) TO {_lit(tmp)} (FORMAT parquet)")

@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from mcplens import histogram
-from mcplens.store import rollup, windows
+from mcplens.store import engine, rollup, windows
 from mcplens.store.base import FIELDS, TimeWindow
 from mcplens.store.local import files as local_files
-from mcplens.store.local.files import _duckdb, _ident, _lit, _path_lit, _rows, events_view_sql
+from mcplens.store.local.files import _ident, _lit, _path_lit, _rows, events_view_sql
 from mcplens.store.sql import ERROR
 
 if TYPE_CHECKING:
@@ -422,7 +422,7 @@ def _connection() -> Any:
     if con is None:
         with _OPEN_LOCK:
             if not _DB:
-                db = _duckdb().connect()
+                db = engine.duckdb().connect()
                 local_files.cache_parquet_footers(db)
                 _DB.append(db)
             con = _DB[0].cursor()
@@ -462,7 +462,7 @@ def read(store: LocalStore, window: TimeWindow | None, fn: Callable[[Window], T]
     """``fn(window)`` on a fresh snapshot, with the reader's rules (:mod:`.reader`): when a file vanished
     under it (a compaction committed, a segment moved) it lists again, backing off, for up to
     ``RETRY_SECONDS``; a damaged file is named in ``store.bad`` and left out of the next try."""
-    duckdb = _duckdb()
+    duckdb = engine.duckdb()
     deadline = time.monotonic() + store.retry_seconds
     attempt = 0
     while True:

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from mcplens import event as ev
+from mcplens.store import engine
 from mcplens.store.postgres.schema import DAY, HOUR, SCHEMA, columns
 
 #: seconds after an hour ends before ``db rollup`` takes it (writers' batches and short spools land first)
@@ -240,14 +241,14 @@ def _as_event_keys(table: str) -> str:
 def write_segment(conn: Any, home: Path, name: str, lo: float | None, hi: float | None) -> int:
     """The events with ``lo <= time < hi`` (None: unbounded) as the mirror's segment ``name``
     (removed when there are none); returns how many."""
-    from mcplens.store.local.files import _duckdb, _lit
+    from mcplens.store.local.files import _lit
     from mcplens.store.local.writer import CLOSED, events_dir
 
     closed = events_dir(home) / CLOSED
     closed.mkdir(parents=True, exist_ok=True, mode=0o700)
     target = closed / name
     where, params = _range(lo, hi)
-    con = _duckdb().connect()
+    con = engine.duckdb().connect()
     tmp = closed / f".{name}.{os.getpid()}.tmp"
     try:
         with exported(conn, where, params) as select:
@@ -355,7 +356,7 @@ def _reroll(conn: Any, home: Path) -> int:
     until then the readers scan those batches' events (correct, slower). Returns how many."""
     from mcplens.store import rollup
     from mcplens.store.local.compact import _fsync, _RolledUp
-    from mcplens.store.local.files import MANIFEST_SUFFIX, _duckdb, parquet_columns
+    from mcplens.store.local.files import MANIFEST_SUFFIX, parquet_columns
     from mcplens.store.local.reader import LocalStore
 
     manifests = sorted(LocalStore(home).manifests(), key=_created)
@@ -363,7 +364,7 @@ def _reroll(conn: Any, home: Path) -> int:
         return 0
     pq = _pq(home)
     history = _RolledUp()
-    con = _duckdb().connect()
+    con = engine.duckdb().connect()
     try:
         for m in manifests:
             path = pq / f"{m.batch}{MANIFEST_SUFFIX}"
@@ -416,12 +417,12 @@ def _roll_stretch(conn: Any, home: Path, history: Any, a: float, b: float, late:
                   advance: float | None) -> dict[str, Any]:
     """One batch: the events of ``[a, b)`` (``late``: only those no batch of that stretch holds)."""
     from mcplens.store.local.compact import ROW_GROUP, _fsync
-    from mcplens.store.local.files import MANIFEST_SUFFIX, _duckdb, _lit, _path_lit, parquet_columns
+    from mcplens.store.local.files import MANIFEST_SUFFIX, _lit, _path_lit, parquet_columns
 
     pq = _pq(home)
     name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{os.urandom(4).hex()}"
     out = pq / f"{name}.parquet"
-    con = _duckdb().connect()
+    con = engine.duckdb().connect()
     written: list[Path] = []
     try:
         new = "true"
