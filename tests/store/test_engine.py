@@ -1,13 +1,17 @@
-"""The DuckDB engine as mcplens loads it: the extension alone."""
+"""The DuckDB engine as mcplens loads it: the extension alone, and Ctrl-C during a statement."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 
 from mcplens.store import engine
+from mcplens.store.local.files import Reader
 
 
 def test_reading_loads_the_engine_without_the_python_package() -> None:
@@ -31,3 +35,19 @@ def test_its_errors_are_the_packages() -> None:
     with pytest.raises(duckdb.Error):
         con.execute("SELECT * FROM no_such_table")
 
+
+def test_ctrl_c_during_a_statement_is_a_keyboard_interrupt() -> None:
+    """DuckDB's client runs Python's SIGINT handler inside a statement and raises a RuntimeError instead of
+    the KeyboardInterrupt: a reader gives the KeyboardInterrupt back, so every caller stops (an insights
+    run's other statements, the CLI with 130) instead of reporting a data error."""
+    run = Reader(engine.duckdb().connect())
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run("SELECT count(*) FROM range(100000000000) a")  # minutes: only the signal ends it
+    finally:
+        timer.cancel()
+    assert engine.interrupted(RuntimeError(engine.SIGNALLED))
+    assert not engine.interrupted(RuntimeError("cannot open file"))
+    assert not engine.interrupted(ValueError(engine.SIGNALLED))

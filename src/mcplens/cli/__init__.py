@@ -125,8 +125,10 @@ def _data_error(e: BaseException) -> bool:
 
 
 def _interrupted(e: BaseException) -> bool:
-    """Ctrl-C during a DuckDB query arrives as DuckDB's InterruptException, not KeyboardInterrupt."""
-    return isinstance(e, KeyboardInterrupt) or type(e).__name__ == "InterruptException"
+    """Ctrl-C during a DuckDB query arrives as DuckDB's error, not KeyboardInterrupt."""
+    from mcplens.store import engine
+
+    return engine.interrupted(e)
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:

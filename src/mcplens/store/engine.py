@@ -44,3 +44,14 @@ def version() -> str:
     """DuckDB's version (what the rollups record their keys were hashed with)."""
     return str(duckdb().__version__)
 
+
+#: what DuckDB's Python client raises (a RuntimeError) when a signal arrives while a statement runs in
+#: the main thread: it has run Python's handler, whose KeyboardInterrupt it drops
+SIGNALLED = "Query interrupted"
+
+
+def interrupted(error: BaseException) -> bool:
+    """Whether an error is Ctrl-C: a KeyboardInterrupt, DuckDB's InterruptException (a statement
+    interrupted from another thread), or the client's RuntimeError for a signal during a statement."""
+    return (isinstance(error, KeyboardInterrupt) or type(error).__name__ == "InterruptException"
+            or (type(error) is RuntimeError and str(error) == SIGNALLED))

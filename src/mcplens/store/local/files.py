@@ -212,7 +212,12 @@ class Reader:
     def __call__(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         if self.streams > 1:
             sql = _SCRATCH.sub(r"\1\2 ", sql, count=1)
-        return _rows(self.con.execute(sql, params or []))
+        try:
+            return _rows(self.con.execute(sql, params or []))
+        except RuntimeError as e:
+            if engine.interrupted(e):  # Ctrl-C: as the KeyboardInterrupt it was, so every caller stops
+                raise KeyboardInterrupt from e
+            raise
 
     def fork(self) -> Reader | None:
         """Another reader on a cursor of the same database: same files, same scratch tables, its
