@@ -9,13 +9,13 @@ Starlette and uvicorn are imported only when the command runs (``pip install 'mc
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
-import secrets
-import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the serving side's modules load when it runs: every CLI command registers this one
+    import socket
 
 DEFAULT_PORT = 8765
 
@@ -41,6 +41,8 @@ def add_parser(sub: Any) -> None:
 
 
 def bind(host: str, port: int) -> socket.socket:
+    import socket
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -56,6 +58,9 @@ def url_of(host: str, port: int) -> str:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    import ipaddress
+    import secrets
+
     from mcplens.config import default_home
 
     explicit = args.home is not None or bool(os.environ.get("MCPLENS_HOME"))
