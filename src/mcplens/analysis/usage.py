@@ -68,41 +68,21 @@ def spikes(a: Analysis, column: str, factor: float, min_calls: int, detector: st
         [a.now, float(unit), b1, a.now],
     )
     best: dict[tuple[Any, Any], dict[str, Any]] = {}
-    for w in windows:
-        k = w // unit
-        need = max(5, math.ceil(min_calls * math.sqrt(w / 3600)))
-        rows = a.run(
-            f"""WITH x AS (SELECT *, ago < {k} AS recent, ago >= {lead} AS base, (ago - {lead}) // {k} AS win
-                           FROM {detector}_units WHERE ago < {lead + base_units} AND (ago < {k} OR ago >= {lead})),
-                busy AS (SELECT server, who, max(n) AS busiest FROM (
-                           SELECT server, who, win, sum(n) AS n FROM x WHERE base GROUP BY ALL)
-                         GROUP BY ALL)
-            SELECT x.server, x.who, max(client_name) AS client_name,
-                   coalesce(sum(n) FILTER (WHERE base), 0) AS base_calls,
-                   sum(n) FILTER (WHERE recent) AS recent_calls,
-                   coalesce(any_value(busy.busiest), 0) AS busiest,
-                   coalesce(sum(n) FILTER (WHERE base AND ago >= {day_units} AND ago % {day_units} < {k}), 0)
-                       AS same_window,
-                   min(first) AS first_seen
-            FROM x LEFT JOIN busy ON busy.server IS NOT DISTINCT FROM x.server AND busy.who = x.who
-            GROUP BY x.server, x.who HAVING sum(n) FILTER (WHERE recent) >= ?""",
-            [need],
-        )
-        b1 = a.now - windows[-1]  # where the baseline ends
-        for r in rows:
-            history = b1 - max(r["first_seen"], b1 - th.baseline)
-            if history < th.min_history:
-                continue
-            n_windows = max(1, round(history / w))  # whole windows of history: events spread over them
-            rate = r["base_calls"] / n_windows
-            days = math.floor(history / 86400)
-            if days >= 3:  # enough days to know this time of day: a busy morning is not a spike
-                rate = max(rate, r["same_window"] / days)
-            recent = r["recent_calls"]
-            # both: far above its usual rate, and above its busiest window so far (sessions are bursty)
-            if recent < factor * max(rate, 1 / n_windows) or recent <= th.spike_over_busiest * r["busiest"]:
-                continue
-            best[(r["server"], r["who"])] = dict(r, window=w, rate=rate, n_windows=n_windows, days=days)
+    for r in _window_counts(a, f"{detector}_units", windows, unit, lead, base_units, day_units, min_calls):
+        w = r["window"]
+        history = b1 - max(r["first_seen"], b1 - th.baseline)
+        if history < th.min_history:
+            continue
+        n_windows = max(1, round(history / w))  # whole windows of history: events spread over them
+        rate = r["base_calls"] / n_windows
+        days = math.floor(history / 86400)
+        if days >= 3:  # enough days to know this time of day: a busy morning is not a spike
+            rate = max(rate, r["same_window"] / days)
+        recent = r["recent_calls"]
+        # both: far above its usual rate, and above its busiest window so far (sessions are bursty)
+        if recent < factor * max(rate, 1 / n_windows) or recent <= th.spike_over_busiest * r["busiest"]:
+            continue
+        best[(r["server"], r["who"])] = dict(r, rate=rate, n_windows=n_windows, days=days)  # the longest that fires
     for (server, who), r in sorted(best.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
         w, rate = r["window"], r["rate"]
         per_hour = 3600 / w
@@ -157,6 +137,45 @@ def spikes(a: Analysis, column: str, factor: float, min_calls: int, detector: st
                 sensitivity_reason=why,
                 **evidence,
             )
+
+
+def _window_counts(a: Analysis, units: str, windows: list[int], unit: int, lead: int, base_units: int,
+                   day_units: int, min_calls: int) -> list[dict[str, Any]]:
+    """Per window (seconds, ascending) and (server, who) with at least the window's share of
+    ``min_calls`` in it: its calls in the recent window and in the baseline, the busiest baseline
+    window of its length, the baseline's calls at the same time of day, its first call.
+
+    ``units``: calls per (server, who, ``ago``), ``ago`` counting units back from now, the recent
+    ones below ``lead``, the baseline's from ``lead`` on. One statement for every window: the baseline
+    (a week of units per client or tool) is aggregated once, not once per window, and only for those
+    that have enough recent calls in some window."""
+    needs = ", ".join(f"({w}, {w // unit}, {max(5, math.ceil(min_calls * math.sqrt(w / 3600)))})" for w in windows)
+    same = ", ".join(f"sum(n) FILTER (WHERE ago >= {day_units} AND ago % {day_units} < {w // unit})" for w in windows)
+    busiest = " UNION ALL ".join(
+        f"SELECT {w} AS w, server, who, max(n) AS busiest FROM ("
+        f"SELECT server, who, (ago - {lead}) // {w // unit} AS win, sum(n) AS n FROM b GROUP BY ALL) GROUP BY ALL"
+        for w in windows)
+    same_of = "CASE rec.w " + " ".join(f"WHEN {w} THEN base.same[{i + 1}]" for i, w in enumerate(windows)) + " END"
+    return a.run(
+        f"""WITH wk(w, k, need) AS (VALUES {needs}),
+            u AS (SELECT * FROM {units} WHERE ago < {lead + base_units}),
+            rec AS (SELECT wk.w, u.server, u.who, sum(u.n) AS recent_calls, max(u.client_name) AS client_name,
+                           min(u.first) AS first
+                    FROM u JOIN wk ON u.ago < wk.k GROUP BY ALL HAVING sum(u.n) >= any_value(wk.need)),
+            b AS (SELECT * FROM u SEMI JOIN (SELECT DISTINCT server, who FROM rec) c
+                  ON u.server IS NOT DISTINCT FROM c.server AND u.who = c.who WHERE u.ago >= {lead}),
+            base AS (SELECT server, who, sum(n) AS calls, max(client_name) AS client_name, min(first) AS first,
+                            [{same}] AS same
+                     FROM b GROUP BY ALL),
+            busy AS ({busiest})
+        SELECT rec.w AS "window", rec.server, rec.who, greatest(rec.client_name, base.client_name) AS client_name,
+               coalesce(base.calls, 0) AS base_calls, rec.recent_calls, coalesce(busy.busiest, 0) AS busiest,
+               coalesce({same_of}, 0) AS same_window, least(rec.first, base.first) AS first_seen
+        FROM rec
+        LEFT JOIN base ON base.server IS NOT DISTINCT FROM rec.server AND base.who = rec.who
+        LEFT JOIN busy ON busy.w = rec.w AND busy.server IS NOT DISTINCT FROM rec.server AND busy.who = rec.who
+        ORDER BY rec.w, rec.server, rec.who"""
+    )
 
 
 def _top(a: Analysis, column: str, where: str, params: list[Any], since: float) -> dict[str, int]:

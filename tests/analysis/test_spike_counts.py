@@ -1,0 +1,75 @@
+"""The spike rules' counts per window, made in one statement for every window, against the same counts
+made one window at a time in plain Python, over random calls per unit."""
+
+from __future__ import annotations
+
+import math
+import random
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from mcplens.analysis.usage import _window_counts
+from mcplens.store import engine
+
+
+def _expected(rows: list[tuple[Any, ...]], windows: list[int], unit: int, lead: int, base_units: int,
+              day_units: int, min_calls: int) -> list[dict[str, Any]]:
+    out = []
+    keys = sorted({(r[0], r[1]) for r in rows}, key=lambda k: (k[0] is None, k[0] or "", k[1]))
+    for w in windows:
+        k = w // unit
+        need = max(5, math.ceil(min_calls * math.sqrt(w / 3600)))
+        for server, who in keys:
+            mine = [r for r in rows if (r[0], r[1]) == (server, who) and r[2] < lead + base_units]
+            recent = [r for r in mine if r[2] < k]
+            base = [r for r in mine if r[2] >= lead]
+            if sum(r[3] for r in recent) < need:
+                continue
+            wins: dict[int, int] = {}
+            for r in base:
+                wins[(r[2] - lead) // k] = wins.get((r[2] - lead) // k, 0) + r[3]
+            names = [r[4] for r in recent + base if r[4] is not None]
+            out.append({
+                "window": w, "server": server, "who": who, "client_name": max(names) if names else None,
+                "base_calls": sum(r[3] for r in base), "recent_calls": sum(r[3] for r in recent),
+                "busiest": max(wins.values(), default=0),
+                "same_window": sum(r[3] for r in base if r[2] >= day_units and r[2] % day_units < k),
+                "first_seen": min(r[5] for r in recent + base),
+            })
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_windows_counts_in_one_statement(seed: int) -> None:
+    rng = random.Random(seed)
+    windows = sorted(rng.sample([300, 600, 900, 1800, 3600, 7200], rng.randint(1, 3)))
+    unit = math.gcd(*windows)
+    lead = windows[-1] // unit
+    day_units = 86400 // unit
+    base_units = rng.randint(1, 3) * day_units + rng.randint(0, day_units)
+    rows = []
+    for server in (None, "alpha", "beta")[: rng.randint(1, 3)]:
+        for i, who in enumerate(rng.sample(["a", "b", "c", "d", "e"], rng.randint(1, 5))):
+            busy = i == 0 or rng.random() < 0.5  # busy lately: enough recent calls for some window
+            for ago in range(lead + base_units + rng.randint(0, 20)):  # some beyond the baseline: left out
+                recent = ago < lead
+                if (recent and busy) or rng.random() < 0.05:
+                    rows.append((server, who, ago, rng.randint(20, 60) if recent and busy else rng.randint(1, 9),
+                                 rng.choice([None, "cli", "ide"]), 1e9 - ago * unit + rng.random()))
+    con = engine.duckdb().connect()
+    con.execute("CREATE TABLE units (server VARCHAR, who VARCHAR, ago BIGINT, n BIGINT, client_name VARCHAR, "
+                "first DOUBLE)")
+    con.executemany("INSERT INTO units VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def run(sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        cur = con.execute(sql, params or [])
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+    min_calls = rng.choice([5, 30, 50])
+    got = _window_counts(SimpleNamespace(run=run), "units", windows, unit, lead, base_units, day_units, min_calls)
+    want = _expected(rows, windows, unit, lead, base_units, day_units, min_calls)
+    assert want, "the calls must make some rows (else the test compares nothing)"
+    assert [{**r, "first_seen": pytest.approx(r["first_seen"])} for r in want] == got
