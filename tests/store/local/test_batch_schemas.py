@@ -143,3 +143,34 @@ def test_a_re_roll_records_the_columns_of_an_older_batch(tmp_path: Path) -> None
     assert store.compact().rolled_up == 1
     assert json.loads(manifest.read_text())["columns"] == recorded
     assert len(LocalStore(tmp_path).snapshot().schemas) == 1
+
+
+def test_the_typed_empty_row_joins_only_files_that_may_lack_a_column(tmp_path: Path) -> None:
+    """Every query of the view binds it again: with every file typed as ``event.COLUMNS`` (a recorded
+    schema that is, and the segments' reads) the view reads the files alone, with the same columns
+    and types as with the empty row; a file that lacks one (or has no record) gets the empty row."""
+    store = LocalStore(tmp_path)
+    manifest = _compacted(tmp_path, store, [request(T0 + i) for i in range(5)], "a1")
+    write(tmp_path, [request(T0 + 100 + i) for i in range(3)], instance="tail")
+    snap = store.snapshot()
+    (batch,) = snap.parquet
+    con = duckdb.connect()
+
+    def described(sql: str) -> list[tuple[str, str]]:
+        con.execute(sql)
+        return [(r[0], r[1]) for r in con.execute("DESCRIBE SELECT * FROM v").fetchall()]
+
+    typed_row = " WHERE false"
+    canonical = described(files.events_view_sql("v", [], []))  # the empty row alone
+    for parquet, segments in (([batch], []), ([], snap.segments), ([batch], snap.segments)):
+        sql = files.events_view_sql("v", parquet, segments, snap.schemas)
+        assert typed_row not in sql
+        assert described(sql) == canonical
+        assert con.execute("SELECT count(*) FROM v").fetchone()[0] == 5 * len(parquet) + 3 * len(segments)
+    assert typed_row in files.events_view_sql("v", [batch], [], {})  # no record: read by name
+    assert typed_row in files.events_view_sql("v", [], [])  # no file: the empty row is the view
+    _as_older_mcplens(manifest, ev.RESPONSE_TOKENS, record=True)
+    older = LocalStore(tmp_path).snapshot().schemas
+    sql = files.events_view_sql("v", [batch], [], older)
+    assert typed_row in sql
+    assert described(sql) == canonical
