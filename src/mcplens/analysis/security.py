@@ -4,6 +4,7 @@ tool definitions that change (rug pulls), authentication failures."""
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import re
 from collections import Counter, defaultdict
@@ -13,19 +14,23 @@ from mcplens import event as ev
 from mcplens.analysis.core import _SESSION, _r, _t
 from mcplens.analysis.findings import CRITICAL, INFO, RANK, WARNING, Finding
 from mcplens.classify import HIGH, MEDIUM
-from mcplens.privacy import patterns
 
 if TYPE_CHECKING:
     from mcplens.analysis.core import Analysis
 
 #: a redaction kind that names a credential (a key, a token, a password ...) rather than personal data
 _CREDENTIAL: Final = re.compile(r"KEY|TOKEN|JWT|AUTH|CREDENTIAL|COOKIE|PASSWORD|SECRET|SESSION")
-#: redaction kinds that are credentials (an agent handling secrets), not personal data: derived from the
-#: kinds the privacy stage counts (text patterns as ``KIND``, key-name rules as ``REDACTED:KIND``)
-SECRET_KINDS: Final = frozenset(
-    {p.kind for p in patterns.PATTERNS if _CREDENTIAL.search(p.kind)}
-    | {f"REDACTED:{k}" for k in patterns.KEY_KINDS if _CREDENTIAL.search(k)}
-)
+
+
+@functools.cache
+def secret_kinds() -> frozenset[str]:
+    """The redaction kinds that are credentials (an agent handling secrets), not personal data: derived
+    from the kinds the privacy stage counts (text patterns as ``KIND``, key-name rules as
+    ``REDACTED:KIND``). Its patterns load when this rule runs (compiling them is ~15 ms of every CLI start)."""
+    from mcplens.privacy import patterns
+
+    return frozenset({p.kind for p in patterns.PATTERNS if _CREDENTIAL.search(p.kind)}
+                     | {f"REDACTED:{k}" for k in patterns.KEY_KINDS if _CREDENTIAL.search(k)})
 
 
 def detect(a: Analysis) -> None:
@@ -118,7 +123,7 @@ def _redactions(a: Analysis) -> None:
                     FROM rare WHERE redactions IS NOT NULL))
         WHERE k LIKE 'INJECTION:%' OR k IN (SELECT unnest(?))
         GROUP BY 1, 2 ORDER BY n DESC, kind, tool""",
-        [a.th.examples, sorted(SECRET_KINDS)],
+        [a.th.examples, sorted(secret_kinds())],
     )
     secrets: dict[str, dict[str, Any]] = {}
     inject: dict[str, dict[str, Any]] = {}
