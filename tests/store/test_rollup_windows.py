@@ -202,3 +202,30 @@ def test_two_statements_at_once_give_what_one_at_a_time_gives(home: Path, name: 
                                                 until=None if window is None else window.until)]
     assert not forks
     assert at_once == one_by_one and at_once
+
+
+def test_a_windows_start_looks_up_history_only_in_batches_from_before_it(home: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a batch with events from before a region's new events can hold their sessions' history: a
+    window starting in the first batch reads the first batch's spans for its first hour, not every
+    batch's (the equality tests above hold it to the same tables)."""
+    from mcplens.store.local import files
+
+    store = LocalStore(home)
+    spans = {Path(m["files"]["spans"]).name: m["time"][0] for m in store.snapshot().rollups}
+    assert len(spans) == 2
+    window = WINDOWS["both ends mid-hour, until in the tail"]
+    assert min(spans.values()) < window.since < max(spans.values())
+    lookups: list[set[str]] = []
+    call = files.Reader.__call__
+
+    def recording(self: files.Reader, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        if "min(first) AS t FROM read_parquet(" in sql:
+            lookups.append({name for name in spans if name in sql})
+        return call(self, sql, params)
+
+    monkeypatch.setattr(files.Reader, "__call__", recording)
+    with store.analysis_source(window) as source:
+        Analysis(source, Options())
+    first_batch = {n for n, t in spans.items() if t < window.since}
+    assert sorted(lookups, key=len) == [first_batch, set(spans)]  # the first hour's, then the last hour's

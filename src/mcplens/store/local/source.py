@@ -90,7 +90,6 @@ class LocalSource(DuckDBSource):
                        exfil_window: float, min_loop: int, examples: int) -> None:
         lo, hi = hours(self.window)
         core = lo is None or hi is None or lo < hi
-        spans = ", ".join(lit(m["files"]["spans"]) for m in stored)
         batch_of = {m["files"]["spans"]: m.get("batch") for m in stored}  # a spans file's batch
         # (new events, the batches' history before, the tail's history before, whether the new events come
         # from the batches): history precedes them
@@ -130,11 +129,14 @@ class LocalSource(DuckDBSource):
             src(f"CREATE OR REPLACE TEMP {kind} rg{i}_new AS SELECT {cols} FROM ({new})")
             # the sessions' history starts at their first call, and lies in the batches whose spans
             # name them (a batch's spans list every session with a tool call in it): read only those,
-            # from there on
+            # from there on. Only a batch with events from before the new ones can hold any: a window
+            # that starts a week ago looks them up in the first batch or two, not in every one
+            holders = [m for m in stored if span_overlaps(m.get("time"), None, batch_before)]
+            spans = ", ".join(lit(m["files"]["spans"]) for m in holders)
             found = src(
                 f"SELECT filename AS f, min(first) AS t FROM read_parquet([{spans}], filename=true) WHERE sk IN ("
                 f"SELECT hash({SESSION_KEY}) FROM rg{i}_new WHERE kind = 'request' AND method = 'tools/call') "
-                "GROUP BY 1")
+                "GROUP BY 1") if holders else []
             start = min((r["t"] for r in found if r["t"] is not None), default=None)
             batches = {batch_of.get(r["f"]) for r in found}
             past = "batch_events"  # all of them, unless each spans file found names its batch
