@@ -288,3 +288,37 @@ def test_compute_reads_only_the_columns_it_names(home: Path) -> None:
                            for t in rollup.WINDOWED}
     assert all(got["w_"][t] for t in ("chains", "loops", "exfil", "buckets", "errmin", "perf")), "a table with rows"
     assert got["n_"] == got["w_"]
+
+
+def test_the_marks_of_batches_that_agree_are_read_without_matching_by_name(home: Path) -> None:
+    """Each batch records its marks file's columns; when every batch's agree, the analysis reads the
+    marks files as one schema (no footer of each file read for every query). A batch without the
+    record, or with other columns, brings back the read by name, with the same marks."""
+    import duckdb
+
+    store = LocalStore(home)
+    metas = store.snapshot().rollups
+    assert metas and len(metas) == 2
+    for m in metas:
+        described = duckdb.connect().execute(f"DESCRIBE SELECT * FROM read_parquet('{m['files']['marks']}')").fetchall()
+        assert m["marks_columns"] == [[r[0], r[1]] for r in described]
+    assert rollup.marks_columns(metas) == metas[0]["marks_columns"]
+
+    def marks(s: LocalStore) -> tuple[str, list[tuple[Any, ...]]]:
+        with s.analysis_source(None) as source:
+            source.marks()
+            (view,) = source("SELECT sql FROM duckdb_views() WHERE view_name = 'marks'")
+            rows = sorted(tuple(map(str, r.values())) for r in source("SELECT * FROM marks"))
+        return view["sql"], rows
+
+    sql, agreed = marks(store)
+    assert "union_by_name" not in sql and agreed
+    first = store.manifests()[0]
+    path = first.parquet.with_name(first.batch + MANIFEST_SUFFIX)
+    original = path.read_text()
+    for edit in (lambda r: r.pop("marks_columns"), lambda r: r["marks_columns"].append(["extra", "VARCHAR"])):
+        data = json.loads(original)
+        edit(data["rollups"])  # one batch only: an older mcplens's, or one whose marks have other columns
+        path.write_text(json.dumps(data))
+        sql, rows = marks(LocalStore(home))
+        assert "union_by_name" in sql and rows == agreed

@@ -51,7 +51,8 @@ class LocalSource(DuckDBSource):
         where = self.where_literal()
         tail = (f" UNION ALL BY NAME SELECT * FROM tail_events WHERE {rollup.MARKS}{where}"
                 if self.has_segments else "")
-        self(f"CREATE OR REPLACE TEMP VIEW marks AS SELECT * FROM read_parquet([{files}], union_by_name=true) "
+        by_name = "" if rollup.marks_columns(self.rollups) else ", union_by_name=true"
+        self(f"CREATE OR REPLACE TEMP VIEW marks AS SELECT * FROM read_parquet([{files}]{by_name}) "
              f"WHERE true{where}{tail}")
         return None
 
