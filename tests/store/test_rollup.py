@@ -118,7 +118,9 @@ def _tables(store: LocalStore, *, stored: bool) -> dict[str, list[tuple[Any, ...
         assert a.from_rollups is stored
         tables = {t: sorted(tuple(map(str, r.values())) for r in source(f"SELECT * FROM ru_{t}"))
                   for t in rollup.WINDOWED}
-        # the parts' rows per error category, summed (a key's errors may lie in two parts)
+        # the parts' rows summed (a key's errors may lie in two parts)
+        tables["errmin"] = sorted(tuple(map(str, r.values())) for r in source(
+            "SELECT server, tool, minute, sum(errors) AS errors FROM ru_errmin GROUP BY ALL"))
         tables["bucket_errors"] = sorted(tuple(map(str, r.values())) for r in source(
             "SELECT server, method, tool, bucket, category, sum(errors) AS errors FROM ru_bucket_errors GROUP BY ALL"))
         return tables

@@ -99,6 +99,8 @@ def _run(store: LocalStore, window: TimeWindow | None, *, stored: bool, server: 
         # a chain is a list: compare it as text, with its counts
         tables["chains"] = sorted(tuple(map(str, r.values())) for r in source(
             "SELECT server, chain::VARCHAR AS c, occurrences, sessions FROM ru_chains"))
+        tables["errmin"] = sorted(tuple(map(str, r.values())) for r in source(  # a minute may lie in two parts
+            "SELECT server, tool, minute, sum(errors) AS errors FROM ru_errmin GROUP BY ALL"))
         tables["marks"] = sorted(tuple(map(str, r.values())) for r in source("SELECT event_id, time FROM marks"))
         return found, tables
 

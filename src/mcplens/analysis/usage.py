@@ -270,26 +270,29 @@ FAIL_TOGETHER_BITMAP_BYTES = 256 << 20
 
 def fail_together(a: Analysis) -> None:
     th = a.th
-    span = a.run("SELECT min(minute) AS m0, max(minute) AS m1, (SELECT sum(k * (k - 1) // 2) FROM ("
-                 "SELECT count(DISTINCT tool) AS k FROM ru_errmin GROUP BY server)) AS pairs FROM ru_errmin")[0]
-    if span["m0"] is None:
+    # ru_errmin may list a minute of a tool twice (store/source.py): minutes are counted as distinct
+    per_server = a.run("SELECT server, count(DISTINCT tool) AS k, min(minute) AS m0, max(minute) AS m1 "
+                       "FROM ru_errmin GROUP BY server")
+    if not per_server:
         return
-    m0, bits = int(span["m0"]), int(span["m1"]) - int(span["m0"]) + 1
+    m0 = int(min(r["m0"] for r in per_server))
+    bits = int(max(r["m1"] for r in per_server)) - m0 + 1
+    pairs_n = sum(int(r["k"]) * (int(r["k"]) - 1) // 2 for r in per_server)
     params = [th.fail_together_min_buckets, th.fail_together_min_jaccard]
-    if int(span["pairs"] or 0) * (bits // 8 + 1) <= FAIL_TOGETHER_BITMAP_BYTES:
+    if pairs_n * (bits // 8 + 1) <= FAIL_TOGETHER_BITMAP_BYTES:
         # a bitmap of the minutes each tool failed in, and a pair's common minutes by AND: a busy server's
         # tools each fail in most minutes of a week, and joining the minutes makes tools² rows a minute
         pairs = f"""
-            WITH n AS (SELECT server, tool, count(*) AS buckets,
-                              bitstring_agg((minute - {m0})::BIGINT, 0, {bits - 1}) AS bits
-                       FROM ru_errmin GROUP BY ALL),
+            WITH n AS (SELECT server, tool, bit_count(bits) AS buckets, bits FROM (
+                           SELECT server, tool, bitstring_agg((minute - {m0})::BIGINT, 0, {bits - 1}) AS bits
+                           FROM ru_errmin GROUP BY ALL)),
                  pair AS (SELECT a.server, a.tool AS a, b.tool AS b, bit_count(a.bits & b.bits) AS together,
                                  a.buckets AS a_buckets, b.buckets AS b_buckets
                           FROM n a JOIN n b ON a.server IS NOT DISTINCT FROM b.server AND a.tool < b.tool)
             SELECT * FROM pair WHERE together >= ?"""
     else:
         pairs = """
-            WITH eb AS (SELECT server, tool, minute AS b FROM ru_errmin),
+            WITH eb AS (SELECT DISTINCT server, tool, minute AS b FROM ru_errmin),
                  n AS (SELECT server, tool, count(*) AS buckets FROM eb GROUP BY 1, 2),
                  -- the pairs counted first, then joined to their tools' minute counts: the self-join's
                  -- rows (every pair of tools failing in the same minute) are not carried through two joins

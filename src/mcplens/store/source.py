@@ -155,7 +155,9 @@ class AnalysisSource(ABC):
     def rollup_tables(self, split: Split, *, exfil_window: float, bucket: float, requests: int,
                       min_loop: int = 2, examples: int = rollup.LOOP_EXAMPLES) -> RollupInfo:
         """Create ``ru_<table>`` (:data:`rollup.WINDOWED`) and the view ``ru_bucket_errors``
-        (:data:`rollup.BUCKET_ERRORS`) for this window and server; ``requests``: how
+        (:data:`rollup.BUCKET_ERRORS`) for this window and server; ``ru_errmin`` may hold a (server,
+        tool, minute) in more than one row (its rule reads which minutes, not how many errors, and a
+        merge of a week of minutes is most of its cost); ``requests``: how
         many the window holds (unused); ``ru_loops`` counts the keys called at least ``min_loop`` times
         per level (:func:`rollup.loop_levels_sql`), with ``examples`` sessions each."""
 

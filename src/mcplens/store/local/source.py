@@ -175,6 +175,9 @@ class LocalSource(DuckDBSource):
             return "(" + " UNION ALL BY NAME ".join(f"({x})" for x in parts) + f") WHERE true{server}{keep}"
 
         def merged(src: AnalysisSource, t: str) -> None:
+            if t == "errmin":  # the minutes each tool failed in: read twice, by a rule that needs no sums
+                src(f"CREATE OR REPLACE TEMP VIEW ru_errmin AS SELECT server, tool, minute, errors FROM {union(t)}")
+                return
             if t != "loops":
                 parts = union(t)
                 src(f"CREATE OR REPLACE TEMP TABLE ru_{t} AS {rollup.MERGE[t].format(src=parts)}")

@@ -1,5 +1,6 @@
-"""The spike rules' counts per window, made in one statement for every window, against the same counts
-made one window at a time in plain Python, over random calls per unit."""
+"""The usage rules' counts against the same counts made plainly: the spike rules' per window (made in
+one statement for every window) against plain Python over random calls per unit, and tools that fail
+together from merged or split minutes."""
 
 from __future__ import annotations
 
@@ -73,3 +74,46 @@ def test_every_windows_counts_in_one_statement(seed: int) -> None:
     want = _expected(rows, windows, unit, lead, base_units, day_units, min_calls)
     assert want, "the calls must make some rows (else the test compares nothing)"
     assert [{**r, "first_seen": pytest.approx(r["first_seen"])} for r in want] == got
+
+
+def _fail_together_findings(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    from mcplens.analysis.core import Thresholds
+    from mcplens.analysis.usage import fail_together
+
+    con = engine.duckdb().connect()
+    con.execute("CREATE TABLE ru_errmin (server VARCHAR, tool VARCHAR, minute BIGINT, errors BIGINT)")
+    con.executemany("INSERT INTO ru_errmin VALUES (?, ?, ?, ?)", rows)
+
+    def run(sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        cur = con.execute(sql, params or [])
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+    found: list[dict[str, Any]] = []
+    a = SimpleNamespace(run=run, th=Thresholds(), scoped=lambda server, subject: subject,
+                        add=lambda *args, **evidence: found.append({"args": args, **evidence}))
+    fail_together(a)
+    return found
+
+
+def test_tools_that_fail_together_are_found_alike_from_merged_or_split_minutes() -> None:
+    """The local store hands the rule its minutes unmerged (a minute's errors may lie in a stored part
+    and in a window's edge): the same findings as from one row per minute."""
+    rng = random.Random(3)
+    merged = []
+    for server in (None, "alpha"):
+        for minute in range(29_000_000, 29_000_000 + 600):
+            shared = rng.random() < 0.3  # db and cache fail in the same minutes: a shared dependency
+            for tool, p in (("db", 0.9 if shared else 0.02), ("cache", 0.85 if shared else 0.02), ("mail", 0.1)):
+                if rng.random() < p:
+                    merged.append((server, tool, minute, rng.randint(1, 9)))
+    split = []
+    for server, tool, minute, errors in merged:
+        if errors > 1 and rng.random() < 0.5:  # in two parts
+            split += [(server, tool, minute, 1), (server, tool, minute, errors - 1)]
+        else:
+            split.append((server, tool, minute, errors))
+    want = _fail_together_findings(merged)
+    assert sorted(str(f["server"]) for f in want) == ["None", "alpha"]
+    assert all(set(f["minutes_failed"]) == {"db", "cache"} for f in want)
+    assert _fail_together_findings(split) == want
