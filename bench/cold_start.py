@@ -3,12 +3,13 @@
     .venv/bin/python bench/cold_start.py --store DIR [--window 7d] [--rounds 5] [--record]
 
 Each round is a fresh process that times, in order: mcplens's imports (the CLI and the analysis),
-DuckDB's import and first connection, then :func:`insights` over ``window`` (ending at the store's
-newest event) three times: the first run is the cold one a one-shot CLI makes, the third a warm one
-(a process that stays up). For each run it counts the minor page faults (``getrusage``): a fresh
-process touches every page the run needs for the first time. A last child measures what one first
-touch costs on this machine (touching a fresh 256 MB anonymous mapping, a page at a time), so the
-faults can be priced. Medians over the rounds; ``--record`` appends them to bench/RESULTS.md.
+DuckDB's engine as mcplens loads it (store/engine.py) and a first connection, then :func:`insights`
+over ``window`` (ending at the store's newest event) three times: the first run is the cold one a
+one-shot CLI makes, the third a warm one (a process that stays up). For each run it counts the minor
+page faults (``getrusage``): a fresh process touches every page the run needs for the first time.
+A last child measures what one first touch costs on this machine (touching a fresh 256 MB anonymous
+mapping, a page at a time), so the faults can be priced. Medians over the rounds; ``--record``
+appends them to bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from mcplens.analysis.run import insights
 from mcplens.store.local.reader import LocalStore
 out = {"imports": time.perf_counter() - t}
 t = time.perf_counter()
-import duckdb
-duckdb.connect().close()
+from mcplens.store import engine
+engine.duckdb().connect().close()  # the engine as mcplens loads it (store/engine.py)
 out["duckdb"] = time.perf_counter() - t
 store = LocalStore(Path(sys.argv[1]))
 since = float(sys.argv[2])
