@@ -36,6 +36,30 @@ def test_its_errors_are_the_packages() -> None:
         con.execute("SELECT * FROM no_such_table")
 
 
+
+def test_without_the_extension_alone_the_package_serves(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DuckDB before 1.4 ships its extension inside the package (duckdb.duckdb): then the package."""
+    import importlib
+
+    import duckdb
+
+    real = importlib.import_module
+
+    def older(name: str, package: str | None = None) -> object:
+        if name == "_duckdb":
+            raise ImportError("No module named '_duckdb'")
+        return real(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", older)
+    assert engine._load() is duckdb
+
+    def none(name: str, package: str | None = None) -> object:
+        raise ImportError(f"No module named {name!r}")
+
+    monkeypatch.setattr(importlib, "import_module", none)
+    with pytest.raises(ImportError, match=r"pip install 'mcplens\[cli\]'"):
+        engine._load()
+
 def test_ctrl_c_during_a_statement_is_a_keyboard_interrupt() -> None:
     """DuckDB's client runs Python's SIGINT handler inside a statement and raises a RuntimeError instead of
     the KeyboardInterrupt: a reader gives the KeyboardInterrupt back, so every caller stops (an insights
