@@ -113,9 +113,8 @@ def _write_batch(pq: Path, sources: list[Path], rolled: _RolledUp) -> tuple[str,
         ).fetchone()[0]
         os.chmod(out, 0o600)  # events: owner-only, like the segments (the directory is 0700 too)
         _fsync(out)
-        columns = parquet_columns(con, out)
-        rollups = rolled.add(con, out)
-        for name in (rollups or {}).get("files", {}).values():
+        entries = rolled.entries(con, out)
+        for name in entries["rollups"]["files"].values():
             os.chmod(pq / name, 0o600)
     finally:
         con.close()
@@ -124,9 +123,8 @@ def _write_batch(pq: Path, sources: list[Path], rolled: _RolledUp) -> tuple[str,
         "parquet": out.name,
         "segments": {p.name: p.stat().st_size for p in sources},
         "events": n,
-        "columns": columns,  # readers bind views over batches of one schema from one footer (files.py)
         "created": time.time(),
-        "rollups": rollups,
+        **entries,
     }
     _write_manifest(pq / f"{batch}{MANIFEST_SUFFIX}", manifest)  # the commit point
     for p in sources:
@@ -148,8 +146,7 @@ def _roll_up_all(manifests: list[Manifest]) -> _RolledUp:
     con = engine.duckdb().connect()
     try:
         for m, path, data in sorted(_commit_order(manifests), key=lambda x: (x[2].get("created", 0), x[0].batch)):
-            data["rollups"] = rolled.add(con, m.parquet)
-            data["columns"] = parquet_columns(con, m.parquet)  # recorded by an older mcplens, or not at all
+            data.update(rolled.entries(con, m.parquet))
             _write_manifest(path, data)
             rolled.redone += 1
     finally:
@@ -176,6 +173,12 @@ class _RolledUp:
         self.parquet.append(batch)
         self.tools = meta["tools"]
         return meta
+
+    def entries(self, con: Any, batch: Path) -> dict[str, Any]:
+        """A batch's manifest entries made from its file: its rollups (:meth:`add`) and its columns
+        (readers bind views over batches of one schema from one footer, files.py); on a re-roll the
+        columns too, as an older mcplens may not have recorded them."""
+        return {"rollups": self.add(con, batch), "columns": parquet_columns(con, batch)}
 
 
 def _commit_order(manifests: list[Manifest]) -> Iterator[tuple[Manifest, Path, dict[str, Any]]]:

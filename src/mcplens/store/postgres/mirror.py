@@ -356,7 +356,7 @@ def _reroll(conn: Any, home: Path) -> int:
     until then the readers scan those batches' events (correct, slower). Returns how many."""
     from mcplens.store import rollup
     from mcplens.store.local.compact import _fsync, _RolledUp
-    from mcplens.store.local.files import MANIFEST_SUFFIX, parquet_columns
+    from mcplens.store.local.files import MANIFEST_SUFFIX
     from mcplens.store.local.reader import LocalStore
 
     manifests = sorted(LocalStore(home).manifests(), key=_created)
@@ -370,9 +370,8 @@ def _reroll(conn: Any, home: Path) -> int:
             path = pq / f"{m.batch}{MANIFEST_SUFFIX}"
             with _locked(home):
                 old = json.loads(path.read_text("utf-8"))
-                meta = history.add(con, m.parquet)
-                new = {**old, "rollups": meta, "columns": parquet_columns(con, m.parquet)}
-                files = [pq / f for f in meta["files"].values()]
+                new = {**old, **history.entries(con, m.parquet)}
+                files = [pq / f for f in new["rollups"]["files"].values()]
                 gone = sorted(set(_files_of(old)) - set(_files_of(new)))
                 with conn.transaction():
                     conn.execute(f"UPDATE {SCHEMA}.batches SET manifest = %s::jsonb WHERE name = %s",
@@ -417,7 +416,7 @@ def _roll_stretch(conn: Any, home: Path, history: Any, a: float, b: float, late:
                   advance: float | None) -> dict[str, Any]:
     """One batch: the events of ``[a, b)`` (``late``: only those no batch of that stretch holds)."""
     from mcplens.store.local.compact import ROW_GROUP, _fsync
-    from mcplens.store.local.files import MANIFEST_SUFFIX, _lit, _path_lit, parquet_columns
+    from mcplens.store.local.files import MANIFEST_SUFFIX, _lit, _path_lit
 
     pq = _pq(home)
     name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{os.urandom(4).hex()}"
@@ -438,10 +437,10 @@ def _roll_stretch(conn: Any, home: Path, history: Any, a: float, b: float, late:
                                 ).fetchone()[0])
         if n:
             os.chmod(out, 0o600)
-            rollups = history.add(con, out)
-            written += [pq / f for f in rollups["files"].values()]
-            manifest = {"version": 1, "parquet": out.name, "segments": {}, "events": n,
-                        "columns": parquet_columns(con, out), "created": time.time(), "rollups": rollups}
+            entries = history.entries(con, out)
+            written += [pq / f for f in entries["rollups"]["files"].values()]
+            manifest = {"version": 1, "parquet": out.name, "segments": {}, "events": n, "created": time.time(),
+                        **entries}
         with conn.transaction():
             if n:
                 conn.execute(f"INSERT INTO {SCHEMA}.batches (name, lo, hi, events, manifest) "
