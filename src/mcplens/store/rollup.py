@@ -661,9 +661,9 @@ def roll_up_batch(run: Rows, new: str, history: str | None, out: Path, known_too
         files[table] = name
     span = run(f"SELECT min(time) AS lo, max(time) AS hi FROM {new}")[0]  # a window reads only batches it overlaps
     # the marks are events (every column of the batch's view): with each batch's recorded, batches whose
-    # marks have the same columns are read without matching them by name (see marks_columns)
-    marks = "'" + str(out.parent / files["marks"]).replace("'", "''") + "'"
-    columns = [[r["column_name"], r["column_type"]] for r in run(f"DESCRIBE SELECT * FROM read_parquet({marks})")]
+    # marks have the same columns are read without matching them by name (see marks_columns). Described
+    # from the table the file was written from: the file is not read again
+    columns = [[r["column_name"], r["column_type"]] for r in run("DESCRIBE SELECT * FROM ru_marks")]
     return {**settings(tools, reads, sends, exfil_window), **hashes(run), "files": files,
             "time": [span["lo"], span["hi"]], "marks_columns": columns}
 
