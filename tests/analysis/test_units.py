@@ -104,16 +104,20 @@ def test_spike_windows_come_from_the_config() -> None:
 
 
 def test_secret_kinds_are_the_credential_kinds_the_privacy_stage_counts() -> None:
-    """Derived, not copied: every credential kind a text pattern or a key-name rule emits, and no kind
-    of personal data (a secrets_in_arguments finding must never be about an email address)."""
-    from mcplens.analysis.security import secret_kinds
+    """The written-out set equals the one derived from the privacy stage: every credential kind a text
+    pattern or a key-name rule emits (a new credential pattern fails here until the rule knows it), and
+    no kind of personal data (a secrets_in_arguments finding must never be about an email address)."""
+    from mcplens.analysis.security import _CREDENTIAL, SECRET_KINDS
     from mcplens.privacy import patterns
 
     pattern_kinds = {p.kind for p in patterns.PATTERNS}
+    derived = ({k for k in pattern_kinds if _CREDENTIAL.search(k)}
+               | {f"REDACTED:{k}" for k in patterns.KEY_KINDS if _CREDENTIAL.search(k)})
+    assert SECRET_KINDS == derived
     assert {"AWS_ACCESS_KEY", "GITHUB_TOKEN", "PROVIDER_KEY", "JWT", "AUTH_HEADER", "URL_CREDENTIALS",
-            "COOKIE", "PRIVATE_KEY"} <= secret_kinds()
-    assert {"REDACTED:PASSWORD", "REDACTED:API_KEY", "REDACTED:TOKEN", "REDACTED:SESSION"} <= secret_kinds()
+            "COOKIE", "PRIVATE_KEY"} <= SECRET_KINDS
+    assert {"REDACTED:PASSWORD", "REDACTED:API_KEY", "REDACTED:TOKEN", "REDACTED:SESSION"} <= SECRET_KINDS
     personal = {"EMAIL", "PHONE", "CARD", "IBAN", "NATIONAL_ID", "IPV4", "IPV6", "MAC_ADDRESS", "USER", "BLOB"}
-    assert personal <= pattern_kinds and not personal & secret_kinds()
-    assert not {f"REDACTED:{k}" for k in ("EMAIL", "NAME", "USER_ID", "DEVICE_ID", "ADDRESS")} & secret_kinds()
-    assert all(k in pattern_kinds or k.removeprefix("REDACTED:") in patterns.KEY_KINDS for k in secret_kinds())
+    assert personal <= pattern_kinds and not personal & SECRET_KINDS
+    assert not {f"REDACTED:{k}" for k in ("EMAIL", "NAME", "USER_ID", "DEVICE_ID", "ADDRESS")} & SECRET_KINDS
+

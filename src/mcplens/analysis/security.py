@@ -4,7 +4,6 @@ tool definitions that change (rug pulls), authentication failures."""
 from __future__ import annotations
 
 import fnmatch
-import functools
 import json
 import re
 from collections import Counter, defaultdict
@@ -22,15 +21,17 @@ if TYPE_CHECKING:
 _CREDENTIAL: Final = re.compile(r"KEY|TOKEN|JWT|AUTH|CREDENTIAL|COOKIE|PASSWORD|SECRET|SESSION")
 
 
-@functools.cache
-def secret_kinds() -> frozenset[str]:
-    """The redaction kinds that are credentials (an agent handling secrets), not personal data: derived
-    from the kinds the privacy stage counts (text patterns as ``KIND``, key-name rules as
-    ``REDACTED:KIND``). Its patterns load when this rule runs (compiling them is ~15 ms of every CLI start)."""
-    from mcplens.privacy import patterns
-
-    return frozenset({p.kind for p in patterns.PATTERNS if _CREDENTIAL.search(p.kind)}
-                     | {f"REDACTED:{k}" for k in patterns.KEY_KINDS if _CREDENTIAL.search(k)})
+#: the redaction kinds that are credentials (an agent handling secrets), not personal data: the kinds the
+#: privacy stage counts (text patterns as ``KIND``, key-name rules as ``REDACTED:KIND``) whose name says
+#: credential (:data:`_CREDENTIAL`). Written out, not derived at run time: deriving them imports the
+#: privacy patterns, whose ~80 regular expressions take ~50 ms to compile in every ``insights`` run.
+#: tests/analysis/test_units.py derives the set from the patterns and fails when the two differ.
+SECRET_KINDS: Final = frozenset({
+    "ANTHROPIC_KEY", "AUTH_HEADER", "AWS_ACCESS_KEY", "AWS_SECRET_KEY", "COOKIE", "GITHUB_TOKEN", "GITLAB_TOKEN",
+    "GOOGLE_API_KEY", "JWT", "OPENAI_KEY", "PRIVATE_KEY", "PROVIDER_KEY", "SLACK_TOKEN", "STRIPE_KEY",
+    "URL_CREDENTIALS", "REDACTED:API_KEY", "REDACTED:AUTHORIZATION", "REDACTED:COOKIE", "REDACTED:CREDENTIAL",
+    "REDACTED:PASSWORD", "REDACTED:PRIVATE_KEY", "REDACTED:SECRET", "REDACTED:SESSION", "REDACTED:TOKEN",
+})
 
 
 def detect(a: Analysis) -> None:
@@ -123,7 +124,7 @@ def _redactions(a: Analysis) -> None:
                     FROM rare WHERE redactions IS NOT NULL))
         WHERE k LIKE 'INJECTION:%' OR k IN (SELECT unnest(?))
         GROUP BY 1, 2 ORDER BY n DESC, kind, tool""",
-        [a.th.examples, sorted(secret_kinds())],
+        [a.th.examples, sorted(SECRET_KINDS)],
     )
     secrets: dict[str, dict[str, Any]] = {}
     inject: dict[str, dict[str, Any]] = {}
