@@ -16,6 +16,12 @@ if TYPE_CHECKING:
 
 
 def detect(a: Analysis) -> None:
+    for d in DETECTORS:
+        d(a)
+
+
+def error_rate(a: Analysis) -> None:
+    """Each server's share of failed calls in the recent window."""
     th = a.th
     r0 = a.now - th.recent
     rows = a.run(
@@ -46,6 +52,9 @@ def detect(a: Analysis) -> None:
             **_error_breakdown(a, server, r0),
             window=[_t(r0), _t(a.now)],
         )
+
+
+def volume(a: Analysis) -> None:
     if 3600 % a.bucket_size == 0:
         vol = a.run(
             "SELECT sum(c) AS calls, count(*) AS hours, max(c) AS peak FROM "
@@ -69,9 +78,10 @@ def detect(a: Analysis) -> None:
             peak_per_hour=int(vol["peak"]),
             window=[_t(a.lo), _t(a.now)],
         )
-    _error_spikes(a)
-    _restarts(a)
-    _resources(a)
+
+
+def rate_limited(a: Analysis) -> None:
+    th = a.th
     hits = a.run(
         "SELECT client, min(client_name) AS name, count(*) AS n, histogram(tool) AS tools "
         f"FROM rare WHERE status = '{ev.RATE_LIMITED}' GROUP BY 1 ORDER BY n DESC, client"
@@ -111,7 +121,7 @@ def _error_breakdown(a: Analysis, server: Any, since: float, until: float | None
     return out
 
 
-def _error_spikes(a: Analysis) -> None:
+def error_spikes(a: Analysis) -> None:
     th = a.th
     label = sql.label("method", "tool")
     rows = a.run(
@@ -208,7 +218,7 @@ def _error_spikes(a: Analysis) -> None:
         )
 
 
-def _restarts(a: Analysis) -> None:
+def restarts(a: Analysis) -> None:
     """Restarts judged against the transport. A stdio server lives one process per conversation,
     so new instances are normal there; what is not is a crash: an instance that ended without a
     clean stop (no closing health record after its last request, or calls cut off by the server
@@ -286,7 +296,7 @@ def _restarts(a: Analysis) -> None:
         )
 
 
-def _resources(a: Analysis) -> None:
+def resources(a: Analysis) -> None:
     """CPU and memory of each server's processes (from their health records) against their call
     volume: one finding per server, the busiest and any leaking instance named in it."""
     rows = a.run(
@@ -343,4 +353,5 @@ def _resources(a: Analysis) -> None:
 
 
 #: the area's detectors, in the order of their findings (one here)
-DETECTORS = (detect,)
+#: each rule on its own, so a run spreads them over its sources (store/source.py ``each``)
+DETECTORS = (error_rate, volume, error_spikes, restarts, resources, rate_limited)

@@ -20,7 +20,7 @@ from mcplens.store.source import AnalysisSource
 AREAS = (usage, performance, health, security)
 Detector = Callable[[Analysis], None]
 #: the detectors that read the recent requests (:meth:`Analysis.req_from`), run after the others
-READ_RECENT: frozenset[Detector] = frozenset({usage.client_spikes, usage.tool_spikes, health.detect})
+READ_RECENT: frozenset[Detector] = frozenset({usage.client_spikes, usage.tool_spikes, health.error_rate})
 
 
 def analyze(source: AnalysisSource, options: Options | None = None) -> list[Finding]:

@@ -35,6 +35,12 @@ SECRET_KINDS: Final = frozenset({
 
 
 def detect(a: Analysis) -> None:
+    for d in DETECTORS:
+        d(a)
+
+
+def exfiltration(a: Analysis) -> None:
+    """Sessions that read with a data-access tool, then sent out with an outbound one."""
     th = a.th
     if a.reads and a.sends:
         rows = a.run(
@@ -72,8 +78,10 @@ def detect(a: Analysis) -> None:
                 example_sessions=list(r["examples"]) if sev != INFO else [],
                 within_s=th.exfil_window,
             )
-    _redactions(a)
-    _drift(a)
+
+
+def auth_failures(a: Analysis) -> None:
+    th = a.th
     rows = a.run(
         f"""
         WITH f AS (SELECT * FROM rare WHERE status = '{ev.UNAUTHORIZED}' OR error_category = '{ev.CAT_AUTH}'),
@@ -114,7 +122,8 @@ def _outbound_reason(a: Analysis, tool: str) -> str:
     return "its name says it sends data out"
 
 
-def _redactions(a: Analysis) -> None:
+def secrets_and_injection(a: Analysis) -> None:
+    """Credentials and prompt-injection phrases the privacy stage counted in arguments."""
     rows = a.run(
         """
         SELECT k AS kind, tool, sum(v) AS n, count(DISTINCT session) AS sessions,
@@ -160,7 +169,7 @@ def _redactions(a: Analysis) -> None:
         )
 
 
-def _drift(a: Analysis) -> None:
+def drift(a: Analysis) -> None:
     """Tool definitions that change. A server may show different tools to different clients (some
     only to clients that support sampling or elicitation), so the tool *set* is compared only
     within one client's view (client name + declared capabilities); a tool whose *definition*
@@ -262,4 +271,5 @@ def _drift_finding(a: Analysis, server: Any, old: dict[str, Any], new: dict[str,
 
 
 #: the area's detectors, in the order of their findings (one here)
-DETECTORS = (detect,)
+#: each rule on its own, so a run spreads them over its sources (store/source.py ``each``)
+DETECTORS = (exfiltration, secrets_and_injection, drift, auth_failures)
