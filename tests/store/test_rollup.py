@@ -9,6 +9,7 @@ across them on purpose.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -290,6 +291,49 @@ def test_compute_reads_only_the_columns_it_names(home: Path) -> None:
                            for t in rollup.WINDOWED}
     assert all(got["w_"][t] for t in ("chains", "loops", "exfil", "buckets", "errmin", "perf")), "a table with rows"
     assert got["n_"] == got["w_"]
+
+
+def test_the_tables_of_the_new_events_alone_can_be_made_by_a_call_of_their_own(home: Path) -> None:
+    """A window's edge makes the tables that need its sessions' history (:data:`rollup.FROM_CALLS`) in
+    one call and the others in another, on whichever source is free: either order, the same tables as
+    one call; the history-free call makes no ``calls`` of its own, nor drops the other's."""
+    store = LocalStore(home)
+    with store.reader() as run:
+        tools = [r["t"] for r in run("SELECT DISTINCT target AS t FROM events WHERE method = 'tools/call' "
+                                     "AND target IS NOT NULL ORDER BY 1")]
+        reads, sends = ToolClasses().split(tools)
+        run(f"CREATE TEMP TABLE new AS SELECT * FROM events WHERE time >= {CUT1}")
+        run(f"CREATE TEMP VIEW hist AS SELECT * FROM events WHERE time < {CUT1}")
+        with_calls = [t for t in rollup.WINDOWED if t in rollup.FROM_CALLS]
+        alone = [t for t in rollup.WINDOWED if t not in rollup.FROM_CALLS]
+        assert with_calls and alone
+        kw = {"reads": reads, "sends": sends, "exfil_window": 600.0, "sort": False}
+
+        def tables(prefix: str) -> dict[str, list[tuple[str, ...]]]:
+            return {t: sorted(tuple(map(str, r.values())) for r in run(f"SELECT * FROM {prefix}{t}"))
+                    for t in rollup.WINDOWED}
+
+        def made(prefix: str) -> set[str]:
+            return {r["n"] for r in run("SELECT table_name AS n FROM duckdb_tables() WHERE table_name LIKE ?",
+                                        [prefix + "%"])}
+
+        rollup.compute(run, "new", "hist", prefix="one_", tables=rollup.WINDOWED, **kw)
+        said: list[str] = []
+
+        def logged(sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+            said.append(sql)
+            return run(sql, params)
+
+        rollup.compute(logged, "new", None, prefix="a_", tables=alone, **kw)
+        assert made("a_") == {f"a_{t}" for t in alone}
+        # nothing of the other call's: it may be running its statements on those at the same time
+        assert not [q for q in said if re.search(r"\ba_(calls|seq|new_calls|new_sessions)\b", q)]
+        rollup.compute(run, "new", "hist", prefix="a_", tables=with_calls, **kw)
+        rollup.compute(run, "new", "hist", prefix="b_", tables=with_calls, **kw)
+        rollup.compute(run, "new", None, prefix="b_", tables=alone, **kw)
+        one = tables("one_")
+        assert all(one[t] for t in ("chains", "loops", "buckets", "perf")), "tables with rows"
+        assert tables("a_") == one and tables("b_") == one
 
 
 def test_the_marks_of_batches_that_agree_are_read_without_matching_by_name(home: Path) -> None:

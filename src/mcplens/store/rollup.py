@@ -116,6 +116,9 @@ DAY: Final = 288
 HOUR_S: Final = 3600.0
 #: the tables a window's analysis needs (the others serve the whole store's report and the dashboard)
 WINDOWED: Final = ("chains", "sessions", "loops", "exfil", "buckets", "instances", "clients", "errmin", "perf")
+#: the tables made from the tool calls with their sessions' history (``calls``); the others count the
+#: new events alone, so they can be made without the history, beside those
+FROM_CALLS: Final = frozenset({"chains", "sessions", "loops", "loopn", "exfil", "spans", "series"})
 #: the requests that serve something (the performance rules' scope)
 SERVED: Final = ("tools/call", "resources/read", "prompts/get")
 #: the events the analysis reads one by one, few among many: ``marks`` keeps them whole (every column), so a
@@ -171,8 +174,9 @@ def compute(
 
     ``history``: a relation holding earlier events (any superset of the earlier events of the
     sessions in ``new``, none later than them); ``None`` when the sessions in ``new`` have none.
-    Both relations have the store's friendly column names. ``reads`` and ``sends`` are the tools
-    classified as data access and as outbound, for the read-then-send pairs.
+    Only the tables in :data:`FROM_CALLS` read it: the others may be made by a call of their own,
+    beside one making those. Both relations have the store's friendly column names. ``reads`` and
+    ``sends`` are the tools classified as data access and as outbound, for the read-then-send pairs.
 
     Every contribution is counted in the ``hour`` of the call that makes it (a chain at its last
     call, a session at its first call, a read-then-send at the send), judged with the session's
@@ -182,7 +186,10 @@ def compute(
     groups. Tables that are only merged in memory (a window's edges, the slow path) need no order.
     """
     p = prefix
-    if history is None:
+    want = set(tables)
+    if not want & FROM_CALLS:  # the new events' counts alone: no calls, no history
+        pass
+    elif history is None:
         execute(f"CREATE OR REPLACE TEMP TABLE {p}calls AS {_calls(new, True)}")
     else:
         execute(f"CREATE OR REPLACE TEMP TABLE {p}new_calls AS {_calls(new, True)}")
@@ -198,7 +205,6 @@ def compute(
                 UNION ALL
                 SELECT * FROM ({_calls(ours, False)}) WHERE sk IN (SELECT DISTINCT sk FROM {p}new_calls)"""
         )
-    want = set(tables)
     # history first on equal times: it was written earlier
     if want & {"chains", "sessions"}:
         execute(
@@ -369,9 +375,10 @@ def compute(
             execute(f"CREATE OR REPLACE TEMP TABLE {p}{table} AS {sql}")
     if "series" in want:
         execute(f"CREATE OR REPLACE TEMP TABLE {p}series AS {series_sql(new, bucket, calls=f'{p}calls')}")
-    execute(f"DROP TABLE IF EXISTS {p}seq")
-    execute(f"DROP TABLE IF EXISTS {p}calls")
-    execute(f"DROP TABLE IF EXISTS {p}new_calls")
+    if want & FROM_CALLS:  # what they were made from (another call's tables are not this one's to drop)
+        execute(f"DROP TABLE IF EXISTS {p}seq")
+        execute(f"DROP TABLE IF EXISTS {p}calls")
+        execute(f"DROP TABLE IF EXISTS {p}new_calls")
 
 
 def loop_counts_sql(rows: str, examples: int) -> str:

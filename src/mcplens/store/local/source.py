@@ -18,6 +18,7 @@ window's events like any DuckDB source.
 from __future__ import annotations
 
 import functools
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -119,6 +120,8 @@ class LocalSource(DuckDBSource):
                 regions.append((" UNION ALL ".join(parts), None if u is None or hi is None else hi * HOUR_S,
                                 -float("inf") if lo is None else lo * HOUR_S, last_from_batches))
         has_segments = self.has_segments
+        made = [threading.Event() for _ in regions]  # each region's rg<i>_new made (or failed)
+        with_calls = [t for t in rollup.WINDOWED if t in rollup.FROM_CALLS]
 
         def region(src: AnalysisSource, i: int) -> str:
             new, batch_before, tail_before, from_batches = regions[i]
@@ -127,7 +130,10 @@ class LocalSource(DuckDBSource):
             # tail is a table already, which a view reads column by column without a copy
             kind = "TABLE" if from_batches else "VIEW"
             cols = ", ".join(f'"{c}"' for c in rollup.COMPUTE_COLUMNS)
-            src(f"CREATE OR REPLACE TEMP {kind} rg{i}_new AS SELECT {cols} FROM ({new})")
+            try:
+                src(f"CREATE OR REPLACE TEMP {kind} rg{i}_new AS SELECT {cols} FROM ({new})")
+            finally:
+                made[i].set()
             # the sessions' history starts at their first call, and lies in the batches whose spans
             # name them (a batch's spans list every session with a tool call in it): read only those,
             # from there on. Only a batch with events from before the new ones can hold any: a window
@@ -151,11 +157,22 @@ class LocalSource(DuckDBSource):
                 hist.append(f"SELECT * FROM tail_events WHERE time < {lit(tail_before)}")
             src(f"CREATE OR REPLACE TEMP VIEW rg{i}_hist AS " + " UNION ALL ".join(f"({h})" for h in hist))
             rollup.compute(src, f"rg{i}_new", f"rg{i}_hist", reads=reads, sends=sends, exfil_window=exfil_window,
-                           bucket=BUCKET, prefix=f"rg{i}_", tables=rollup.WINDOWED, sort=False)
+                           bucket=BUCKET, prefix=f"rg{i}_", tables=with_calls, sort=False)
             return f"rg{i}_"
 
-        # the two regions, then the tables, each independent of the others: on two cores, two at once
-        computed = self.each([functools.partial(region, i=i) for i in range(len(regions))])
+        def counts(src: AnalysisSource, i: int) -> None:
+            """The region's tables that count its new events alone: whichever source is free first
+            makes them (the first region, with its history, is the longer: ~0.26 against ~0.2 s)."""
+            made[i].wait()
+            rollup.compute(src, f"rg{i}_new", None, reads=reads, sends=sends, exfil_window=exfil_window,
+                           bucket=BUCKET, prefix=f"rg{i}_",
+                           tables=[t for t in rollup.WINDOWED if t not in rollup.FROM_CALLS], sort=False)
+
+        # the two regions, then the tables, each independent of the others: on two cores, two at once.
+        # A region's counts wait only for its new events, which its first task makes first of all
+        n = len(regions)
+        tasks = [functools.partial(region, i=i) for i in range(n)] + [functools.partial(counts, i=i) for i in range(n)]
+        computed = self.each(tasks)[:n]
         server = "" if self.server is None else f" AND server IS NOT DISTINCT FROM {lit(self.server)}"
         d0, d1 = whole_days(lo, hi)
         daily = core and (d0 is None or d1 is None or d0 < d1)
