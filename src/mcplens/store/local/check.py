@@ -27,8 +27,8 @@ from typing import Any
 
 from mcplens.store import engine
 from mcplens.store.local.files import MANIFEST_SUFFIX, _path_lit, pid_alive, segment_pid
+from mcplens.store.local.layout import CLOSED, LIVE, PARQUET, events_dir
 from mcplens.store.local.reader import LocalStore
-from mcplens.store.local.writer import CLOSED, LIVE, PARQUET, events_dir
 
 QUARANTINE = "quarantine"
 

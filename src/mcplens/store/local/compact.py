@@ -33,8 +33,8 @@ from mcplens.store.local.files import (
     read_segments_sql,
     segment_pid,
 )
+from mcplens.store.local.layout import CLOSED, LIVE, PARQUET
 from mcplens.store.local.tailcache import tidy
-from mcplens.store.local.writer import CLOSED, LIVE, PARQUET
 from mcplens.store.rollup import EXFIL_WINDOW, ROLLUP_DIR
 
 if TYPE_CHECKING:

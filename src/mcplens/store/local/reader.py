@@ -59,8 +59,8 @@ from mcplens.store.local.files import (
     schema_of,
     share_cores,
 )
+from mcplens.store.local.layout import CLOSED, LIVE, PARQUET, events_dir
 from mcplens.store.local.tailcache import closed_as_parquet, make_copies
-from mcplens.store.local.writer import CLOSED, LIVE, PARQUET, events_dir
 from mcplens.store.source import AnalysisSource
 from mcplens.store.sql import ERROR, NOT_HEALTH, SESSION_ID, lit, window_where
 

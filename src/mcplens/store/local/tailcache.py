@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from mcplens.store import engine
 from mcplens.store.local.files import _lit, read_segments_sql
-from mcplens.store.local.writer import CLOSED
+from mcplens.store.local.layout import CLOSED
 
 CACHE: Final = "cache"
 _SUFFIX: Final = ".parquet"

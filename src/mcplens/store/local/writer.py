@@ -27,19 +27,11 @@ from typing import Any
 from mcplens import _json, resources
 from mcplens import event as ev
 from mcplens.event_templates import Sanitized
+from mcplens.store.local.layout import CLOSED, LIVE, PARQUET, events_dir  # noqa: F401 - also named from here
 
 #: segment numbers, shared by every sink of this process: two sinks of one instance opened in the
 #: same second (a pipeline closed and opened again) must never pick the same file name
 _SEGMENT_NUMBERS = itertools.count(1)
-
-LIVE = "live"
-CLOSED = "closed"
-PARQUET = "parquet"
-
-
-def events_dir(home: Path) -> Path:
-    return Path(home) / "events"
-
 
 def encode(event: dict[str, Any]) -> bytes:
     return _json.dumps(event) + b"\n"
