@@ -289,6 +289,12 @@ class SharedDatabase:
             if self._db is db:
                 self._db = None
 
+    def abandon(self) -> None:
+        """Forget the database without closing it: the process ends now (cli ``run``), and closing
+        would only free what the exit frees."""
+        with self._lock:
+            self._db = None
+
     def _close(self) -> None:  # at exit, before the interpreter tears DuckDB down
         with self._lock:
             if self._db is not None:
@@ -299,6 +305,11 @@ class SharedDatabase:
 
 #: the readers' database of this process
 SHARED: Final = SharedDatabase()
+
+
+def abandon_databases() -> None:
+    """:meth:`SharedDatabase.abandon` for the process's readers' database."""
+    SHARED.abandon()
 
 
 def events_view_sql(name: str, parquet: Sequence[Path], segments: Sequence[Path],

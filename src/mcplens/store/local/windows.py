@@ -413,6 +413,14 @@ def _close_all() -> None:
 atexit.register(_close_all)
 
 
+def abandon_databases() -> None:
+    """Forget every connection without closing it: the process ends now (cli ``run``), and closing
+    would only free what the exit frees."""
+    with _OPEN_LOCK:
+        _OPEN.clear()
+        _DB.clear()
+
+
 def _connection() -> Any:
     """One DuckDB connection per thread, kept, all to one in-memory database: a connection costs
     ~20 ms, and the database's object cache keeps the Parquet footers of the rollup files between
