@@ -45,6 +45,7 @@ def _expected(rows: list[tuple[Any, ...]], windows: list[int], unit: int, lead: 
 @pytest.mark.parametrize("seed", range(6))
 def test_every_windows_counts_in_one_statement(seed: int) -> None:
     rng = random.Random(seed)
+    split = random.Random(-seed)  # apart, so the calls drawn stay those of the seed
     windows = sorted(rng.sample([300, 600, 900, 1800, 3600, 7200], rng.randint(1, 3)))
     unit = math.gcd(*windows)
     lead = windows[-1] // unit
@@ -57,8 +58,11 @@ def test_every_windows_counts_in_one_statement(seed: int) -> None:
             for ago in range(lead + base_units + rng.randint(0, 20)):  # some beyond the baseline: left out
                 recent = ago < lead
                 if (recent and busy) or rng.random() < 0.05:
-                    rows.append((server, who, ago, rng.randint(20, 60) if recent and busy else rng.randint(1, 9),
-                                 rng.choice([None, "cli", "ide"]), 1e9 - ago * unit + rng.random()))
+                    n = rng.randint(20, 60) if recent and busy else rng.randint(1, 9)
+                    # a unit may come in several rows (rollup buckets not grouped again): they add up
+                    name, first = rng.choice([None, "cli", "ide"]), 1e9 - ago * unit + rng.random()
+                    for part in [n] if n < 2 or split.random() < 0.7 else [n // 2, n - n // 2]:
+                        rows.append((server, who, ago, part, name, first + split.random()))
     con = engine.duckdb().connect()
     con.execute("CREATE TABLE units (server VARCHAR, who VARCHAR, ago BIGINT, n BIGINT, client_name VARCHAR, "
                 "first DOUBLE)")
