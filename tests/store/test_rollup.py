@@ -368,3 +368,24 @@ def test_the_marks_of_batches_that_agree_are_read_without_matching_by_name(home:
         path.write_text(json.dumps(data))
         sql, rows = marks(LocalStore(home))
         assert "union_by_name" in sql and rows == agreed
+
+
+def test_a_data_directory_named_with_glob_characters_reads_its_rollups(home: Path, tmp_path: Path) -> None:
+    """``*``, ``?`` and ``[...]`` in the data directory's name: ``read_parquet`` takes them as a pattern
+    unless the file exists by that name (the batches' paths are escaped, the rollups' are not), so
+    every read of rollups, marks, spans and the views' files finds its files: the same findings,
+    report and sessions as from a plain name, from the rollups."""
+    import shutil
+
+    from mcplens import views
+
+    odd = tmp_path / "we[ir]d*?home"
+    shutil.copytree(home, odd)
+    plain, strange = LocalStore(home), LocalStore(odd)
+    assert _uses_rollups(strange)
+    window = TimeWindow(CUT1 - 3600 * 5 - 17, None)
+    assert [f.to_dict() for f in insights(strange, since=window.since)] == \
+        [f.to_dict() for f in insights(plain, since=window.since)]
+    assert [f.to_dict() for f in insights(strange)] == [f.to_dict() for f in insights(plain)]
+    assert views.tools(strange, window) == views.tools(plain, window)
+    assert views.sessions(strange, window) == views.sessions(plain, window)
