@@ -22,6 +22,27 @@ def test_the_cli_loads_neither_the_duckdb_package_nor_the_dashboards_server() ->
     assert out.stdout.strip() == "[]"
 
 
+
+def test_a_command_builds_only_its_own_parser() -> None:
+    """``mcplens insights ...`` parses with the insights parser alone: the proxy's, PostgreSQL's and
+    the dashboard's modules stay unloaded; ``mcplens --help`` and an unknown command still know every
+    command."""
+    code = (
+        "import sys, contextlib, io\n"
+        "from mcplens.cli import main\n"
+        "err = io.StringIO()\n"
+        "with contextlib.redirect_stderr(err):\n"
+        "    rc = main(['insights', '--bogus'])\n"
+        "print(rc, 'mcplens insights: error: unrecognized arguments: --bogus' in err.getvalue())\n"
+        "print(sorted(m for m in ('mcplens.proxy', 'mcplens.dashboard', 'mcplens.store.postgres.admin') "
+        "if m in sys.modules))\n"
+        "with contextlib.redirect_stderr(err):\n"
+        "    rc = main(['insigths'])\n"
+        "print(rc, \"invalid choice: 'insigths'\" in err.getvalue(), \"'dashboard'\" in err.getvalue())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.splitlines() == ["2 True", "[]", "2 True True"]
+
 def test_insights_finds_secrets_without_compiling_the_privacy_patterns(home: Path) -> None:
     """Which redaction kinds are credentials is known without the privacy stage's ~80 regular
     expressions (compiling them was ~50 ms of every ``insights`` run); the finding is unchanged. Nor

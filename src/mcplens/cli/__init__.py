@@ -23,7 +23,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, NoReturn
+from typing import Any, Final, NoReturn
 
 from mcplens import safetext
 from mcplens.cli.common import UsageError, report_bad_files
@@ -39,7 +39,10 @@ from mcplens.store.base import SORTS
 # ---- entry point ----------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every command's parser; with ``command`` one of mcplens's own, only that one's (each run
+    builds what it parses: the others, the proxy's, PostgreSQL's and the dashboard's among them,
+    were ~10 ms of every start)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--home", type=Path, help="data directory (default: $MCPLENS_HOME or the platform's)")
     common.add_argument("--json", action="store_true", help="machine-readable output")
@@ -51,6 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="mcplens", description="Report on what your MCP servers did.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, add in _COMMANDS:
+        if command not in _OWN or command == name:
+            add(sub, common, win)
+    return parser
+
+
+Parents = argparse.ArgumentParser
+
+
+def _report(sub: Any, common: Parents, win: Parents) -> None:
     p = sub.add_parser("report", parents=[common, win], help="per-tool calls, errors, latency, payload")
     p.add_argument("--sort", choices=SORTS, default="calls", help="column to sort by, largest first")
     p.add_argument("--tool", help="only this tool/prompt/resource name, or a method such as tools/list "
@@ -58,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--limit", type=count_arg, help="at most this many rows, after sorting (default all)")
     p.set_defaults(func=cmd_report)
 
+
+def _tail(sub: Any, common: Parents, win: Parents) -> None:
     # -n is --limit in every command: at most N rows/events (tail: the N newest shown first)
     p = sub.add_parser("tail", parents=[common], help="stream events as they arrive")
     p.add_argument("-n", "--limit", "--lines", dest="limit", type=count_arg, default=10,
@@ -66,14 +81,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server", help="only this server (by name)")
     p.set_defaults(func=cmd_tail)
 
+
+def _sessions(sub: Any, common: Parents, win: Parents) -> None:
     p = sub.add_parser("sessions", parents=[common, win], help="list sessions, or show one session's events")
     p.add_argument("id", nargs="?", help="a session id or a unique prefix of one")
     p.add_argument("-n", "--limit", type=count_arg, default=50, help="at most this many sessions (default 50)")
     p.set_defaults(func=cmd_sessions)
 
+
+def _compact(sub: Any, common: Parents, win: Parents) -> None:
     p = sub.add_parser("compact", parents=[common], help="fold finished segments into Parquet")
     p.set_defaults(func=cmd_compact)
 
+
+def _disclose(sub: Any, common: Parents, win: Parents) -> None:
     p = sub.add_parser("disclose", help="print the README section saying what this configuration collects")
     p.add_argument("--mode", choices=("local", "packaged"), help="as instrument(mode=...) (default: $MCPLENS_MODE)")
     p.add_argument("--opt-in-env", help="packaged mode: the server's own opt-in variable")
@@ -82,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--home", type=Path, help="data directory the text names (default: $MCPLENS_HOME or the platform's)")
     p.set_defaults(func=cmd_disclose, standalone=True)
 
+
+def _others(sub: Any, common: Parents, win: Parents) -> None:
+    """The commands other packages add: the proxies, PostgreSQL's administration, the dashboard."""
     from mcplens.proxy import add_parser as add_proxy_parser
 
     add_proxy_parser(sub)
@@ -93,11 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_dashboard_parser(sub)
 
+
+def _health(sub: Any, common: Parents, win: Parents) -> None:
     p = sub.add_parser("health", parents=[common], help="the capture pipeline's own counters per process")
     p.add_argument("--since", help="only processes that reported since (15m, 2h, ISO ...)")
     p.add_argument("--until", help="same forms as --since")
     p.set_defaults(func=cmd_health)
 
+
+def _insights(sub: Any, common: Parents, win: Parents) -> None:
     p = sub.add_parser("insights", parents=[common, win],
                        help="what is wrong and what to do: usage, performance, health, security findings")
     p.add_argument("--config", type=Path, help="TOML file whose [insights] table overrides thresholds")
@@ -106,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--limit", type=count_arg, help="at most this many findings, most severe first")
     p.set_defaults(func=cmd_insights)
 
+
+def _watch(sub: Any, common: Parents, win: Parents) -> None:
     p = sub.add_parser("watch", parents=[common], help="evaluate alert rules continuously; notify log and webhook")
     p.add_argument("--config", type=Path, required=True, help="TOML file with [alerts] and [[alerts.rules]]")
     p.add_argument("--interval", type=float, help="seconds between evaluations (default: the file's, else 30)")
@@ -113,12 +143,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate once and exit (alert state is kept, so cool-downs still hold)")
     p.set_defaults(func=cmd_watch)
 
+
+def _check(sub: Any, common: Parents, win: Parents) -> None:
     p = sub.add_parser("check", parents=[common],
                        help="validate the data directory: list unreadable files, --fix moves them aside")
     p.add_argument("--fix", action="store_true",
                    help="move unreadable files into events/quarantine/ (never deletes anything)")
     p.set_defaults(func=cmd_check)
-    return parser
+
+
+#: every command, in the order of ``mcplens --help``
+_COMMANDS: Final = (("report", _report), ("tail", _tail), ("sessions", _sessions), ("compact", _compact),
+                    ("disclose", _disclose), ("", _others), ("health", _health), ("insights", _insights),
+                    ("watch", _watch), ("check", _check))
+#: the commands this module builds alone
+_OWN: Final = frozenset(name for name, _ in _COMMANDS if name)
 
 
 def _data_error(e: BaseException) -> bool:
@@ -160,7 +199,8 @@ def run() -> NoReturn:
 
 
 def main(argv: Sequence[str] | None = None, *, end_process: bool = False) -> int:
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(words[0] if words else None)
     try:
         args = parse(parser, argv)
     except SystemExit as e:  # --help, or a usage error argparse already explained
