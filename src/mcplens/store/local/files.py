@@ -291,8 +291,11 @@ class SharedDatabase:
 
     def abandon(self) -> None:
         """Forget the database without closing it: the process ends now (cli ``run``), and closing
-        would only free what the exit frees."""
+        would only free what the exit frees. It stays referenced: the last reference gone, DuckDB
+        closes it."""
         with self._lock:
+            if self._db is not None:
+                _ABANDONED.append(self._db)
             self._db = None
 
     def _close(self) -> None:  # at exit, before the interpreter tears DuckDB down
@@ -302,6 +305,9 @@ class SharedDatabase:
                     self._db.close()
                 self._db = None
 
+
+#: databases and connections left open for the process's end (:meth:`SharedDatabase.abandon`)
+_ABANDONED: list[Any] = []
 
 #: the readers' database of this process
 SHARED: Final = SharedDatabase()

@@ -415,10 +415,16 @@ atexit.register(_close_all)
 
 def abandon_databases() -> None:
     """Forget every connection without closing it: the process ends now (cli ``run``), and closing
-    would only free what the exit frees."""
+    would only free what the exit frees. They stay referenced: the last reference gone, DuckDB
+    closes them."""
     with _OPEN_LOCK:
+        _ABANDONED.extend([*_OPEN, *_DB])
         _OPEN.clear()
         _DB.clear()
+
+
+#: connections left open for the process's end (:func:`abandon_databases`)
+_ABANDONED: list[Any] = []
 
 
 def _connection() -> Any:
