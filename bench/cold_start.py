@@ -8,7 +8,9 @@ over ``window`` (ending at the store's newest event) three times: the first run 
 one-shot CLI makes, the third a warm one (a process that stays up). For each run it counts the minor
 page faults (``getrusage``): a fresh process touches every page the run needs for the first time.
 A last child measures what one first touch costs on this machine (touching a fresh 256 MB anonymous
-mapping, a page at a time), so the faults can be priced. Medians over the rounds; ``--record``
+mapping, a page at a time), so the faults can be priced. Then how long a one-shot ``mcplens insights``
+process takes to end after its output: as the ``mcplens`` command ends it (cli ``run``), and with the
+interpreter's usual teardown (``sys.exit(main())``), alternating. Medians over the rounds; ``--record``
 appends them to bench/RESULTS.md.
 """
 
@@ -50,6 +52,22 @@ out["runs"] = runs
 print(json.dumps(out))
 """
 
+EXIT = r"""
+import sys, time
+from mcplens import cli
+dispatch = cli._dispatch
+def timed(args):
+    code = dispatch(args)
+    sys.stderr.write(f"\n{time.time()!r}\n")  # the command's work done: from here on, the process ends
+    sys.stderr.flush()
+    return code
+cli._dispatch = timed
+how, sys.argv = sys.argv[1], ["mcplens", *sys.argv[2:]]
+if how == "run":
+    cli.run()  # the mcplens command: a read-and-print command's process ends at once
+sys.exit(cli.main())  # as before: the interpreter's teardown and DuckDB's close
+"""
+
 TOUCH = r"""
 import mmap, time
 size = 256 << 20
@@ -85,6 +103,16 @@ def main() -> None:
         rounds.append(json.loads(res.stdout))
         print(f"round {r + 1}: " + ", ".join(f"{k} {v:.3f}s" for k, v in rounds[-1].items() if k != "runs")
               + "; runs " + ", ".join(f"{x['wall']:.3f}s/{x['faults']} faults" for x in rounds[-1]["runs"]), flush=True)
+    # how long the process takes to end once the command is done, as the mcplens command ends it and
+    # with the interpreter's usual teardown (DuckDB's database closed, every object freed)
+    ends: dict[str, list[float]] = {"run": [], "main": []}
+    cli = ["insights", "--home", str(args.store), "--since", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since)),
+           "--json"]
+    for _ in range(args.rounds):
+        for how in ends:
+            res = subprocess.run([sys.executable, "-c", EXIT, how, *cli], env=env, check=True, capture_output=True,
+                                 text=True)
+            ends[how].append(time.time() - float(res.stderr.strip().splitlines()[-1]))
     per_fault = statistics.median(float(subprocess.run([sys.executable, "-c", TOUCH], check=True, capture_output=True,
                                                         text=True).stdout) for _ in range(3))
 
@@ -99,6 +127,8 @@ def main() -> None:
         f"{warm:.3f} s with {warm_f:,.0f}",
         f"one first touch of a page {per_fault * 1e6:.1f} us: the cold run's extra faults cost "
         f"~{(cold_f - warm_f) * per_fault:.3f} s of its extra {cold - warm:.3f} s",
+        f"the one-shot `mcplens insights` ends {statistics.median(ends['run']):.3f} s after its output (the "
+        f"interpreter's teardown and DuckDB's close: {statistics.median(ends['main']):.3f} s)",
     ]
     print("\n".join(lines))
     if args.record:
