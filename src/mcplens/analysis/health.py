@@ -352,6 +352,6 @@ def resources(a: Analysis) -> None:
         )
 
 
-#: the area's detectors, in the order of their findings (one here)
-#: each rule on its own, so a run spreads them over its sources (store/source.py ``each``)
+#: the area's detectors, in the order of their findings: each rule on its own, so a run spreads them
+#: over its sources (store/source.py ``each``)
 DETECTORS = (error_rate, volume, error_spikes, restarts, resources, rate_limited)

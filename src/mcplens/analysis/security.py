@@ -270,6 +270,6 @@ def _drift_finding(a: Analysis, server: Any, old: dict[str, Any], new: dict[str,
     )
 
 
-#: the area's detectors, in the order of their findings (one here)
-#: each rule on its own, so a run spreads them over its sources (store/source.py ``each``)
+#: the area's detectors, in the order of their findings: each rule on its own, so a run spreads them
+#: over its sources (store/source.py ``each``)
 DETECTORS = (exfiltration, secrets_and_injection, drift, auth_failures)

@@ -187,11 +187,10 @@ def compute(
     """
     p = prefix
     want = set(tables)
-    if not want & FROM_CALLS:  # the new events' counts alone: no calls, no history
-        pass
-    elif history is None:
+    with_calls = bool(want & FROM_CALLS)  # else the new events' counts alone: no calls, no history
+    if with_calls and history is None:
         execute(f"CREATE OR REPLACE TEMP TABLE {p}calls AS {_calls(new, True)}")
-    else:
+    elif with_calls:
         execute(f"CREATE OR REPLACE TEMP TABLE {p}new_calls AS {_calls(new, True)}")
         # the history's rows of other sessions are left out by their raw session id first, before the
         # session key and the loop key are computed for each (a session open for days would otherwise
@@ -375,7 +374,7 @@ def compute(
             execute(f"CREATE OR REPLACE TEMP TABLE {p}{table} AS {sql}")
     if "series" in want:
         execute(f"CREATE OR REPLACE TEMP TABLE {p}series AS {series_sql(new, bucket, calls=f'{p}calls')}")
-    if want & FROM_CALLS:  # what they were made from (another call's tables are not this one's to drop)
+    if with_calls:  # what they were made from (another call's tables are not this one's to drop)
         execute(f"DROP TABLE IF EXISTS {p}seq")
         execute(f"DROP TABLE IF EXISTS {p}calls")
         execute(f"DROP TABLE IF EXISTS {p}new_calls")

@@ -33,6 +33,7 @@ from mcplens.store.local.layout import CLOSED, LIVE, PARQUET, events_dir  # noqa
 #: same second (a pipeline closed and opened again) must never pick the same file name
 _SEGMENT_NUMBERS = itertools.count(1)
 
+
 def encode(event: dict[str, Any]) -> bytes:
     return _json.dumps(event) + b"\n"
 
