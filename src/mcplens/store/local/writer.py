@@ -27,7 +27,7 @@ from typing import Any
 from mcplens import _json, resources
 from mcplens import event as ev
 from mcplens.event_templates import Sanitized
-from mcplens.store.local.layout import CLOSED, LIVE, PARQUET, events_dir  # noqa: F401 - also named from here
+from mcplens.store.local.layout import CLOSED, LIVE, events_dir
 
 #: segment numbers, shared by every sink of this process: two sinks of one instance opened in the
 #: same second (a pipeline closed and opened again) must never pick the same file name

@@ -106,7 +106,7 @@ def _locked(home: Path) -> Iterator[None]:
 
 
 def _pq(home: Path) -> Path:
-    from mcplens.store.local.writer import PARQUET, events_dir
+    from mcplens.store.local.layout import PARQUET, events_dir
 
     d = events_dir(home) / PARQUET
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -174,7 +174,7 @@ def reader_home(home: Path) -> Path:
     import shutil
 
     from mcplens.store.local.files import pid_alive
-    from mcplens.store.local.writer import PARQUET, events_dir
+    from mcplens.store.local.layout import PARQUET, events_dir
 
     _pq(home)
     readers = home / "readers"
@@ -242,7 +242,7 @@ def write_segment(conn: Any, home: Path, name: str, lo: float | None, hi: float 
     """The events with ``lo <= time < hi`` (None: unbounded) as the mirror's segment ``name``
     (removed when there are none); returns how many."""
     from mcplens.store.local.files import _lit
-    from mcplens.store.local.writer import CLOSED, events_dir
+    from mcplens.store.local.layout import CLOSED, events_dir
 
     closed = events_dir(home) / CLOSED
     closed.mkdir(parents=True, exist_ok=True, mode=0o700)

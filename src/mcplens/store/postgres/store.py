@@ -81,7 +81,7 @@ class PostgresStore(LocalStore):
 
     def refresh(self, force: bool = False) -> None:
         """Bring the mirror up to date with the database (at most every ``REFRESH`` seconds)."""
-        from mcplens.store.local.writer import events_dir
+        from mcplens.store.local.layout import events_dir
         from mcplens.store.postgres import mirror
 
         with self._lock:

@@ -43,7 +43,8 @@ from typing import Any, Final
 
 from mcplens import event as ev
 from mcplens._json import dumps
-from mcplens.store.local.writer import CLOSED, LIVE, EventLogSink, events_dir
+from mcplens.store.local.layout import CLOSED, LIVE, events_dir
+from mcplens.store.local.writer import EventLogSink
 from mcplens.store.postgres import clean_error, mask_url
 from mcplens.store.postgres.schema import DAY, SCHEMA, WRITER_HEALTH, columns
 
