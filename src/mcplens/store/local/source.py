@@ -122,6 +122,7 @@ class LocalSource(DuckDBSource):
         has_segments = self.has_segments
         made = [threading.Event() for _ in regions]  # each region's rg<i>_new made (or failed)
         with_calls = [t for t in rollup.WINDOWED if t in rollup.FROM_CALLS]
+        alone = [t for t in rollup.WINDOWED if t not in rollup.FROM_CALLS]
 
         def region(src: AnalysisSource, i: int) -> str:
             new, batch_before, tail_before, from_batches = regions[i]
@@ -165,8 +166,7 @@ class LocalSource(DuckDBSource):
             makes them (the first region, with its history, is the longer: ~0.26 against ~0.2 s)."""
             made[i].wait()
             rollup.compute(src, f"rg{i}_new", None, reads=reads, sends=sends, exfil_window=exfil_window,
-                           bucket=BUCKET, prefix=f"rg{i}_",
-                           tables=[t for t in rollup.WINDOWED if t not in rollup.FROM_CALLS], sort=False)
+                           bucket=BUCKET, prefix=f"rg{i}_", tables=alone, sort=False)
 
         # the two regions, then the tables, each independent of the others: on two cores, two at once.
         # A region's counts wait only for its new events, which its first task makes first of all
